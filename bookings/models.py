@@ -1,0 +1,248 @@
+import secrets
+import zoneinfo
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import F, Q
+from django.utils import timezone as django_timezone
+
+
+def validate_timezone_name(value: str) -> None:
+    if value not in zoneinfo.available_timezones():
+        raise ValidationError(f"“{value}” is not a timezone name such as Europe/London.")
+
+
+def new_public_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Merchant(models.Model):
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="merchant")
+    display_name = models.CharField(max_length=120)
+    timezone = models.CharField(max_length=64, default="Europe/London", validators=[validate_timezone_name])
+    support_email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(default=django_timezone.now)
+
+    class Meta:
+        ordering = ["display_name"]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+
+class Listing(models.Model):
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="listings")
+    title = models.CharField(max_length=120)
+    slug = models.SlugField(max_length=140, unique=True)
+    description = models.TextField(blank=True)
+    price_amount = models.PositiveIntegerField(help_text="Price per seat in the currency's minor unit (cents, pence…).")
+    currency = models.CharField(max_length=3, default="eur")
+    duration_minutes = models.PositiveIntegerField(default=60)
+    is_active = models.BooleanField(default=True, help_text="Archived listings leave the catalog but keep their bookings.")
+    created_at = models.DateTimeField(default=django_timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+        constraints = [
+            models.CheckConstraint(condition=Q(price_amount__gt=0), name="listing_price_positive"),
+            models.CheckConstraint(condition=Q(duration_minutes__gt=0), name="listing_duration_positive"),
+        ]
+        indexes = [models.Index(fields=["is_active", "title"], name="listing_catalog_idx")]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class Slot(models.Model):
+    listing = models.ForeignKey(Listing, on_delete=models.PROTECT, related_name="slots")
+    starts_at = models.DateTimeField()
+    capacity = models.PositiveIntegerField()
+    seats_left = models.PositiveIntegerField()
+    is_on_sale = models.BooleanField(default=True)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=django_timezone.now)
+
+    class Meta:
+        ordering = ["starts_at", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(capacity__gte=1), name="slot_capacity_at_least_one"),
+            models.CheckConstraint(
+                condition=Q(seats_left__gte=0) & Q(seats_left__lte=F("capacity")),
+                name="slot_seats_left_within_capacity",
+            ),
+        ]
+        indexes = [models.Index(fields=["listing", "starts_at"], name="slot_listing_start_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.listing} at {self.starts_at:%Y-%m-%d %H:%M %Z}"
+
+    @property
+    def seats_sold(self) -> int:
+        return self.capacity - self.seats_left
+
+    @property
+    def is_sold_out(self) -> bool:
+        return self.seats_left == 0
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancelled_at is not None
+
+    @property
+    def is_bookable(self) -> bool:
+        return self.is_on_sale and not self.is_cancelled and self.seats_left > 0 and self.starts_at > django_timezone.now()
+
+
+class BookingStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for payment"
+    CONFIRMED = "confirmed", "Confirmed"
+    REFUND_DUE = "refund_due", "Refund due"
+    REFUNDED = "refunded", "Refunded"
+    REFUND_FAILED = "refund_failed", "Refund failed"
+    CANCELLED = "cancelled", "Cancelled"
+    EXPIRED = "expired", "Payment not completed"
+
+
+class Booking(models.Model):
+    Status = BookingStatus
+
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="bookings")
+    quantity = models.PositiveIntegerField()
+    customer_email = models.EmailField()
+    customer_name = models.CharField(max_length=120)
+    status = models.CharField(max_length=16, choices=BookingStatus.choices, default=BookingStatus.PENDING)
+    # Price times quantity, in minor units; what Stripe actually took is amount_paid
+    # (less when a promotion code applied, 0 for a 100% code).
+    amount_total = models.PositiveIntegerField()
+    currency = models.CharField(max_length=3)
+    amount_paid = models.PositiveIntegerField(default=0)
+    amount_refunded = models.PositiveIntegerField(default=0)
+
+    checkout_session_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    checkout_expires_at = models.DateTimeField(null=True, blank=True)
+    payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
+    stripe_customer_id = models.CharField(max_length=255, blank=True)
+    refund_id = models.CharField(max_length=255, blank=True)
+    public_token = models.CharField(max_length=64, unique=True, default=new_public_token, editable=False)
+
+    # Set once the success page last asked Stripe about this booking, to rate-limit those reads.
+    stripe_checked_at = models.DateTimeField(null=True, blank=True)
+    confirmation_email_sent_at = models.DateTimeField(null=True, blank=True)
+    refund_email_sent_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(default=django_timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="booking_quantity_at_least_one"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__lte=F("amount_paid")), name="booking_refund_within_paid"
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["status", "created_at"], name="booking_status_created_idx"),
+            models.Index(fields=["slot", "status"], name="booking_slot_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Booking {self.pk} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != BookingStatus.PENDING
+
+    @property
+    def holds_seats(self) -> bool:
+        return self.status == BookingStatus.CONFIRMED
+
+    @property
+    def amount_refundable(self) -> int:
+        return self.amount_paid - self.amount_refunded
+
+
+class RefundReason(models.TextChoices):
+    SOLD_OUT = "sold_out", "Sold out while paying"
+    SLOT_CANCELLED = "slot_cancelled", "Slot cancelled"
+    MERCHANT = "merchant", "Refunded by the merchant"
+
+
+class RefundStatus(models.TextChoices):
+    REQUESTED = "requested", "Requested"
+    PENDING = "pending", "Pending at Stripe"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class Refund(models.Model):
+    """One refund of a booking: written before Stripe is asked, so a crash can be finished later."""
+
+    Reason = RefundReason
+    Status = RefundStatus
+
+    booking = models.ForeignKey(Booking, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.PositiveIntegerField()
+    reason = models.CharField(max_length=16, choices=RefundReason.choices)
+    status = models.CharField(max_length=16, choices=RefundStatus.choices, default=RefundStatus.REQUESTED)
+    stripe_refund_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
+    failure_reason = models.CharField(max_length=255, blank=True)
+    last_error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=django_timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=1), name="refund_amount_positive"),
+            # A booking is refunded for selling out, or for a cancelled slot, at most once.
+            models.UniqueConstraint(
+                fields=["booking", "reason"],
+                condition=Q(reason__in=["sold_out", "slot_cancelled"]),
+                name="refund_once_per_booking_and_automatic_reason",
+            ),
+        ]
+        indexes = [models.Index(fields=["status"], name="refund_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Refund {self.pk} of booking {self.booking_id} ({self.status})"
+
+    @property
+    def idempotency_key(self) -> str:
+        if self.reason in (RefundReason.SOLD_OUT, RefundReason.SLOT_CANCELLED):
+            return f"booking-{self.booking_id}-{self.reason}-refund"
+        return f"booking-{self.booking_id}-refund-{self.pk}"
+
+
+class StripeEvent(models.Model):
+    """Every webhook event received, so each is processed once and a failed one can be replayed."""
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "Received"
+        PROCESSED = "processed", "Processed"
+        IGNORED = "ignored", "Ignored"
+        FAILED = "failed", "Failed"
+
+    event_id = models.CharField(max_length=255, unique=True)
+    type = models.CharField(max_length=100)
+    payload = models.JSONField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    error = models.TextField(blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField(default=django_timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at", "-pk"]
+        indexes = [models.Index(fields=["status", "received_at"], name="stripe_event_status_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.event_id} ({self.status})"

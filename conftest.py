@@ -1,0 +1,30 @@
+"""Settings every test run shares, applied before any test or live server starts."""
+
+import os
+
+import pytest
+
+# Django's live_server runs in a thread next to Playwright's synchronous API, which Django
+# would otherwise refuse as "async unsafe".
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def plain_http_test_settings():
+    """Tests talk plain HTTP to a local server, and static files come from the finders."""
+    from django.test import override_settings
+
+    with override_settings(
+        SECURE_SSL_REDIRECT=False,
+        SESSION_COOKIE_SECURE=False,
+        CSRF_COOKIE_SECURE=False,
+        SECURE_HSTS_SECONDS=0,
+        STORAGES={
+            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
+        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        WHITENOISE_AUTOREFRESH=True,
+        WHITENOISE_USE_FINDERS=True,
+    ):
+        yield

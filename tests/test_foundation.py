@@ -1,0 +1,101 @@
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.urls import reverse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "STRIPE_", "DATABASE_"))}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean_env, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_deploy_is_clean_with_debug_off():
+    result = run_manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": "x7#kq2!v9zR4mT8wL1pN6bH3cF5jD0sG-yA_eU+oI=rW2tY9uQ",
+            "DJANGO_ALLOWED_HOSTS": "book.example.com",
+        },
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_check_deploy_flags_the_development_secret_key():
+    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env={"DJANGO_DEBUG": "false"})
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stdout + result.stderr
+
+
+def settings_as_seen_with(env: dict[str, str]) -> dict:
+    code = (
+        "import json; from django.conf import settings; "
+        "db = settings.DATABASES['default']; "
+        "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']), 'options': db.get('OPTIONS', {}), "
+        "'secrets': settings.STRIPE_WEBHOOK_SECRETS, 'api_base': settings.STRIPE_API_BASE, "
+        "'storage': settings.STORAGES['staticfiles']['BACKEND']}, default=str))"
+    )
+    result = run_manage("shell", "--no-imports", "-c", code, env=env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_sqlite_is_the_default_database_and_waits_for_the_write_lock():
+    seen = settings_as_seen_with({})
+    assert seen["engine"] == "django.db.backends.sqlite3"
+    assert seen["options"]["transaction_mode"] == "IMMEDIATE"
+    assert "journal_mode=WAL" in seen["options"]["init_command"]
+
+
+def test_database_url_selects_postgresql_and_webhook_secrets_split_on_commas():
+    seen = settings_as_seen_with(
+        {
+            "DATABASE_URL": "postgres://shop:pw@db.example.com:5433/bookings",
+            "STRIPE_WEBHOOK_SECRET": "whsec_new, whsec_old",
+            "STRIPE_API_BASE": "http://127.0.0.1:12111/",
+        }
+    )
+    assert seen["engine"] == "django.db.backends.postgresql"
+    assert seen["name"] == "bookings"
+    assert seen["secrets"] == ["whsec_new", "whsec_old"]
+    assert seen["api_base"] == "http://127.0.0.1:12111"
+    assert seen["storage"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+
+
+def test_a_malformed_boolean_setting_is_refused_with_its_name():
+    result = run_manage("check", env={"DJANGO_DEBUG": "maybe"})
+    assert result.returncode != 0
+    assert "DJANGO_DEBUG must be true or false" in result.stderr
+
+
+@pytest.mark.django_db
+def test_pages_load_only_local_assets(client):
+    html = client.get(reverse("shop:catalog")).content.decode()
+    assets = re.findall(r'<(?:script|link)[^>]+(?:src|href)="([^"]+)"', html)
+    assert any(a.endswith(".css") for a in assets)
+    assert any("htmx-2.0.11.min.js" in a for a in assets)
+    assert all(a.startswith("/static/") for a in assets), assets
+
+
+def test_vendored_htmx_is_the_pinned_release():
+    vendored = ROOT / "static" / "vendor" / "htmx-2.0.11.min.js"
+    assert vendored.read_text().startswith("var htmx=function()")
+    assert 'version:"2.0.11"' in vendored.read_text()
