@@ -24,6 +24,8 @@ def plain_http_test_settings():
             "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
         },
         EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
+        # Hashing test passwords at production strength would dominate the suite's time.
+        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
         WHITENOISE_AUTOREFRESH=True,
         WHITENOISE_USE_FINDERS=True,
     ):

@@ -134,7 +134,8 @@ class Booking(models.Model):
     # Set once the success page last asked Stripe about this booking, to rate-limit those reads.
     stripe_checked_at = models.DateTimeField(null=True, blank=True)
     confirmation_email_sent_at = models.DateTimeField(null=True, blank=True)
-    refund_email_sent_at = models.DateTimeField(null=True, blank=True)
+    # For a booking cancelled with nothing to refund (a 100% promotion code); refunds notify per Refund.
+    cancellation_email_sent_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(default=django_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -196,6 +197,10 @@ class Refund(models.Model):
     failure_reason = models.CharField(max_length=255, blank=True)
     last_error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # One process at a time asks the provider for this refund; a crashed one's lease runs out.
+    submit_lease_until = models.DateTimeField(null=True, blank=True)
+    customer_notified_at = models.DateTimeField(null=True, blank=True)
+    merchant_alerted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=django_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -215,11 +220,15 @@ class Refund(models.Model):
     def __str__(self) -> str:
         return f"Refund {self.pk} of booking {self.booking_id} ({self.status})"
 
-    @property
-    def idempotency_key(self) -> str:
+    def idempotency_key(self, attempt: int) -> str:
+        """The first attempt's key is derived from the booking alone. Stripe replays a saved 500
+        for a reused key, so a later attempt, made only after looking for a refund the earlier
+        one may have created, needs a key of its own."""
         if self.reason in (RefundReason.SOLD_OUT, RefundReason.SLOT_CANCELLED):
-            return f"booking-{self.booking_id}-{self.reason}-refund"
-        return f"booking-{self.booking_id}-refund-{self.pk}"
+            base = f"booking-{self.booking_id}-{self.reason}-refund"
+        else:
+            base = f"booking-{self.booking_id}-refund-{self.pk}"
+        return base if attempt <= 1 else f"{base}-attempt-{attempt}"
 
 
 class StripeEvent(models.Model):

@@ -227,3 +227,6 @@ LOGGING = {
         "django.request": {"level": "ERROR"},
     },
 }
+
+# The booking domain asks for refunds through this class, the only one that knows Stripe.
+BOOKINGS_PAYMENT_GATEWAY = "shop.payments.StripeRefundGateway"

@@ -3,10 +3,15 @@ from django.urls import include, path
 
 from shop import views
 
-app_name = "shop"
-
 shop_patterns = [
     path("", views.catalog, name="catalog"),
+    path("l/<slug:slug>/", views.listing_detail, name="listing"),
+    path("l/<slug:slug>/book/", views.checkout_create, name="checkout_create"),
+    path("checkout/success/", views.checkout_success, name="checkout_success"),
+    path("checkout/status/<str:session_id>/", views.checkout_status, name="checkout_status"),
+    path("b/<str:token>/", views.booking_page, name="booking"),
+    path("b/<str:token>/portal/", views.booking_portal, name="booking_portal"),
+    path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
 ]
 
 urlpatterns = [

@@ -1,0 +1,76 @@
+"""What the booking domain needs from the payment provider, without knowing which one it is.
+
+`shop.payments` implements it with Stripe; `settings.BOOKINGS_PAYMENT_GATEWAY` names the
+implementation, so this app never imports `stripe`.
+"""
+
+from dataclasses import dataclass
+from functools import cache
+from typing import Protocol
+
+from django.conf import settings
+from django.utils.module_loading import import_string
+
+
+@dataclass(frozen=True)
+class CheckoutFacts:
+    """What the provider says about one checkout session: the only input that can confirm a booking."""
+
+    session_id: str
+    client_reference_id: str | None
+    metadata_booking_id: str | None
+    status: str  # open | complete | expired
+    payment_status: str  # paid | unpaid | no_payment_required
+    amount_subtotal: int | None
+    amount_total: int | None
+    currency: str | None
+    payment_intent_id: str | None
+    customer_id: str | None
+
+    @property
+    def is_settled(self) -> bool:
+        """Paid in full: by card, or with nothing to pay (a 100% promotion code gives no PaymentIntent)."""
+        if self.status != "complete":
+            return False
+        if self.payment_status == "paid":
+            return True
+        return self.payment_status == "no_payment_required" and self.amount_total == 0
+
+
+@dataclass(frozen=True)
+class RefundReceipt:
+    refund_id: str
+    status: str  # succeeded | pending | requires_action | failed | canceled
+    amount: int
+    failure_reason: str = ""
+
+
+class PaymentGatewayError(Exception):
+    """The provider did not do what was asked. `retryable` says whether asking again can help."""
+
+    def __init__(self, message: str, *, retryable: bool):
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class PaymentGateway(Protocol):
+    def refund_create(
+        self,
+        *,
+        payment_intent_id: str,
+        amount: int,
+        idempotency_key: str,
+        metadata: dict[str, str],
+        look_first: bool,
+    ) -> RefundReceipt:
+        """Refund a payment. With `look_first`, a refund that already carries this `metadata`
+        (made by an earlier attempt whose answer was lost) is returned instead of a new one."""
+
+
+@cache
+def _gateway_class(path: str) -> type:
+    return import_string(path)
+
+
+def payment_gateway() -> PaymentGateway:
+    return _gateway_class(settings.BOOKINGS_PAYMENT_GATEWAY)()

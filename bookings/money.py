@@ -1,0 +1,68 @@
+"""Money is an integer in the currency's minor unit everywhere; this module is where it meets people."""
+
+from decimal import Decimal, InvalidOperation
+
+# Currencies Stripe charges without a minor unit, and the three-decimal ones it supports.
+ZERO_DECIMAL_CURRENCIES = frozenset(
+    {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
+)
+THREE_DECIMAL_CURRENCIES = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
+
+SYMBOLS = {"eur": "€", "gbp": "£", "usd": "$", "jpy": "¥", "chf": "CHF ", "cad": "CA$", "aud": "A$"}
+
+# The presentment currencies this site offers merchants: a subset of what Stripe supports for cards.
+SUPPORTED_CURRENCIES = {
+    "aud": "Australian dollar",
+    "cad": "Canadian dollar",
+    "chf": "Swiss franc",
+    "czk": "Czech koruna",
+    "dkk": "Danish krone",
+    "eur": "Euro",
+    "gbp": "Pound sterling",
+    "huf": "Hungarian forint",
+    "jpy": "Japanese yen",
+    "nok": "Norwegian krone",
+    "nzd": "New Zealand dollar",
+    "pln": "Polish złoty",
+    "sek": "Swedish krona",
+    "usd": "US dollar",
+}
+
+
+def currency_exponent(currency: str) -> int:
+    currency = currency.lower()
+    if currency in ZERO_DECIMAL_CURRENCIES:
+        return 0
+    if currency in THREE_DECIMAL_CURRENCIES:
+        return 3
+    return 2
+
+
+def format_money(amount: int, currency: str) -> str:
+    exponent = currency_exponent(currency)
+    major = Decimal(amount).scaleb(-exponent)
+    number = f"{major:,.{exponent}f}"
+    symbol = SYMBOLS.get(currency.lower())
+    if symbol:
+        return f"{symbol}{number}"
+    return f"{number} {currency.upper()}"
+
+
+def to_minor_units(value: Decimal | str, currency: str) -> int:
+    """Turn an amount typed by a person ("12.50") into minor units, refusing what does not fit."""
+    exponent = currency_exponent(currency)
+    try:
+        major = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError("Enter an amount such as 12.50.") from None
+    if not major.is_finite():
+        raise ValueError("Enter an amount such as 12.50.")
+    minor = major.scaleb(exponent)
+    if minor != minor.to_integral_value():
+        places = "no decimals" if exponent == 0 else f"at most {exponent} decimals"
+        raise ValueError(f"{currency.upper()} amounts have {places}.")
+    return int(minor)
+
+
+def from_minor_units(amount: int, currency: str) -> Decimal:
+    return Decimal(amount).scaleb(-currency_exponent(currency))

@@ -1,0 +1,144 @@
+"""E-mails to customers and merchants, each sent at most once.
+
+Every e-mail is claimed first by a conditional update of its "sent at" column; only the process
+whose update changed a row sends it, so two racing confirmations cannot both write to the
+customer. If sending fails the claim is released, and the next follow-up sends it.
+"""
+
+import logging
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db.models import Model
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone
+
+from bookings.models import Booking, Refund, RefundReason
+
+log = logging.getLogger("bookings.notifications")
+
+
+def absolute_url(path: str) -> str:
+    return (settings.SITE_URL or "http://localhost:8000") + path
+
+
+def booking_page_url(booking: Booking) -> str:
+    return absolute_url(reverse("shop:booking", args=[booking.public_token]))
+
+
+def _claim(model: type[Model], pk: int, field: str) -> bool:
+    return bool(model.objects.filter(pk=pk, **{f"{field}__isnull": True}).update(**{field: timezone.now()}))
+
+
+def _release(model: type[Model], pk: int, field: str) -> None:
+    model.objects.filter(pk=pk).update(**{field: None})
+
+
+def _send_claimed(
+    *, model: type[Model], pk: int, field: str, template: str, subject: str, to: str, context: dict, reply_to=None
+) -> bool:
+    if not _claim(model, pk, field):
+        return False
+    context = {**context, "site_url": absolute_url("")}
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=render_to_string(f"bookings/email/{template}.txt", context),
+        to=[to],
+        reply_to=[reply_to] if reply_to else None,
+    )
+    message.attach_alternative(render_to_string(f"bookings/email/{template}.html", context), "text/html")
+    try:
+        message.send()
+    except Exception:
+        _release(model, pk, field)
+        log.exception("email_failed template=%s %s=%s", template, model.__name__.lower(), pk)
+        return False
+    log.info("email_sent template=%s %s=%s", template, model.__name__.lower(), pk)
+    return True
+
+
+def _booking_context(booking: Booking) -> dict:
+    merchant = booking.slot.listing.merchant
+    return {
+        "booking": booking,
+        "slot": booking.slot,
+        "listing": booking.slot.listing,
+        "merchant": merchant,
+        "starts_at": timezone.localtime(booking.slot.starts_at, merchant.zone),
+        "booking_url": booking_page_url(booking),
+    }
+
+
+def booking_confirmation_send(*, booking: Booking) -> bool:
+    listing = booking.slot.listing
+    return _send_claimed(
+        model=Booking,
+        pk=booking.pk,
+        field="confirmation_email_sent_at",
+        template="booking_confirmed",
+        subject=f"You're booked: {listing.title}",
+        to=booking.customer_email,
+        context=_booking_context(booking),
+        reply_to=listing.merchant.support_email or None,
+    )
+
+
+def booking_cancelled_send(*, booking: Booking) -> bool:
+    """A booking cancelled with nothing to refund: sold out while a 100% code was used, or cancelled later."""
+    listing = booking.slot.listing
+    never_confirmed = booking.confirmed_at is None
+    return _send_claimed(
+        model=Booking,
+        pk=booking.pk,
+        field="cancellation_email_sent_at",
+        template="booking_sold_out_free" if never_confirmed else "booking_cancelled",
+        subject=(
+            f"Sorry, {listing.title} sold out" if never_confirmed else f"Your booking was cancelled: {listing.title}"
+        ),
+        to=booking.customer_email,
+        context=_booking_context(booking),
+        reply_to=listing.merchant.support_email or None,
+    )
+
+
+REFUND_SUBJECTS = {
+    RefundReason.SOLD_OUT: "Sorry, {title} sold out: your payment is refunded",
+    RefundReason.SLOT_CANCELLED: "{title} is cancelled: your payment is refunded",
+    RefundReason.MERCHANT: "A refund for your booking: {title}",
+}
+
+
+def refund_notice_send(*, refund: Refund, booking: Booking) -> bool:
+    listing = booking.slot.listing
+    return _send_claimed(
+        model=Refund,
+        pk=refund.pk,
+        field="customer_notified_at",
+        template=f"refund_{refund.reason}",
+        subject=REFUND_SUBJECTS[refund.reason].format(title=listing.title),
+        to=booking.customer_email,
+        context={**_booking_context(booking), "refund": refund},
+        reply_to=listing.merchant.support_email or None,
+    )
+
+
+def refund_failed_alert_send(*, refund: Refund, booking: Booking) -> bool:
+    merchant = booking.slot.listing.merchant
+    to = merchant.support_email or merchant.user.email
+    if not to:
+        log.error("refund_failed_alert_undeliverable merchant=%s refund=%s", merchant.pk, refund.pk)
+        return False
+    return _send_claimed(
+        model=Refund,
+        pk=refund.pk,
+        field="merchant_alerted_at",
+        template="refund_failed_merchant",
+        subject=f"Action needed: a refund failed for booking #{booking.pk}",
+        to=to,
+        context={
+            **_booking_context(booking),
+            "refund": refund,
+            "booking_admin_url": absolute_url(reverse("bookings:booking_detail", args=[booking.pk])),
+        },
+    )

@@ -1,0 +1,91 @@
+"""The customer's path through payment: open a checkout, then learn how it ended."""
+
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from bookings.models import Booking, BookingStatus, Slot
+from bookings.services import (
+    PaymentFactsMismatch,
+    RefundNotCreated,
+    booking_checkout_abandon,
+    booking_checkout_attach,
+    booking_confirm,
+    booking_start,
+)
+from shop import payments
+
+log = logging.getLogger("shop.checkout")
+
+CHECKOUT_SESSION_ID = re.compile(r"^cs_(test|live)_[A-Za-z0-9]{1,250}$")
+
+
+def is_checkout_session_id(value: str) -> bool:
+    return bool(CHECKOUT_SESSION_ID.match(value or ""))
+
+
+@dataclass(frozen=True)
+class StartedCheckout:
+    booking: Booking
+    url: str
+
+
+def checkout_start(
+    *, slot: Slot, quantity: int, customer_email: str, customer_name: str, success_url: str, cancel_url: str
+) -> StartedCheckout:
+    """Create a pending booking and its Stripe Checkout Session.
+
+    Raises BookingError when the slot cannot be booked and PaymentsUnavailable when Stripe could
+    not open a session; the booking then expires at once, so nothing is left half-made.
+    """
+    booking = booking_start(slot=slot, quantity=quantity, customer_email=customer_email, customer_name=customer_name)
+    try:
+        opened = payments.checkout_open(booking=booking, success_url=success_url, cancel_url=cancel_url)
+    except payments.PaymentsUnavailable:
+        booking_checkout_abandon(booking=booking)
+        raise
+    booking_checkout_attach(
+        booking=booking, session_id=opened.session_id, expires_at=opened.expires_at, customer_id=opened.customer_id
+    )
+    return StartedCheckout(booking=booking, url=opened.url)
+
+
+@dataclass(frozen=True)
+class StatusCheck:
+    booking: Booking
+    problem: str = ""
+
+
+def booking_status_refresh(booking: Booking) -> StatusCheck:
+    """What the success page shows. A final booking is answered from the database alone; a
+    pending one asks Stripe, at most once every few seconds per booking across all processes,
+    and confirms through the same function as the webhook."""
+    if booking.status != BookingStatus.PENDING or not booking.checkout_session_id:
+        return StatusCheck(booking)
+    now = timezone.now()
+    recently = now - timedelta(seconds=settings.STRIPE_STATUS_CHECK_SECONDS)
+    claimed = (
+        Booking.objects.filter(pk=booking.pk, status=BookingStatus.PENDING)
+        .filter(Q(stripe_checked_at__isnull=True) | Q(stripe_checked_at__lte=recently))
+        .update(stripe_checked_at=now)
+    )
+    if not claimed:
+        booking.refresh_from_db()
+        return StatusCheck(booking)
+    problem = ""
+    try:
+        booking_confirm(facts=payments.checkout_facts(booking.checkout_session_id))
+    except payments.PaymentsUnavailable:
+        problem = "We are still checking your payment with Stripe."
+    except RefundNotCreated:
+        log.warning("status_refund_pending booking=%s", booking.pk)
+    except PaymentFactsMismatch as error:
+        log.error("payment_facts_mismatch booking=%s error=%s", booking.pk, error)
+        problem = "We could not match your payment to this booking. We have been alerted and will contact you."
+    booking.refresh_from_db()
+    return StatusCheck(booking, problem)

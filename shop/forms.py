@@ -1,0 +1,50 @@
+from django import forms
+from django.conf import settings
+from django.core.validators import MaxValueValidator
+
+from bookings.models import Slot
+
+
+class BookingForm(forms.Form):
+    """A customer's choice of slot and seats, checked against what the listing sells."""
+
+    slot = forms.ModelChoiceField(
+        queryset=Slot.objects.none(),
+        widget=forms.RadioSelect,
+        error_messages={
+            "required": "Pick a time.",
+            "invalid_choice": "That time is no longer available. Please pick another one.",
+        },
+    )
+    quantity = forms.IntegerField(
+        min_value=1,
+        initial=1,
+        error_messages={"required": "Say how many seats you need.", "invalid": "Enter a number of seats."},
+    )
+    customer_name = forms.CharField(
+        label="Your name",
+        max_length=120,
+        error_messages={"required": "Tell us the name to put on the booking."},
+    )
+    customer_email = forms.EmailField(
+        label="E-mail",
+        max_length=254,
+        error_messages={"required": "We need your e-mail to send the confirmation.", "invalid": "Enter a valid e-mail address."},
+    )
+
+    def __init__(self, *args, slots, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["slot"].queryset = slots
+        max_quantity = settings.BOOKING_MAX_QUANTITY
+        quantity = self.fields["quantity"]
+        quantity.validators.append(
+            MaxValueValidator(max_quantity, message=f"One booking can take up to {max_quantity} seats.")
+        )
+        quantity.error_messages["min_value"] = "Book at least one seat."
+        quantity.widget.attrs.update(max=max_quantity)
+
+    def clean_customer_name(self):
+        name = " ".join(self.cleaned_data["customer_name"].split())
+        if not name:
+            raise forms.ValidationError("Tell us the name to put on the booking.")
+        return name

@@ -1,0 +1,304 @@
+"""The payments layer: the only code in the project that talks to Stripe.
+
+It speaks to real Stripe or to the local emulator alike; only `STRIPE_SECRET_KEY`,
+`STRIPE_WEBHOOK_SECRET` and `STRIPE_API_BASE` differ.
+"""
+
+import datetime as dt
+import hashlib
+import logging
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import stripe
+from django.conf import settings
+
+from bookings.gateway import CheckoutFacts, PaymentGatewayError, RefundReceipt
+from bookings.models import Booking
+from bookings.services import booking_reference
+
+log = logging.getLogger("shop.payments")
+
+# Stripe answers within a second or two; a hung call must not hold a customer's page or a
+# webhook delivery for the SDK's default 80 s.
+STRIPE_TIMEOUT_SECONDS = 20
+
+
+class PaymentsUnavailable(Exception):
+    """Stripe could not be reached or refused; the message is safe to show to a customer."""
+
+
+@cache
+def _client(api_key: str, api_base: str, max_retries: int) -> stripe.StripeClient:
+    bases = {"api": api_base, "connect": api_base, "files": api_base, "meter_events": api_base} if api_base else None
+    return stripe.StripeClient(
+        api_key,
+        base_addresses=bases,
+        max_network_retries=max_retries,
+        http_client=stripe.RequestsClient(timeout=STRIPE_TIMEOUT_SECONDS),
+    )
+
+
+def stripe_client() -> stripe.StripeClient:
+    if not settings.STRIPE_SECRET_KEY:
+        raise PaymentsUnavailable("Payments are not set up on this site yet. Please try again later.")
+    return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_MAX_NETWORK_RETRIES)
+
+
+def _as_dict(stripe_object: Any) -> dict:
+    return stripe_object.to_dict() if hasattr(stripe_object, "to_dict") else dict(stripe_object)
+
+
+def id_of(value: Any) -> str | None:
+    """An expandable field is an id or, expanded, an object with one."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.get("id")
+
+
+# Checkout
+
+
+@dataclass(frozen=True)
+class OpenedCheckout:
+    session_id: str
+    url: str
+    expires_at: dt.datetime
+    customer_id: str
+
+
+def customer_for_email(*, email: str, name: str, idempotency_key: str) -> str:
+    """The Stripe customer of this e-mail address, created when there is none, so that every
+    booking of a person shows up in one customer portal."""
+    client = stripe_client()
+    existing = client.v1.customers.list(params={"email": email, "limit": 1})
+    if existing.data:
+        return existing.data[0].id
+    created = client.v1.customers.create(
+        params={"email": email, "name": name}, options={"idempotency_key": idempotency_key}
+    )
+    return created.id
+
+
+def checkout_open(*, booking: Booking, success_url: str, cancel_url: str) -> OpenedCheckout:
+    """Open a Stripe Checkout Session for a pending booking. `success_url` must contain
+    `{CHECKOUT_SESSION_ID}`. Raises PaymentsUnavailable when Stripe cannot be used."""
+    listing = booking.slot.listing
+    expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=max(settings.CHECKOUT_SESSION_MINUTES, 30))
+    try:
+        customer_id = customer_for_email(
+            email=booking.customer_email,
+            name=booking.customer_name,
+            idempotency_key=f"booking-{booking.pk}-customer",
+        )
+        session = stripe_client().v1.checkout.sessions.create(
+            params={
+                "mode": "payment",
+                "line_items": [
+                    {
+                        "price_data": {
+                            "currency": booking.currency,
+                            "unit_amount": listing.price_amount,
+                            "product_data": {
+                                "name": listing.title,
+                                "description": _slot_description(booking),
+                            },
+                        },
+                        "quantity": booking.quantity,
+                    }
+                ],
+                "customer": customer_id,
+                "client_reference_id": booking_reference(booking),
+                "metadata": {"booking_id": str(booking.pk), "slot_id": str(booking.slot_id)},
+                "payment_intent_data": {"metadata": {"booking_id": str(booking.pk)}},
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+                "expires_at": int(expires_at.timestamp()),
+                "allow_promotion_codes": True,
+                "invoice_creation": {"enabled": True},
+            },
+            options={"idempotency_key": f"booking-{booking.pk}-checkout"},
+        )
+    except stripe.StripeError as error:
+        log.warning("checkout_open_failed booking=%s error=%s", booking.pk, _describe(error))
+        raise PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.") from error
+    return OpenedCheckout(
+        session_id=session.id,
+        url=session.url,
+        expires_at=dt.datetime.fromtimestamp(session.expires_at, dt.UTC),
+        customer_id=customer_id,
+    )
+
+
+def _slot_description(booking: Booking) -> str:
+    slot = booking.slot
+    merchant = slot.listing.merchant
+    local = slot.starts_at.astimezone(merchant.zone)
+    return f"{local:%A %d %B %Y, %H:%M} ({merchant.timezone}) · {merchant.display_name}"
+
+
+def checkout_facts_from_session(session: dict) -> CheckoutFacts:
+    """The facts of a Checkout Session object, from the API or from a webhook event."""
+    metadata = session.get("metadata") or {}
+    return CheckoutFacts(
+        session_id=session["id"],
+        client_reference_id=session.get("client_reference_id"),
+        metadata_booking_id=metadata.get("booking_id"),
+        status=session.get("status") or "",
+        payment_status=session.get("payment_status") or "",
+        amount_subtotal=session.get("amount_subtotal"),
+        amount_total=session.get("amount_total"),
+        currency=session.get("currency"),
+        payment_intent_id=id_of(session.get("payment_intent")),
+        customer_id=id_of(session.get("customer")),
+    )
+
+
+def checkout_facts(session_id: str) -> CheckoutFacts:
+    """Read a Checkout Session from Stripe. Raises PaymentsUnavailable when Stripe cannot say."""
+    try:
+        session = stripe_client().v1.checkout.sessions.retrieve(session_id)
+    except stripe.StripeError as error:
+        log.warning("checkout_read_failed session=%s error=%s", session_id, _describe(error))
+        raise PaymentsUnavailable("We could not check your payment with our payment provider just now.") from error
+    return checkout_facts_from_session(_as_dict(session))
+
+
+def checkout_expire(session_id: str) -> None:
+    """Expire an open session so that it can no longer be paid."""
+    try:
+        stripe_client().v1.checkout.sessions.expire(session_id)
+    except stripe.InvalidRequestError as error:
+        log.info("checkout_expire_refused session=%s error=%s", session_id, _describe(error))
+    except stripe.StripeError as error:
+        raise PaymentsUnavailable("We could not reach our payment provider.") from error
+
+
+# Refunds
+
+
+def _refund_receipt(refund: Any) -> RefundReceipt:
+    return RefundReceipt(
+        refund_id=refund.id,
+        status=refund.status,
+        amount=refund.amount,
+        failure_reason=getattr(refund, "failure_reason", None) or "",
+    )
+
+
+def _refunds_listed(client: stripe.StripeClient, payment_intent_id: str) -> list[Any]:
+    return list(client.v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100}).auto_paging_iter())
+
+
+def _refund_made_earlier(client: stripe.StripeClient, payment_intent_id: str, metadata: dict[str, str]) -> Any:
+    for refund in _refunds_listed(client, payment_intent_id):
+        made_for = refund.metadata.to_dict() if refund.metadata else {}
+        if made_for.get("refund_id") == metadata["refund_id"]:
+            return refund
+    return None
+
+
+def refunds_of_payment(payment_intent_id: str) -> list[dict]:
+    """Every refund of a payment, as plain dicts."""
+    try:
+        return [_as_dict(refund) for refund in _refunds_listed(stripe_client(), payment_intent_id)]
+    except stripe.StripeError as error:
+        raise PaymentsUnavailable("We could not reach our payment provider.") from error
+
+
+class StripeRefundGateway:
+    """The booking domain's PaymentGateway, with Stripe."""
+
+    def refund_create(
+        self,
+        *,
+        payment_intent_id: str,
+        amount: int,
+        idempotency_key: str,
+        metadata: dict[str, str],
+        look_first: bool,
+    ) -> RefundReceipt:
+        try:
+            client = stripe_client()
+            if look_first:
+                earlier = _refund_made_earlier(client, payment_intent_id, metadata)
+                if earlier is not None:
+                    return _refund_receipt(earlier)
+            refund = client.v1.refunds.create(
+                params={
+                    "payment_intent": payment_intent_id,
+                    "amount": amount,
+                    "reason": "requested_by_customer",
+                    "metadata": metadata,
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except PaymentsUnavailable as error:
+            raise PaymentGatewayError(str(error), retryable=True) from error
+        except (stripe.InvalidRequestError, stripe.AuthenticationError, stripe.PermissionError) as error:
+            raise PaymentGatewayError(_describe(error), retryable=False) from error
+        except stripe.StripeError as error:
+            raise PaymentGatewayError(_describe(error), retryable=True) from error
+        return _refund_receipt(refund)
+
+
+def refund_retrieve(refund_id: str) -> RefundReceipt:
+    try:
+        return _refund_receipt(stripe_client().v1.refunds.retrieve(refund_id))
+    except stripe.StripeError as error:
+        raise PaymentsUnavailable("We could not reach our payment provider.") from error
+
+
+# Customer portal
+
+
+def portal_url(*, customer_id: str, return_url: str) -> str:
+    try:
+        portal = stripe_client().v1.billing_portal.sessions.create(
+            params={"customer": customer_id, "return_url": return_url}
+        )
+    except stripe.StripeError as error:
+        log.warning("portal_open_failed customer=%s error=%s", customer_id, _describe(error))
+        raise PaymentsUnavailable("We could not open your payment details just now. Please try again.") from error
+    return portal.url
+
+
+# Webhooks
+
+
+class WebhookRejected(Exception):
+    """The request is not a genuine, readable Stripe event."""
+
+
+def webhook_event(*, payload: bytes, signature_header: str | None) -> dict:
+    """Verify a webhook against every configured secret (several while rotating) and return the event."""
+    if not signature_header:
+        raise WebhookRejected("missing Stripe-Signature header")
+    if not settings.STRIPE_WEBHOOK_SECRETS:
+        raise WebhookRejected("no webhook secret is configured")
+    for secret in settings.STRIPE_WEBHOOK_SECRETS:
+        try:
+            event = stripe.Webhook.construct_event(payload, signature_header, secret)
+        except stripe.SignatureVerificationError:
+            continue
+        except ValueError as error:
+            raise WebhookRejected("body is not JSON") from error
+        event = _as_dict(event)
+        if not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+            raise WebhookRejected("body is not a Stripe event")
+        return event
+    raise WebhookRejected("signature does not match")
+
+
+def signature_fingerprint(signature_header: str | None) -> str:
+    """Enough of a signature to tell deliveries apart in logs, never the signature itself."""
+    if not signature_header:
+        return "-"
+    return hashlib.sha256(signature_header.encode()).hexdigest()[:12]
+
+
+def _describe(error: stripe.StripeError) -> str:
+    code = getattr(error, "code", None) or type(error).__name__
+    status = getattr(error, "http_status", None)
+    return f"{code} (HTTP {status}): {getattr(error, 'user_message', None) or str(error)[:200]}"

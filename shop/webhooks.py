@@ -1,0 +1,126 @@
+"""What a verified Stripe event means for bookings. Each event calls the same services as the
+success page and `reconcile`, so the order in which they arrive does not matter."""
+
+import logging
+from enum import StrEnum
+
+from django.db import IntegrityError
+from django.utils import timezone
+
+from bookings.models import Booking, Refund, RefundStatus, StripeEvent
+from bookings.services import (
+    PaymentFactsMismatch,
+    RefundNotCreated,
+    booking_confirm,
+    booking_expire,
+    refund_record_created,
+    refund_record_update,
+)
+from shop import payments
+
+log = logging.getLogger("shop.webhooks")
+
+
+class EventResult(StrEnum):
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+    FAILED_RETRY = "failed_retry"  # answer 500 so that Stripe sends it again
+    FAILED_FINAL = "failed_final"  # recorded for a person to look at; a retry cannot help
+
+
+CONFIRMING_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
+EXPIRING_EVENTS = {"checkout.session.expired", "checkout.session.async_payment_failed"}
+REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
+HANDLED_EVENTS = CONFIRMING_EVENTS | EXPIRING_EVENTS | REFUND_EVENTS | {"charge.refunded"}
+
+
+def stripe_event_receive(event: dict) -> EventResult:
+    """Record a verified event once by its id and process it; a repeat of a processed event does nothing."""
+    try:
+        row, created = StripeEvent.objects.get_or_create(
+            event_id=event["id"], defaults={"type": event["type"], "payload": event}
+        )
+    except IntegrityError:
+        row, created = StripeEvent.objects.get(event_id=event["id"]), False
+    if not created and row.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+        return EventResult.DUPLICATE
+    return stripe_event_process(row)
+
+
+def stripe_event_process(row: StripeEvent) -> EventResult:
+    """Process a recorded event (again, for one that failed) and record how it went."""
+    StripeEvent.objects.filter(pk=row.pk).update(attempts=row.attempts + 1)
+    try:
+        result = _dispatch(row.payload)
+    except (RefundNotCreated, payments.PaymentsUnavailable) as error:
+        _finish(row, StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}")
+        return EventResult.FAILED_RETRY
+    except PaymentFactsMismatch as error:
+        log.error("payment_facts_mismatch event=%s error=%s", row.event_id, error)
+        _finish(row, StripeEvent.Status.FAILED, f"PaymentFactsMismatch: {error}")
+        return EventResult.FAILED_FINAL
+    except Exception as error:
+        log.exception("webhook_event_crashed event=%s type=%s", row.event_id, row.type)
+        _finish(row, StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}")
+        return EventResult.FAILED_RETRY
+    _finish(row, StripeEvent.Status.PROCESSED if result == EventResult.PROCESSED else StripeEvent.Status.IGNORED, "")
+    return result
+
+
+def _finish(row: StripeEvent, status: str, error: str) -> None:
+    StripeEvent.objects.filter(pk=row.pk).update(status=status, error=error[:2000], processed_at=timezone.now())
+
+
+def _dispatch(event: dict) -> EventResult:
+    event_type = event.get("type")
+    obj = (event.get("data") or {}).get("object") or {}
+    if event_type in CONFIRMING_EVENTS:
+        result = booking_confirm(facts=payments.checkout_facts_from_session(obj))
+        return EventResult.IGNORED if result.booking is None else EventResult.PROCESSED
+    if event_type in EXPIRING_EVENTS:
+        booking = Booking.objects.filter(checkout_session_id=obj.get("id")).first()
+        if booking is None:
+            return EventResult.IGNORED
+        booking_expire(booking=booking)
+        return EventResult.PROCESSED
+    if event_type in REFUND_EVENTS:
+        return _refund_settle(obj)
+    if event_type == "charge.refunded":
+        return _charge_refunds_settle(obj)
+    return EventResult.IGNORED
+
+
+def _refund_row(refund_object: dict) -> Refund | None:
+    row = Refund.objects.filter(stripe_refund_id=refund_object.get("id")).first()
+    if row is not None:
+        return row
+    # Created by us, but its answer was lost before we stored the id: the metadata names it.
+    refund_id = (refund_object.get("metadata") or {}).get("refund_id", "")
+    if refund_id.isdigit():
+        return Refund.objects.filter(pk=int(refund_id), stripe_refund_id__isnull=True).first()
+    return None
+
+
+def _refund_settle(refund_object: dict) -> EventResult:
+    row = _refund_row(refund_object)
+    if row is None:
+        return EventResult.IGNORED
+    status = refund_object.get("status") or ""
+    failure_reason = refund_object.get("failure_reason") or ""
+    if row.status == RefundStatus.REQUESTED:
+        refund_record_created(
+            refund_id=row.pk, receipt_id=refund_object["id"], status=status, failure_reason=failure_reason
+        )
+    else:
+        refund_record_update(refund_id=row.pk, status=status, failure_reason=failure_reason)
+    return EventResult.PROCESSED
+
+
+def _charge_refunds_settle(charge: dict) -> EventResult:
+    payment_intent_id = payments.id_of(charge.get("payment_intent"))
+    if not payment_intent_id or not Refund.objects.filter(booking__payment_intent_id=payment_intent_id).exists():
+        return EventResult.IGNORED
+    for refund_object in payments.refunds_of_payment(payment_intent_id):
+        _refund_settle(refund_object)
+    return EventResult.PROCESSED
