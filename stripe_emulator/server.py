@@ -1,0 +1,143 @@
+"""The HTTP layer: a threading HTTP/1.1 server with keep-alive that hands each request to the
+Stripe API, the control API or the hosted pages, and writes (or, for a simulated network
+failure, withholds) the answer."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import urlsplit
+
+from .web import Request, Response
+
+log = logging.getLogger("stripe_emulator.http")
+
+App = Callable[[Request], Response]
+MAX_BODY = 2_000_000
+
+
+class EmulatorHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+    def __init__(self, address: tuple[str, int], route: Callable[[Request], Response]):
+        self.route_request = route
+        self.stopping = threading.Event()
+        super().__init__(address, RequestHandler)
+
+
+class RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "stripe-emulator"
+    sys_version = ""
+    server: EmulatorHTTPServer
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def do_DELETE(self) -> None:
+        self._serve()
+
+    def do_PUT(self) -> None:
+        self._serve()
+
+    def do_PATCH(self) -> None:
+        self._serve()
+
+    def do_HEAD(self) -> None:
+        self._serve()
+
+    def do_OPTIONS(self) -> None:
+        self._serve()
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks = []
+            total = 0
+            while True:
+                size_line = self.rfile.readline(1024)
+                try:
+                    size = int(size_line.split(b";")[0].strip() or b"0", 16)
+                except ValueError:
+                    return None
+                if size == 0:
+                    while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_BODY:
+                    return None
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(1024)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        if length < 0 or length > MAX_BODY:
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def _serve(self) -> None:
+        body = self._read_body()
+        if body is None:
+            self.close_connection = True
+            self._write(Response(413, b"Request body too large or malformed.\n", {"Content-Type": "text/plain"}))
+            return
+        parts = urlsplit(self.path)
+        request = Request(
+            method=self.command,
+            path=parts.path,
+            query=parts.query,
+            headers=self.headers,
+            body=body,
+            client=self.client_address[0] if self.client_address else "",
+        )
+        try:
+            response = self.server.route_request(request)
+        except Exception:
+            log.exception("unhandled error for %s %s", self.command, parts.path)
+            response = Response(500, b"Internal error in the emulator.\n", {"Content-Type": "text/plain"})
+        if response.drop:
+            self._drop(response.delay)
+            return
+        self._write(response)
+
+    def _drop(self, delay: float) -> None:
+        """Hang up without an answer, as a network failure would (after ``delay`` seconds)."""
+        if delay > 0:
+            self.server.stopping.wait(delay)
+        self.close_connection = True
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _write(self, response: Response) -> None:
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+
+def serve_in_thread(server: EmulatorHTTPServer) -> threading.Thread:
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="emulator-http", daemon=True)
+    thread.start()
+    return thread
