@@ -114,6 +114,8 @@ class Backend:
         self.forward_to = forward_to
         self.tuning = tuning
         self.faults = Faults()
+        # Set when the emulator stops, to cut short anything waiting (a simulated hang).
+        self.stopping = threading.Event()
         self.default_api_version = sdk_api_version()
         # Set by the Emulator once the webhook dispatcher and the timer thread exist.
         self.dispatcher: Any = None

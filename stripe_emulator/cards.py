@@ -189,5 +189,11 @@ def check_card(number: str, expiry: str, cvc: str, *, today: tuple[int, int]) ->
         raise CardFormError("Your card's security code is incomplete.", "cardCvc")
     if len(cvc) > cvc_length:
         raise CardFormError("Your card's security code is invalid.", "cardCvc")
-    card = TEST_CARDS.get(digits) or TestCard(digits, brand, decline=LIVE_CARD_IN_TEST_MODE, description="Live card")
-    return CardDetails(number=digits, exp_month=month, exp_year=year, cvc=cvc, card=card)
+    return card_details(digits, month, year, cvc)
+
+
+def card_details(number: str, exp_month: int, exp_year: int, cvc: str) -> CardDetails:
+    """Details of a card that passed the form's checks; cards Stripe does not list as test
+    cards behave as live cards used in test mode (declined)."""
+    card = TEST_CARDS.get(number) or TestCard(number, brand_of(number), decline=LIVE_CARD_IN_TEST_MODE, description="Live card")
+    return CardDetails(number=number, exp_month=exp_month, exp_year=exp_year, cvc=cvc, card=card)

@@ -190,7 +190,7 @@ class ControlApp:
         return Response.json(200, {"data": [json.loads(row["data"]) for row in rows]})
 
     def requests(self, request: Request, body: dict[str, Any]) -> Response:
-        return Response.json(200, {"data": self.api.request_log()})
+        return Response.json(200, {"data": self.api.request_log(), "in_flight": self.api.requests_in_flight()})
 
     def request_detail(self, request: Request, body: dict[str, Any], request_id: str) -> Response:
         entries = self.api.request_log(request_id)
@@ -253,6 +253,7 @@ class ControlApp:
             expiry=expiry,
             cvc=cvc,
             promotion_code=body.get("promotion_code"),
+            fallback_email="customer@example.com",
         )
         if outcome.kind == "requires_action":
             outcome = payments.authenticate(self.backend, session_id, three_d_secure)

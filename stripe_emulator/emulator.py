@@ -101,8 +101,11 @@ class Emulator:
         if self._server is None:
             return
         self._server.stopping.set()
+        if self.backend is not None:
+            self.backend.stopping.set()
         self._server.shutdown()
         self._server.server_close()
+        self._server.close_connections()
         if self.backend is not None:
             self.backend.timers.stop()
             self.backend.dispatcher.stop()

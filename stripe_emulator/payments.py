@@ -19,7 +19,7 @@ from typing import Any
 from .api.coupons import INVALID_CODE_MESSAGE, find_promotion_code, promotion_code_refusal, redeem
 from .api.customers import check_email, new_customer
 from .backend import Action, Backend
-from .cards import AUTHENTICATION_FAILED_MESSAGE, CardDetails, CardFormError, Decline, TestCard, check_card
+from .cards import AUTHENTICATION_FAILED_MESSAGE, CardDetails, CardFormError, Decline, card_details, check_card
 from .errors import DOC_URL_BASE
 from .events import changed, emit
 from .ids import new_fingerprint, new_id, new_secret
@@ -524,7 +524,10 @@ def pay(
     expiry: str | None,
     cvc: str | None,
     promotion_code: str | None = None,
+    fallback_email: str | None = None,
 ) -> PayOutcome:
+    """Pay a session with a card (``fallback_email`` is used when neither the form nor the
+    session knows the customer's e-mail)."""
     from .api.checkout import load_open_session
 
     if promotion_code:
@@ -537,7 +540,7 @@ def pay(
             return PayOutcome("not_open", backend.store.get(session_id, "checkout.session") or {})
         action = session_action(backend, session_id)
         customer = backend.store.get(session["customer"], "customer") if session["customer"] else None
-        email = (email or "").strip() or (customer or {}).get("email") or session.get("customer_email")
+        email = (email or "").strip() or (customer or {}).get("email") or session.get("customer_email") or fallback_email
         if not email:
             return PayOutcome("form_error", session, message="Your email address is incomplete.", field="email")
         try:
@@ -576,8 +579,7 @@ def authenticate(backend: Backend, session_id: str, result: str) -> PayOutcome:
         pending = backend.store.get_internal(intent["id"]).get("pending", {})
         payment_method = backend.store.get(intent["payment_method"], "payment_method")
         if result == "complete":
-            card = check_card(pending["card_number"], f"{pending['exp_month']:02d}/{pending['exp_year']}", pending["cvc"],
-                              today=(0, 0))
+            card = card_details(pending["card_number"], pending["exp_month"], pending["exp_year"], pending["cvc"])
             return _succeed(backend, action, session, intent, payment_method, card,
                             email=pending["email"], name=pending["name"], three_d_secure=True)
         before = copy.deepcopy(intent)
@@ -673,7 +675,7 @@ def _require_action(backend: Backend, action: Action, session: dict[str, Any], i
         "card_number": card_internal["test_card"],
         "exp_month": payment_method["card"]["exp_month"],
         "exp_year": payment_method["card"]["exp_year"],
-        "cvc": "123" if payment_method["card"]["brand"] != "amex" else "1234",
+        "cvc": "",
         "email": email,
         "name": name,
     }

@@ -84,6 +84,7 @@ class ApiApp:
     def __init__(self, backend: Backend):
         self.backend = backend
         self.recent: deque[dict[str, Any]] = deque(maxlen=500)
+        self.in_flight: dict[str, dict[str, Any]] = {}
         self._recent_lock = threading.Lock()
 
     # -- request log ----------------------------------------------------------------------
@@ -91,6 +92,10 @@ class ApiApp:
     def _record(self, entry: dict[str, Any]) -> None:
         with self._recent_lock:
             self.recent.append(entry)
+
+    def requests_in_flight(self) -> list[dict[str, Any]]:
+        with self._recent_lock:
+            return list(self.in_flight.values())
 
     def request_log(self, request_id: str | None = None) -> list[dict[str, Any]]:
         with self._recent_lock:
@@ -110,6 +115,9 @@ class ApiApp:
         version = request.header("Stripe-Version") or self.backend.default_api_version
         headers = {"Request-Id": request_id, "Stripe-Version": version}
         idempotency_key = request.header("Idempotency-Key") if request.method == "POST" else None
+        with self._recent_lock:
+            self.in_flight[request_id] = {"id": request_id, "method": request.method, "path": request.path,
+                                          "idempotency_key": idempotency_key, "since": time.time()}
         try:
             response = self._handle(request, request_id, version, idempotency_key)
         except StripeError as error:
@@ -117,6 +125,9 @@ class ApiApp:
         except Exception:  # a bug must still answer in Stripe's shape, and be visible
             log.exception("unexpected error handling %s %s", request.method, request.path)
             response = self._error(ApiError(SERVER_ERROR_MESSAGE), request_id)
+        finally:
+            with self._recent_lock:
+                self.in_flight.pop(request_id, None)
         for name, value in headers.items():
             response.headers.setdefault(name, value)
         if idempotency_key:
@@ -238,13 +249,18 @@ class ApiApp:
     ) -> Response:
         store = self.backend.store
         fault = self.backend.faults.take_refund_fault() if route.name == "create_refund" else None
-        if fault is not None and fault.mode in ("error", "timeout"):
+        if fault is not None and fault.mode == "timeout":
+            # The server is busy with the request (a retry meanwhile gets 409), then gives up
+            # without doing anything and without answering; the key is free again afterwards.
+            self.backend.stopping.wait(fault.seconds)
+            if idempotency_key:
+                self._release(idempotency_key)
+            return Response(0, drop=True)
+        if fault is not None and fault.mode == "error":
             # Nothing is created, and nothing is remembered: a retry runs the request afresh.
             if idempotency_key:
                 self._release(idempotency_key)
-            if fault.mode == "error":
-                raise ApiError(SERVER_ERROR_MESSAGE)
-            return Response(0, drop=True, delay=fault.seconds)
+            raise ApiError(SERVER_ERROR_MESSAGE)
         version_header = {"Stripe-Version": action.api_version}
         try:
             with store.transaction():
