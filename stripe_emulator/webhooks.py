@@ -14,7 +14,6 @@ import hmac
 import http.client
 import json
 import logging
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -54,7 +53,6 @@ class Dispatcher:
         self._generation = 0
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._random = random.Random()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -186,15 +184,15 @@ class Dispatcher:
         if held:
             return None
         with self.store.transaction():
+            # Reordered: newest first, so whatever queued up (while held) leaves backwards.
             order = "id DESC" if reorder else "id ASC"
-            rows = self.store.query(
+            row = self.store.query_one(
                 "SELECT id, event_id, event_type, endpoint, attempts FROM deliveries "
-                f"WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY {order} LIMIT ?",
-                (time.time(), 16 if reorder else 1),
+                f"WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY {order} LIMIT 1",
+                (time.time(),),
             )
-            if not rows:
+            if row is None:
                 return None
-            row = self._random.choice(rows) if reorder else rows[0]
             self.store.execute("UPDATE deliveries SET state = 'in_flight' WHERE id = ?", (row["id"],))
             event = self.store.get(row["event_id"], "event")
         if event is None:
