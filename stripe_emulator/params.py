@@ -20,6 +20,7 @@ _INTEGER = re.compile(r"^-?\d+$")
 _DECIMAL = re.compile(r"^-?(\d+(\.\d*)?|\.\d+)$")
 
 MAX_BODY_BYTES = 1_000_000
+MAX_DEPTH = 12
 
 
 class ParamError(InvalidRequestError):
@@ -43,6 +44,9 @@ def parse_form(raw: bytes | str) -> dict[str, Any]:
             segments = [key]
         else:
             segments = [match.group(1)] + _SEGMENT.findall(match.group(2))
+        if len(segments) > MAX_DEPTH:
+            raise ParamError(f"Invalid request: the parameter {segments[0]} is nested more than {MAX_DEPTH} levels deep.",
+                             param=segments[0])
         _assign(tree, segments, value, segments[0])
     return tree
 

@@ -127,7 +127,10 @@ class RequestHandler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             self.close_connection = True
-            self._write(Response(413, b"Request body too large or malformed.\n", {"Content-Type": "text/plain"}))
+            self._write(Response.json(413, {"error": {
+                "message": "The request body is too large or its length is malformed.",
+                "type": "invalid_request_error",
+            }}))
             return
         parts = urlsplit(self.path)
         request = Request(
