@@ -158,7 +158,8 @@ class ControlApp:
             where.append("a.event_type = ?")
             values.append(args["type"])
         limit = _limit(args, 1000)
-        sql = ("SELECT a.*, d.endpoint, d.state FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id"
+        sql = ("SELECT a.*, d.endpoint, d.state, d.created_at AS queued_at FROM delivery_attempts a "
+               "JOIN deliveries d ON d.id = a.delivery_id"
                + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY a.id DESC LIMIT ?")
         rows = self.backend.store.query(sql, [*values, limit])
         attempts = [
@@ -171,6 +172,7 @@ class ControlApp:
                 "error": row["error"],
                 "duration_ms": round(row["duration_ms"], 2),
                 "at": row["at"],
+                "queued_at": row["queued_at"],
                 "endpoint": row["endpoint"],
                 "delivery_state": row["state"],
             }

@@ -53,6 +53,7 @@ class Dispatcher:
         self._generation = 0
         self._stopping = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._connections = _Connections()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -217,7 +218,7 @@ class Dispatcher:
         status: int | None = None
         error: str | None = None
         try:
-            status = _post(claimed["endpoint"], payload, headers, tuning.webhook_timeout)
+            status = self._connections.post(claimed["endpoint"], payload, headers, tuning.webhook_timeout)
         except TimeoutError:
             error = f"timed out after {tuning.webhook_timeout:g} s"
         except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -307,19 +308,53 @@ class Dispatcher:
                     self._wakeup.wait(timeout=min(0.05, max(remaining, 0.001)))
 
 
-def _post(url: str, payload: bytes, headers: dict[str, str], timeout: float) -> int:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"not an http(s) URL: {url}")
-    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    connection = connection_class(parts.hostname, parts.port, timeout=timeout)
-    try:
-        path = parts.path or "/"
-        if parts.query:
-            path += "?" + parts.query
+class _Connections(threading.local):
+    """Each worker keeps its connection to the endpoint alive between deliveries, as Stripe's
+    senders do; a connection the receiver closed meanwhile is replaced once, transparently."""
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[str, str, int | None], http.client.HTTPConnection] = {}
+
+    def post(self, url: str, payload: bytes, headers: dict[str, str], timeout: float) -> int:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) URL: {url}")
+        key = (parts.scheme, parts.hostname, parts.port)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        reused = key in self.open
+        connection = self.open.get(key) or self._connect(key, timeout)
+        try:
+            return self._send(connection, path, payload, headers, timeout)
+        except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, http.client.CannotSendRequest):
+            self.close(key)
+            if not reused:
+                raise
+            # The kept-alive connection had gone stale before this request reached the receiver.
+            return self._send(self._connect(key, timeout), path, payload, headers, timeout)
+        except BaseException:
+            self.close(key)
+            raise
+
+    def _connect(self, key: tuple[str, str, int | None], timeout: float) -> http.client.HTTPConnection:
+        scheme, host, port = key
+        connection_class = http.client.HTTPSConnection if scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(host, port, timeout=timeout)
+        self.open[key] = connection
+        return connection
+
+    def _send(self, connection: http.client.HTTPConnection, path: str, payload: bytes, headers: dict[str, str],
+              timeout: float) -> int:
+        connection.timeout = timeout
+        if connection.sock is not None:
+            connection.sock.settimeout(timeout)
         connection.request("POST", path, body=payload, headers=headers)
         response = connection.getresponse()
         response.read(1_000_000)
+        if response.will_close:
+            connection.close()
         return response.status
-    finally:
-        connection.close()
+
+    def close(self, key: tuple[str, str, int | None]) -> None:
+        connection = self.open.pop(key, None)
+        if connection is not None:
+            connection.close()

@@ -134,6 +134,10 @@ class ApiApp:
             response.headers.setdefault("Idempotency-Key", idempotency_key)
         response.headers.setdefault("Access-Control-Allow-Origin", "*")
         response.headers.setdefault("Cache-Control", "no-cache, no-store")
+        log.info("%s %s -> %s%s (%.1f ms) %s", request.method, request.path,
+                 response.status if not response.drop else "dropped",
+                 " replayed" if response.headers.get("Idempotent-Replayed") else "",
+                 (time.perf_counter() - started) * 1000, request_id)
         self._record({
             "id": request_id,
             "method": request.method,
