@@ -45,7 +45,7 @@ class Tuning:
     portal_session_lifetime: int = 3600
     timer_poll_interval: float = 1.0
     idempotency_key_lifetime: int = 24 * 3600
-    account_name: str = "Slotbook (test mode)"
+    account_name: str = "Test merchant"
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "Tuning":

@@ -9,6 +9,7 @@ from ..errors import NotEmulated
 from ..ids import new_id
 from .checkout import _check_url
 from .common import respond
+from .customers import load_live_customer
 from .routing import route
 
 DEFAULT_CONFIGURATION_KEY = "billing_portal_configuration"
@@ -29,7 +30,7 @@ def create_portal_session(backend: Backend, action: Action, params: dict[str, An
         if name in params:
             raise NotEmulated(name)
     backend.require_nonempty(params, "customer")
-    customer = backend.load(params["customer"], "customer", "customer", param="customer")
+    customer = load_live_customer(backend, params["customer"], "customer")
     return_url = _check_url(params, "return_url")
     session_id = new_id("bps")
     session = {

@@ -15,7 +15,7 @@ from ..ids import new_id
 from ..timers import timer_handler
 from .common import check_limit, exclusive, list_page, new_metadata
 from .coupons import coupon_is_valid, promotion_code_refusal, allocate_discount
-from .customers import check_email
+from .customers import check_email, load_live_customer
 from .products import check_currency, new_price, new_product, unit_amount_of
 from .routing import route
 
@@ -207,7 +207,7 @@ def create_session(backend: Backend, action: Action, params: dict[str, Any]) -> 
     expires_at = _expiry(backend, params, now)
     customer_id = params.get("customer") or None
     if customer_id:
-        backend.load(customer_id, "customer", "customer", param="customer")
+        load_live_customer(backend, customer_id, "customer")
     customer_email = params.get("customer_email") or None
     check_email(customer_email, "customer_email")
     items = _line_items(backend, action, params)

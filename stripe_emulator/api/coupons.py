@@ -14,6 +14,7 @@ from ..events import emit
 from ..expand import presenter
 from ..ids import new_coupon_id, new_id
 from .common import list_page, new_metadata, respond
+from .customers import load_live_customer
 from .products import check_currency
 from .routing import route
 
@@ -145,7 +146,7 @@ def create_promotion_code(backend: Backend, action: Action, params: dict[str, An
         )
     customer = params.get("customer") or None
     if customer:
-        backend.load(customer, "customer", "customer", param="customer")
+        load_live_customer(backend, customer, "customer")
     restrictions_in = params.get("restrictions") or {}
     if "currency_options" in restrictions_in:
         raise NotEmulated("restrictions[currency_options]")

@@ -10,7 +10,7 @@ import secrets
 from typing import Any
 
 from ..backend import Action, Backend
-from ..errors import InvalidRequestError, NotEmulated
+from ..errors import InvalidRequestError, NotEmulated, ResourceMissing
 from ..events import changed, emit
 from ..expand import expand, present
 from ..ids import new_id
@@ -30,6 +30,14 @@ _NOT_EMULATED = ("cash_balance", "coupon", "payment_method", "promotion_code", "
 def check_email(email: str | None, param: str = "email") -> None:
     if email and not _EMAIL.match(email):
         raise InvalidRequestError(f"Invalid email address: {email}", param=param, code="email_invalid")
+
+
+def load_live_customer(backend: Backend, customer_id: str, param: str) -> dict[str, Any]:
+    """A customer another object refers to: a deleted one is as good as missing."""
+    customer = backend.store.get(customer_id, "customer")
+    if customer is None or customer.get("deleted"):
+        raise ResourceMissing("customer", customer_id, param=param)
+    return customer
 
 
 def new_customer(
@@ -135,7 +143,9 @@ def retrieve_customer(backend: Backend, action: Action, params: dict[str, Any], 
 @route("POST", "/v1/customers/{customer}")
 def update_customer(backend: Backend, action: Action, params: dict[str, Any], customer: str) -> dict[str, Any]:
     _refuse_not_emulated(params)
-    current = backend.load(customer, "customer", "customer")
+    current = backend.load(customer, "customer", "customer", param="id")
+    if current.get("deleted"):
+        raise InvalidRequestError("You cannot update a deleted customer.", param="id")
     before = copy.deepcopy(current)
     if "email" in params:
         check_email(params["email"] or None)
@@ -151,12 +161,25 @@ def update_customer(backend: Backend, action: Action, params: dict[str, Any], cu
     return respond(backend, current, params)
 
 
+@route("DELETE", "/v1/customers/{customer}")
+def delete_customer(backend: Backend, action: Action, params: dict[str, Any], customer: str) -> dict[str, Any]:
+    """Stripe keeps a deleted customer as a stub that retrieving still answers."""
+    current = backend.load(customer, "customer", "customer", param="id")
+    if current.get("deleted"):
+        raise InvalidRequestError(f"No such customer: '{customer}'", param="id", code="resource_missing", status=404)
+    stub = {"id": current["id"], "object": "customer", "deleted": True}
+    backend.store.save(stub)
+    emit(backend, action, "customer.deleted", current)
+    return stub
+
+
 @route("GET", "/v1/customers")
 def list_customers(backend: Backend, action: Action, params: dict[str, Any]) -> dict[str, Any]:
     if params.get("test_clock"):
         raise NotEmulated("test_clock")
     equals = {"$.email": params["email"]} if params.get("email") else None
-    return list_page(backend, params, object_type="customer", object_name="customer", url="/v1/customers", equals=equals)
+    return list_page(backend, params, object_type="customer", object_name="customer", url="/v1/customers", equals=equals,
+                     extra_sql="json_extract(data, '$.deleted') IS NULL")
 
 
 # -- search -------------------------------------------------------------------------------
@@ -251,7 +274,8 @@ def search_customers(backend: Backend, action: Action, params: dict[str, Any]) -
         except (ValueError, KeyError, TypeError):
             raise InvalidRequestError(f"Invalid page: {params['page']}", param="page") from None
     items, has_more = backend.store.list(
-        "customer", extra_sql=where, extra_args=tuple(args), limit=limit, after_seq=after_seq
+        "customer", extra_sql=f"{where} AND json_extract(data, '$.deleted') IS NULL", extra_args=tuple(args),
+        limit=limit, after_seq=after_seq,
     )
     next_page = None
     if has_more and items:

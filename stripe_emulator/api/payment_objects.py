@@ -6,9 +6,9 @@ import json
 from typing import Any
 
 from ..backend import Action, Backend
-from ..errors import InvalidRequestError
+from ..errors import InvalidRequestError, NotEmulated
 from ..expand import includer
-from .common import respond
+from .common import apply_metadata, respond
 from .routing import route
 
 
@@ -21,6 +21,24 @@ def retrieve_payment_intent(backend: Backend, action: Action, params: dict[str, 
             "The client_secret provided does not match the client_secret associated with the PaymentIntent.",
             param="client_secret",
         )
+    return respond(backend, found, params)
+
+
+_INTENT_UPDATABLE = ("metadata", "description", "receipt_email", "expand")
+
+
+@route("POST", "/v1/payment_intents/{intent}")
+def update_payment_intent(backend: Backend, action: Action, params: dict[str, Any], intent: str) -> dict[str, Any]:
+    for name in params:
+        if name not in _INTENT_UPDATABLE:
+            raise NotEmulated(name, "only metadata, description and receipt_email can be updated")
+    found = backend.load(intent, "payment_intent", "payment_intent", param="intent")
+    if "metadata" in params:
+        found["metadata"] = apply_metadata(found.get("metadata"), params["metadata"])
+    for name in ("description", "receipt_email"):
+        if name in params:
+            found[name] = params[name] or None
+    backend.store.save(found)
     return respond(backend, found, params)
 
 

@@ -202,3 +202,25 @@ def test_old_api_versions_still_work(emulator):
     session = create_session(old)
     assert session.ui_mode == "hosted"
     assert create_session(sdk_client(emulator.url)).ui_mode == "hosted_page"
+
+
+def test_deleted_customers_answer_as_stubs(client, control):
+    customer = client.v1.customers.create(params={"email": "gone@example.com"})
+    deleted = client.v1.customers.delete(customer.id)
+    assert deleted.deleted is True and deleted.id == customer.id
+    assert client.v1.customers.retrieve(customer.id).deleted is True
+    assert client.v1.customers.list(params={"email": "gone@example.com"}).data == []
+    assert control.events(type="customer.deleted")[0]["data"]["object"]["id"] == customer.id
+    with pytest.raises(stripe.InvalidRequestError) as refused:
+        create_session(client, customer=customer.id)
+    assert refused.value.user_message == f"No such customer: '{customer.id}'"
+
+
+def test_payment_intent_metadata_update(client, control):
+    session = create_session(client)
+    control.pay_session(session.id)
+    intent_id = client.v1.checkout.sessions.retrieve(session.id).payment_intent
+    updated = client.v1.payment_intents.update(intent_id, params={"metadata": {"booking": "77"}, "description": "Booking 77"})
+    assert updated.metadata.to_dict() == {"booking": "77"} and updated.description == "Booking 77"
+    with pytest.raises(stripe.InvalidRequestError):
+        client.v1.payment_intents.update(intent_id, params={"amount": 100})

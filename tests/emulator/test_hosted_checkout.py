@@ -44,6 +44,23 @@ def test_successful_card_redirects_to_success_url_and_completes_the_session(clie
 
 
 @pytest.mark.parametrize(
+    "card, cvc, brand",
+    [
+        ("5555 5555 5555 4444", "123", "mastercard"),
+        ("3782 822463 10005", "1234", "amex"),
+        ("4000 0000 0000 5126", "123", "visa"),
+        ("4000 0000 0000 7726", "123", "visa"),
+    ],
+)
+def test_other_succeeding_cards_pay_through_the_form(client, visitor, card, cvc, brand):
+    session = create_session(client)
+    assert submit_card(visitor, session, card, cvc=cvc).status_code == 303
+    paid = client.v1.checkout.sessions.retrieve(session.id, params={"expand": ["payment_intent.latest_charge"]})
+    details = paid.payment_intent.latest_charge.payment_method_details.card
+    assert (paid.payment_status, details.brand, details.last4) == ("paid", brand, card.replace(" ", "")[-4:])
+
+
+@pytest.mark.parametrize(
     "card, message, code, decline_code",
     [
         ("4000 0000 0000 0002", "Your card has been declined.", "card_declined", "generic_decline"),

@@ -152,6 +152,9 @@ def test_every_object_kind_validates_against_the_spec(spec_defs, client, control
     assert {r.status for r in client.v1.refunds.list(params={"limit": 100}).data} == {"succeeded", "failed"}
 
     check(client.v1.billing_portal.sessions.create(params={"customer": customer.id, "return_url": "https://shop.example/"}))
+    doomed = client.v1.customers.create(params={"email": "doomed@example.com"})
+    check(client.v1.customers.delete(doomed.id), "deleted_customer")
+    check(client.v1.customers.retrieve(doomed.id), "deleted_customer")
 
     event_types = set()
     for event in client.v1.events.list(params={"limit": 100}).auto_paging_iter():
