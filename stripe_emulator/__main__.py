@@ -31,8 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
     tuning = parser.add_argument_group("tuning")
     for field in dataclasses.fields(Tuning):
         flag = "--" + field.name.replace("_", "-")
+        metavar = {"int": "N", "float": "SECONDS", "str": "TEXT"}[type(field.default).__name__]
         tuning.add_argument(flag, type=type(field.default), default=field.default, dest=f"tuning_{field.name}",
-                            help=f"(default {field.default})")
+                            metavar=metavar, help=f"{Tuning.describe(field.name)} (default {field.default})")
     return parser
 
 

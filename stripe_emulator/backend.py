@@ -47,6 +47,10 @@ class Tuning:
     idempotency_key_lifetime: int = 24 * 3600
     account_name: str = "Test merchant"
 
+    @staticmethod
+    def describe(name: str) -> str:
+        return TUNING_HELP[name]
+
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> "Tuning":
         known = {f.name: f for f in fields(cls)}
@@ -57,6 +61,23 @@ class Tuning:
         for name, value in options.items():
             setattr(tuning, name, type(getattr(tuning, name))(value))
         return tuning
+
+
+TUNING_HELP = {
+    "webhook_retry_base": "seconds before the first retry of a failed webhook",
+    "webhook_retry_factor": "each further retry waits this many times longer",
+    "webhook_retry_max_delay": "longest wait between two attempts, in seconds",
+    "webhook_max_attempts": "attempts before a delivery is given up",
+    "webhook_timeout": "seconds to wait for the receiver's answer",
+    "webhook_workers": "deliveries made at the same time",
+    "refund_failure_delay": "seconds (emulator clock) until a refund of 4000 0000 0000 5126 fails",
+    "refund_pending_delay": "seconds (emulator clock) until a pending refund of 4000 0000 0000 7726 succeeds",
+    "portal_session_unused_lifetime": "seconds a portal session link stays valid if nobody opens it",
+    "portal_session_lifetime": "seconds a portal session stays usable after it is first opened",
+    "timer_poll_interval": "longest pause of the timer thread, in seconds",
+    "idempotency_key_lifetime": "seconds (emulator clock) an Idempotency-Key is remembered",
+    "account_name": "business name shown on the hosted pages",
+}
 
 
 @dataclass

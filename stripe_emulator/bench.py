@@ -70,13 +70,13 @@ def _time(calls: int, function: Callable[[int], Any]) -> list[float]:
     return samples
 
 
-def run(calls: int = 300) -> dict[str, tuple[float, float]]:
+def run(calls: int = 300, db: str = ":memory:") -> dict[str, tuple[float, float]]:
     import stripe
 
     receiver = _Receiver()
     results: dict[str, tuple[float, float]] = {}
     try:
-        with Emulator(forward_to=receiver.url) as emulator:
+        with Emulator(db=db, forward_to=receiver.url) as emulator:
             client = stripe.StripeClient(
                 "sk_test_bench",
                 base_addresses={"api": emulator.url, "connect": emulator.url, "files": emulator.url,
@@ -122,10 +122,12 @@ def run(calls: int = 300) -> dict[str, tuple[float, float]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m stripe_emulator.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=300, help="Calls per measured operation (default 300).")
+    parser.add_argument("--db", default=":memory:", help="Database to use (default :memory:; a file path measures disk).")
     args = parser.parse_args(argv)
-    results = run(args.calls)
+    results = run(args.calls, args.db)
     delivered, failed = results.pop("_deliveries")
-    print(f"Stripe emulator benchmark: {args.calls} calls per operation, official SDK, in-memory database")
+    where = "in-memory database" if args.db == ":memory:" else f"database file {args.db}"
+    print(f"Stripe emulator benchmark: {args.calls} calls per operation, official SDK, {where}")
     print(f"{'operation':<40}{'median':>10}{'p95':>10}")
     for name, (median, p95) in results.items():
         print(f"{name:<40}{median:>8.1f}ms{p95:>8.1f}ms")
