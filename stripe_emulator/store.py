@@ -99,6 +99,7 @@ class Store:
         self._conn.row_factory = sqlite3.Row
         self._depth = 0
         self._after_commit: list[Callable[[], None]] = []
+        self._on_rollback: list[Callable[[], None]] = []
         with self.lock:
             if path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
@@ -120,6 +121,7 @@ class Store:
             if outer:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._after_commit = []
+                self._on_rollback = []
             self._depth += 1
             try:
                 yield self
@@ -128,10 +130,14 @@ class Store:
                 if outer:
                     self._conn.execute("ROLLBACK")
                     self._after_commit = []
+                    undo, self._on_rollback = self._on_rollback, []
+                    for callback in undo:
+                        callback()
                 raise
             self._depth -= 1
             if outer:
                 self._conn.execute("COMMIT")
+                self._on_rollback = []
                 callbacks, self._after_commit = self._after_commit, []
                 for callback in callbacks:
                     callback()
@@ -142,6 +148,12 @@ class Store:
                 callback()
             else:
                 self._after_commit.append(callback)
+
+    def on_rollback(self, callback: Callable[[], None]) -> None:
+        """Undo something kept outside the database if the transaction does not commit."""
+        with self.lock:
+            if self._depth > 0:
+                self._on_rollback.append(callback)
 
     def execute(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Cursor:
         with self.lock:

@@ -131,6 +131,9 @@ class Dispatcher:
             if not dropped and self.faults.duplicate > 0:
                 self.faults.duplicate -= 1
                 copies = 2
+        if dropped or copies == 2:
+            # An event that is rolled back never existed: it must not use up a fault.
+            self.store.on_rollback(lambda: self._give_back(dropped, copies == 2))
         now = time.time()
         if dropped:
             cursor = self.store.execute(
@@ -151,6 +154,11 @@ class Dispatcher:
                 (event["id"], event["type"], endpoint, now, now),
             )
         self.store.after_commit(self.wake)
+
+    def _give_back(self, drop: bool, duplicate: bool) -> None:
+        with self._faults_lock:
+            self.faults.drop += int(drop)
+            self.faults.duplicate += int(duplicate)
 
     # -- workers ------------------------------------------------------------------------
 
@@ -227,6 +235,8 @@ class Dispatcher:
         delivered = status is not None and 200 <= status < 300
         now = time.time()
         with self.store.transaction():
+            if self.store.query_one("SELECT 1 FROM deliveries WHERE id = ?", (claimed["id"],)) is None:
+                return  # the emulator was reset while this attempt was under way
             self.store.execute(
                 "INSERT INTO delivery_attempts (delivery_id, event_id, event_type, attempt, status, error, duration_ms, at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -221,3 +221,20 @@ def test_overview_page_lists_attempts_without_secrets(client, control, emulator,
 def test_control_routes_answer_json(emulator, path):
     response = requests.post(emulator.url + path)
     assert response.status_code == 200 and "queued" in response.json()
+
+
+def test_a_refused_call_does_not_use_up_a_webhook_fault(client, control, receiver):
+    control.drop_webhooks(1)
+    with pytest.raises(stripe.InvalidRequestError):
+        # The first line item's product and price are made, then the second one is refused:
+        # nothing of the call remains, its events included.
+        create_session(client, line_items=[
+            {"price_data": {"currency": "eur", "unit_amount": 100, "product_data": {"name": "kept?"}}, "quantity": 1},
+            {"price": "price_missing", "quantity": 1},
+        ])
+    assert control.events() == []
+    lost = client.v1.customers.create(params={"email": "dropped@example.com"})
+    assert control.wait_for_webhooks(timeout=10)["idle"]
+    assert receiver.events() == []
+    assert control.deliveries(event_id=control.events(type="customer.created")[0]["id"])[0]["delivery_state"] == "dropped"
+    assert lost.id
