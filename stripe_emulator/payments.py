@@ -10,8 +10,8 @@ session asked for, completes the session and emits Stripe's events in Stripe's o
 from __future__ import annotations
 
 import copy
-import uuid
 import dataclasses
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -582,7 +582,6 @@ def authenticate(backend: Backend, session_id: str, result: str) -> PayOutcome:
             card = card_details(pending["card_number"], pending["exp_month"], pending["exp_year"], pending["cvc"])
             return _succeed(backend, action, session, intent, payment_method, card,
                             email=pending["email"], name=pending["name"], three_d_secure=True)
-        before = copy.deepcopy(intent)
         intent.update({
             "last_payment_error": {
                 "code": "payment_intent_authentication_failure",
@@ -598,7 +597,7 @@ def authenticate(backend: Backend, session_id: str, result: str) -> PayOutcome:
         backend.store.save(intent)
         emit(backend, action, "payment_intent.payment_failed", intent)
         return PayOutcome("authentication_failed", session, message=AUTHENTICATION_FAILED_MESSAGE,
-                          payment_intent=intent, payment_method=payment_method, details={"before": before})
+                          payment_intent=intent, payment_method=payment_method)
 
 
 def cancel_payment_intent(backend: Backend, action: Action, intent_id: str) -> None:

@@ -163,7 +163,7 @@ class ApiApp:
         api_key_of(request)
         if not _VERSION.match(version):
             raise InvalidRequestError(f"Invalid Stripe API version: {version}", param="Stripe-Version")
-        route, path_params, path_known = match(request.method, request.path)
+        route, path_params = match(request.method, request.path)
         if route is None:
             raise UnrecognizedUrl(request.method, request.path)
         raw = self._raw_params(request)

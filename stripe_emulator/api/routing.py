@@ -37,16 +37,14 @@ def route(method: str, template: str, name: str | None = None) -> Callable[[Hand
     return register
 
 
-def match(method: str, path: str) -> tuple[Route | None, dict[str, str], bool]:
-    """The route for a request; the flag says whether the path exists for another method."""
-    path_known = False
+def match(method: str, path: str) -> tuple[Route | None, dict[str, str]]:
+    """The route for a request and its path parameters. Stripe answers an unknown method on a
+    known path like an unknown path (404), so the caller needs nothing more."""
     for candidate in ROUTES:
         found = candidate.pattern.match(path)
-        if found:
-            path_known = True
-            if candidate.method == method:
-                return candidate, found.groupdict(), True
-    return None, {}, path_known
+        if found and candidate.method == method:
+            return candidate, found.groupdict()
+    return None, {}
 
 
 __all__ = ["Action", "Backend", "ROUTES", "Route", "match", "route"]
