@@ -22,6 +22,9 @@ from .routing import route
 TIMER_EXPIRE = "checkout_session_expiry"
 MIN_LIFETIME = 30 * 60
 MAX_LIFETIME = 24 * 3600
+# A caller computing "now + 30 minutes" on its own clock is a moment behind ours by the time the
+# request arrives; a few seconds of leeway keep that from failing at random.
+LIFETIME_LEEWAY = 10
 _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 
 # Stripe accepts these; emulating them would need behaviour the hosted page does not have.
@@ -147,7 +150,7 @@ def _expiry(backend: Backend, params: dict[str, Any], now: int) -> int:
     expires_at = params.get("expires_at")
     if expires_at is None:
         return now + MAX_LIFETIME
-    if expires_at < now + MIN_LIFETIME:
+    if expires_at < now + MIN_LIFETIME - LIFETIME_LEEWAY:
         raise InvalidRequestError("The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.",
                                   param="expires_at")
     if expires_at > now + MAX_LIFETIME:

@@ -170,7 +170,7 @@ class ApiApp:
         params = self.backend.coerce(raw, route.method.lower(), route.template)
         action = Action(api_version=version, request_id=request_id, idempotency_key=idempotency_key)
         if request.method != "POST" or not idempotency_key:
-            return self._execute(route, action, params, path_params, idempotency_key=None, fingerprint=None)
+            return self._execute(route, action, params, path_params, idempotency_key=None)
         if len(idempotency_key) > 255:
             raise InvalidRequestError(
                 f"Idempotency keys can be up to 255 characters long; the key you provided is {len(idempotency_key)} characters.",
@@ -180,7 +180,7 @@ class ApiApp:
         replay = self._reserve(idempotency_key, fingerprint, request_id)
         if replay is not None:
             return replay
-        return self._execute(route, action, params, path_params, idempotency_key=idempotency_key, fingerprint=fingerprint)
+        return self._execute(route, action, params, path_params, idempotency_key=idempotency_key)
 
     def _raw_params(self, request: Request) -> dict[str, Any]:
         raw = parse_form(request.query) if request.query else {}
@@ -249,7 +249,6 @@ class ApiApp:
         path_params: dict[str, str],
         *,
         idempotency_key: str | None,
-        fingerprint: str | None,
     ) -> Response:
         store = self.backend.store
         fault = self.backend.faults.take_refund_fault() if route.name == "create_refund" else None

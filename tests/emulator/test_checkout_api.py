@@ -90,6 +90,12 @@ def test_creation_refusals(client, control, overrides, message, param):
         assert "does not emulate" in refused.value.user_message
 
 
+def test_thirty_minutes_computed_a_moment_earlier_are_accepted(client, control):
+    now = control.clock()["now"]
+    session = create_session(client, expires_at=now - 2 + 1800)
+    assert session.expires_at == now - 2 + 1800
+
+
 def test_expire_only_while_open(client, control, receiver):
     session = create_session(client)
     expired = client.v1.checkout.sessions.expire(session.id)
