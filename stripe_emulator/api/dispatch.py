@@ -259,12 +259,16 @@ class ApiApp:
             if idempotency_key:
                 self._release(idempotency_key)
             return Response(0, drop=True)
-        if fault is not None and fault.mode == "error":
-            # Nothing is created, and nothing is remembered: a retry runs the request afresh.
-            if idempotency_key:
-                self._release(idempotency_key)
-            raise ApiError(SERVER_ERROR_MESSAGE)
         version_header = {"Stripe-Version": action.api_version}
+        if fault is not None and fault.mode == "error":
+            # Nothing is created. As on Stripe, the endpoint had begun: the 500 is saved under the
+            # Idempotency-Key and replayed to every retry with that key; only a new key runs afresh.
+            response = self._error(ApiError(SERVER_ERROR_MESSAGE), action.request_id or "")
+            response.headers.update(version_header)
+            if idempotency_key:
+                with store.transaction():
+                    self._save(idempotency_key, response)
+            return response
         try:
             with store.transaction():
                 payload = route.handler(self.backend, action, params, **path_params)

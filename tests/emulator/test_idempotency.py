@@ -114,16 +114,22 @@ def test_concurrent_requests_with_one_key_create_one_object(emulator):
     assert len(client.v1.customers.list(params={"email": "race@example.com"}).data) == 1
 
 
-def test_refund_fault_error_answers_500_and_creates_nothing(emulator, client, control):
+def test_refund_fault_error_answers_500_creates_nothing_and_replays_it_to_the_same_key(emulator, client, control):
     intent_id = paid_intent(client, control)
     control.fail_refunds(1, mode="error")
     no_retries = sdk_client(emulator.url, max_network_retries=0)
     with pytest.raises(stripe.APIError) as failed:
-        no_retries.v1.refunds.create(params={"payment_intent": intent_id})
+        no_retries.v1.refunds.create(params={"payment_intent": intent_id}, options={"idempotency_key": "five-hundred"})
     assert failed.value.http_status == 500 and failed.value.error.type == "api_error"
     assert client.v1.refunds.list(params={"payment_intent": intent_id}).data == []
-    control.fail_refunds(1, mode="error")
-    refund = client.v1.refunds.create(params={"payment_intent": intent_id})  # the SDK retries the 500
+
+    # Stripe saves a 500 under its key: the same key gets it again even though the fault is gone.
+    replay = post(emulator, "/v1/refunds", {"payment_intent": intent_id}, key="five-hundred")
+    assert replay.status_code == 500
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert client.v1.refunds.list(params={"payment_intent": intent_id}).data == []
+
+    refund = client.v1.refunds.create(params={"payment_intent": intent_id}, options={"idempotency_key": "new-key"})
     assert [r.id for r in client.v1.refunds.list(params={"payment_intent": intent_id}).data] == [refund.id]
 
 
