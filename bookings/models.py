@@ -101,6 +101,10 @@ class Slot(models.Model):
         return self.cancelled_at is not None
 
     @property
+    def has_started(self) -> bool:
+        return self.starts_at <= django_timezone.now()
+
+    @property
     def is_bookable(self) -> bool:
         return self.is_on_sale and not self.is_cancelled and self.seats_left > 0 and self.starts_at > django_timezone.now()
 

@@ -108,13 +108,20 @@ def listing_slots(listing: Listing, *, past: bool = False) -> QuerySet[Slot]:
     return slots.filter(starts_at__gt=now).order_by("starts_at", "pk")
 
 
-def slot_cancel_summary(slot: Slot) -> dict[str, int]:
-    """What cancelling a slot would do: how many confirmed bookings, seats, and money to refund."""
-    return Booking.objects.filter(slot=slot, status=BookingStatus.CONFIRMED).aggregate(
-        bookings=Count("pk"),
-        seats=Coalesce(Sum("quantity"), 0),
-        to_refund=Coalesce(Sum(F("amount_paid") - F("amount_refunded")), 0),
+def slot_cancel_summary(slot: Slot) -> dict:
+    """What cancelling a slot would do: how many confirmed bookings and seats, and the money to
+    refund per currency (a listing's currency can change between bookings)."""
+    rows = list(
+        Booking.objects.filter(slot=slot, status=BookingStatus.CONFIRMED)
+        .values("currency")
+        .annotate(bookings=Count("pk"), seats=Sum("quantity"), to_refund=Sum(F("amount_paid") - F("amount_refunded")))
+        .order_by("currency")
     )
+    return {
+        "bookings": sum(row["bookings"] for row in rows),
+        "seats": sum(row["seats"] for row in rows),
+        "to_refund": [(row["to_refund"], row["currency"]) for row in rows if row["to_refund"]],
+    }
 
 
 NEEDS_ATTENTION = (BookingStatus.REFUND_FAILED, BookingStatus.REFUND_DUE)
