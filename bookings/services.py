@@ -182,14 +182,21 @@ class ConfirmResult:
     booking: Booking | None
 
 
-def _booking_for_session(facts: CheckoutFacts) -> Booking | None:
-    booking = Booking.objects.filter(checkout_session_id=facts.session_id).first()
-    if booking is not None:
-        return booking
+def _booking_for_session(facts: CheckoutFacts, *, lock: bool = False) -> Booking | None:
+    # Locking fetches what the confirmation e-mail needs too, so that it is sent without another read.
+    bookings = (
+        Booking.objects.select_for_update(of=("self",)).select_related("slot__listing__merchant")
+        if lock
+        else Booking.objects.all()
+    )
+    try:
+        return bookings.get(checkout_session_id=facts.session_id)
+    except Booking.DoesNotExist:
+        pass
     # The session was opened but we crashed before storing its id: its reference still finds the booking.
     reference = facts.client_reference_id or ""
     if reference.startswith("booking-") and reference[8:].isdigit():
-        return Booking.objects.filter(pk=int(reference[8:]), checkout_session_id__isnull=True).first()
+        return bookings.filter(pk=int(reference[8:]), checkout_session_id__isnull=True).first()
     return None
 
 
@@ -221,17 +228,20 @@ def booking_confirm(*, facts: CheckoutFacts) -> ConfirmResult:
     paid). Whoever comes second gets ALREADY_DONE and changes nothing. E-mails and refunds run
     after commit. Raises PaymentFactsMismatch when the session does not describe the booking.
     """
-    booking = _booking_for_session(facts)
-    if booking is None:
-        return ConfirmResult(ConfirmOutcome.UNKNOWN_SESSION, None)
-    _check_payment_facts(booking, facts)
-    if facts.status == "expired":
-        return booking_expire(booking=booking)
-    if not facts.is_settled:
+    if facts.status == "expired" or not facts.is_settled:
+        booking = _booking_for_session(facts)
+        if booking is None:
+            return ConfirmResult(ConfirmOutcome.UNKNOWN_SESSION, None)
+        _check_payment_facts(booking, facts)
+        if facts.status == "expired":
+            return booking_expire(booking=booking)
         return ConfirmResult(ConfirmOutcome.NOT_PAID_YET, booking)
 
     with transaction.atomic():
-        booking = _locked(booking.pk)
+        booking = _booking_for_session(facts, lock=True)
+        if booking is None:
+            return ConfirmResult(ConfirmOutcome.UNKNOWN_SESSION, None)
+        _check_payment_facts(booking, facts)
         if booking.status not in (S.PENDING, S.EXPIRED):
             return ConfirmResult(ConfirmOutcome.ALREADY_DONE, booking)
         payment = {
@@ -245,7 +255,9 @@ def booking_confirm(*, facts: CheckoutFacts) -> ConfirmResult:
         ).update(seats_left=F("seats_left") - booking.quantity)
         if seats_taken:
             booking_transition(booking, S.CONFIRMED, confirmed_at=timezone.now(), **payment)
-            outcome = ConfirmOutcome.CONFIRMED
+            # A booking just confirmed has no refunds: its only follow-up is the confirmation e-mail.
+            transaction.on_commit(partial(notifications.booking_confirmation_send, booking=booking))
+            return ConfirmResult(ConfirmOutcome.CONFIRMED, booking)
         elif facts.amount_total > 0:
             booking_transition(booking, S.REFUND_DUE, **payment)
             Refund.objects.create(booking=booking, amount=facts.amount_total, reason=RefundReason.SOLD_OUT)
@@ -512,23 +524,27 @@ def booking_follow_up(*, booking_id: int, raise_refund_errors: bool = True) -> N
     With `raise_refund_errors`, a refund the provider did not create raises RefundNotCreated
     (the webhook then answers 500 so that Stripe retries).
     """
+    bookings = Booking.objects.select_related("slot__listing__merchant__user")
+    booking = bookings.get(pk=booking_id)
+    refunds = list(booking.refunds.all())
     refund_error = None
-    for refund_id in Refund.objects.filter(booking_id=booking_id, status=RefundStatus.REQUESTED).values_list(
-        "pk", flat=True
-    ):
+    requested = [refund.pk for refund in refunds if refund.status == RefundStatus.REQUESTED]
+    for refund_id in requested:
         try:
             refund_submit(refund_id=refund_id)
         except RefundNotCreated as error:
             refund_error = error
-    booking = Booking.objects.select_related("slot__listing__merchant").get(pk=booking_id)
-    if booking.status == S.CONFIRMED:
+    if requested:
+        booking = bookings.get(pk=booking_id)
+        refunds = list(booking.refunds.all())
+    if booking.status == S.CONFIRMED and booking.confirmation_email_sent_at is None:
         notifications.booking_confirmation_send(booking=booking)
-    if booking.status == S.CANCELLED:
+    if booking.status == S.CANCELLED and booking.cancellation_email_sent_at is None:
         notifications.booking_cancelled_send(booking=booking)
-    for refund in booking.refunds.all():
-        if refund.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED):
+    for refund in refunds:
+        if refund.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED) and refund.customer_notified_at is None:
             notifications.refund_notice_send(refund=refund, booking=booking)
-        elif refund.status == RefundStatus.FAILED:
+        elif refund.status == RefundStatus.FAILED and refund.merchant_alerted_at is None:
             notifications.refund_failed_alert_send(refund=refund, booking=booking)
     if refund_error is not None and raise_refund_errors:
         raise refund_error

@@ -12,6 +12,7 @@ shop_patterns = [
     path("b/<str:token>/", views.booking_page, name="booking"),
     path("b/<str:token>/portal/", views.booking_portal, name="booking_portal"),
     path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
+    path("healthz", views.healthz, name="healthz"),
 ]
 
 urlpatterns = [

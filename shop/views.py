@@ -1,8 +1,10 @@
 import logging
 from itertools import groupby
 
+from django.conf import settings
 from django.contrib import messages
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect
+from django.db import DatabaseError, connection
+from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -22,6 +24,19 @@ log = logging.getLogger("shop.views")
 
 # The success page polls quickly at first, then backs off: a card payment settles in seconds.
 POLL_DELAYS_SECONDS = (1, 1, 1, 2, 2, 2, 3, 3, 5)
+
+
+@require_GET
+def healthz(request):
+    """For load balancers: 200 when this process can reach the database, 503 otherwise."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            cursor.fetchone()
+    except DatabaseError:
+        log.error("healthz_database_unreachable")
+        return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
+    return JsonResponse({"status": "ok", "database": "ok"})
 
 
 @require_GET
@@ -165,12 +180,23 @@ def booking_portal(request, token: str):
     return HttpResponseRedirect(url, status=303)
 
 
+def _webhook_body(request) -> bytes | None:
+    """The raw body, read past the forms' size limit up to the webhook's own; None when too large."""
+    length = request.META.get("CONTENT_LENGTH") or ""
+    if not length.isdigit() or int(length) > settings.WEBHOOK_MAX_BODY_BYTES:
+        return None
+    return request.read(int(length))
+
+
 @csrf_exempt
 @require_POST
 def stripe_webhook(request):
+    payload = _webhook_body(request)
+    if payload is None:
+        return HttpResponse("Webhook refused: body missing or too large.", status=413, content_type="text/plain")
     signature = request.headers.get("Stripe-Signature")
     try:
-        event = payments.webhook_event(payload=request.body, signature_header=signature)
+        event = payments.webhook_event(payload=payload, signature_header=signature)
     except payments.WebhookRejected as error:
         log.warning("webhook_rejected reason=%s signature=%s", error, payments.signature_fingerprint(signature))
         return HttpResponseBadRequest(f"Webhook refused: {error}.", content_type="text/plain")

@@ -47,3 +47,9 @@ def slot(listing):
 @pytest.fixture
 def booking(slot):
     return make_booking(slot=slot)
+
+
+@pytest.fixture
+def stripe_settings_unset(settings):
+    """No Stripe account configured: any attempt to call Stripe fails as PaymentsUnavailable."""
+    settings.STRIPE_SECRET_KEY = ""

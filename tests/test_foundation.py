@@ -51,7 +51,10 @@ def settings_as_seen_with(env: dict[str, str]) -> dict:
         "db = settings.DATABASES['default']; "
         "print(json.dumps({'engine': db['ENGINE'], 'name': str(db['NAME']), 'options': db.get('OPTIONS', {}), "
         "'secrets': settings.STRIPE_WEBHOOK_SECRETS, 'api_base': settings.STRIPE_API_BASE, "
-        "'storage': settings.STORAGES['staticfiles']['BACKEND']}, default=str))"
+        "'storage': settings.STORAGES['staticfiles']['BACKEND'], "
+        "'cookies': [settings.SESSION_COOKIE_SECURE, settings.CSRF_COOKIE_SECURE, settings.SESSION_COOKIE_HTTPONLY, "
+        "settings.CSRF_COOKIE_HTTPONLY], 'hsts': settings.SECURE_HSTS_SECONDS, 'ssl': settings.SECURE_SSL_REDIRECT}, "
+        "default=str))"
     )
     result = run_manage("shell", "--no-imports", "-c", code, env=env)
     assert result.returncode == 0, result.stderr
@@ -78,6 +81,13 @@ def test_database_url_selects_postgresql_and_webhook_secrets_split_on_commas():
     assert seen["secrets"] == ["whsec_new", "whsec_old"]
     assert seen["api_base"] == "http://127.0.0.1:12111"
     assert seen["storage"] == "whitenoise.storage.CompressedManifestStaticFilesStorage"
+
+
+def test_with_debug_off_cookies_are_secure_and_http_only_and_https_is_enforced():
+    seen = settings_as_seen_with({"DJANGO_DEBUG": "false"})
+    assert seen["cookies"] == [True, True, True, True]
+    assert seen["hsts"] == 31536000
+    assert seen["ssl"] is True
 
 
 def test_a_malformed_boolean_setting_is_refused_with_its_name():
