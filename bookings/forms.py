@@ -380,7 +380,11 @@ class BookingFilterForm(forms.Form):
         min_value=1,
         max_value=2**62,
         widget=forms.HiddenInput,
-        error_messages={"invalid": "That time is not one of yours.", "min_value": "That time is not one of yours."},
+        error_messages={
+            "invalid": "That time is not one of yours.",
+            "min_value": "That time is not one of yours.",
+            "max_value": "That time is not one of yours.",
+        },
     )
 
     def __init__(self, *args, listings: list[Listing], **kwargs):
