@@ -5,6 +5,7 @@ import datetime as dt
 import re
 import zoneinfo
 from decimal import Decimal
+from functools import cache
 
 from django import forms
 from django.contrib.auth import get_user_model
@@ -25,7 +26,9 @@ WEEKDAYS = [(str(n), name) for n, name in enumerate(("Mon", "Tue", "Wed", "Thu",
 CURRENCY_CHOICES = [(code, f"{code.upper()} · {name}") for code, name in sorted(SUPPORTED_CURRENCIES.items())]
 
 
+@cache
 def _timezone_choices() -> list[tuple[str, str]]:
+    # available_timezones() reads the whole zone database from disk: once per process is enough.
     names = sorted(name for name in zoneinfo.available_timezones() if "/" in name or name == "UTC")
     return [(name, name.replace("_", " ")) for name in names]
 
