@@ -30,3 +30,13 @@ def plain_http_test_settings():
         WHITENOISE_USE_FINDERS=True,
     ):
         yield
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Rate-limit counters live in the cache: every test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()

@@ -63,6 +63,7 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_htmx",
+    "django_ratelimit",
     "bookings",
     "shop",
 ]
@@ -163,11 +164,26 @@ STORAGES = {
     },
 }
 
+# Rate limits are counted in this cache: with several web processes, share it through Redis.
 CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-        "LOCATION": "booking-site",
-    }
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env_str("REDIS_URL")}
+        if env_str("REDIS_URL")
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "slotbook"}
+    )
+}
+RATELIMIT_USE_CACHE = "default"
+RATELIMIT_IP_META_KEY = "shop.ratelimits.client_ip"
+# django-ratelimit refuses a per-process cache; one process (development, tests) is fine with it.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
+# How many proxies in front of the site append to X-Forwarded-For (0: trust REMOTE_ADDR only).
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+RATE_LIMITS = {
+    "checkout_per_ip": env_str("RATE_LIMIT_CHECKOUT_PER_IP", "20/10m"),
+    "checkout_per_email": env_str("RATE_LIMIT_CHECKOUT_PER_EMAIL", "10/h"),
+    "token_misses_per_ip": env_str("RATE_LIMIT_TOKEN_MISSES_PER_IP", "30/10m"),
+    "signin_per_ip": env_str("RATE_LIMIT_SIGNIN_PER_IP", "20/10m"),
+    "signin_per_username": env_str("RATE_LIMIT_SIGNIN_PER_USERNAME", "5/10m"),
 }
 
 EMAIL_BACKEND = env_str(

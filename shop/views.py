@@ -1,4 +1,5 @@
 import logging
+from functools import wraps
 from itertools import groupby
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 from bookings import selectors
 from bookings.models import Booking, Listing
 from bookings.services import BookingError
-from shop import payments
+from shop import payments, ratelimits
 from shop.checkout import booking_status_refresh, checkout_start, is_checkout_session_id
 from shop.forms import BookingForm
 from shop.webhooks import EventResult, stripe_event_receive
@@ -24,6 +25,23 @@ log = logging.getLogger("shop.views")
 
 # The success page polls quickly at first, then backs off: a card payment settles in seconds.
 POLL_DELAYS_SECONDS = (1, 1, 1, 2, 2, 2, 3, 3, 5)
+
+
+class GuessingBlocked(Exception):
+    """This address asked for too many bookings that do not exist."""
+
+
+def guessing_limited(view):
+    """Answer 429 to an address that has asked for too many bookings that do not exist."""
+
+    @wraps(view)
+    def limited(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except GuessingBlocked:
+            return ratelimits.too_many_requests(request, what="booking look-ups")
+
+    return limited
 
 
 @require_GET
@@ -78,6 +96,8 @@ def checkout_create(request, slug: str):
     form = BookingForm(request.POST, slots=selectors.slots_on_sale(listing))
     if not form.is_valid():
         return _listing_page(request, listing, form, status=400)
+    if ratelimits.checkout_limited(request, email=form.cleaned_data["customer_email"]):
+        return ratelimits.too_many_requests(request, what="checkouts")
     success_url = request.build_absolute_uri(reverse("shop:checkout_success")) + "?session_id={CHECKOUT_SESSION_ID}"
     cancel_url = request.build_absolute_uri(reverse("shop:listing", args=[listing.slug])) + "?checkout=cancelled"
     try:
@@ -98,12 +118,15 @@ def checkout_create(request, slug: str):
     return HttpResponseRedirect(started.url, status=303)
 
 
-def _booking_by_session_or_404(session_id: str) -> Booking:
-    if not is_checkout_session_id(session_id):
-        raise Http404("No such checkout.")
+def _booking_by_session_or_404(request, session_id: str) -> Booking:
+    if ratelimits.token_guessing_blocked(request):
+        raise GuessingBlocked
     try:
+        if not is_checkout_session_id(session_id):
+            raise Booking.DoesNotExist
         return selectors.booking_by_session(session_id)
     except Booking.DoesNotExist:
+        ratelimits.token_miss_record(request)
         raise Http404("No such checkout.") from None
 
 
@@ -126,15 +149,17 @@ def _poll_number(request) -> int:
 
 
 @require_GET
+@guessing_limited
 def checkout_success(request):
-    booking = _booking_by_session_or_404(request.GET.get("session_id", ""))
+    booking = _booking_by_session_or_404(request, request.GET.get("session_id", ""))
     check = booking_status_refresh(booking)
     return render(request, "shop/checkout_success.html", _status_context(request, check, 0))
 
 
 @require_GET
+@guessing_limited
 def checkout_status(request, session_id: str):
-    booking = _booking_by_session_or_404(session_id)
+    booking = _booking_by_session_or_404(request, session_id)
     check = booking_status_refresh(booking)
     response = render(request, "shop/_checkout_status.html", _status_context(request, check, _poll_number(request)))
     if check.booking.is_final:
@@ -142,18 +167,23 @@ def checkout_status(request, session_id: str):
     return response
 
 
-def _booking_by_token_or_404(token: str) -> Booking:
-    if not token or len(token) > 64:
-        raise Http404("No such booking.")
+def _booking_by_token_or_404(request, token: str) -> Booking:
+    if ratelimits.token_guessing_blocked(request):
+        raise GuessingBlocked
     try:
+        if not token or len(token) > 64:
+            raise Booking.DoesNotExist
         return selectors.booking_by_token(token)
     except Booking.DoesNotExist:
+        ratelimits.token_miss_record(request)
         raise Http404("No such booking.") from None
 
 
+
 @require_GET
+@guessing_limited
 def booking_page(request, token: str):
-    booking = _booking_by_token_or_404(token)
+    booking = _booking_by_token_or_404(request, token)
     listing = booking.slot.listing
     context = {
         "booking": booking,
@@ -166,8 +196,9 @@ def booking_page(request, token: str):
 
 
 @require_POST
+@guessing_limited
 def booking_portal(request, token: str):
-    booking = _booking_by_token_or_404(token)
+    booking = _booking_by_token_or_404(request, token)
     if not booking.stripe_customer_id:
         messages.error(request, "There are no payment details for this booking yet.")
         return redirect("shop:booking", token=booking.public_token)
