@@ -8,6 +8,7 @@ a 403 page saying so. Times are read and entered in the merchant's timezone.
 import csv
 import datetime as dt
 from functools import wraps
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.views import redirect_to_login
@@ -19,7 +20,7 @@ from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-from django_htmx.http import HttpResponseClientRedirect
+from django_htmx.http import HttpResponseClientRedirect, push_url
 
 from bookings import selectors, services
 from bookings.forms import (
@@ -416,7 +417,12 @@ def booking_list(request, merchant):
         "bookings": list(page.object_list),
         "slot": slot,
     }
-    return _render(request, "bookings/booking_list.html", "bookings/_booking_table.html", context)
+    response = _render(request, "bookings/booking_list.html", "bookings/_booking_table.html", context)
+    if _partial_wanted(request):
+        # htmx pushes the form's every field, empty ones too; the address bar gets only those in use.
+        used = [(key, value) for key, value in request.GET.items() if value]
+        push_url(response, request.path + (f"?{urlencode(used)}" if used else ""))
+    return response
 
 
 CSV_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\n")

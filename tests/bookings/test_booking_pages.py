@@ -115,6 +115,14 @@ def test_htmx_filters_answer_with_the_table_alone_and_history_restores_get_the_p
     assert "<html" in restore.content.decode()
 
 
+def test_htmx_filters_push_an_address_with_only_the_filters_in_use(signed_in, bookings):
+    query = {"status": "pending", "listing": "", "date_from": "", "date_to": "", "q": "cy", "slot": ""}
+
+    response = signed_in.get(LIST, query, headers={"HX-Request": "true"})
+
+    assert response["HX-Push-Url"] == f"{LIST}?status=pending&q=cy"
+
+
 def test_the_filter_form_works_without_javascript_and_pushes_its_url_with_it(signed_in, bookings):
     html = signed_in.get(LIST).content.decode()
 
