@@ -4,28 +4,15 @@ There is no sign-up: the operator creates merchants with `manage.py createmercha
 from django.contrib.auth import views as auth_views
 from django.urls import path, reverse_lazy
 
-from bookings.forms import MerchantPasswordResetForm
+from bookings.views import ResetRequestView, SignInView
+
 
 app_name = "accounts"
 
 urlpatterns = [
-    path(
-        "login/",
-        auth_views.LoginView.as_view(template_name="registration/login.html", redirect_authenticated_user=True),
-        name="login",
-    ),
+    path("login/", SignInView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
-    path(
-        "password/reset/",
-        auth_views.PasswordResetView.as_view(
-            email_template_name="registration/password_reset_email.txt",
-            html_email_template_name="registration/password_reset_email.html",
-            subject_template_name="registration/password_reset_subject.txt",
-            success_url=reverse_lazy("accounts:password_reset_done"),
-            form_class=MerchantPasswordResetForm,
-        ),
-        name="password_reset",
-    ),
+    path("password/reset/", ResetRequestView.as_view(), name="password_reset"),
     path("password/reset/sent/", auth_views.PasswordResetDoneView.as_view(), name="password_reset_done"),
     path(
         "password/reset/<uidb64>/<token>/",

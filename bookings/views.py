@@ -11,22 +11,27 @@ from functools import wraps
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.conf import settings
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
-from django.urls import reverse
+from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
+from django_ratelimit import ALL
+from django_ratelimit.core import get_usage
 
 from bookings import selectors, services
 from bookings.forms import (
     BookingFilterForm,
     CapacityForm,
     ListingForm,
+    MerchantPasswordResetForm,
     ProfileForm,
     RefundForm,
     SeriesForm,
@@ -626,3 +631,60 @@ def profile(request, merchant):
             return redirect("bookings:profile")
     status = 400 if request.method == "POST" else 200
     return render(request, "bookings/profile.html", {"merchant": merchant, "section": "profile", "form": form}, status=status)
+
+
+# Accounts: Django's views, with failed sign-ins limited per address and per user name and
+# reset e-mails per address (settings.RATE_LIMITS), so that passwords cannot be guessed and
+# inboxes cannot be flooded.
+
+
+def _usage(request, *, group: str, key, rate_name: str, increment: bool) -> dict | None:
+    # key "ip" is settings.RATELIMIT_IP_META_KEY: the client's address as the site sees it.
+    rate = settings.RATE_LIMITS[rate_name]
+    return get_usage(request, group=group, key=key, rate=rate, method=ALL, increment=increment)
+
+
+def _used_up(usage: dict | None) -> bool:
+    return bool(usage and usage["count"] >= usage["limit"])
+
+
+def _too_many(request, *, what: str, usages) -> object:
+    wait = max([int(usage["time_left"]) for usage in usages if usage] or [60])
+    response = render(request, "429.html", {"what": what, "retry_minutes": max(1, round(wait / 60))}, status=429)
+    response["Retry-After"] = str(max(1, wait))
+    return response
+
+
+class SignInView(auth_views.LoginView):
+    template_name = "registration/login.html"
+    redirect_authenticated_user = True
+
+    def post(self, request, *args, **kwargs):
+        username = request.POST.get("username", "")[:150].strip().lower()
+        by_name = lambda group, request: username  # noqa: E731
+        checks = {
+            "ip": dict(group="signin-ip", key="ip", rate_name="signin_per_ip"),
+            "name": dict(group="signin-username", key=by_name, rate_name="signin_per_username"),
+        }
+        usages = [_usage(request, increment=False, **check) for check in checks.values()]
+        if any(_used_up(usage) for usage in usages):
+            return _too_many(request, what="sign-in attempts", usages=usages)
+        response = super().post(request, *args, **kwargs)
+        if response.status_code == 200:  # the form came back: the sign-in failed
+            for check in checks.values():
+                _usage(request, increment=True, **check)
+        return response
+
+
+class ResetRequestView(auth_views.PasswordResetView):
+    email_template_name = "registration/password_reset_email.txt"
+    html_email_template_name = "registration/password_reset_email.html"
+    subject_template_name = "registration/password_reset_subject.txt"
+    success_url = reverse_lazy("accounts:password_reset_done")
+    form_class = MerchantPasswordResetForm
+
+    def post(self, request, *args, **kwargs):
+        usage = _usage(request, group="password-reset-ip", key="ip", rate_name="signin_per_ip", increment=True)
+        if usage and usage["should_limit"]:
+            return _too_many(request, what="password reset requests", usages=[usage])
+        return super().post(request, *args, **kwargs)

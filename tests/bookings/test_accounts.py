@@ -262,3 +262,63 @@ def test_a_slot_s_seats_cannot_be_edited_in_the_admin(staff_client, slot):
 
     assert 'name="seats_left"' not in page and 'name="capacity"' not in page
     assert 'name="is_on_sale"' in page
+
+
+# Abuse limits
+
+
+def test_failed_sign_ins_are_limited_per_user_name(client, merchant, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "signin_per_username": "3/10m"}
+    name = merchant.user.username
+    for attempt in range(3):
+        address = f"10.0.0.{attempt}"
+        assert client.post(reverse("accounts:login"), {"username": name, "password": "x"}, REMOTE_ADDR=address).status_code == 200
+
+    blocked = client.post(reverse("accounts:login"), {"username": name.upper(), "password": PASSWORD}, REMOTE_ADDR="10.0.0.9")
+
+    assert blocked.status_code == 429
+    assert "sign-in attempts" in blocked.content.decode()
+    assert int(blocked["Retry-After"]) > 0
+    assert "_auth_user_id" not in client.session
+
+
+def test_failed_sign_ins_are_limited_per_address_and_successes_do_not_count(client, merchant, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "signin_per_ip": "2/10m"}
+    for _ in range(3):
+        ok = client.post(reverse("accounts:login"), {"username": merchant.user.username, "password": PASSWORD})
+        assert ok.status_code == 302
+        client.logout()
+    for name in ("a", "b"):
+        client.post(reverse("accounts:login"), {"username": name, "password": "x"})
+
+    assert client.post(reverse("accounts:login"), {"username": "c", "password": "x"}).status_code == 429
+    other = client.post(
+        reverse("accounts:login"), {"username": merchant.user.username, "password": PASSWORD}, REMOTE_ADDR="10.7.7.7"
+    )
+    assert other.status_code == 302
+
+
+def test_password_reset_e_mails_are_limited_per_address(client, merchant, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "signin_per_ip": "2/10m"}
+    statuses = [client.post(reverse("accounts:password_reset"), {"email": merchant.user.email}).status_code for _ in range(3)]
+
+    assert statuses == [302, 302, 429]
+    assert len(mail.outbox) == 2
+
+
+def test_a_merchant_alerted_about_a_failed_refund_gets_a_link_to_the_booking(
+    client, merchant, django_capture_on_commit_callbacks, stripe_settings_unset
+):
+    from bookings.services import booking_refund, refund_record_failure
+
+    booking = make_confirmed_booking(slot=make_slot(listing=make_listing(merchant=merchant)))
+    refund = booking_refund(booking=booking)
+    with django_capture_on_commit_callbacks(execute=True):
+        refund_record_failure(refund_id=refund.pk, failure_reason="expired_or_canceled_card")
+
+    alert = next(m for m in mail.outbox if "refund failed" in m.subject)
+    link = re.search(r"https?://[^/\s]+(/merchant/bookings/\d+/)", alert.body).group(1)
+    assert alert.to == [merchant.support_email]
+    assert link == reverse("bookings:booking_detail", args=[booking.pk])
+    client.force_login(merchant.user)
+    assert "Retry the refund" in client.get(link).content.decode()
