@@ -133,7 +133,14 @@ def demo_data_load(*, days: int = 14) -> dict[str, int]:
 
 
 DEMO_CUSTOMER_DOMAIN = "customers.example.com"
-DEMO_CUSTOMERS = ("Ada Lovelace", "Grace Hopper", "Alan Turing", "Katherine Johnson", "Tim Berners-Lee", "Mary Somerville")
+DEMO_CUSTOMERS = (
+    "Ada Lovelace",
+    "Grace Hopper",
+    "Alan Turing",
+    "Katherine Johnson",
+    "Tim Berners-Lee",
+    "Mary Somerville",
+)
 # Seats booked on a listing's first upcoming slots: a full one, a busy one, a quiet one.
 DEMO_SEATS = ((3, 2, 2, 1), (2, 1), (1,))
 

@@ -84,7 +84,9 @@ class ListingForm(forms.Form):
         max_length=5000,
         widget=forms.Textarea(attrs={"rows": 6}),
         help_text="What customers get, where to meet, what to bring.",
-        error_messages={"max_length": "Keep the description to %(limit_value)d characters or fewer (it has %(show_value)d)."},
+        error_messages={
+            "max_length": "Keep the description to %(limit_value)d characters or fewer (it has %(show_value)d)."
+        },
     )
     price = forms.CharField(
         label="Price per seat",
@@ -95,7 +97,10 @@ class ListingForm(forms.Form):
     currency = forms.ChoiceField(
         choices=CURRENCY_CHOICES,
         initial="eur",
-        error_messages={"invalid_choice": "Choose one of the currencies in the list.", "required": "Choose a currency."},
+        error_messages={
+            "invalid_choice": "Choose one of the currencies in the list.",
+            "required": "Choose a currency.",
+        },
     )
     duration_minutes = forms.IntegerField(
         label="Duration (minutes)",

@@ -295,7 +295,8 @@ def _refund_open(booking: Booking, *, amount: int, reason: str) -> Refund:
         raise BookingError("Everything paid for this booking is already refunded or being refunded.")
     if not 1 <= amount <= outstanding:
         most = format_money(outstanding, booking.currency)
-        raise BookingError(f"Enter a refund between {format_money(1, booking.currency)} and {most} (what is left to refund).")
+        least = format_money(1, booking.currency)
+        raise BookingError(f"Enter a refund between {least} and {most} (what is left to refund).")
     return Refund.objects.create(booking=booking, amount=amount, reason=reason)
 
 
@@ -742,7 +743,9 @@ def slot_series_create(
                 ]
             )
     except IntegrityError:
-        raise BookingError("Some of these times were added by someone else just now. Preview the series again.") from None
+        raise BookingError(
+            "Some of these times were added by someone else just now. Preview the series again."
+        ) from None
     log.info("slot_series_created listing=%s slots=%s", listing.pk, len(slots))
     return SeriesCreated(created=slots, skipped_existing=len(plan.existing))
 
@@ -782,9 +785,8 @@ def slot_selling_set(*, slot: Slot, on_sale: bool) -> bool:
     A cancelled slot cannot be put back on sale. Returns False when nothing changed."""
     if on_sale and slot.is_cancelled:
         raise BookingError("This time is cancelled and cannot be sold again. Add a new time instead.")
-    changed = (
-        Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).exclude(is_on_sale=on_sale).update(is_on_sale=on_sale)
-    )
+    selling = Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).exclude(is_on_sale=on_sale)
+    changed = selling.update(is_on_sale=on_sale)
     slot.is_on_sale = on_sale if changed else Slot.objects.values_list("is_on_sale", flat=True).get(pk=slot.pk)
     return bool(changed)
 

@@ -10,17 +10,18 @@ import datetime as dt
 from functools import wraps
 from urllib.parse import urlencode
 
-from django.contrib import messages
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
 from django.core.paginator import Paginator
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse, reverse_lazy
-from django.utils import timezone
+from django.utils import dateformat, timezone
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.template.defaultfilters import pluralize
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
 from django_ratelimit import ALL
@@ -53,7 +54,9 @@ def merchant_view(view):
     def wrapper(request, *args, **kwargs):
         if not request.user.is_authenticated:
             if request.htmx:
-                return HttpResponseClientRedirect(f"{reverse('accounts:login')}?next={request.path}")
+                # Back to the page the person was on, not to the partial htmx asked for.
+                page = request.htmx.current_url_abs_path or reverse("bookings:dashboard")
+                return HttpResponseClientRedirect(f"{reverse('accounts:login')}?{urlencode({'next': page})}")
             return redirect_to_login(request.get_full_path())
         merchant = selectors.merchant_for_user(request.user)
         if merchant is None:
@@ -111,8 +114,9 @@ def _booking_or_404(merchant, pk: int) -> Booking:
         raise Http404("No such booking.") from None
 
 
-def _local(value: dt.datetime, merchant) -> dt.datetime:
-    return timezone.localtime(value, merchant.zone)
+def _when(slot: Slot, merchant, fmt: str) -> str:
+    """A slot's start as the merchant's clock shows it, in Django's date format."""
+    return dateformat.format(timezone.localtime(slot.starts_at, merchant.zone), fmt)
 
 
 # Overview
@@ -243,8 +247,8 @@ def slot_create(request, merchant, pk: int):
         except BookingError as error:
             form.add_error("starts_at" if listing.is_active else None, str(error))
         else:
-            when = _local(slot.starts_at, merchant)
-            messages.success(request, f"Added {when:%A %-d %B %Y, %H:%M} with {slot.capacity} seats.")
+            when = _when(slot, merchant, "l j F Y, H:i")
+            messages.success(request, f"Added {when} with {slot.capacity} seats.")
             return redirect("bookings:listing_detail", pk=listing.pk)
     status = 400 if request.method == "POST" else 200
     context = {"merchant": merchant, "section": "listings", "listing": listing, "form": form}
@@ -271,8 +275,9 @@ def slot_series(request, merchant, pk: int):
                 except BookingError as error:
                     form.add_error(None, str(error))
                 else:
-                    skipped = f" {result.skipped_existing} already existed and were skipped." if result.skipped_existing else ""
-                    messages.success(request, f"Added {len(result.created)} times.{skipped}")
+                    skipped = result.skipped_existing
+                    note = f" {skipped} already existed and were skipped." if skipped else ""
+                    messages.success(request, f"Added {len(result.created)} times.{note}")
                     return redirect("bookings:listing_detail", pk=listing.pk)
         if not form.is_valid():
             status = 400
@@ -361,9 +366,8 @@ def slot_selling(request, merchant, pk: int):
         messages.error(request, str(error))
     else:
         if not _partial_wanted(request):
-            messages.success(
-                request, "This time is on sale again." if on_sale else "This time is no longer on sale. Bookings made stand."
-            )
+            stopped = "This time is no longer on sale. Bookings made stand."
+            messages.success(request, "This time is on sale again." if on_sale else stopped)
     if _partial_wanted(request):
         return _slot_row(request, merchant, slot)
     return redirect(_next_or(request, reverse("bookings:slot_detail", args=[slot.pk])))
@@ -376,18 +380,18 @@ def slot_cancel(request, merchant, pk: int):
     slot = _slot_or_404(merchant, pk)
     if request.method == "POST":
         result = services.slot_cancel(slot=slot)
-        when = f"{_local(slot.starts_at, merchant):%A %-d %B, %H:%M}"
+        when = _when(slot, merchant, "l j F, H:i")
         if result.already_cancelled and not result.bookings_cancelled:
             messages.info(request, f"{when} was already cancelled; there was nothing more to refund.")
         elif not result.bookings_cancelled:
             messages.success(request, f"{when} is cancelled. Nobody had booked it, so there was nothing to refund.")
         else:
-            cancelled = result.bookings_cancelled
+            cancelled, refunds = result.bookings_cancelled, result.refunds_opened
             messages.success(
                 request,
-                f"{when} is cancelled. {cancelled} booking{'s' if cancelled != 1 else ''} cancelled and "
-                f"{result.refunds_opened} refund{'s' if result.refunds_opened != 1 else ''} sent to Stripe; each customer "
-                "is e-mailed once their refund is made. Their statuses are below.",
+                f"{when} is cancelled. {cancelled} booking{pluralize(cancelled)} cancelled and "
+                f"{refunds} refund{pluralize(refunds)} sent to Stripe; each customer is e-mailed once their "
+                "refund is made. Their statuses are below.",
             )
         return redirect("bookings:slot_detail", pk=slot.pk)
     summary = selectors.slot_cancel_summary(slot)
@@ -614,7 +618,11 @@ def booking_refund_resubmit(request, merchant, pk: int):
 @require_http_methods(["GET", "POST"])
 @merchant_view
 def profile(request, merchant):
-    initial = {"display_name": merchant.display_name, "timezone": merchant.timezone, "support_email": merchant.support_email}
+    initial = {
+        "display_name": merchant.display_name,
+        "timezone": merchant.timezone,
+        "support_email": merchant.support_email,
+    }
     form = ProfileForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -630,7 +638,8 @@ def profile(request, merchant):
             messages.success(request, "Your profile is saved.")
             return redirect("bookings:profile")
     status = 400 if request.method == "POST" else 200
-    return render(request, "bookings/profile.html", {"merchant": merchant, "section": "profile", "form": form}, status=status)
+    context = {"merchant": merchant, "section": "profile", "form": form}
+    return render(request, "bookings/profile.html", context, status=status)
 
 
 # Accounts: Django's views, with failed sign-ins limited per address and per user name and

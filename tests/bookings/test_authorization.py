@@ -196,10 +196,13 @@ def test_filtering_by_another_merchant_s_slot_or_listing_shows_nothing(client, w
 
 
 def test_an_htmx_request_from_a_signed_out_visitor_redirects_the_whole_page_to_sign_in(client, world):
-    response = client.get(reverse("bookings:booking_list"), headers={"HX-Request": "true"})
+    page = "http://testserver" + reverse("bookings:listing_detail", args=[world.listing.pk])
+    headers = {"HX-Request": "true", "HX-Current-URL": page}
+
+    response = client.get(reverse("bookings:slot_capacity", args=[world.slot.pk]), headers=headers)
 
     assert response.status_code == 200
-    assert response["HX-Redirect"].startswith(reverse("accounts:login"))
+    assert response["HX-Redirect"] == reverse("accounts:login") + "?next=%2Fmerchant%2Flistings%2F" + f"{world.listing.pk}%2F"
 
 
 @pytest.mark.parametrize("actor", ["anonymous", "merchant_a", "merchant_b"])
