@@ -5,6 +5,7 @@ import datetime as dt
 import shutil
 
 import pytest
+from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
@@ -32,6 +33,9 @@ def browser_page():
         page.on("pageerror", lambda error: page.problems.append(str(error)))
         yield page
         browser.close()
+        # Playwright runs an event loop in this thread, so the queries the test made inside it
+        # opened connections of their own context: close them, or the test database cannot be dropped.
+        connections.close_all()
 
 
 @pytest.fixture
