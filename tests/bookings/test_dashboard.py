@@ -146,7 +146,7 @@ def test_dashboard_pages_issue_as_many_queries_with_one_row_as_with_many(signed_
         make_slot(listing=listing, starts_in=dt.timedelta(days=5, minutes=len(str(_)) + _))
         make_confirmed_booking(slot=slot)
     for amount in (100, 200):
-        refund_record_created(refund_id=booking_refund(booking=booking, amount=amount).pk, receipt_id=f"re_{amount}", status="succeeded")
+        refund_record_created(refund_id=booking_refund(booking=booking, amount=amount).pk, receipt_id=f"re_this_booking_{amount}", status="succeeded")
     many = queries(signed_in, url)
 
     assert few == many
