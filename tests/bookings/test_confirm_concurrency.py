@@ -42,3 +42,42 @@ def test_the_last_seat_goes_to_exactly_one_of_many_free_bookings():
     assert outcomes.count(ConfirmOutcome.CONFIRMED) == 1
     assert outcomes.count(ConfirmOutcome.SOLD_OUT_NOTHING_CHARGED) == 11
     assert slot.seats_left == 0
+
+
+def test_30_paid_sessions_competing_for_10_seats_confirm_10_and_refund_20_once_each(stripe_emulator, settings):
+    from bookings.models import Refund
+    from shop import payments
+    from shop.checkout import checkout_start
+
+    settings.STRIPE_MAX_NETWORK_RETRIES = 2
+    slot = make_slot(capacity=10)
+    bookings = []
+    for i in range(30):
+        started = checkout_start(
+            slot=slot,
+            quantity=1,
+            customer_email=f"racer{i}@example.com",
+            customer_name=f"Racer {i}",
+            success_url="http://testserver/checkout/success/?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url="http://testserver/",
+        )
+        stripe_emulator.pay_session(started.booking.checkout_session_id, "4242424242424242")
+        bookings.append(started.booking)
+    facts = [payments.checkout_facts(b.checkout_session_id) for b in bookings]
+
+    results = run_concurrently([lambda f=f: booking_confirm(facts=f) for f in facts])
+
+    assert not [r for r in results if isinstance(r, BaseException)], results
+    outcomes = [r.outcome for r in results]
+    slot.refresh_from_db()
+    assert outcomes.count(ConfirmOutcome.CONFIRMED) == 10
+    assert outcomes.count(ConfirmOutcome.SOLD_OUT_REFUND_DUE) == 20
+    assert slot.seats_left == 0
+    statuses = sorted(b.status for b in type(bookings[0]).objects.filter(slot=slot))
+    assert statuses == ["confirmed"] * 10 + ["refunded"] * 20
+    stripe_refunds = list(payments.stripe_client().v1.refunds.list(params={"limit": 100}).auto_paging_iter())
+    refunded_intents = [r.payment_intent for r in stripe_refunds]
+    assert len(refunded_intents) == 20 == len(set(refunded_intents))
+    assert Refund.objects.filter(reason="sold_out").count() == 20
+    assert len([m for m in mail.outbox if "sold out" in m.subject]) == 20
+    assert len([m for m in mail.outbox if "You're booked" in m.subject]) == 10

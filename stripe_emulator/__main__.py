@@ -1,0 +1,79 @@
+"""``python -m stripe_emulator``: run the emulator until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import signal
+import sys
+import threading
+
+from .backend import Tuning
+from .emulator import Emulator
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m stripe_emulator",
+        description="A local Stripe emulator: API, hosted Checkout and portal pages, signed webhooks.",
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
+    parser.add_argument("--port", type=int, default=12111, help="Port to listen on (default 12111; 0 picks a free one).")
+    parser.add_argument("--db", default=".emulator.sqlite3",
+                        help="SQLite file holding the state (default .emulator.sqlite3; ':memory:' keeps nothing).")
+    parser.add_argument("--forward-to", default=None, help="URL that receives the webhooks (default: none).")
+    parser.add_argument("--webhook-secret", default=None,
+                        help="whsec_… secret to sign webhooks with (default: the one stored in --db, or a new one).")
+    parser.add_argument("--public-url", default=None,
+                        help="Base of the hosted page URLs (default http://HOST:PORT), e.g. when behind a proxy.")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    tuning = parser.add_argument_group("tuning")
+    for field in dataclasses.fields(Tuning):
+        flag = "--" + field.name.replace("_", "-")
+        metavar = {"int": "N", "float": "SECONDS", "str": "TEXT"}[type(field.default).__name__]
+        tuning.add_argument(flag, type=type(field.default), default=field.default, dest=f"tuning_{field.name}",
+                            metavar=metavar, help=f"{Tuning.describe(field.name)} (default {field.default})")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    tuning = {name[len("tuning_"):]: value for name, value in vars(args).items() if name.startswith("tuning_")}
+    emulator = Emulator(
+        db=args.db,
+        port=args.port,
+        forward_to=args.forward_to,
+        webhook_secret=args.webhook_secret,
+        host=args.host,
+        public_url=args.public_url,
+        **tuning,
+    )
+    try:
+        emulator.start()
+    except OSError as error:
+        print(f"Cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+        return 1
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"Stripe emulator on {emulator.url} (state in {args.db}); overview at {emulator.public_url}/_emulator/", flush=True)
+    if args.forward_to:
+        print(f"Forwarding events to {args.forward_to}", flush=True)
+    if not args.webhook_secret:
+        # As `stripe listen` does: the receiver needs this secret to verify signatures.
+        print(f"Ready! Your webhook signing secret is {emulator.webhook_secret} (^C to quit)", flush=True)
+    else:
+        print("Ready! (^C to quit)", flush=True)
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    print("Stopping.", flush=True)
+    emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Stripe's REST API: one module per resource, all registered in ``routing.ROUTES``."""

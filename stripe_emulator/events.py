@@ -1,0 +1,53 @@
+"""Event objects, recorded in the same transaction as the change they describe."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from .backend import Action, Backend
+from .ids import new_id
+
+
+def emit(
+    backend: Backend,
+    action: Action,
+    event_type: str,
+    obj: dict[str, Any],
+    previous_attributes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Record an event whose ``data.object`` is a snapshot of ``obj`` now, and queue its webhook
+    delivery. Must run inside the transaction that made the change."""
+    data: dict[str, Any] = {"object": copy.deepcopy(obj)}
+    if previous_attributes is not None:
+        data["previous_attributes"] = previous_attributes
+    event = {
+        "id": new_id("evt"),
+        "object": "event",
+        "api_version": action.api_version,
+        "created": backend.now(),
+        "data": data,
+        "livemode": False,
+        "pending_webhooks": 1 if backend.forward_to else 0,
+        "request": {"id": action.request_id, "idempotency_key": action.idempotency_key},
+        "type": event_type,
+    }
+    backend.store.insert(event)
+    if backend.dispatcher is not None:
+        backend.dispatcher.enqueue(event)
+    return event
+
+
+def changed(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's ``previous_attributes``: the old values of what changed; inside a hash that
+    still exists, only its changed keys."""
+    previous: dict[str, Any] = {}
+    for key in set(before) | set(after):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        if isinstance(old, dict) and isinstance(new, dict) and "object" not in old:
+            previous[key] = changed(old, new)
+        else:
+            previous[key] = copy.deepcopy(old)
+    return dict(sorted(previous.items()))
