@@ -91,7 +91,7 @@ class ListingForm(forms.Form):
     price = forms.CharField(
         label="Price per seat",
         max_length=32,
-        help_text="In the currency below, such as 45.00.",
+        help_text="In the chosen currency, such as 45.00.",
         error_messages={"required": "Enter the price of one seat, such as 45.00."},
     )
     currency = forms.ChoiceField(
