@@ -76,6 +76,12 @@ class Slot(models.Model):
                 condition=Q(seats_left__gte=0) & Q(seats_left__lte=F("capacity")),
                 name="slot_seats_left_within_capacity",
             ),
+            # A listing sells a given time once; a cancelled time may be added again.
+            models.UniqueConstraint(
+                fields=["listing", "starts_at"],
+                condition=Q(cancelled_at__isnull=True),
+                name="slot_once_per_listing_and_time",
+            ),
         ]
         indexes = [models.Index(fields=["listing", "starts_at"], name="slot_listing_start_idx")]
 
@@ -93,6 +99,10 @@ class Slot(models.Model):
     @property
     def is_cancelled(self) -> bool:
         return self.cancelled_at is not None
+
+    @property
+    def has_started(self) -> bool:
+        return self.starts_at <= django_timezone.now()
 
     @property
     def is_bookable(self) -> bool:

@@ -1,6 +1,6 @@
 """Money is an integer in the currency's minor unit everywhere; this module is where it meets people."""
 
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 
 # Currencies Stripe charges without a minor unit, and the three-decimal ones it supports.
 ZERO_DECIMAL_CURRENCIES = frozenset(
@@ -57,11 +57,16 @@ def to_minor_units(value: Decimal | str, currency: str) -> int:
         raise ValueError("Enter an amount such as 12.50.") from None
     if not major.is_finite():
         raise ValueError("Enter an amount such as 12.50.")
-    minor = major.scaleb(exponent)
-    if minor != minor.to_integral_value():
-        places = "no decimals" if exponent == 0 else f"at most {exponent} decimals"
-        raise ValueError(f"{currency.upper()} amounts have {places}.")
-    return int(minor)
+    # Checked before any arithmetic: "1e999999999" would overflow the decimal context, and
+    # "1e-999999999" would silently round to zero.
+    if major.adjusted() > 15:
+        raise ValueError("That amount is too large.")
+    with localcontext() as context:
+        context.prec = 40
+        if major.quantize(Decimal(1).scaleb(-exponent)) != major:
+            places = "no decimals" if exponent == 0 else f"at most {exponent} decimals"
+            raise ValueError(f"{currency.upper()} amounts have {places}.")
+        return int(major.scaleb(exponent))
 
 
 def from_minor_units(amount: int, currency: str) -> Decimal:

@@ -1,9 +1,14 @@
 """Reads that pages depend on: each returns a queryset with its joins already chosen."""
 
-from django.db.models import Prefetch, QuerySet
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+
+from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from bookings.models import Booking, Listing, Slot
+from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, RefundStatus, Slot
 
 
 def upcoming_slots() -> QuerySet[Slot]:
@@ -36,3 +41,303 @@ def booking_by_session(session_id: str) -> Booking:
 
 def booking_by_token(token: str) -> Booking:
     return Booking.objects.select_related("slot__listing__merchant").prefetch_related("refunds").get(public_token=token)
+
+
+# The merchant's side. Every selector takes the merchant and only ever returns their rows.
+
+
+def merchant_for_user(user) -> Merchant | None:
+    """The merchant a signed-in user acts as, or None (staff and other accounts have none)."""
+    if not user.is_authenticated:
+        return None
+    return Merchant.objects.filter(user=user).first()
+
+
+def _upcoming_slot_filter(prefix: str, now: dt.datetime) -> Q:
+    return Q(**{f"{prefix}starts_at__gt": now, f"{prefix}cancelled_at__isnull": True})
+
+
+def merchant_listings(merchant: Merchant, *, archived: bool = False) -> QuerySet[Listing]:
+    """The merchant's active (or archived) listings, each annotated with its upcoming slots,
+    seats and seats sold, in one query whatever their number."""
+    upcoming = _upcoming_slot_filter("slots__", timezone.now())
+    return (
+        Listing.objects.filter(merchant=merchant, is_active=not archived)
+        .annotate(
+            upcoming_slots=Count("slots", filter=upcoming),
+            upcoming_capacity=Coalesce(Sum("slots__capacity", filter=upcoming), 0),
+            upcoming_seats_left=Coalesce(Sum("slots__seats_left", filter=upcoming), 0),
+        )
+        .annotate(upcoming_sold=F("upcoming_capacity") - F("upcoming_seats_left"))
+        .order_by("title", "pk")
+    )
+
+
+def merchant_listing(merchant: Merchant, pk: int) -> Listing:
+    """One of the merchant's listings (archived ones included), or Listing.DoesNotExist."""
+    return Listing.objects.select_related("merchant").get(merchant=merchant, pk=pk)
+
+
+def merchant_listing_counts(merchant: Merchant) -> dict[str, int]:
+    counts = Listing.objects.filter(merchant=merchant).aggregate(
+        active=Count("pk", filter=Q(is_active=True)), archived=Count("pk", filter=Q(is_active=False))
+    )
+    return counts
+
+
+def merchant_slots(merchant: Merchant) -> QuerySet[Slot]:
+    return Slot.objects.filter(listing__merchant=merchant).select_related("listing__merchant")
+
+
+def merchant_upcoming_slots(merchant: Merchant) -> QuerySet[Slot]:
+    return merchant_slots(merchant).filter(_upcoming_slot_filter("", timezone.now())).order_by("starts_at", "pk")
+
+
+def merchant_slot(merchant: Merchant, pk: int) -> Slot:
+    """One of the merchant's slots, or Slot.DoesNotExist."""
+    return merchant_slots(merchant).get(pk=pk)
+
+
+def listing_slots(listing: Listing, *, past: bool = False) -> QuerySet[Slot]:
+    """A listing's upcoming slots (cancelled ones included, so the merchant sees them), soonest
+    first; or its past ones, latest first."""
+    now = timezone.now()
+    slots = Slot.objects.filter(listing=listing).select_related("listing__merchant")
+    if past:
+        return slots.filter(starts_at__lte=now).order_by("-starts_at", "-pk")
+    return slots.filter(starts_at__gt=now).order_by("starts_at", "pk")
+
+
+def slot_cancel_summary(slot: Slot) -> dict:
+    """What cancelling a slot would do: how many confirmed bookings and seats, and the money to
+    refund per currency (a listing's currency can change between bookings)."""
+    rows = list(
+        Booking.objects.filter(slot=slot, status=BookingStatus.CONFIRMED)
+        .values("currency")
+        .annotate(bookings=Count("pk"), seats=Sum("quantity"), to_refund=Sum(F("amount_paid") - F("amount_refunded")))
+        .order_by("currency")
+    )
+    return {
+        "bookings": sum(row["bookings"] for row in rows),
+        "seats": sum(row["seats"] for row in rows),
+        "to_refund": [(row["to_refund"], row["currency"]) for row in rows if row["to_refund"]],
+    }
+
+
+NEEDS_ATTENTION = (BookingStatus.REFUND_FAILED, BookingStatus.REFUND_DUE)
+
+
+def merchant_bookings(merchant: Merchant) -> QuerySet[Booking]:
+    return Booking.objects.filter(slot__listing__merchant=merchant).select_related("slot__listing__merchant")
+
+
+@dataclass(frozen=True)
+class BookingFilters:
+    status: str = ""  # a BookingStatus, "attention", or "" for all
+    date_from: dt.date | None = None  # the slot's day, in the merchant's timezone
+    date_to: dt.date | None = None
+    email: str = ""
+    listing_id: int | None = None
+    slot_id: int | None = None
+
+
+def merchant_bookings_filtered(merchant: Merchant, filters: BookingFilters) -> QuerySet[Booking]:
+    """The merchant's bookings narrowed by the filters, newest first."""
+    bookings = merchant_bookings(merchant)
+    if filters.status == "attention":
+        bookings = bookings.filter(status__in=NEEDS_ATTENTION)
+    elif filters.status:
+        bookings = bookings.filter(status=filters.status)
+    zone = merchant.zone
+    if filters.date_from:
+        bookings = bookings.filter(slot__starts_at__gte=dt.datetime.combine(filters.date_from, dt.time(), tzinfo=zone))
+    if filters.date_to:
+        day_after = filters.date_to + dt.timedelta(days=1)
+        bookings = bookings.filter(slot__starts_at__lt=dt.datetime.combine(day_after, dt.time(), tzinfo=zone))
+    if filters.email:
+        bookings = bookings.filter(customer_email__icontains=filters.email)
+    if filters.listing_id:
+        bookings = bookings.filter(slot__listing_id=filters.listing_id)
+    if filters.slot_id:
+        bookings = bookings.filter(slot_id=filters.slot_id)
+    return bookings.order_by("-created_at", "-pk")
+
+
+def merchant_booking(merchant: Merchant, pk: int) -> Booking:
+    """One of the merchant's bookings with its refunds, or Booking.DoesNotExist."""
+    return merchant_bookings(merchant).prefetch_related("refunds").get(pk=pk)
+
+
+def merchant_bookings_needing_attention(merchant: Merchant) -> QuerySet[Booking]:
+    """Bookings whose refund failed or is still owed: money the merchant must look at."""
+    return merchant_bookings(merchant).filter(status__in=NEEDS_ATTENTION).order_by("updated_at", "pk")
+
+
+def merchant_upcoming_totals(merchant: Merchant) -> dict[str, int]:
+    """Upcoming slots, their seats and seats sold, in one query."""
+    return Slot.objects.filter(listing__merchant=merchant).filter(_upcoming_slot_filter("", timezone.now())).aggregate(
+        slots=Count("pk"),
+        capacity=Coalesce(Sum("capacity"), 0),
+        seats_left=Coalesce(Sum("seats_left"), 0),
+    )
+
+
+@dataclass
+class RevenueLine:
+    listing_id: int
+    title: str
+    currency: str
+    paid: int = 0
+    refunded: int = 0
+    bookings: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.paid - self.refunded
+
+
+def merchant_revenue(merchant: Merchant, *, days: int = 30) -> list[RevenueLine]:
+    """Money in and out per listing and currency over the last `days`, in two queries: what
+    bookings started in that time were paid, less the refunds the provider made in that time
+    (whenever their booking was paid). Refunds asked for but not made yet do not count."""
+    since = timezone.now() - dt.timedelta(days=days)
+    lines: dict[tuple[int, str], RevenueLine] = {}
+    paid_rows = (
+        Booking.objects.filter(slot__listing__merchant=merchant, created_at__gte=since, amount_paid__gt=0)
+        .values("slot__listing_id", "slot__listing__title", "currency")
+        .annotate(paid=Sum("amount_paid"), bookings=Count("pk"))
+        .order_by()
+    )
+    for row in paid_rows:
+        key = (row["slot__listing_id"], row["currency"])
+        lines[key] = RevenueLine(
+            row["slot__listing_id"], row["slot__listing__title"], row["currency"], row["paid"], 0, row["bookings"]
+        )
+    refund_rows = (
+        Refund.objects.filter(
+            booking__slot__listing__merchant=merchant,
+            created_at__gte=since,
+            status__in=(RefundStatus.PENDING, RefundStatus.SUCCEEDED),
+        )
+        .values("booking__slot__listing_id", "booking__slot__listing__title", "booking__currency")
+        .annotate(refunded=Sum("amount"))
+        .order_by()
+    )
+    for row in refund_rows:
+        key = (row["booking__slot__listing_id"], row["booking__currency"])
+        line = lines.setdefault(
+            key, RevenueLine(key[0], row["booking__slot__listing__title"], key[1])
+        )
+        line.refunded = row["refunded"]
+    return sorted(lines.values(), key=lambda line: (line.title.lower(), line.listing_id, line.currency))
+
+
+def revenue_totals(lines: list[RevenueLine]) -> list[RevenueLine]:
+    """The lines added up per currency (amounts in different currencies are never summed)."""
+    totals: dict[str, RevenueLine] = {}
+    for line in lines:
+        total = totals.setdefault(line.currency, RevenueLine(0, "", line.currency))
+        total.paid += line.paid
+        total.refunded += line.refunded
+        total.bookings += line.bookings
+    return [totals[currency] for currency in sorted(totals)]
+
+
+# Recurring series
+
+
+class PlannedState(StrEnum):
+    NEW = "new"
+    EXISTS = "exists"
+    PAST = "past"
+    SKIPPED_BY_CLOCK_CHANGE = "clock_change"
+
+
+@dataclass(frozen=True)
+class PlannedSlot:
+    day: dt.date
+    start: dt.time
+    starts_at: dt.datetime  # aware, in the merchant's timezone
+    state: PlannedState
+
+
+@dataclass(frozen=True)
+class SeriesPlan:
+    items: list[PlannedSlot]
+
+    def _of(self, state: PlannedState) -> list[PlannedSlot]:
+        return [item for item in self.items if item.state == state]
+
+    @property
+    def new(self) -> list[PlannedSlot]:
+        return self._of(PlannedState.NEW)
+
+    @property
+    def existing(self) -> list[PlannedSlot]:
+        return self._of(PlannedState.EXISTS)
+
+    @property
+    def past(self) -> list[PlannedSlot]:
+        return self._of(PlannedState.PAST)
+
+    @property
+    def clock_change(self) -> list[PlannedSlot]:
+        return self._of(PlannedState.SKIPPED_BY_CLOCK_CHANGE)
+
+    def by_day(self) -> list[tuple[dt.date, list[PlannedSlot]]]:
+        days: dict[dt.date, list[PlannedSlot]] = {}
+        for item in self.items:
+            days.setdefault(item.day, []).append(item)
+        return list(days.items())
+
+
+def _wall_time_exists(local: dt.datetime) -> bool:
+    """False for a wall-clock time that a clock change skips (01:30 when clocks go 01:00 → 02:00)."""
+    round_trip = local.astimezone(dt.UTC).astimezone(local.tzinfo)
+    return round_trip.replace(tzinfo=None) == local.replace(tzinfo=None)
+
+
+def slot_series_plan(
+    *,
+    listing: Listing,
+    weekdays: frozenset[int],
+    start_times: tuple[dt.time, ...],
+    first_day: dt.date,
+    last_day: dt.date,
+    now: dt.datetime | None = None,
+) -> SeriesPlan:
+    """Every time a series makes: each chosen weekday (0 = Monday) between the two days, at each
+    start time, as a wall-clock time in the merchant's timezone (10:00 stays 10:00 across a
+    daylight-saving change), marked new, already existing, past, or skipped by a clock change.
+    One query whatever the number of times."""
+    zone = listing.merchant.zone
+    now = now or timezone.now()
+    candidates: list[tuple[dt.date, dt.time, dt.datetime]] = []
+    day = first_day
+    while day <= last_day:
+        if day.weekday() in weekdays:
+            for start in sorted(start_times):
+                candidates.append((day, start, dt.datetime.combine(day, start, tzinfo=zone)))
+        day += dt.timedelta(days=1)
+    existing: set[dt.datetime] = set()
+    if candidates:
+        existing = set(
+            Slot.objects.filter(
+                listing=listing,
+                cancelled_at__isnull=True,
+                starts_at__gte=candidates[0][2] - dt.timedelta(hours=3),
+                starts_at__lte=candidates[-1][2] + dt.timedelta(hours=3),
+            ).values_list("starts_at", flat=True)
+        )
+    items = []
+    for day, start, local in candidates:
+        if not _wall_time_exists(local):
+            state = PlannedState.SKIPPED_BY_CLOCK_CHANGE
+        elif local <= now:
+            state = PlannedState.PAST
+        elif local in existing:
+            state = PlannedState.EXISTS
+        else:
+            state = PlannedState.NEW
+        items.append(PlannedSlot(day, start, local, state))
+    return SeriesPlan(items)

@@ -6,6 +6,7 @@ transaction. Side effects (e-mails, refunds at the payment provider) run after c
 idempotent, so running them again (a retried webhook, `reconcile`) never repeats them.
 """
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
@@ -13,13 +14,28 @@ from enum import StrEnum
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Q
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q, Sum
 from django.utils import timezone
+from django.utils.text import slugify
 
 from bookings import notifications
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, payment_gateway
-from bookings.models import Booking, BookingStatus, Refund, RefundReason, RefundStatus, Slot
+from bookings.models import (
+    Booking,
+    BookingStatus,
+    Listing,
+    Merchant,
+    Refund,
+    RefundReason,
+    RefundStatus,
+    Slot,
+    validate_timezone_name,
+)
+from bookings.money import SUPPORTED_CURRENCIES, format_money
+from bookings.selectors import slot_series_plan
 
 log = logging.getLogger("bookings.transitions")
 
@@ -266,9 +282,21 @@ def booking_expire(*, booking: Booking) -> ConfirmResult:
 # Refunds
 
 
+def _refund_outstanding(booking: Booking) -> int:
+    """What can still be refunded: paid, less what the provider has refunded and less what has
+    been asked for but not created yet (a requested refund is not counted in `amount_refunded`)."""
+    asked = Refund.objects.filter(booking=booking, status=RefundStatus.REQUESTED).aggregate(total=Sum("amount"))
+    return booking.amount_refundable - (asked["total"] or 0)
+
+
 def _refund_open(booking: Booking, *, amount: int, reason: str) -> Refund:
-    if not 1 <= amount <= booking.amount_refundable:
-        raise BookingError(f"A refund must be between 1 and {booking.amount_refundable} (what is left to refund).")
+    outstanding = _refund_outstanding(booking)
+    if outstanding < 1:
+        raise BookingError("Everything paid for this booking is already refunded or being refunded.")
+    if not 1 <= amount <= outstanding:
+        most = format_money(outstanding, booking.currency)
+        least = format_money(1, booking.currency)
+        raise BookingError(f"Enter a refund between {least} and {most} (what is left to refund).")
     return Refund.objects.create(booking=booking, amount=amount, reason=reason)
 
 
@@ -287,9 +315,9 @@ def booking_refund(*, booking: Booking, amount: int | None = None) -> Refund | N
         booking = _locked(booking.pk)
         if booking.status != S.CONFIRMED:
             raise BookingError("Only a confirmed booking can be refunded.")
-        refundable = booking.amount_refundable
+        refundable = _refund_outstanding(booking)
         amount = refundable if amount is None else amount
-        if refundable == 0:
+        if booking.amount_paid == 0:
             booking_transition(booking, S.CANCELLED)
             _release_seats(booking)
             refund = None
@@ -317,30 +345,41 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
     refunds the provider has not created yet. A booking still paying when the slot is cancelled
     is refunded when its payment arrives (it finds the slot cancelled, as if sold out).
     """
+    # First the slot, in a transaction of its own: once it commits no confirmation can take a
+    # seat, and every booking confirmed before it is visible below.
     with transaction.atomic():
-        slot = Slot.objects.select_for_update().get(pk=slot.pk)
-        already_cancelled = slot.cancelled_at is not None
-        if not already_cancelled:
-            Slot.objects.filter(pk=slot.pk).update(cancelled_at=timezone.now(), is_on_sale=False)
-        booking_ids = list(slot.bookings.filter(status=S.CONFIRMED).order_by("pk").values_list("pk", flat=True))
-        refunds_opened = 0
-        for booking_id in booking_ids:
+        already_cancelled = not Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).update(
+            cancelled_at=timezone.now(), is_on_sale=False
+        )
+    # Then each booking in a transaction of its own that locks the booking before the slot, in
+    # the order of `booking_confirm` and `booking_refund`, so that none of them can deadlock.
+    booking_ids = list(
+        Booking.objects.filter(slot_id=slot.pk, status=S.CONFIRMED).order_by("pk").values_list("pk", flat=True)
+    )
+    cancelled = refunds_opened = 0
+    for booking_id in booking_ids:
+        with transaction.atomic():
             booking = _locked(booking_id)
             if booking.status != S.CONFIRMED:
                 continue
-            if booking.amount_refundable:
-                _refund_open(booking, amount=booking.amount_refundable, reason=RefundReason.SLOT_CANCELLED)
+            outstanding = _refund_outstanding(booking)
+            if outstanding:
+                _refund_open(booking, amount=outstanding, reason=RefundReason.SLOT_CANCELLED)
                 booking_transition(booking, S.REFUND_DUE)
                 refunds_opened += 1
-            else:
+            elif booking.amount_refunded >= booking.amount_paid:
                 booking_transition(booking, S.CANCELLED)
+            else:
+                # Refunds already asked for cover what is left: they finish the booking.
+                booking_transition(booking, S.REFUND_DUE)
             _release_seats(booking)
-        pending_refunds = Refund.objects.filter(booking__slot=slot, status=RefundStatus.REQUESTED)
-        follow_ups = set(booking_ids) | set(pending_refunds.values_list("booking_id", flat=True))
-        for booking_id in sorted(follow_ups):
-            transaction.on_commit(partial(booking_follow_up, booking_id=booking_id, raise_refund_errors=False))
-    log.info("slot_cancelled slot=%s bookings=%s refunds=%s", slot.pk, len(booking_ids), refunds_opened)
-    return SlotCancellation(len(booking_ids), refunds_opened, already_cancelled)
+            cancelled += 1
+    pending_refunds = Refund.objects.filter(booking__slot_id=slot.pk, status=RefundStatus.REQUESTED)
+    follow_ups = set(booking_ids) | set(pending_refunds.values_list("booking_id", flat=True))
+    for booking_id in sorted(follow_ups):
+        transaction.on_commit(partial(booking_follow_up, booking_id=booking_id, raise_refund_errors=False))
+    log.info("slot_cancelled slot=%s bookings=%s refunds=%s", slot.pk, cancelled, refunds_opened)
+    return SlotCancellation(cancelled, refunds_opened, already_cancelled)
 
 
 _PROVIDER_REFUND_STATUS = {
@@ -469,7 +508,7 @@ def booking_refund_retry(*, booking: Booking) -> Refund:
         booking = _locked(booking.pk)
         if booking.status != S.REFUND_FAILED:
             raise BookingError("Only a booking whose refund failed can be refunded again.")
-        refund = _refund_open(booking, amount=booking.amount_refundable, reason=RefundReason.MERCHANT)
+        refund = _refund_open(booking, amount=_refund_outstanding(booking), reason=RefundReason.MERCHANT)
         booking_transition(booking, S.REFUND_DUE)
         transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
     return refund
@@ -510,3 +549,254 @@ def booking_follow_up(*, booking_id: int, raise_refund_errors: bool = True) -> N
             notifications.refund_failed_alert_send(refund=refund, booking=booking)
     if refund_error is not None and raise_refund_errors:
         raise refund_error
+
+
+# Merchants, listings and slots
+#
+# Everything a merchant changes from the dashboard, apart from the booking lifecycle above.
+# Each function checks what a form cannot know (the database's current state) and raises
+# BookingError with a sentence to show next to the form.
+
+SLOT_CAPACITY_MAX = 10_000
+SERIES_MAX_SLOTS = 500
+SLOT_HORIZON = timedelta(days=731)
+
+
+def _check_timezone(name: str) -> None:
+    try:
+        validate_timezone_name(name)
+    except ValidationError:
+        raise BookingError(f"“{name}” is not a timezone name such as Europe/London.") from None
+
+
+def merchant_create(
+    *, username: str, email: str, password: str | None, display_name: str, timezone_name: str, support_email: str = ""
+) -> Merchant:
+    """Create a sign-in and its merchant together, or neither. Without a password the account
+    gets an unusable one, and the merchant chooses theirs with a password reset e-mail."""
+    user_model = get_user_model()
+    if user_model.objects.filter(username__iexact=username).exists():
+        raise BookingError(f"There is already an account named “{username}”. Choose another user name.")
+    _check_timezone(timezone_name)
+    with transaction.atomic():
+        user = user_model.objects.create_user(username=username, email=email, password=password)
+        if password is None:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        merchant = Merchant.objects.create(
+            user=user, display_name=display_name, timezone=timezone_name, support_email=support_email
+        )
+    log.info("merchant_created merchant=%s user=%s", merchant.pk, user.pk)
+    return merchant
+
+
+def merchant_update(*, merchant: Merchant, display_name: str, timezone_name: str, support_email: str) -> Merchant:
+    """Change how a merchant is shown to customers and in which timezone they enter and read times."""
+    _check_timezone(timezone_name)
+    merchant.display_name = display_name
+    merchant.timezone = timezone_name
+    merchant.support_email = support_email
+    merchant.save(update_fields=["display_name", "timezone", "support_email"])
+    return merchant
+
+
+def _listing_slug(title: str) -> str:
+    base = slugify(title)[:100].strip("-") or "listing"
+    slug, n = base, 1
+    while Listing.objects.filter(slug=slug).exists():
+        n += 1
+        slug = f"{base}-{n}"
+    return slug
+
+
+def listing_create(
+    *, merchant: Merchant, title: str, description: str, price_amount: int, currency: str, duration_minutes: int
+) -> Listing:
+    """Create an active listing with a unique slug made from its title (kept when it is renamed,
+    so links to it keep working)."""
+    if currency not in SUPPORTED_CURRENCIES:
+        raise BookingError("Choose one of the currencies in the list.")
+    for attempt in range(5):
+        try:
+            with transaction.atomic():
+                listing = Listing.objects.create(
+                    merchant=merchant,
+                    slug=_listing_slug(title),
+                    title=title,
+                    description=description,
+                    price_amount=price_amount,
+                    currency=currency,
+                    duration_minutes=duration_minutes,
+                )
+        except IntegrityError:
+            if attempt == 4:
+                raise
+            continue  # another listing took the same slug a moment ago
+        log.info("listing_created listing=%s merchant=%s", listing.pk, merchant.pk)
+        return listing
+    raise AssertionError("unreachable")
+
+
+def listing_update(
+    *, listing: Listing, title: str, description: str, price_amount: int, currency: str, duration_minutes: int
+) -> Listing:
+    """Change a listing. Bookings already started keep the price and currency they were made at."""
+    if currency not in SUPPORTED_CURRENCIES:
+        raise BookingError("Choose one of the currencies in the list.")
+    listing.title = title
+    listing.description = description
+    listing.price_amount = price_amount
+    listing.currency = currency
+    listing.duration_minutes = duration_minutes
+    listing.save(update_fields=["title", "description", "price_amount", "currency", "duration_minutes", "updated_at"])
+    return listing
+
+
+def listing_archive(*, listing: Listing) -> bool:
+    """Take a listing out of the catalog. Its slots and bookings stay; bookings already paying
+    are honoured. Returns False when it was already archived."""
+    changed = Listing.objects.filter(pk=listing.pk, is_active=True).update(is_active=False, updated_at=timezone.now())
+    listing.is_active = False
+    return bool(changed)
+
+
+def listing_restore(*, listing: Listing) -> bool:
+    """Put an archived listing back in the catalog. Returns False when it was already active."""
+    changed = Listing.objects.filter(pk=listing.pk, is_active=False).update(is_active=True, updated_at=timezone.now())
+    listing.is_active = True
+    return bool(changed)
+
+
+def _check_slot_start(starts_at: dt.datetime, *, now: dt.datetime) -> None:
+    if starts_at <= now:
+        raise BookingError("Choose a time in the future.")
+    if starts_at > now + SLOT_HORIZON:
+        raise BookingError("Choose a time within the next two years.")
+
+
+def _check_capacity(capacity: int) -> None:
+    if not 1 <= capacity <= SLOT_CAPACITY_MAX:
+        raise BookingError(f"Enter a capacity between 1 and {SLOT_CAPACITY_MAX:,} seats.")
+
+
+def slot_create(*, listing: Listing, starts_at: dt.datetime, capacity: int) -> Slot:
+    """Add one time to a listing: in the future, at a time the listing does not already have."""
+    _check_capacity(capacity)
+    _check_slot_start(starts_at, now=timezone.now())
+    if not listing.is_active:
+        raise BookingError("This listing is archived. Restore it before adding times.")
+    try:
+        with transaction.atomic():
+            slot = Slot.objects.create(listing=listing, starts_at=starts_at, capacity=capacity, seats_left=capacity)
+    except IntegrityError:
+        raise BookingError("This listing already has a time then. Choose another time.") from None
+    log.info("slot_created slot=%s listing=%s", slot.pk, listing.pk)
+    return slot
+
+
+@dataclass(frozen=True)
+class SeriesCreated:
+    created: list[Slot]
+    skipped_existing: int
+
+
+def slot_series_create(
+    *,
+    listing: Listing,
+    weekdays: frozenset[int],
+    start_times: tuple[dt.time, ...],
+    first_day: dt.date,
+    last_day: dt.date,
+    capacity: int,
+) -> SeriesCreated:
+    """Create the slots of a recurring series (weekdays × start times × dates, in the merchant's
+    timezone) in one transaction: all of them or none.
+
+    Times that already exist are skipped, not doubled; so are times already past and wall-clock
+    times a daylight-saving change skips. The series is planned again inside the transaction,
+    so a time added since the preview is skipped too; one added at the very same moment by
+    someone else makes the whole series fail with a sentence asking to preview again.
+    """
+    _check_capacity(capacity)
+    if not listing.is_active:
+        raise BookingError("This listing is archived. Restore it before adding times.")
+    try:
+        with transaction.atomic():
+            plan = slot_series_plan(
+                listing=listing,
+                weekdays=weekdays,
+                start_times=start_times,
+                first_day=first_day,
+                last_day=last_day,
+            )
+            if not plan.new:
+                raise BookingError("There is nothing to add: every time of this series already exists or has passed.")
+            if len(plan.new) > SERIES_MAX_SLOTS:
+                raise BookingError(
+                    f"This series would make {len(plan.new)} times; one series can make at most {SERIES_MAX_SLOTS}. "
+                    "Choose a shorter date range, or fewer days or start times."
+                )
+            slots = Slot.objects.bulk_create(
+                [
+                    Slot(listing=listing, starts_at=item.starts_at, capacity=capacity, seats_left=capacity)
+                    for item in plan.new
+                ]
+            )
+    except IntegrityError:
+        raise BookingError(
+            "Some of these times were added by someone else just now. Preview the series again."
+        ) from None
+    log.info("slot_series_created listing=%s slots=%s", listing.pk, len(slots))
+    return SeriesCreated(created=slots, skipped_existing=len(plan.existing))
+
+
+def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
+    """Set a slot's capacity, never below the seats already sold.
+
+    One conditional UPDATE moves capacity and seats left by the same difference, so a
+    confirmation that takes seats at the same moment is never lost: either it comes first and
+    the condition sees its seats sold, or it comes after and finds the new seats left.
+    """
+    _check_capacity(capacity)
+    now = timezone.now()
+    changed = Slot.objects.filter(
+        pk=slot.pk, cancelled_at__isnull=True, starts_at__gt=now, capacity__lte=F("seats_left") + capacity
+    ).update(capacity=capacity, seats_left=F("seats_left") + capacity - F("capacity"))
+    fresh = Slot.objects.get(pk=slot.pk)
+    slot.capacity, slot.seats_left, slot.cancelled_at = fresh.capacity, fresh.seats_left, fresh.cancelled_at
+    if not changed:
+        if fresh.is_cancelled:
+            raise BookingError("This time is cancelled, so its capacity can no longer change.")
+        if fresh.starts_at <= now:
+            raise BookingError("This time has already started, so its capacity can no longer change.")
+        raise BookingError(capacity_floor_sentence(fresh.seats_sold))
+    log.info("slot_capacity_changed slot=%s capacity=%s seats_left=%s", slot.pk, fresh.capacity, fresh.seats_left)
+    return slot
+
+
+def capacity_floor_sentence(seats_sold: int) -> str:
+    if seats_sold == 1:
+        return "1 seat is already sold, so capacity cannot go below 1."
+    return f"{seats_sold} seats are already sold, so capacity cannot go below {seats_sold}."
+
+
+def slot_selling_set(*, slot: Slot, on_sale: bool) -> bool:
+    """Stop or resume selling a slot. Bookings already paying are still honoured when sales stop.
+    A cancelled slot cannot be put back on sale. Returns False when nothing changed."""
+    if on_sale and slot.is_cancelled:
+        raise BookingError("This time is cancelled and cannot be sold again. Add a new time instead.")
+    selling = Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).exclude(is_on_sale=on_sale)
+    changed = selling.update(is_on_sale=on_sale)
+    slot.is_on_sale = on_sale if changed else Slot.objects.values_list("is_on_sale", flat=True).get(pk=slot.pk)
+    return bool(changed)
+
+
+def booking_refunds_resubmit(*, booking: Booking) -> bool:
+    """Ask the provider again, now, for the refunds of a booking that are recorded but not created
+    yet (the provider was unreachable). Never creates a refund twice. Returns True when nothing
+    is left to ask for."""
+    try:
+        booking_follow_up(booking_id=booking.pk, raise_refund_errors=True)
+    except RefundNotCreated:
+        return False
+    return True

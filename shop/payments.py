@@ -100,7 +100,8 @@ def checkout_open(*, booking: Booking, success_url: str, cancel_url: str) -> Ope
                     {
                         "price_data": {
                             "currency": booking.currency,
-                            "unit_amount": listing.price_amount,
+                            # The price the booking was started at: the merchant may have changed the listing's since.
+                            "unit_amount": booking.amount_total // booking.quantity,
                             "product_data": {
                                 "name": listing.title,
                                 "description": _slot_description(booking),

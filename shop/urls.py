@@ -17,5 +17,7 @@ shop_patterns = [
 
 urlpatterns = [
     path("", include((shop_patterns, "shop"))),
+    path("merchant/", include("bookings.urls")),
+    path("accounts/", include("bookings.account_urls")),
     path("admin/", admin.site.urls),
 ]

@@ -66,3 +66,19 @@ def paid_facts(booking: Booking, **overrides) -> CheckoutFacts:
     )
     values.update(overrides)
     return CheckoutFacts(**values)
+
+
+def make_confirmed_booking(*, slot: Slot | None = None, quantity: int = 1, **fields) -> Booking:
+    """A booking paid in full by card and confirmed through `booking_confirm`, seats taken."""
+    from bookings.services import booking_confirm
+
+    booking = make_booking(slot=slot, quantity=quantity, **fields)
+    booking_confirm(facts=paid_facts(booking))
+    booking.refresh_from_db()
+    return booking
+
+
+def make_staff_user(*, username: str = "staff"):
+    return get_user_model().objects.create_user(
+        username=username, email=f"{username}@example.com", password="pw-123456789", is_staff=True, is_superuser=True
+    )

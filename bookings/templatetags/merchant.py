@@ -1,0 +1,15 @@
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def percent_of(part, whole) -> str:
+    """`part` as a percentage of `whole`, between 0 and 100, for an SVG width ("37.5")."""
+    try:
+        part, whole = float(part), float(whole)
+    except (TypeError, ValueError):
+        return "0"
+    if whole <= 0:
+        return "0"
+    return f"{max(0.0, min(100.0, part * 100 / whole)):.1f}"
