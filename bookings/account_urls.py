@@ -6,7 +6,6 @@ from django.urls import path, reverse_lazy
 
 from bookings.views import ResetRequestView, SignInView
 
-
 app_name = "accounts"
 
 urlpatterns = [

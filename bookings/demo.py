@@ -11,7 +11,12 @@ from django.utils import timezone
 
 from bookings.gateway import CheckoutFacts
 from bookings.models import Booking, Listing, Merchant, Slot
-from bookings.services import booking_checkout_attach, booking_confirm, booking_reference, booking_start
+from bookings.services import (
+    booking_checkout_attach,
+    booking_confirm,
+    booking_reference,
+    booking_start,
+)
 
 DEMO_PASSWORD = "slotbook-demo"
 

@@ -13,9 +13,19 @@ from django.contrib.auth.forms import PasswordResetForm, _unicode_ci_compare
 from django.utils import timezone
 
 from bookings.models import BookingStatus, Listing, Merchant
-from bookings.money import SUPPORTED_CURRENCIES, currency_exponent, format_money, from_minor_units, to_minor_units
+from bookings.money import (
+    SUPPORTED_CURRENCIES,
+    currency_exponent,
+    format_money,
+    from_minor_units,
+    to_minor_units,
+)
 from bookings.selectors import BookingFilters
-from bookings.services import SERIES_MAX_SLOTS, SLOT_CAPACITY_MAX, SLOT_HORIZON, capacity_floor_sentence
+from bookings.services import (
+    SLOT_CAPACITY_MAX,
+    SLOT_HORIZON,
+    capacity_floor_sentence,
+)
 
 PRICE_MAX_MAJOR = Decimal("1000000")
 DURATION_MAX_MINUTES = 24 * 60

@@ -14,6 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
+from bookings.logs import log_event
 from bookings.models import Booking, Refund, RefundReason
 
 log = logging.getLogger("bookings.notifications")
@@ -52,9 +53,9 @@ def _send_claimed(
         message.send()
     except Exception:
         _release(model, pk, field)
-        log.exception("email_failed template=%s %s=%s", template, model.__name__.lower(), pk)
+        log_event(log, "email_failed", level=logging.ERROR, exc_info=True, template=template, **{model.__name__.lower(): pk})
         return False
-    log.info("email_sent template=%s %s=%s", template, model.__name__.lower(), pk)
+    log_event(log, "email_sent", template=template, **{model.__name__.lower(): pk})
     return True
 
 
@@ -127,7 +128,7 @@ def refund_failed_alert_send(*, refund: Refund, booking: Booking) -> bool:
     merchant = booking.slot.listing.merchant
     to = merchant.support_email or merchant.user.email
     if not to:
-        log.error("refund_failed_alert_undeliverable merchant=%s refund=%s", merchant.pk, refund.pk)
+        log_event(log, "refund_failed_alert_undeliverable", level=logging.ERROR, merchant=merchant.pk, refund=refund.pk)
         return False
     return _send_claimed(
         model=Refund,

@@ -8,7 +8,15 @@ from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, RefundStatus, Slot
+from bookings.models import (
+    Booking,
+    BookingStatus,
+    Listing,
+    Merchant,
+    Refund,
+    RefundStatus,
+    Slot,
+)
 
 
 def upcoming_slots() -> QuerySet[Slot]:

@@ -23,6 +23,7 @@ from django.utils.text import slugify
 
 from bookings import notifications
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, payment_gateway
+from bookings.logs import log_event
 from bookings.models import (
     Booking,
     BookingStatus,
@@ -88,16 +89,17 @@ def booking_transition(booking: Booking, to_status: str, **fields) -> bool:
     for name, value in fields.items():
         if not hasattr(value, "resolve_expression"):
             setattr(booking, name, value)
-    log.info(
-        "booking_transition booking=%s from=%s to=%s slot=%s session=%s payment_intent=%s customer=%s refund=%s",
-        booking.pk,
-        from_status,
-        to_status,
-        booking.slot_id,
-        booking.checkout_session_id or "-",
-        booking.payment_intent_id or "-",
-        booking.stripe_customer_id or "-",
-        booking.refund_id or "-",
+    log_event(
+        log,
+        "booking_transition",
+        booking=booking.pk,
+        from_status=from_status,
+        to_status=to_status,
+        slot=booking.slot_id,
+        checkout_session=booking.checkout_session_id,
+        payment_intent=booking.payment_intent_id,
+        customer=booking.stripe_customer_id,
+        refund=booking.refund_id,
     )
     return True
 
@@ -132,7 +134,7 @@ def booking_start(*, slot: Slot, quantity: int, customer_email: str, customer_na
         amount_total=slot.listing.price_amount * quantity,
         currency=slot.listing.currency,
     )
-    log.info("booking_started booking=%s slot=%s quantity=%s", booking.pk, slot.pk, quantity)
+    log_event(log, "booking_started", booking=booking.pk, slot=slot.pk, quantity=quantity)
     return booking
 
 
@@ -378,7 +380,7 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
     follow_ups = set(booking_ids) | set(pending_refunds.values_list("booking_id", flat=True))
     for booking_id in sorted(follow_ups):
         transaction.on_commit(partial(booking_follow_up, booking_id=booking_id, raise_refund_errors=False))
-    log.info("slot_cancelled slot=%s bookings=%s refunds=%s", slot.pk, cancelled, refunds_opened)
+    log_event(log, "slot_cancelled", slot=slot.pk, bookings=cancelled, refunds=refunds_opened)
     return SlotCancellation(cancelled, refunds_opened, already_cancelled)
 
 
@@ -429,13 +431,16 @@ def refund_submit(*, refund_id: int) -> Refund:
         )
     except PaymentGatewayError as error:
         Refund.objects.filter(pk=refund.pk).update(submit_lease_until=None, last_error=str(error)[:1000])
-        log.warning(
-            "refund_not_created booking=%s refund=%s attempt=%s retryable=%s error=%s",
-            booking.pk,
-            refund.pk,
-            refund.attempts,
-            error.retryable,
-            str(error)[:200],
+        log_event(
+            log,
+            "refund_not_created",
+            level=logging.WARNING,
+            booking=booking.pk,
+            refund=refund.pk,
+            payment_intent=booking.payment_intent_id,
+            attempt=refund.attempts,
+            retryable=error.retryable,
+            error=str(error)[:200],
         )
         if not error.retryable:
             refund_record_failure(refund_id=refund.pk, failure_reason=str(error)[:255])
@@ -498,7 +503,15 @@ def refund_record_failure(*, refund_id: int, failure_reason: str) -> Refund:
         if booking.status in (S.REFUND_DUE, S.REFUNDED):
             booking_transition(booking, S.REFUND_FAILED)
         transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
-    log.warning("refund_failed booking=%s refund=%s reason=%s", booking.pk, refund.pk, failure_reason[:100])
+    log_event(
+        log,
+        "refund_failed",
+        level=logging.WARNING,
+        booking=booking.pk,
+        refund=refund.pk,
+        stripe_refund=refund.stripe_refund_id,
+        reason=failure_reason[:100],
+    )
     return refund
 
 
@@ -586,7 +599,7 @@ def merchant_create(
         merchant = Merchant.objects.create(
             user=user, display_name=display_name, timezone=timezone_name, support_email=support_email
         )
-    log.info("merchant_created merchant=%s user=%s", merchant.pk, user.pk)
+    log_event(log, "merchant_created", merchant=merchant.pk, user=user.pk)
     return merchant
 
 
@@ -632,7 +645,7 @@ def listing_create(
             if attempt == 4:
                 raise
             continue  # another listing took the same slug a moment ago
-        log.info("listing_created listing=%s merchant=%s", listing.pk, merchant.pk)
+        log_event(log, "listing_created", listing=listing.pk, merchant=merchant.pk)
         return listing
     raise AssertionError("unreachable")
 
@@ -690,7 +703,7 @@ def slot_create(*, listing: Listing, starts_at: dt.datetime, capacity: int) -> S
             slot = Slot.objects.create(listing=listing, starts_at=starts_at, capacity=capacity, seats_left=capacity)
     except IntegrityError:
         raise BookingError("This listing already has a time then. Choose another time.") from None
-    log.info("slot_created slot=%s listing=%s", slot.pk, listing.pk)
+    log_event(log, "slot_created", slot=slot.pk, listing=listing.pk)
     return slot
 
 
@@ -746,7 +759,7 @@ def slot_series_create(
         raise BookingError(
             "Some of these times were added by someone else just now. Preview the series again."
         ) from None
-    log.info("slot_series_created listing=%s slots=%s", listing.pk, len(slots))
+    log_event(log, "slot_series_created", listing=listing.pk, slots=len(slots))
     return SeriesCreated(created=slots, skipped_existing=len(plan.existing))
 
 
@@ -770,7 +783,7 @@ def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
         if fresh.starts_at <= now:
             raise BookingError("This time has already started, so its capacity can no longer change.")
         raise BookingError(capacity_floor_sentence(fresh.seats_sold))
-    log.info("slot_capacity_changed slot=%s capacity=%s seats_left=%s", slot.pk, fresh.capacity, fresh.seats_left)
+    log_event(log, "slot_capacity_changed", slot=slot.pk, capacity=fresh.capacity, seats_left=fresh.seats_left)
     return slot
 
 

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from bookings.logs import log_event
 from bookings.models import Booking, BookingStatus, Slot
 from bookings.services import (
     PaymentFactsMismatch,
@@ -83,9 +84,9 @@ def booking_status_refresh(booking: Booking) -> StatusCheck:
     except payments.PaymentsUnavailable:
         problem = "We are still checking your payment with Stripe."
     except RefundNotCreated:
-        log.warning("status_refund_pending booking=%s", booking.pk)
+        log_event(log, "status_refund_pending", level=logging.WARNING, booking=booking.pk)
     except PaymentFactsMismatch as error:
-        log.error("payment_facts_mismatch booking=%s error=%s", booking.pk, error)
+        log_event(log, "payment_facts_mismatch", level=logging.ERROR, booking=booking.pk, error=str(error))
         problem = "We could not match your payment to this booking. We have been alerted and will contact you."
     booking.refresh_from_db()
     return StatusCheck(booking, problem)

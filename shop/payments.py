@@ -16,6 +16,7 @@ import stripe
 from django.conf import settings
 
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, RefundReceipt
+from bookings.logs import log_event
 from bookings.models import Booking
 from bookings.services import booking_reference
 
@@ -123,7 +124,7 @@ def checkout_open(*, booking: Booking, success_url: str, cancel_url: str) -> Ope
             options={"idempotency_key": f"booking-{booking.pk}-checkout"},
         )
     except stripe.StripeError as error:
-        log.warning("checkout_open_failed booking=%s error=%s", booking.pk, _describe(error))
+        log_event(log, "checkout_open_failed", level=logging.WARNING, booking=booking.pk, error=_describe(error))
         raise PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.") from error
     return OpenedCheckout(
         session_id=session.id,
@@ -162,7 +163,7 @@ def checkout_facts(session_id: str) -> CheckoutFacts:
     try:
         session = stripe_client().v1.checkout.sessions.retrieve(session_id)
     except stripe.StripeError as error:
-        log.warning("checkout_read_failed session=%s error=%s", session_id, _describe(error))
+        log_event(log, "checkout_read_failed", level=logging.WARNING, session=session_id, error=_describe(error))
         raise PaymentsUnavailable("We could not check your payment with our payment provider just now.") from error
     return checkout_facts_from_session(_as_dict(session))
 
@@ -172,7 +173,7 @@ def checkout_expire(session_id: str) -> None:
     try:
         stripe_client().v1.checkout.sessions.expire(session_id)
     except stripe.InvalidRequestError as error:
-        log.info("checkout_expire_refused session=%s error=%s", session_id, _describe(error))
+        log_event(log, "checkout_expire_refused", session=session_id, error=_describe(error))
     except stripe.StripeError as error:
         raise PaymentsUnavailable("We could not reach our payment provider.") from error
 
@@ -261,7 +262,7 @@ def portal_url(*, customer_id: str, return_url: str) -> str:
             params={"customer": customer_id, "return_url": return_url}
         )
     except stripe.StripeError as error:
-        log.warning("portal_open_failed customer=%s error=%s", customer_id, _describe(error))
+        log_event(log, "portal_open_failed", level=logging.WARNING, customer=customer_id, error=_describe(error))
         raise PaymentsUnavailable("We could not open your payment details just now. Please try again.") from error
     return portal.url
 

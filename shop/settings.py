@@ -237,14 +237,17 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+# JSON lines for log collectors in production; key=value lines to read in a terminal.
+LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "bookings.logs.JsonLogFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"},
     },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {

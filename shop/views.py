@@ -5,7 +5,13 @@ from itertools import groupby
 from django.conf import settings
 from django.contrib import messages
 from django.db import DatabaseError, connection
-from django.http import Http404, HttpResponse, HttpResponseBadRequest, HttpResponseRedirect, JsonResponse
+from django.http import (
+    Http404,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -14,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
 from bookings import selectors
+from bookings.logs import log_event
 from bookings.models import Booking, Listing
 from bookings.services import BookingError
 from shop import payments, ratelimits
@@ -52,7 +59,7 @@ def healthz(request):
             cursor.execute("SELECT 1")
             cursor.fetchone()
     except DatabaseError:
-        log.error("healthz_database_unreachable")
+        log_event(log, "healthz_database_unreachable", level=logging.ERROR)
         return JsonResponse({"status": "unavailable", "database": "unreachable"}, status=503)
     return JsonResponse({"status": "ok", "database": "ok"})
 
@@ -229,10 +236,16 @@ def stripe_webhook(request):
     try:
         event = payments.webhook_event(payload=payload, signature_header=signature)
     except payments.WebhookRejected as error:
-        log.warning("webhook_rejected reason=%s signature=%s", error, payments.signature_fingerprint(signature))
+        log_event(
+            log,
+            "webhook_rejected",
+            level=logging.WARNING,
+            reason=str(error),
+            signature_fingerprint=payments.signature_fingerprint(signature),
+        )
         return HttpResponseBadRequest(f"Webhook refused: {error}.", content_type="text/plain")
     result = stripe_event_receive(event)
-    log.info("webhook_received event=%s type=%s result=%s", event.get("id"), event.get("type"), result)
+    log_event(log, "webhook_received", event_id=event.get("id"), type=event.get("type"), result=result.value)
     if result == EventResult.FAILED_RETRY:
         return HttpResponse("Not processed yet; please retry.", status=500, content_type="text/plain")
     return HttpResponse(result.value, content_type="text/plain")

@@ -7,6 +7,7 @@ from enum import StrEnum
 from django.db import IntegrityError
 from django.utils import timezone
 
+from bookings.logs import log_event
 from bookings.models import Booking, Refund, RefundStatus, StripeEvent
 from bookings.services import (
     PaymentFactsMismatch,
@@ -57,11 +58,11 @@ def stripe_event_process(row: StripeEvent) -> EventResult:
         _finish(row, StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}")
         return EventResult.FAILED_RETRY
     except PaymentFactsMismatch as error:
-        log.error("payment_facts_mismatch event=%s error=%s", row.event_id, error)
+        log_event(log, "payment_facts_mismatch", level=logging.ERROR, event_id=row.event_id, error=str(error))
         _finish(row, StripeEvent.Status.FAILED, f"PaymentFactsMismatch: {error}")
         return EventResult.FAILED_FINAL
     except Exception as error:
-        log.exception("webhook_event_crashed event=%s type=%s", row.event_id, row.type)
+        log_event(log, "webhook_event_crashed", level=logging.ERROR, exc_info=True, event_id=row.event_id, type=row.type)
         _finish(row, StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}")
         return EventResult.FAILED_RETRY
     _finish(row, StripeEvent.Status.PROCESSED if result == EventResult.PROCESSED else StripeEvent.Status.IGNORED, "")

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from bookings.models import Booking, BookingStatus, Refund
+from bookings.models import Booking, Refund
 from bookings.selectors import merchant_revenue
 from bookings.services import booking_refund, refund_record_created, refund_record_failure
 from tests.factories import make_booking, make_confirmed_booking, make_listing, make_merchant, make_slot
