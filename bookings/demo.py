@@ -1,6 +1,6 @@
-"""Demo data: two merchants, each with listings, upcoming slots and a few paid bookings, so the
-demo shows that each merchant sees only their own and the dashboard has something to show.
-Safe to load again: it tops up, never duplicates."""
+"""Demo data: two merchants, each with listings and upcoming slots, so the demo shows that each
+merchant sees only their own. Safe to load again: it tops up, never duplicates. (Paid demo
+bookings are made by `shop.demo` through the Stripe emulator.)"""
 
 import datetime as dt
 from dataclasses import dataclass
@@ -9,14 +9,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
 
-from bookings.gateway import CheckoutFacts
-from bookings.models import Booking, Listing, Merchant, Slot
-from bookings.services import (
-    booking_checkout_attach,
-    booking_confirm,
-    booking_reference,
-    booking_start,
-)
+from bookings.models import Listing, Merchant, Slot
 
 DEMO_PASSWORD = "slotbook-demo"
 
@@ -95,7 +88,7 @@ DEMO_MERCHANTS = {
 def demo_data_load(*, days: int = 14) -> dict[str, int]:
     """Create the demo merchants, listings and the next `days` of slots that do not exist yet."""
     user_model = get_user_model()
-    created = {"merchants": 0, "listings": 0, "slots": 0, "bookings": 0}
+    created = {"merchants": 0, "listings": 0, "slots": 0}
     today = timezone.localdate()
     for username, (display_name, tz_name, listings) in DEMO_MERCHANTS.items():
         user, user_created = user_model.objects.get_or_create(
@@ -133,57 +126,5 @@ def demo_data_load(*, days: int = 14) -> dict[str, int]:
                         listing=listing, starts_at=starts_at, capacity=spec.capacity, seats_left=spec.capacity
                     )
                     created["slots"] += 1
-            created["bookings"] += _demo_bookings(listing)
     return created
 
-
-DEMO_CUSTOMER_DOMAIN = "customers.example.com"
-DEMO_CUSTOMERS = (
-    "Ada Lovelace",
-    "Grace Hopper",
-    "Alan Turing",
-    "Katherine Johnson",
-    "Tim Berners-Lee",
-    "Mary Somerville",
-)
-# Seats booked on a listing's first upcoming slots: a full one, a busy one, a quiet one.
-DEMO_SEATS = ((3, 2, 2, 1), (2, 1), (1,))
-
-
-def _demo_bookings(listing: Listing) -> int:
-    """A few bookings paid by card on the listing's first upcoming slots, confirmed through the
-    same transaction as a real payment. Their payment ids are made up, so refunding them at a
-    real Stripe fails; book and pay in the demo to try refunds. Skipped when the listing has them."""
-    if Booking.objects.filter(slot__listing=listing, customer_email__endswith=f"@{DEMO_CUSTOMER_DOMAIN}").exists():
-        return 0
-    slots = list(listing.slots.filter(starts_at__gt=timezone.now(), cancelled_at__isnull=True, is_on_sale=True)[:3])
-    made = 0
-    for slot, seats_per_booking in zip(slots, DEMO_SEATS):
-        for quantity in seats_per_booking:
-            slot.refresh_from_db()
-            quantity = min(quantity, slot.seats_left)
-            if not quantity:
-                break
-            name = DEMO_CUSTOMERS[(listing.pk + made) % len(DEMO_CUSTOMERS)]
-            email = f"{name.split()[0].lower()}.{listing.pk}.{made}@{DEMO_CUSTOMER_DOMAIN}"
-            booking = booking_start(slot=slot, quantity=quantity, customer_email=email, customer_name=name)
-            session_id = f"cs_test_demo{booking.pk}"
-            booking_checkout_attach(booking=booking, session_id=session_id, expires_at=None, customer_id="")
-            # The demo's customers get no confirmation e-mail.
-            Booking.objects.filter(pk=booking.pk).update(confirmation_email_sent_at=timezone.now())
-            booking_confirm(
-                facts=CheckoutFacts(
-                    session_id=session_id,
-                    client_reference_id=booking_reference(booking),
-                    metadata_booking_id=str(booking.pk),
-                    status="complete",
-                    payment_status="paid",
-                    amount_subtotal=booking.amount_total,
-                    amount_total=booking.amount_total,
-                    currency=booking.currency,
-                    payment_intent_id=f"pi_demo{booking.pk}",
-                    customer_id=None,
-                )
-            )
-            made += 1
-    return made

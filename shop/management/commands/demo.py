@@ -55,6 +55,7 @@ class Command(BaseCommand):
         env = dict(os.environ)
         env.setdefault("DJANGO_DEBUG", "true")
         site_url = f"http://127.0.0.1:{port}"
+        env.setdefault("SITE_URL", site_url)
         children: list[subprocess.Popen] = []
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
 
@@ -89,6 +90,8 @@ class Command(BaseCommand):
                         f"{site_url}/stripe/webhook/",
                         "--webhook-secret",
                         DEMO_WEBHOOK_SECRET,
+                        "--log-level",
+                        "warning",
                     ],
                     cwd=settings.BASE_DIR,
                 )

@@ -1,0 +1,27 @@
+from django.core.management.base import BaseCommand
+
+from bookings.demo import DEMO_MERCHANTS, DEMO_PASSWORD, demo_data_load
+from shop.demo import demo_bookings_load
+
+
+class Command(BaseCommand):
+    help = (
+        "Create two demo merchants with listings and two weeks of slots, and, when the site is pointed at the "
+        "Stripe emulator, a few bookings paid by card through it. Safe to run again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--days", type=int, default=14, help="How many days of slots to create.")
+
+    def handle(self, *args, days: int, **options):
+        created = demo_data_load(days=days)
+        self.stdout.write(
+            f"Demo data: {created['merchants']} merchants, {created['listings']} listings, {created['slots']} slots created."
+        )
+        bookings = demo_bookings_load()
+        if bookings is None:
+            self.stdout.write("No demo bookings: they are paid through the Stripe emulator, and none is configured.")
+        else:
+            self.stdout.write(f"Demo bookings paid through the Stripe emulator: {bookings} created.")
+        users = ", ".join(DEMO_MERCHANTS)
+        self.stdout.write(f"Merchant sign-ins: {users} (password: {DEMO_PASSWORD})")

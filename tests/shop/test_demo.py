@@ -1,0 +1,85 @@
+"""`manage.py loaddemo`: two merchants with listings and slots, and bookings paid through the emulator."""
+
+import pytest
+from django.core import mail
+from django.core.management import call_command
+from django.urls import reverse
+
+from bookings.demo import DEMO_PASSWORD
+from bookings.models import Booking, BookingStatus, Listing, Merchant, Slot
+from bookings.money import from_minor_units
+from shop import payments
+
+pytestmark = pytest.mark.django_db
+
+
+def counts() -> tuple[int, ...]:
+    return tuple(model.objects.count() for model in (Merchant, Listing, Slot, Booking))
+
+
+def test_loading_the_demo_twice_adds_nothing_the_second_time(capsys, stripe_emulator):
+    call_command("loaddemo", days=5)
+    first = counts()
+    call_command("loaddemo", days=5)
+
+    assert counts() == first
+    assert first[0] == 2 and first[3] > 0
+    output = capsys.readouterr().out
+    assert "0 merchants, 0 listings, 0 slots created" in output
+    assert "Demo bookings paid through the Stripe emulator: 0 created" in output
+
+
+def test_demo_bookings_are_real_payments_confirmed_through_the_state_machine(
+    stripe_emulator, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("loaddemo", days=5)
+
+    bookings = list(Booking.objects.select_related("slot"))
+    assert {b.status for b in bookings} == {BookingStatus.CONFIRMED}
+    for slot in Slot.objects.filter(bookings__isnull=False).distinct():
+        sold = sum(b.quantity for b in slot.bookings.all())
+        assert slot.capacity - slot.seats_left == sold
+    intent = payments.stripe_client().v1.payment_intents.retrieve(bookings[0].payment_intent_id)
+    assert intent.status == "succeeded"
+    assert intent.amount == bookings[0].amount_paid
+    assert mail.outbox == []
+
+
+def test_without_the_emulator_the_demo_has_no_bookings_and_says_why(capsys, settings):
+    settings.STRIPE_API_BASE = ""
+
+    call_command("loaddemo", days=3)
+
+    assert Booking.objects.count() == 0
+    assert "No demo bookings" in capsys.readouterr().out
+
+
+def test_each_demo_merchant_sees_a_dashboard_with_only_their_own_bookings(client, stripe_emulator):
+    call_command("loaddemo", days=5)
+
+    for merchant in Merchant.objects.all():
+        assert client.login(username=merchant.user.username, password=DEMO_PASSWORD)
+        html = client.get(reverse("bookings:booking_list")).content.decode()
+        theirs = Booking.objects.filter(slot__listing__merchant=merchant)
+        others = Booking.objects.exclude(slot__listing__merchant=merchant)
+        assert theirs.exists()
+        assert all(f"#{b.pk}<" in html for b in theirs)
+        assert not any(f"#{b.pk}<" in html for b in others)
+        assert "seats sold" in client.get(reverse("bookings:dashboard")).content.decode()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_demo_booking_can_be_refunded_from_the_dashboard(client, stripe_emulator):
+    call_command("loaddemo", days=3)
+    booking = Booking.objects.filter(status=BookingStatus.CONFIRMED).select_related("slot__listing__merchant__user").first()
+    client.login(username=booking.slot.listing.merchant.user.username, password=DEMO_PASSWORD)
+
+    full_amount = str(from_minor_units(booking.amount_paid, booking.currency))
+    response = client.post(reverse("bookings:booking_refund", args=[booking.pk]), {"amount": full_amount})
+
+    booking.refresh_from_db()
+    assert response.status_code == 302
+    assert booking.status == BookingStatus.REFUNDED
+    refunds = payments.stripe_client().v1.refunds.list(params={"payment_intent": booking.payment_intent_id}).data
+    assert [r.amount for r in refunds] == [booking.amount_paid]
