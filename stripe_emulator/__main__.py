@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="whsec_… secret to sign webhooks with (default: the one stored in --db, or a new one).")
     parser.add_argument("--public-url", default=None,
                         help="Base of the hosted page URLs (default http://HOST:PORT), e.g. when behind a proxy.")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     tuning = parser.add_argument_group("tuning")
     for field in dataclasses.fields(Tuning):
         flag = "--" + field.name.replace("_", "-")

@@ -91,7 +91,7 @@ class Command(BaseCommand):
                         "--webhook-secret",
                         DEMO_WEBHOOK_SECRET,
                         "--log-level",
-                        "warning",
+                        "WARNING",
                     ],
                     cwd=settings.BASE_DIR,
                 )
