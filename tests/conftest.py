@@ -46,7 +46,9 @@ def stripe_emulator_server():
     """One in-process Stripe emulator for the whole run; each test starts from a reset."""
     from stripe_emulator import Emulator
 
-    with Emulator(db=":memory:", port=0, webhook_secret=TEST_WEBHOOK_SECRET, **EMULATOR_FAST_TUNING) as emulator:
+    with Emulator(
+        db=":memory:", port=0, webhook_secret=TEST_WEBHOOK_SECRET, account_name="Slotbook", **EMULATOR_FAST_TUNING
+    ) as emulator:
         yield emulator
 
 

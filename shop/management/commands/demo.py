@@ -89,6 +89,8 @@ class Command(BaseCommand):
                         f"{site_url}/stripe/webhook/",
                         "--webhook-secret",
                         DEMO_WEBHOOK_SECRET,
+                        "--account-name",
+                        "Slotbook",
                     ],
                     cwd=settings.BASE_DIR,
                 )
