@@ -7,8 +7,8 @@ live server. By default that is the in-process emulator, whose control API is `s
 tests parametrized with `both_stripes` also run against real Stripe test mode when
 `STRIPE_E2E_REAL=1` and keys are set (see DEVELOPERS.md), and are skipped otherwise.
 
-Every browser context is watched: a Content-Security-Policy violation or an uncaught script
-error on any page fails the test.
+Every browser context is watched: a Content-Security-Policy violation, an uncaught script
+error or a resource that fails to load on any of the site's pages fails the test.
 """
 
 import os
@@ -71,9 +71,11 @@ def browser(launch_browser):
 
 
 class PageProblems:
-    """Content-Security-Policy violations and uncaught script errors seen in browser contexts."""
+    """Content-Security-Policy violations, uncaught script errors and resources that failed to
+    load, on the site's pages (not on Stripe's: those are Stripe's business)."""
 
-    def __init__(self):
+    def __init__(self, site_url: str):
+        self.site_url = site_url
         self.csp_violations: list[str] = []
         self.script_errors: list[str] = []
 
@@ -81,12 +83,21 @@ class PageProblems:
         context.on("console", self._console)
         context.on("weberror", self._web_error)
 
+    def _on_the_site(self, page) -> bool:
+        return page is None or page.url.startswith(self.site_url)
+
     def _console(self, message) -> None:
-        if message.type == "error" and ("Content Security Policy" in message.text or message.text.startswith("Refused to")):
-            self.csp_violations.append(f"{_page_url(message.page)}: {message.text}")
+        text = message.text
+        if message.type != "error" or not self._on_the_site(message.page):
+            return
+        if "Content Security Policy" in text or text.startswith("Refused to"):
+            self.csp_violations.append(f"{_page_url(message.page)}: {text}")
+        elif text.startswith("Failed to load resource"):  # a missing stylesheet, script, icon…
+            self.script_errors.append(f"{_page_url(message.page)}: {text} ({message.location.get('url')})")
 
     def _web_error(self, web_error) -> None:
-        self.script_errors.append(f"{_page_url(web_error.page)}: {web_error.error}")
+        if self._on_the_site(web_error.page):
+            self.script_errors.append(f"{_page_url(web_error.page)}: {web_error.error}")
 
     def clear(self) -> None:
         self.csp_violations.clear()
@@ -98,12 +109,12 @@ def _page_url(page) -> str:
 
 
 @pytest.fixture
-def page_problems():
-    problems = PageProblems()
+def page_problems(live_server):
+    problems = PageProblems(live_server.url)
     yield problems
     # Torn down after the contexts are closed, so every message they sent has arrived.
     assert problems.csp_violations == [], "the page broke the Content-Security-Policy"
-    assert problems.script_errors == [], "a page had an uncaught script error"
+    assert problems.script_errors == [], "a page had a script error or a resource it could not load"
 
 
 @pytest.fixture
