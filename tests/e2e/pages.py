@@ -85,6 +85,12 @@ class Checkout:
         self._type("#cardExpiry", expiry)
         self._type("#cardCvc", cvc)
         self.page.fill("#billingName", name)
+        if self.stripe.real:
+            # Stripe asks for the billing country, and a postal code for some countries.
+            if self.page.locator("#billingCountry").is_visible():
+                self.page.select_option("#billingCountry", "US")
+            if self.page.locator("#billingPostalCode").is_visible():
+                self.page.fill("#billingPostalCode", "10001")
 
     def submit(self) -> None:
         self.page.locator("[data-testid=hosted-payment-submit-button]").click()
