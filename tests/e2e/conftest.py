@@ -59,7 +59,7 @@ def browser(launch_browser):
         browser = launch_browser()
     except PlaywrightError as error:
         reason = (
-            f"No Chromium to drive: {str(error).strip().splitlines()[0]} "
+            f"No Chromium to drive ({str(error).strip().splitlines()[0]}). "
             "Install Debian's chromium (apt-get install -y chromium), or Playwright's own browser "
             "with `python -m playwright install chromium`."
         )
