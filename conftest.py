@@ -28,6 +28,12 @@ def plain_http_test_settings():
         PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
         WHITENOISE_AUTOREFRESH=True,
         WHITENOISE_USE_FINDERS=True,
+        # Never the Stripe account of the developer's environment: a test that needs Stripe
+        # points the site at the emulator, or asks for real Stripe explicitly (tests/e2e).
+        STRIPE_SECRET_KEY="",
+        STRIPE_WEBHOOK_SECRETS=[],
+        STRIPE_API_BASE="",
+        SITE_URL="",
     ):
         yield
 

@@ -77,6 +77,7 @@ class HostedApp:
             open_session = load_open_session(self.backend, session_id)
             session = store.get(session_id, "checkout.session")
             items = payments.line_items_of(self.backend, session_id)
+            product_descriptions = _product_descriptions(self.backend, items)
             customer = store.get(session["customer"], "customer") if session.get("customer") else None
             discount = store.get_internal(session_id).get("discount")
             promotion_code = store.get(discount["promotion_code"], "promotion_code") if discount and discount.get("promotion_code") else None
@@ -85,7 +86,7 @@ class HostedApp:
             if session["status"] == "complete":
                 return Response.html(200, self._done_page(session))
             return Response.html(200, self._expired_page(session))
-        summary = _order_summary(self.backend, session, items, coupon, promotion_code)
+        summary = _order_summary(self.backend, session, items, coupon, promotion_code, product_descriptions)
         form = form or {}
         errors = errors or {}
         email = form.get("email") or (customer or {}).get("email") or session.get("customer_email") or ""
@@ -439,16 +440,31 @@ def _field_error(errors: dict[str, str], *fields: str) -> str:
     return ""
 
 
+def _product_descriptions(backend: Backend, items: list[dict[str, Any]]) -> dict[str, str]:
+    """The description of each line item's product, which Checkout shows under its name."""
+    descriptions = {}
+    for item in items:
+        product_id = item["price"]["product"]
+        product_id = product_id if isinstance(product_id, str) else product_id["id"]
+        product = backend.store.get(product_id, "product")
+        if product and product.get("description"):
+            descriptions[item["id"]] = product["description"]
+    return descriptions
+
+
 def _order_summary(backend: Backend, session: dict[str, Any], items: list[dict[str, Any]],
-                   coupon: dict[str, Any] | None, promotion_code: dict[str, Any] | None) -> str:
+                   coupon: dict[str, Any] | None, promotion_code: dict[str, Any] | None,
+                   product_descriptions: dict[str, str]) -> str:
     currency = session["currency"]
     lines = []
     for item in items:
         unit = item["price"]["unit_amount"]
         detail = f"Qty {item['quantity']}, {format_amount(unit, currency)} each" if item["quantity"] > 1 else ""
+        about = product_descriptions.get(item["id"], "")
         lines.append(
             f'<li class="OrderLine" data-testid="line-item"><div><div class="OrderLine-name">{e(item["description"])}</div>'
-            f'<div class="OrderLine-detail">{e(detail)}</div></div>'
+            + (f'<div class="OrderLine-description">{e(about)}</div>' if about else "")
+            + f'<div class="OrderLine-detail">{e(detail)}</div></div>'
             f'<div class="OrderLine-amount">{e(format_amount(item["amount_subtotal"], currency))}</div></li>'
         )
     discount_row = ""

@@ -29,6 +29,7 @@ a{color:#0074d4;text-decoration:none}a:hover{text-decoration:underline}
 .OrderLines{list-style:none;margin:0;padding:0}
 .OrderLine{display:flex;justify-content:space-between;gap:16px;padding:12px 0}
 .OrderLine-name{font-weight:500}.OrderLine-detail{color:#6b7280;font-size:13px}
+.OrderLine-description{color:#6b7280;font-size:13px;margin-top:2px}
 .OrderLine-amount{font-weight:500;white-space:nowrap}
 .Totals{border-top:1px solid #e6e6e6;margin-top:12px}
 .Totals-row{display:flex;justify-content:space-between;padding:10px 0}

@@ -279,9 +279,13 @@ class Dispatcher:
     # -- observation --------------------------------------------------------------------
 
     def counts(self) -> dict[str, Any]:
-        rows = self.store.query("SELECT state, COUNT(*) AS n FROM deliveries GROUP BY state")
+        # One statement, so one snapshot: read apart, a worker could take the queued deliveries
+        # in between, and `wait_idle` would see some queued with none of them ever due.
+        rows = self.store.query(
+            "SELECT state, COUNT(*) AS n, MIN(next_attempt_at) AS due FROM deliveries GROUP BY state"
+        )
         counts = {row["state"]: row["n"] for row in rows}
-        due = self.store.query_one("SELECT MIN(next_attempt_at) AS due FROM deliveries WHERE state = 'queued'")
+        due = next((row for row in rows if row["state"] == "queued"), None)
         return {
             "queued": counts.get("queued", 0),
             "in_flight": counts.get("in_flight", 0),

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from tests.factories import make_booking, make_listing, make_merchant, make_slot
@@ -17,12 +19,36 @@ EMULATOR_FAST_TUNING = {
 }
 
 
+def real_stripe_configured() -> str:
+    """Why real Stripe runs cannot happen, or "" when they can (see DEVELOPERS.md)."""
+    if os.environ.get("STRIPE_E2E_REAL", "").strip() != "1":
+        return "real Stripe test mode runs only with STRIPE_E2E_REAL=1 (see DEVELOPERS.md)"
+    if not os.environ.get("STRIPE_SECRET_KEY", "").strip().startswith(("sk_test_", "rk_test_")):
+        return "STRIPE_E2E_REAL=1 needs a test-mode STRIPE_SECRET_KEY (sk_test_…)"
+    if not os.environ.get("STRIPE_WEBHOOK_SECRET", "").strip():
+        return "STRIPE_E2E_REAL=1 needs STRIPE_WEBHOOK_SECRET, the whsec_… printed by `stripe listen`"
+    return ""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Browser tests run last: pytest-playwright keeps an event loop running in the main thread
+    from its first test to the end of the session, and Django's ORM should not run inside one.
+    Real-Stripe runs are skipped here, before any browser or server starts, unless configured."""
+    not_real = real_stripe_configured()
+    for item in items:
+        if not_real and item.get_closest_marker("real_stripe"):
+            item.add_marker(pytest.mark.skip(reason=not_real))
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
+
+
 @pytest.fixture(scope="session")
 def stripe_emulator_server():
     """One in-process Stripe emulator for the whole run; each test starts from a reset."""
     from stripe_emulator import Emulator
 
-    with Emulator(db=":memory:", port=0, webhook_secret=TEST_WEBHOOK_SECRET, **EMULATOR_FAST_TUNING) as emulator:
+    with Emulator(
+        db=":memory:", port=0, webhook_secret=TEST_WEBHOOK_SECRET, account_name="Slotbook", **EMULATOR_FAST_TUNING
+    ) as emulator:
         yield emulator
 
 

@@ -23,6 +23,24 @@ def test_page_has_stripes_element_ids_and_the_order(client, visitor):
     assert "<script" not in html and "http://" not in html.split("<body", 1)[1].replace(session.url, "")
 
 
+def test_the_order_shows_each_products_description_under_its_name(client, visitor):
+    item = {
+        "price_data": {
+            "currency": "eur",
+            "unit_amount": 2500,
+            "product_data": {"name": "Sunrise kayak tour", "description": "Friday 27 November, 06:30 · Harbour Kayaks"},
+        },
+        "quantity": 2,
+    }
+    html = hosted_form(visitor, create_session(client, line_items=[item]).url)
+    assert re.search(
+        r'class="OrderLine-name">Sunrise kayak tour</div>'
+        r'<div class="OrderLine-description">Friday 27 November, 06:30 · Harbour Kayaks</div>'
+        r'<div class="OrderLine-detail">Qty 2, €25.00 each</div>',
+        html,
+    )
+
+
 def test_successful_card_redirects_to_success_url_and_completes_the_session(client, visitor):
     session = create_session(client, customer_creation="always")
     response = submit_card(visitor, session)

@@ -238,3 +238,26 @@ def test_a_refused_call_does_not_use_up_a_webhook_fault(client, control, receive
     assert receiver.events() == []
     assert control.deliveries(event_id=control.events(type="customer.created")[0]["id"])[0]["delivery_state"] == "dropped"
     assert lost.id
+
+
+def test_delivery_counts_are_one_snapshot_even_while_workers_take_deliveries(emulator, client, control):
+    # `wait_for_webhooks` once answered "not idle" with deliveries queued but none due, because
+    # a worker took them between the two reads of its counts.
+    control.hold_webhooks()
+    client.v1.customers.create(params={"email": "jenny@example.com"})
+    store = emulator.backend.store
+    read = store.query
+
+    def read_then_a_worker_takes_everything(sql, args=()):
+        rows = read(sql, args)
+        store.execute("UPDATE deliveries SET state = 'in_flight' WHERE state = 'queued'")
+        return rows
+
+    store.query = read_then_a_worker_takes_everything
+    try:
+        counts = emulator.backend.dispatcher.counts()
+    finally:
+        store.query = read
+        store.execute("UPDATE deliveries SET state = 'queued' WHERE state = 'in_flight'")
+
+    assert counts["queued"] == 1 and counts["next_attempt_at"] is not None

@@ -1,4 +1,5 @@
 import re
+from html.parser import HTMLParser
 from unittest import mock
 
 import pytest
@@ -64,6 +65,36 @@ def test_pages_contain_no_inline_script_or_style_attribute(client, confirmed_boo
         assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", html), url
         assert " style=" not in html, url
         assert not re.search(r"<[^>]*\son[a-z]+=", html), url
+
+
+class BlocksInParagraphs(HTMLParser):
+    """Block elements opened inside a <p>: a browser closes the paragraph before them, so they
+    end up outside whatever the <p> was meant to lay out."""
+
+    BLOCKS = {"form", "div", "ul", "ol", "dl", "table", "section", "p", "h1", "h2", "h3"}
+
+    def __init__(self):
+        super().__init__()
+        self.open_paragraphs = 0
+        self.found: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        if tag in self.BLOCKS and self.open_paragraphs:
+            self.found.append(tag)
+        if tag == "p":
+            self.open_paragraphs += 1
+
+    def handle_endtag(self, tag):
+        if tag == "p" and self.open_paragraphs:
+            self.open_paragraphs -= 1
+
+
+def test_no_form_or_block_is_nested_in_a_paragraph(client, slot):
+    booking = make_booking(slot=slot, status="confirmed", amount_paid=2500, stripe_customer_id="cus_portal")
+    for url in pages(booking)[:-2]:
+        parser = BlocksInParagraphs()
+        parser.feed(client.get(url).content.decode())
+        assert parser.found == [], url
 
 
 def test_healthz_reports_the_database(client):

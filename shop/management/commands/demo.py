@@ -92,6 +92,8 @@ class Command(BaseCommand):
                         DEMO_WEBHOOK_SECRET,
                         "--log-level",
                         "WARNING",
+                        "--account-name",
+                        "Slotbook",
                     ],
                     cwd=settings.BASE_DIR,
                 )

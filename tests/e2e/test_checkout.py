@@ -1,0 +1,342 @@
+"""A customer books and pays in a real browser, on the real pages: the listing, Stripe's hosted
+Checkout with Stripe's test cards, the success page, the booking page and the customer portal.
+
+Tests marked `both_stripes` run against the emulator and, with STRIPE_E2E_REAL=1, against real
+Stripe test mode; the others steer webhooks through the emulator's control API.
+"""
+
+import re
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+from playwright.sync_api import expect
+
+from bookings.models import Booking, BookingStatus, Slot
+from shop import payments
+from tests.e2e.conftest import both_stripes
+from tests.e2e.pages import (
+    AUTHENTICATION_FAILED,
+    CARD_3DS,
+    CARD_DECLINED,
+    CARD_INSUFFICIENT_FUNDS,
+    CARD_OK,
+    DECLINED,
+    INSUFFICIENT_FUNDS,
+    STATUS,
+    SUCCESS_URL,
+    Customer,
+    NavigationLog,
+    expect_status,
+    listing_url,
+    seats_shown,
+    start_booking,
+    stripe_unreachable,
+)
+from tests.factories import make_listing, make_slot
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+BOOKING_LINK = re.compile(r"https?://\S+/b/[\w-]+/")
+
+
+@pytest.fixture
+def slot():
+    return make_slot(listing=make_listing(title="Sunrise kayak tour", price_amount=2500, currency="eur"), capacity=5)
+
+
+def seats_left(slot: Slot) -> int:
+    slot.refresh_from_db()
+    return slot.seats_left
+
+
+@both_stripes
+def test_a_card_payment_turns_the_page_to_confirmed_without_a_reload(page, shop, stripe, slot, settings):
+    page.goto(listing_url(shop, slot))
+    expect(seats_shown(page, slot)).to_have_text("5 seats left")
+    checkout = start_booking(page, shop, slot)
+    navigations = NavigationLog(page)
+
+    if stripe.real:
+        checkout.pay(CARD_OK)
+        page.wait_for_url(SUCCESS_URL, timeout=stripe.timeout)
+        loads = navigations.mark_document()
+    else:
+        # The webhook waits, and the page's first look at Stripe fails: the page has to wait too.
+        stripe.control.hold_webhooks()
+        with stripe_unreachable(settings):
+            checkout.pay(CARD_OK)
+            page.wait_for_url(SUCCESS_URL)
+            expect_status(page, "pending", timeout=stripe.timeout)
+        expect(page.locator(STATUS)).to_contain_text("Confirming your payment")
+        loads = navigations.mark_document()
+        stripe.control.release_webhooks()
+        stripe.settle()
+
+    expect_status(page, "confirmed", timeout=stripe.timeout)
+    expect(page.get_by_role("heading", name="You're booked!")).to_be_visible()
+    assert navigations.same_document(), "the page was reloaded"
+    assert len(navigations.urls) == loads, navigations.urls
+    booking = checkout.booking
+    stripe.eventually(lambda: len(mail.outbox) == 1, "one confirmation e-mail")
+    assert mail.outbox[0].to == ["ada@example.com"]
+    assert booking_link_in(mail.outbox[0]) == shop.url(reverse("shop:booking", args=[booking.public_token]))
+
+    page.get_by_role("link", name="View your booking").click()
+    expect(page.locator(".badge")).to_have_text("Confirmed")
+    expect(page.locator(".facts")).to_contain_text("€25.00")
+
+    page.get_by_role("button", name="Manage payments and receipts").click()
+    if stripe.real:
+        page.wait_for_url(re.compile(r"^https://billing\.stripe\.com/"), timeout=stripe.timeout)
+        expect(page.get_by_text("€25.00").first).to_be_visible(timeout=stripe.timeout)
+    else:
+        page.wait_for_url(re.compile(r"/p/session/bps_"))
+        payment = page.locator("[data-testid=payment-row]")
+        expect(payment).to_have_count(1)
+        expect(payment).to_contain_text("€25.00")
+        expect(payment).to_contain_text("Sunrise kayak tour")
+        expect(payment).to_contain_text("Paid")
+        page.locator("#returnLink").click()
+        page.wait_for_url(shop.url(reverse("shop:booking", args=[booking.public_token])))
+
+    page.goto(listing_url(shop, slot))
+    expect(seats_shown(page, slot)).to_have_text("4 seats left")
+    assert seats_left(slot) == 4
+
+
+def booking_link_in(message) -> str:
+    return BOOKING_LINK.search(message.body).group(0)
+
+
+@both_stripes
+def test_a_declined_card_can_be_retried_with_another(page, shop, stripe, slot):
+    checkout = start_booking(page, shop, slot)
+
+    checkout.pay(CARD_DECLINED)
+
+    checkout.expect_error(DECLINED)
+    assert checkout.booking.status == BookingStatus.PENDING
+    assert seats_left(slot) == 5
+
+    checkout.pay(CARD_OK)
+
+    page.wait_for_url(SUCCESS_URL, timeout=stripe.timeout)
+    expect_status(page, "confirmed", timeout=stripe.timeout)
+    stripe.eventually(lambda: seats_left(slot) == 4, "one seat taken")
+    stripe.eventually(lambda: len(mail.outbox) == 1, "one confirmation e-mail")
+
+
+@both_stripes
+def test_a_card_without_funds_says_so_and_books_nothing(page, shop, stripe, slot):
+    checkout = start_booking(page, shop, slot)
+
+    checkout.pay(CARD_INSUFFICIENT_FUNDS)
+
+    checkout.expect_error(INSUFFICIENT_FUNDS)
+    stripe.settle()
+    assert checkout.booking.status == BookingStatus.PENDING
+    assert seats_left(slot) == 5
+    assert mail.outbox == []
+
+
+@both_stripes
+def test_completing_3d_secure_confirms(page, shop, stripe, slot):
+    checkout = start_booking(page, shop, slot)
+
+    checkout.pay(CARD_3DS)
+    checkout.authentication("test-source-authorize-3ds").click()
+
+    page.wait_for_url(SUCCESS_URL, timeout=stripe.timeout)
+    expect_status(page, "confirmed", timeout=stripe.timeout)
+    stripe.eventually(lambda: seats_left(slot) == 4, "one seat taken")
+
+
+@both_stripes
+def test_failing_3d_secure_charges_nothing_and_the_booking_expires_with_its_session(page, shop, stripe, slot):
+    checkout = start_booking(page, shop, slot)
+
+    checkout.pay(CARD_3DS)
+    checkout.authentication("test-source-fail-3ds").click()
+
+    checkout.expect_error(AUTHENTICATION_FAILED)
+    session = payments.stripe_client().v1.checkout.sessions.retrieve(checkout.session_id, params={"expand": ["payment_intent"]})
+    assert (session.status, session.payment_status) == ("open", "unpaid")
+    assert session.payment_intent is None or session.payment_intent.amount_received == 0
+
+    # The customer walks away; Stripe expires the session and says so by webhook.
+    stripe.expire_session(checkout.session_id)
+    stripe.eventually(lambda: checkout.booking.status == BookingStatus.EXPIRED, "the booking expired")
+
+    if not stripe.real:
+        page.reload()
+        expect(page.locator("[data-testid=session-expired]")).to_be_visible()
+    page.goto(shop.url(checkout.success_url_path))
+    expect_status(page, "expired", timeout=stripe.timeout)
+    expect(page.locator(STATUS)).to_contain_text("nothing was charged")
+    page.goto(shop.url(reverse("shop:booking", args=[checkout.booking.public_token])))
+    expect(page.locator(".badge")).to_have_text("Payment not completed")
+    assert seats_left(slot) == 5
+    assert mail.outbox == []
+
+
+@both_stripes
+def test_a_100_percent_promotion_code_confirms_with_nothing_paid_and_no_card(page, shop, stripe, slot):
+    code = stripe.create_free_promotion_code("FREESEAT")
+    checkout = start_booking(page, shop, slot)
+
+    checkout.apply_promotion_code(code)
+
+    expect(page.locator("#cardNumber")).to_be_hidden(timeout=stripe.timeout)
+    checkout.submit()
+    page.wait_for_url(SUCCESS_URL, timeout=stripe.timeout)
+    expect_status(page, "confirmed", timeout=stripe.timeout)
+    expect(page.locator(".facts")).to_contain_text("€0.00")
+    booking = checkout.booking
+    assert (booking.amount_paid, booking.payment_intent_id) == (0, "")
+    stripe.eventually(lambda: seats_left(slot) == 4, "one seat taken")
+
+
+@both_stripes
+def test_a_browser_closed_before_the_redirect_is_confirmed_by_the_webhook_alone(new_context, shop, stripe, slot):
+    context = new_context()
+    page = context.new_page()
+    checkout = start_booking(page, shop, slot)
+    dropped = stop_on_the_way_to_the_success_page(page)
+
+    with page.expect_event("requestfailed", lambda request: "/checkout/success/" in request.url or "/c/pay/" in request.url):
+        checkout.pay(CARD_OK)
+    context.close()
+
+    if not stripe.real:
+        [(status, location)] = dropped
+        assert status == 303 and "/checkout/success/?session_id=" in location, "paid, and sent on to the site"
+
+    booking = checkout.booking
+    stripe.eventually(lambda: checkout.booking.status == BookingStatus.CONFIRMED, "the webhook confirmed")
+    booking.refresh_from_db()
+    assert booking.stripe_checked_at is None, "the success page was never asked"
+    stripe.eventually(lambda: len(mail.outbox) == 1, "one confirmation e-mail")
+    assert seats_left(slot) == 4
+
+    # Later, the customer opens the link in the e-mail.
+    page = new_context().new_page()
+    page.goto(booking_link_in(mail.outbox[0]))
+    expect(page.locator(".badge")).to_have_text("Confirmed")
+
+
+def stop_on_the_way_to_the_success_page(page) -> list[tuple[int, str]]:
+    """The browser dies between paying and arriving back: the request for the success page never
+    leaves it. Real Stripe's page goes there by script; the emulator's form answers with a
+    redirect, which Playwright does not route, so that answer is taken and dropped instead.
+    Returns the (status, Location) of the dropped answers."""
+    dropped = []
+
+    def pay_then_drop_the_redirect(route):
+        if route.request.method != "POST":
+            route.fallback()
+            return
+        response = route.fetch(max_redirects=0)
+        dropped.append((response.status, response.headers.get("location", "")))
+        route.abort()
+
+    page.route(re.compile(r"/checkout/success/"), lambda route: route.abort())
+    page.route(re.compile(r"/c/pay/cs_\w+$"), pay_then_drop_the_redirect)
+    return dropped
+
+
+def test_with_webhooks_held_the_polled_page_alone_confirms_and_late_webhooks_change_nothing(
+    page, shop, stripe, slot, settings
+):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 1
+    stripe.control.hold_webhooks()
+    checkout = start_booking(page, shop, slot)
+    navigations = NavigationLog(page)
+    with stripe_unreachable(settings):
+        checkout.pay(CARD_OK)
+        page.wait_for_url(SUCCESS_URL)
+        expect_status(page, "pending", timeout=stripe.timeout)
+    loads = navigations.mark_document()
+
+    expect_status(page, "confirmed", timeout=stripe.timeout)  # the page's next poll asked Stripe
+
+    assert navigations.same_document() and len(navigations.urls) == loads
+    assert stripe.control.deliveries() == [], "no webhook was sent while held"
+    assert seats_left(slot) == 4
+    assert len(mail.outbox) == 1
+
+    stripe.control.release_webhooks()
+    stripe.settle()
+
+    assert stripe.control.deliveries(type="checkout.session.completed")[0]["status"] == 200
+    assert all(status == 200 for status in stripe.webhook_answers())
+    assert seats_left(slot) == 4
+    assert len(mail.outbox) == 1
+    assert checkout.booking.status == BookingStatus.CONFIRMED
+
+
+@both_stripes
+def test_two_customers_paying_for_the_last_seat_one_is_confirmed_the_other_refunded_once(new_context, shop, stripe):
+    slot = make_slot(listing=make_listing(title="Sea cave explorer"), capacity=1)
+    pages = [new_context().new_page() for _ in range(2)]
+    checkouts = [
+        start_booking(page, shop, slot, customer=Customer(name=name, email=f"{name.lower()}@example.com"))
+        for page, name in zip(pages, ["Ada", "Grace"])
+    ]
+    for checkout in checkouts:
+        checkout.fill_card(CARD_OK)
+
+    for checkout in checkouts:  # both pay at once
+        checkout.submit()
+
+    for page in pages:
+        page.wait_for_url(SUCCESS_URL, timeout=stripe.timeout)
+        expect(page.locator(STATUS)).not_to_have_attribute("data-status", "pending", timeout=stripe.timeout)
+    shown = sorted(page.locator(STATUS).get_attribute("data-status") for page in pages)
+    assert shown[0] == "confirmed" and shown[1] in ("refund_due", "refunded"), shown
+    loser_page = next(page for page in pages if page.locator(STATUS).get_attribute("data-status") != "confirmed")
+    expect(loser_page.locator(STATUS)).to_contain_text("Sold out while you paid — refunded")
+
+    bookings = [checkout.booking for checkout in checkouts]
+    loser = next(booking for booking in bookings if booking.status != BookingStatus.CONFIRMED)
+    stripe.eventually(
+        lambda: Booking.objects.get(pk=loser.pk).status == BookingStatus.REFUNDED, "the loser's refund went through"
+    )
+    refunds = stripe.refunds_of(loser.payment_intent_id)
+    assert [(refund["amount"], refund["status"]) for refund in refunds] == [(loser.amount_total, "succeeded")]
+    if not stripe.real:
+        assert len(stripe.control.events(type="refund.created")) == 1, "one refund in the whole of Stripe"
+    assert [b.status for b in Booking.objects.filter(slot=slot)].count(BookingStatus.CONFIRMED) == 1
+    assert seats_left(slot) == 0
+
+
+@both_stripes
+def test_cancelling_on_the_checkout_page_returns_to_the_listing_and_books_nothing(page, shop, stripe, slot):
+    checkout = start_booking(page, shop, slot)
+
+    checkout.cancel()
+
+    page.wait_for_url(listing_url(shop, slot), timeout=stripe.timeout)
+    expect(page.locator(".messages")).to_contain_text("Checkout cancelled. Nothing was charged")
+    expect(seats_shown(page, slot)).to_have_text("5 seats left")
+    stripe.settle()
+    assert checkout.booking.status == BookingStatus.PENDING
+    assert mail.outbox == []
+
+
+def test_without_javascript_the_success_page_refreshes_itself_to_confirmed(new_context, shop, stripe, slot, settings):
+    page = new_context(java_script_enabled=False).new_page()
+    stripe.control.hold_webhooks()  # only the page's own refreshes can confirm
+    checkout = start_booking(page, shop, slot)
+    navigations = NavigationLog(page)
+    with stripe_unreachable(settings):
+        checkout.pay(CARD_OK)
+        page.wait_for_url(SUCCESS_URL)
+        expect_status(page, "pending", timeout=stripe.timeout)
+    loads = len(navigations.urls)
+
+    expect_status(page, "confirmed", timeout=15_000)
+
+    assert len(navigations.urls) > loads, "confirmed by a refresh of the page"
+    assert seats_left(slot) == 4
+    assert len(mail.outbox) == 1
