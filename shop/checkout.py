@@ -23,11 +23,12 @@ from shop import payments
 
 log = logging.getLogger("shop.checkout")
 
-CHECKOUT_SESSION_ID = re.compile(r"^cs_(test|live)_[A-Za-z0-9]{1,250}$")
+CHECKOUT_SESSION_ID = re.compile(r"cs_(test|live)_[A-Za-z0-9]{1,250}")
 
 
 def is_checkout_session_id(value: str) -> bool:
-    return bool(CHECKOUT_SESSION_ID.match(value or ""))
+    # fullmatch: "$" would also accept a trailing newline.
+    return bool(CHECKOUT_SESSION_ID.fullmatch(value or ""))
 
 
 @dataclass(frozen=True)

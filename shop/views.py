@@ -1,4 +1,5 @@
 import logging
+import re
 from functools import wraps
 from itertools import groupby
 
@@ -174,17 +175,25 @@ def checkout_status(request, session_id: str):
     return response
 
 
+# What new_public_token() makes (secrets.token_urlsafe): anything else cannot be a booking, and
+# is not looked up at all (PostgreSQL refuses a NUL character in a query with an error).
+PUBLIC_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def is_public_token(value: str) -> bool:
+    return bool(PUBLIC_TOKEN.fullmatch(value))
+
+
 def _booking_by_token_or_404(request, token: str) -> Booking:
     if ratelimits.token_guessing_blocked(request):
         raise GuessingBlocked
     try:
-        if not token or len(token) > 64:
+        if not is_public_token(token):
             raise Booking.DoesNotExist
         return selectors.booking_by_token(token)
     except Booking.DoesNotExist:
         ratelimits.token_miss_record(request)
         raise Http404("No such booking.") from None
-
 
 
 @require_GET

@@ -171,3 +171,17 @@ def test_names_with_html_are_escaped_on_the_booking_page(client, slot):
 
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_a_booking_token_with_a_nul_byte_is_a_404_not_a_database_error(client, booking):
+    # PostgreSQL refuses a NUL in a query's text with an error, which was a 500.
+    assert client.get(reverse("shop:booking", args=["a\x00b"])).status_code == 404
+    assert client.post(reverse("shop:booking_portal", args=[booking.public_token + "\x00"])).status_code == 404
+    assert client.get(reverse("shop:booking", args=[booking.public_token])).status_code == 200
+
+
+def test_a_session_id_with_a_trailing_newline_is_not_a_checkout_session_id():
+    from shop.checkout import is_checkout_session_id
+
+    assert is_checkout_session_id("cs_test_abc")
+    assert not is_checkout_session_id("cs_test_abc\n")
