@@ -274,25 +274,61 @@ class WebhookRejected(Exception):
     """The request is not a genuine, readable Stripe event."""
 
 
+# Stripe's ids are a few dozen characters; StripeEvent stores at most these.
+EVENT_ID_MAX_LENGTH = 255
+EVENT_TYPE_MAX_LENGTH = 100
+
+
 def webhook_event(*, payload: bytes, signature_header: str | None) -> dict:
-    """Verify a webhook against every configured secret (several while rotating) and return the event."""
+    """Verify a webhook against every configured secret (several while rotating) and return the
+    event: a JSON object with a string id and type, whose `data.object` is an object. NUL
+    characters in its strings, which PostgreSQL cannot store, are replaced by U+FFFD."""
     if not signature_header:
         raise WebhookRejected("missing Stripe-Signature header")
     if not settings.STRIPE_WEBHOOK_SECRETS:
         raise WebhookRejected("no webhook secret is configured")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise WebhookRejected("body is not UTF-8 JSON") from error
     for secret in settings.STRIPE_WEBHOOK_SECRETS:
         try:
-            stripe.Webhook.construct_event(payload, signature_header, secret)
+            # The signature alone: the SDK's construct_event would also build an Event object,
+            # which fails with other errors than ValueError on JSON that is not an object.
+            stripe.WebhookSignature.verify_header(text, signature_header, secret, stripe.Webhook.DEFAULT_TOLERANCE)
         except stripe.SignatureVerificationError:
             continue
-        except ValueError as error:
-            raise WebhookRejected("body is not JSON") from error
-        # The verified body itself, as plain JSON: the SDK's object turns some numbers into Decimals.
-        event = json.loads(payload)
-        if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
-            raise WebhookRejected("body is not a Stripe event")
-        return event
+        return _event_from_json(text)
     raise WebhookRejected("signature does not match")
+
+
+def _event_from_json(text: str) -> dict:
+    try:
+        # Plain JSON, not the SDK's object, which turns some numbers into Decimals.
+        event = json.loads(text)
+    except ValueError as error:
+        raise WebhookRejected("body is not JSON") from error
+    if not isinstance(event, dict):
+        raise WebhookRejected("body is not a Stripe event")
+    event = _without_nul(event)
+    event_id, event_type, data = event.get("id"), event.get("type"), event.get("data")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= EVENT_ID_MAX_LENGTH:
+        raise WebhookRejected("body is not a Stripe event: its id is missing or malformed")
+    if not isinstance(event_type, str) or not 0 < len(event_type) <= EVENT_TYPE_MAX_LENGTH:
+        raise WebhookRejected("body is not a Stripe event: its type is missing or malformed")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise WebhookRejected("body is not a Stripe event: it has no data.object")
+    return event
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
 
 
 def signature_fingerprint(signature_header: str | None) -> str:

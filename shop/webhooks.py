@@ -36,6 +36,55 @@ REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed", "charge.re
 HANDLED_EVENTS = CONFIRMING_EVENTS | EXPIRING_EVENTS | REFUND_EVENTS | {"charge.refunded"}
 
 
+class MalformedEvent(Exception):
+    """A verified event whose object is not shaped as Stripe's are: a retry would bring the same."""
+
+
+_OPTIONAL_STRING = (str, type(None))
+_OPTIONAL_INT = (int, type(None))
+_EXPANDABLE = (str, dict, type(None))
+# The fields each handled object must have the type of, when present: what _dispatch reads.
+_SHAPES = {
+    "checkout.session": {
+        "client_reference_id": _OPTIONAL_STRING,
+        "metadata": (dict, type(None)),
+        "status": _OPTIONAL_STRING,
+        "payment_status": _OPTIONAL_STRING,
+        "amount_subtotal": _OPTIONAL_INT,
+        "amount_total": _OPTIONAL_INT,
+        "currency": _OPTIONAL_STRING,
+        "payment_intent": _EXPANDABLE,
+        "customer": _EXPANDABLE,
+    },
+    "refund": {"metadata": (dict, type(None)), "status": _OPTIONAL_STRING, "failure_reason": _OPTIONAL_STRING},
+    "charge": {"payment_intent": _EXPANDABLE},
+}
+
+
+def _checked_object(event_type: str, obj: dict) -> dict:
+    """The event's object, with the fields this module reads checked for their types."""
+    if event_type in CONFIRMING_EVENTS | EXPIRING_EVENTS:
+        shape = _SHAPES["checkout.session"]
+    elif event_type in REFUND_EVENTS:
+        shape = _SHAPES["refund"]
+    else:
+        shape = _SHAPES["charge"]
+    if event_type != "charge.refunded" and not isinstance(obj.get("id"), str):
+        raise MalformedEvent(f"{event_type} has no object id")
+    for field, types in shape.items():
+        value = obj.get(field)
+        # bool is an int to Python, never to Stripe.
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise MalformedEvent(f"{event_type} has a malformed {field}")
+    metadata = obj.get("metadata") or {}
+    if not all(isinstance(value, str) for value in metadata.values()):
+        raise MalformedEvent(f"{event_type} has metadata that is not text")
+    for field in ("payment_intent", "customer"):
+        if isinstance(obj.get(field), dict) and not isinstance(obj[field].get("id"), str):
+            raise MalformedEvent(f"{event_type} has a malformed {field}")
+    return obj
+
+
 def stripe_event_receive(event: dict) -> EventResult:
     """Record a verified event once by its id and process it; a repeat of a processed event does nothing."""
     try:
@@ -61,6 +110,10 @@ def stripe_event_process(row: StripeEvent) -> EventResult:
         log_event(log, "payment_facts_mismatch", level=logging.ERROR, event_id=row.event_id, error=str(error))
         _finish(row, StripeEvent.Status.FAILED, f"PaymentFactsMismatch: {error}")
         return EventResult.FAILED_FINAL
+    except MalformedEvent as error:
+        log_event(log, "webhook_event_malformed", level=logging.ERROR, event_id=row.event_id, error=str(error))
+        _finish(row, StripeEvent.Status.FAILED, f"MalformedEvent: {error}")
+        return EventResult.FAILED_FINAL
     except Exception as error:
         log_event(log, "webhook_event_crashed", level=logging.ERROR, exc_info=True, event_id=row.event_id, type=row.type)
         _finish(row, StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}")
@@ -75,7 +128,9 @@ def _finish(row: StripeEvent, status: str, error: str) -> None:
 
 def _dispatch(event: dict) -> EventResult:
     event_type = event.get("type")
-    obj = (event.get("data") or {}).get("object") or {}
+    if event_type not in HANDLED_EVENTS:
+        return EventResult.IGNORED
+    obj = _checked_object(event_type, (event.get("data") or {}).get("object") or {})
     if event_type in CONFIRMING_EVENTS:
         result = booking_confirm(facts=payments.checkout_facts_from_session(obj))
         return EventResult.IGNORED if result.booking is None else EventResult.PROCESSED

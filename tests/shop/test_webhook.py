@@ -1,3 +1,4 @@
+import json
 import time
 
 import pytest
@@ -152,3 +153,99 @@ def test_a_session_of_another_application_is_ignored(client, booking):
 
     assert response.status_code == 200
     assert StripeEvent.objects.get().status == StripeEvent.Status.IGNORED
+
+
+def _signed_post(client, body: bytes):
+    return client.post(
+        reverse("shop:stripe_webhook"),
+        data=body,
+        content_type="application/json",
+        HTTP_STRIPE_SIGNATURE=stripe_signature(body, SECRET),
+    )
+
+
+@pytest.mark.parametrize("body", [b'""', b"[]", b"null", b"1", b'"evt_1"', b"\xff\xfe"])
+def test_a_signed_webhook_that_is_not_a_json_object_is_refused_with_400(client, body):
+    response = _signed_post(client, body)
+
+    assert response.status_code == 400
+    assert response.content.decode().startswith("Webhook refused: body is not")
+    assert not StripeEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        {"id": "evt_1", "type": "checkout.session.completed"},
+        {"id": "evt_1", "type": "checkout.session.completed", "data": []},
+        {"id": "evt_1", "type": "checkout.session.completed", "data": {"object": "cs_test_1"}},
+        {"id": "", "type": "checkout.session.completed", "data": {"object": {}}},
+        {"id": "evt_" + "x" * 300, "type": "checkout.session.completed", "data": {"object": {}}},
+        {"id": "evt_1", "type": "x" * 101, "data": {"object": {}}},
+        {"id": 1, "type": "checkout.session.completed", "data": {"object": {}}},
+    ],
+    ids=["no_data", "data_list", "object_text", "empty_id", "overlong_id", "overlong_type", "numeric_id"],
+)
+def test_a_signed_body_that_is_no_stripe_event_is_refused_with_400_and_nothing_recorded(client, event):
+    # An id or type longer than its column was a database error on PostgreSQL, a 500.
+    response = _signed_post(client, json.dumps(event).encode())
+
+    assert response.status_code == 400
+    assert not StripeEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        {},
+        {"id": ["cs_test_1"]},
+        {"id": "{session}", "metadata": ["booking_id"]},
+        {"id": "{session}", "metadata": {"booking_id": 1}},
+        {"id": "{session}", "amount_total": "2500"},
+        {"id": "{session}", "amount_subtotal": True},
+        {"id": "{session}", "payment_intent": {"object": "payment_intent"}},
+        {"id": "{session}", "status": {"complete": True}},
+    ],
+    ids=["no_id", "id_list", "metadata_list", "metadata_number", "amount_text", "amount_bool", "intent_no_id", "status_object"],
+)
+def test_a_signed_checkout_event_of_the_wrong_shape_is_recorded_as_failed_and_not_retried(
+    client, booking, session
+):
+    # These crashed in processing and answered 500, so Stripe would have sent them again and again.
+    session = {key: booking.checkout_session_id if value == "{session}" else value for key, value in session.items()}
+    body = json.dumps({"id": "evt_odd", "type": "checkout.session.completed", "data": {"object": session}}).encode()
+
+    response = _signed_post(client, body)
+
+    assert response.status_code == 200
+    assert response.content == b"failed_final"
+    event = StripeEvent.objects.get(event_id="evt_odd")
+    assert event.status == StripeEvent.Status.FAILED
+    assert event.error.startswith("MalformedEvent: ")
+    booking.refresh_from_db()
+    assert booking.status == BookingStatus.PENDING
+
+
+def test_a_refund_event_with_metadata_that_is_not_text_is_recorded_as_failed(client):
+    body = json.dumps(
+        {"id": "evt_r", "type": "refund.updated", "data": {"object": {"id": "re_1", "metadata": {"refund_id": 7}}}}
+    ).encode()
+
+    response = _signed_post(client, body)
+
+    assert response.status_code == 200
+    assert StripeEvent.objects.get(event_id="evt_r").status == StripeEvent.Status.FAILED
+
+
+def test_nul_characters_in_a_signed_event_are_stored_as_replacement_characters(client):
+    # PostgreSQL's jsonb cannot hold \u0000: storing the event was a database error, a 500.
+    body = json.dumps(
+        {"id": "evt_nul\x00", "type": "customer.created", "data": {"object": {"id": "cus_1", "name": "Ada\x00"}}}
+    ).encode()
+
+    response = _signed_post(client, body)
+
+    assert response.status_code == 200
+    event = StripeEvent.objects.get()
+    assert event.event_id == "evt_nul\ufffd"
+    assert event.payload["data"]["object"]["name"] == "Ada\ufffd"
