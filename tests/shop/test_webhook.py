@@ -206,7 +206,9 @@ def test_a_signed_body_that_is_no_stripe_event_is_refused_with_400_and_nothing_r
         {"id": "{session}", "payment_intent": {"object": "payment_intent"}},
         {"id": "{session}", "status": {"complete": True}},
     ],
-    ids=["no_id", "id_list", "metadata_list", "metadata_number", "amount_text", "amount_bool", "intent_no_id", "status_object"],
+    ids=[
+        "no_id", "id_list", "metadata_list", "metadata_number", "amount_text", "amount_bool", "intent_no_id", "status_object"
+    ],
 )
 def test_a_signed_checkout_event_of_the_wrong_shape_is_recorded_as_failed_and_not_retried(
     client, booking, session

@@ -1,0 +1,648 @@
+"""Whatever arrives at any URL of the site, from anyone, the answer is never a server error,
+and a request that is refused writes nothing: generated path parameters, query strings and
+form bodies (unicode, NUL bytes, very long strings, HTML, huge and negative numbers, several
+values for one key) at every URL pattern of the URLconf, anonymously and signed in as a
+merchant, and generated webhook bodies, signed and not.
+
+Each example runs in a savepoint that is rolled back afterwards, so every example starts from
+the same world and a refused request can be told apart from an accepted one by the rows it
+left behind."""
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from urllib.parse import quote
+
+import pytest
+from django.contrib.auth.tokens import default_token_generator
+from django.core.cache import cache
+from django.db import transaction
+from django.db.models import Sum
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.utils import timezone
+from django.utils.encoding import force_bytes
+from django.utils.http import urlsafe_base64_encode
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, Slot, StripeEvent
+from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.factories import make_confirmed_booking, make_listing, make_merchant, make_slot
+from tests.shop.webhook_signing import stripe_signature
+
+pytestmark = pytest.mark.django_db
+
+SCRIPT = "<script>alert(1)</script>"
+
+# Deterministic in CI, fast enough for two cores, and fine with the per-test fixtures: every
+# example runs in its own rolled-back savepoint, so the fixtures' rows are the same for each.
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+# Values people and robots really send.
+CLASSIC = [
+    "",
+    " ",
+    SCRIPT,
+    "\"'><img src=x onerror=alert(1)>",
+    "\x00",
+    "a\x00b",
+    "-1",
+    "0",
+    "-99999999999999999999",
+    "99999999999999999999999999999",
+    str(2**31),
+    str(2**63),
+    "1e309",
+    "NaN",
+    "Infinity",
+    "1.5",
+    "-0.01",
+    "0x10",
+    "０１２",
+    "١٢٣",
+    "😀" * 30,
+    "\u202eevil",
+    "Zoë 東京",
+    "2026-02-30",
+    "0001-01-01",
+    "9999-12-31T23:59",
+    "Robert'); DROP TABLE bookings_booking;--",
+    "cs_test_",
+    "cs_test_" + "a" * 300,
+    "cs_live_abc\n",
+    "cs_test_abc\x00",
+    "cs_test_../../etc",
+    "%00",
+    "%zz",
+    "x" * 5000,
+]
+
+texts = st.one_of(
+    st.sampled_from(CLASSIC),
+    st.text(max_size=30),
+    st.text(min_size=1, max_size=4).map(lambda piece: piece * 400),
+    st.integers(min_value=-(2**80), max_value=2**80).map(str),
+    st.floats().map(repr),
+    st.from_regex(r"cs_(test|live)_[A-Za-z0-9]{0,40}", fullmatch=True),
+)
+values = st.one_of(texts, st.lists(texts, min_size=2, max_size=3))
+
+
+# The URLconf, walked: every named pattern with its converters.
+
+
+@dataclass(frozen=True)
+class Route:
+    name: str  # "namespace:name"
+    converters: dict
+
+
+def _walk(patterns, namespace: str = "") -> list[Route]:
+    found = []
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            found += _walk(pattern.url_patterns, inner)
+        elif isinstance(pattern, URLPattern) and pattern.name:
+            found.append(Route(f"{namespace}{pattern.name}", dict(pattern.pattern.converters)))
+    return found
+
+
+# Django's admin is its own, staff-only and well tested; everything else is fuzzed here.
+ROUTES = [route for route in _walk(get_resolver().url_patterns) if not route.name.startswith("admin:")]
+
+# The fields each page's form reads, with a valid value for each (None: the form has none).
+# A URL pattern missing here fails test_every_url_pattern_is_in_the_fuzz_table, so a new page
+# cannot be forgotten.
+FIELDS = {
+    "shop:catalog": {"page": "1"},
+    "shop:listing": {"slot": "{slot}", "checkout": "cancelled"},
+    "shop:checkout_create": {
+        "slot": "{slot}",
+        "quantity": "1",
+        "customer_name": "Ada Lovelace",
+        "customer_email": "ada@example.com",
+    },
+    "shop:checkout_success": {"session_id": "{session_id}"},
+    "shop:checkout_status": {"poll": "2"},
+    "shop:booking": None,
+    "shop:booking_portal": None,
+    "shop:stripe_webhook": None,  # its bodies: test_no_webhook_body_makes_a_server_error
+    "shop:healthz": None,
+    "bookings:dashboard": None,
+    "bookings:listing_list": {"show": "archived"},
+    "bookings:listing_create": {
+        "title": "Sea kayak",
+        "description": "Bring a towel.",
+        "price": "45.00",
+        "currency": "eur",
+        "duration_minutes": "90",
+    },
+    "bookings:listing_detail": {"when": "past", "page": "1"},
+    "bookings:listing_edit": {
+        "title": "Sea kayak",
+        "description": "",
+        "price": "45.00",
+        "currency": "gbp",
+        "duration_minutes": "60",
+    },
+    "bookings:listing_archive": {"next": "/merchant/"},
+    "bookings:listing_restore": {"next": "/merchant/"},
+    "bookings:slot_create": {"starts_at": "{in_three_days}", "capacity": "8"},
+    "bookings:slot_series": {
+        "weekdays": ["1", "3"],
+        "start_times": "10:00, 14:30",
+        "first_day": "{tomorrow}",
+        "last_day": "{in_two_weeks}",
+        "capacity": "6",
+        "action": "create",
+    },
+    "bookings:slot_detail": None,
+    "bookings:slot_capacity": {"capacity": "7", "cancel": "1", "next": "/merchant/"},
+    "bookings:slot_selling": {"on_sale": "0", "next": "/merchant/"},
+    "bookings:slot_cancel": None,
+    "bookings:booking_list": {
+        "status": "confirmed",
+        "listing": "{listing}",
+        "date_from": "{tomorrow}",
+        "date_to": "{in_two_weeks}",
+        "q": "example.com",
+        "slot": "{slot}",
+        "page": "1",
+    },
+    "bookings:booking_export": {"status": "attention", "date_from": "{tomorrow}", "q": "@", "listing": "{listing}"},
+    "bookings:booking_detail": None,
+    "bookings:booking_refund": {"amount": "1.00"},
+    "bookings:booking_refund_retry": None,
+    "bookings:booking_refund_resubmit": None,
+    "bookings:profile": {"display_name": "Harbour Kayaks", "timezone": "Pacific/Auckland", "support_email": ""},
+    "accounts:login": {"username": "{username}", "password": "wrong", "next": "/merchant/"},
+    "accounts:logout": None,
+    "accounts:password_reset": {"email": "{email}"},
+    "accounts:password_reset_done": None,
+    "accounts:password_reset_confirm": {"new_password1": "pw-zz-123456789", "new_password2": "pw-zz-123456789"},
+    "accounts:password_reset_complete": None,
+    "accounts:password_change": {
+        "old_password": "pw-123456789",
+        "new_password1": "pw-zz-123456789",
+        "new_password2": "pw-zz-123456789",
+    },
+    "accounts:password_change_done": None,
+}
+
+
+def test_every_url_pattern_is_in_the_fuzz_table():
+    names = {route.name for route in ROUTES}
+
+    assert names - FIELDS.keys() == set(), "add the new URL's form fields to FIELDS so that it is fuzzed"
+    assert FIELDS.keys() - names == set(), "a URL in FIELDS is gone from the URLconf"
+
+
+# The world every example starts from.
+
+
+@pytest.fixture
+def world(client, stripe_emulator):
+    merchant = make_merchant(display_name="Harbour")
+    listing = make_listing(merchant=merchant)
+    slot = make_slot(listing=listing, capacity=10)
+    booking = make_confirmed_booking(slot=slot, quantity=2)
+    other = make_confirmed_booking(slot=make_slot(capacity=3))
+    zone = merchant.zone
+    today = timezone.now().astimezone(zone).date()
+    user = merchant.user
+    placeholders = {
+        "slot": str(slot.pk),
+        "listing": str(listing.pk),
+        "session_id": booking.checkout_session_id,
+        "username": user.username,
+        "email": user.email,
+        "tomorrow": (today + dt.timedelta(days=1)).isoformat(),
+        "in_two_weeks": (today + dt.timedelta(days=14)).isoformat(),
+        "in_three_days": (timezone.now() + dt.timedelta(days=3)).astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
+    }
+    path_values = {
+        "pk": [listing.pk, slot.pk, booking.pk, other.pk, other.slot.pk, other.slot.listing.pk],
+        "slug": [listing.slug, other.slot.listing.slug],
+        "token": [booking.public_token, other.public_token, default_token_generator.make_token(user)],
+        "session_id": [booking.checkout_session_id, other.checkout_session_id],
+        "uidb64": [urlsafe_base64_encode(force_bytes(user.pk))],
+    }
+    return {
+        "merchant": merchant,
+        "placeholders": placeholders,
+        "path_values": path_values,
+        "client": client,
+        "stripe": stripe_emulator,
+    }
+
+
+def _valid_fields(route: Route, world) -> dict:
+    def filled(value: str) -> str:
+        return value.format(**world["placeholders"])
+
+    fields = FIELDS[route.name] or {}
+    return {key: [filled(v) for v in value] if isinstance(value, list) else filled(value) for key, value in fields.items()}
+
+
+def _path_arguments(route: Route, world) -> st.SearchStrategy:
+    """Converter-shaped values (so that reverse() builds the URL): the world's own ids and
+    tokens, and generated ones, huge ints and unicode tokens included."""
+    known = world["path_values"]
+    by_converter = {
+        "IntConverter": st.integers(min_value=0, max_value=2**80),
+        "SlugConverter": st.from_regex(r"[-a-zA-Z0-9_]{1,200}", fullmatch=True),
+        "StringConverter": st.one_of(
+            st.sampled_from([c for c in CLASSIC if c and "/" not in c]),
+            st.text(min_size=1, max_size=80).filter(lambda t: "/" not in t),
+        ),
+    }
+    arguments = {}
+    for name, converter in route.converters.items():
+        generated = by_converter[type(converter).__name__]
+        arguments[name] = st.one_of(st.sampled_from(known[name]), generated) if name in known else generated
+    return st.fixed_dictionaries(arguments)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    counts: tuple
+    seats: tuple
+    listings: tuple
+    slots: tuple
+    bookings: tuple
+    merchants: tuple
+
+    @classmethod
+    def take(cls) -> "Snapshot":
+        seats = Slot.objects.aggregate(capacity=Sum("capacity"), left=Sum("seats_left"))
+        return cls(
+            counts=tuple(model.objects.count() for model in (Listing, Slot, Booking, Refund, StripeEvent, Merchant)),
+            seats=(seats["capacity"], seats["left"]),
+            listings=tuple(
+                Listing.objects.order_by("pk").values_list("pk", "title", "price_amount", "currency", "is_active")
+            ),
+            slots=tuple(
+                Slot.objects.order_by("pk").values_list("pk", "capacity", "seats_left", "is_on_sale", "cancelled_at")
+            ),
+            bookings=tuple(Booking.objects.order_by("pk").values_list("pk", "status", "amount_refunded")),
+            merchants=tuple(Merchant.objects.order_by("pk").values_list("pk", "display_name", "timezone")),
+        )
+
+
+# Pages whose accepted POST (a redirect) must have created rows.
+CREATING = {"shop:checkout_create", "bookings:listing_create", "bookings:slot_create", "bookings:booking_refund"}
+
+
+def assert_whole(route: Route, response, before: Snapshot, after: Snapshot) -> None:
+    """An accepted write is the whole of what the page promises, and nothing else."""
+    # Rows added to: listings, slots, bookings, refunds, events, merchants.
+    added = [a - b for a, b in zip(after.counts, before.counts)]
+    if route.name == "shop:checkout_create":
+        assert added == [0, 0, 1, 0, 0, 0]
+        booking = Booking.objects.order_by("-pk").first()
+        assert booking.status == BookingStatus.PENDING
+        assert booking.checkout_session_id and booking.checkout_session_id.startswith("cs_test_")
+        assert response["Location"].startswith("http")
+        assert after.seats == before.seats
+    elif route.name == "bookings:listing_create":
+        assert added == [1, 0, 0, 0, 0, 0]
+    elif route.name in ("bookings:slot_create", "bookings:slot_series"):
+        assert added[0] == 0 and added[1] >= 1 and added[2:] == [0, 0, 0, 0]
+        new = Slot.objects.order_by("-pk")[: added[1]]
+        assert all(slot.seats_left == slot.capacity for slot in new)
+    elif route.name == "bookings:booking_refund":
+        assert added == [0, 0, 0, 1, 0, 0]
+    elif route.name == "bookings:slot_cancel":
+        # One refund for each booking it cancelled, and the slot no longer on sale.
+        assert added[:3] == [0, 0, 0] and added[4:] == [0, 0]
+        open_before = sum(1 for slot in before.slots if slot[4] is None)
+        open_after = sum(1 for slot in after.slots if slot[4] is None)
+        assert open_before - open_after == 1
+        assert added[3] == Refund.objects.filter(reason="slot_cancelled").count()
+    else:
+        # Every other page writes within the rows it names (a capacity, a status, a profile).
+        assert added == [0, 0, 0, 0, 0, 0], route.name
+
+
+def _request(client, method: str, url: str, data: dict, htmx: bool):
+    headers = {"HX-Request": "true"} if htmx else {}
+    if method == "GET":
+        return client.get(url, data, headers=headers)
+    return client.post(url, data, headers=headers)
+
+
+def _fuzz_route(world, route: Route, arguments: dict, overrides: dict, method: str, htmx: bool, signed_in: bool):
+    client = world["client"]
+    url = reverse(route.name, kwargs=arguments)
+    data = {**_valid_fields(route, world), **overrides}
+    with transaction.atomic():
+        cache.clear()  # rate limits would otherwise answer 429 to most examples
+        if route.name == "shop:checkout_create":
+            # Rolled-back bookings reuse their ids on SQLite, and with them the idempotency keys.
+            world["stripe"].reset()
+        if signed_in:
+            client.force_login(world["merchant"].user)
+        else:
+            client.logout()
+        before = Snapshot.take()
+        response = _request(client, method, url, data, htmx)
+        if hasattr(response, "streaming_content"):
+            content = b"".join(response.streaming_content)
+        else:
+            content = response.content
+        after = Snapshot.take()
+        to_sign_in = response.get("Location", "").startswith(reverse("accounts:login"))
+        assert response.status_code < 500, (route.name, method, url, data, content[:500])
+        if response.status_code >= 400 or method == "GET":
+            assert after == before, (route.name, method, url, data, response.status_code)
+        elif after != before or (response.status_code in (302, 303) and route.name in CREATING and not to_sign_in):
+            # htmx partials answer a refused form with 200 too: those must have written nothing.
+            assert_whole(route, response, before, after)
+        transaction.set_rollback(True)
+    if response.get("Content-Type", "").startswith("text/html"):
+        assert SCRIPT.encode() not in content, (route.name, url, data)
+
+
+def _overrides(route: Route) -> st.SearchStrategy:
+    """Generated values for some of the page's fields (the others stay valid), and for strays."""
+    names = sorted((FIELDS[route.name] or {}).keys()) + ["next", "extra"]
+    return st.dictionaries(st.sampled_from(names), values, max_size=3)
+
+
+def _fuzz_case(world):
+    return st.sampled_from(ROUTES).flatmap(
+        lambda route: st.tuples(
+            st.just(route),
+            _path_arguments(route, world),
+            _overrides(route),
+            st.sampled_from(["GET", "POST"]),
+            st.booleans(),
+        )
+    )
+
+
+def _signed_in(route: Route) -> bool:
+    return route.name.startswith("bookings:") or route.name.startswith("accounts:password_change")
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=[route.name for route in ROUTES])
+def test_no_request_to_any_url_makes_a_server_error_or_a_partial_write(world, route):
+    """Generated path parameters, query strings and bodies, by GET and POST, plain and htmx;
+    the merchant's pages signed in as their merchant."""
+
+    @settings(FUZZ, max_examples=25)
+    @given(
+        arguments=_path_arguments(route, world),
+        overrides=_overrides(route),
+        method=st.sampled_from(["GET", "POST"]),
+        htmx=st.booleans(),
+    )
+    def run(arguments, overrides, method, htmx):
+        _fuzz_route(world, route, arguments, overrides, method, htmx, _signed_in(route))
+
+    run()
+
+
+def test_no_request_to_any_url_makes_a_server_error_when_signed_out(world):
+    @settings(FUZZ, max_examples=25)
+    @given(case=_fuzz_case(world))
+    def run(case):
+        route, arguments, overrides, method, htmx = case
+        _fuzz_route(world, route, arguments, overrides, method, htmx, False)
+
+    run()
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(name for name, fields in FIELDS.items() if fields and name != "shop:stripe_webhook"),
+)
+def test_no_value_in_any_form_field_makes_a_server_error_or_a_partial_write(world, name):
+    """Each page with a form, on its own: every field with generated values, the rest valid."""
+    route = next(route for route in ROUTES if route.name == name)
+    signed_in = _signed_in(route)
+    method = "GET" if name in GET_FORMS else "POST"
+    # The world's own objects, so that the form itself is reached.
+    arguments = {key: world["path_values"][key][0] for key in route.converters}
+
+    @settings(FUZZ, max_examples=30)
+    @given(
+        overrides=st.dictionaries(st.sampled_from(sorted(FIELDS[name])), values, min_size=1, max_size=3),
+        htmx=st.booleans(),
+    )
+    def run(overrides, htmx):
+        _fuzz_route(world, route, arguments, overrides, method, htmx, signed_in)
+
+    run()
+
+
+GET_FORMS = {
+    "shop:catalog",
+    "shop:listing",
+    "shop:checkout_success",
+    "shop:checkout_status",
+    "bookings:listing_list",
+    "bookings:listing_detail",
+    "bookings:booking_list",
+    "bookings:booking_export",
+}
+
+
+# Paths the URLconf's converters would never build: NUL bytes, encoded slashes, unicode.
+
+
+@FUZZ
+@given(
+    prefix=st.sampled_from(["/l/", "/b/", "/checkout/status/", "/merchant/listings/", "/accounts/password/reset/"]),
+    raw=st.one_of(st.sampled_from(CLASSIC), st.text(min_size=1, max_size=60)),
+    suffix=st.sampled_from(["", "/", "/book/", "/portal/", "/edit/", "/x/"]),
+)
+def test_no_raw_path_makes_a_server_error(client, prefix, raw, suffix):
+    url = prefix + quote(raw, safe="") + suffix
+    with transaction.atomic():
+        cache.clear()
+        assert client.get(url).status_code < 500, url
+        assert client.post(url, {"x": raw}).status_code < 500, url
+        transaction.set_rollback(True)
+
+
+# Webhooks: bodies that are not JSON, JSON that is not an event, events of every shape.
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats(allow_nan=False) | texts,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=3),
+    max_leaves=8,
+)
+EVENT_TYPES = [
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.expired",
+    "checkout.session.async_payment_failed",
+    "refund.created",
+    "refund.updated",
+    "refund.failed",
+    "charge.refund.updated",
+    "charge.refunded",
+    "customer.created",
+]
+session_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(texts, json_values),
+        "object": st.just("checkout.session"),
+        "client_reference_id": st.one_of(texts, json_values),
+        "metadata": st.one_of(
+            st.dictionaries(st.sampled_from(["booking_id", "refund_id"]), st.one_of(texts, json_values)), json_values
+        ),
+        "status": st.one_of(st.sampled_from(["complete", "open", "expired", "succeeded", "failed"]), json_values),
+        "payment_status": st.one_of(st.sampled_from(["paid", "unpaid", "no_payment_required"]), json_values),
+        "amount_total": json_values,
+        "amount_subtotal": json_values,
+        "currency": st.one_of(st.just("eur"), json_values),
+        "payment_intent": st.one_of(texts, json_values),
+        "customer": st.one_of(texts, json_values),
+        "failure_reason": json_values,
+    },
+)
+events = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(st.from_regex(r"evt_[A-Za-z0-9]{1,20}", fullmatch=True), texts, json_values),
+        "type": st.one_of(st.sampled_from(EVENT_TYPES), texts, json_values),
+        "data": st.one_of(st.fixed_dictionaries({"object": st.one_of(session_like, json_values)}), json_values),
+        "object": st.just("event"),
+    },
+)
+webhook_bodies = st.one_of(
+    events.map(lambda event: json.dumps(event).encode()),
+    json_values.map(lambda value: json.dumps(value).encode()),
+    st.binary(max_size=200),
+    st.sampled_from([b"", b"\x00", b"{", b'{"id": "evt_1", "type": "x"', b'"\\u0000"', b"[]", b"null"]),
+)
+
+
+@FUZZ
+@given(body=webhook_bodies, signed=st.booleans(), header=st.one_of(st.none(), texts))
+def test_no_webhook_body_makes_a_server_error(client, stripe_emulator, body, signed, header):
+    """A signed event Stripe could have sent, however odd, is recorded or refused, never a 500:
+    a 500 asks Stripe to send it again, which would not help."""
+    signature = stripe_signature(body, TEST_WEBHOOK_SECRET) if signed else header
+    extra = {"HTTP_STRIPE_SIGNATURE": signature} if signature is not None else {}
+    with transaction.atomic():
+        events_before = StripeEvent.objects.count()
+        response = client.post(reverse("shop:stripe_webhook"), data=body, content_type="application/json", **extra)
+        events_after = StripeEvent.objects.count()
+        transaction.set_rollback(True)
+
+    assert response.status_code < 500, (body, response.content)
+    if response.status_code >= 400:
+        assert events_after == events_before
+    else:
+        assert events_after <= events_before + 1
+
+
+
+# Names with HTML and unicode: escaped on every page and in every HTML e-mail, as typed in the
+# plain-text ones and in the CSV export.
+
+HOSTILE = SCRIPT + " Zoë 東京 \"'&"
+ESCAPED = "&lt;script&gt;alert(1)&lt;/script&gt; Zoë 東京 &quot;&#x27;&amp;"
+
+
+@pytest.fixture
+def hostile(client):
+    from tests.factories import make_booking
+
+    merchant = make_merchant(display_name="Merchant " + HOSTILE)
+    listing = make_listing(merchant=merchant, title="Listing " + HOSTILE)
+    slot = make_slot(listing=listing, capacity=10)
+    booking = make_confirmed_booking(slot=slot, customer_name="Customer " + HOSTILE)
+    pending = make_booking(slot=slot, customer_name="Pending " + HOSTILE)
+    return {"merchant": merchant, "listing": listing, "slot": slot, "booking": booking, "pending": pending}
+
+
+def _assert_escaped(html: str, *names: str, where: str) -> None:
+    assert SCRIPT not in html, where
+    assert "<script>" not in html.replace('<script src="', "").replace("<script defer src=", ""), where
+    for name in names:
+        assert name + ESCAPED in html, (where, name)
+
+
+def test_names_with_html_are_escaped_on_every_storefront_page(client, hostile):
+    booking, listing = hostile["booking"], hostile["listing"]
+    pages = {
+        reverse("shop:catalog"): ["Listing ", "Merchant "],
+        reverse("shop:listing", args=[listing.slug]): ["Listing ", "Merchant "],
+        reverse("shop:checkout_success") + f"?session_id={booking.checkout_session_id}": ["Listing "],
+        reverse("shop:checkout_status", args=[booking.checkout_session_id]): ["Listing "],
+        reverse("shop:booking", args=[booking.public_token]): ["Listing ", "Merchant ", "Customer "],
+    }
+    for url, names in pages.items():
+        response = client.get(url)
+        assert response.status_code in (200, 286), url
+        _assert_escaped(response.content.decode(), *names, where=url)
+
+
+def test_names_with_html_are_escaped_on_every_dashboard_page(client, hostile):
+    client.force_login(hostile["merchant"].user)
+    booking, listing, slot = hostile["booking"], hostile["listing"], hostile["slot"]
+    pages = {
+        reverse("bookings:dashboard"): ["Listing ", "Merchant "],
+        reverse("bookings:listing_list"): ["Listing "],
+        reverse("bookings:listing_detail", args=[listing.pk]): ["Listing "],
+        reverse("bookings:listing_edit", args=[listing.pk]): ["Listing "],
+        reverse("bookings:slot_detail", args=[slot.pk]): ["Listing ", "Customer ", "Pending "],
+        reverse("bookings:slot_cancel", args=[slot.pk]): ["Listing "],
+        reverse("bookings:booking_list"): ["Listing ", "Customer ", "Pending "],
+        reverse("bookings:booking_list") + f"?listing={listing.pk}&q=%3Cscript%3E": [],
+        reverse("bookings:booking_detail", args=[booking.pk]): ["Listing ", "Customer "],
+        reverse("bookings:booking_refund", args=[booking.pk]): ["Listing ", "Customer "],
+        reverse("bookings:profile"): ["Merchant "],
+    }
+    for url, names in pages.items():
+        response = client.get(url)
+        assert response.status_code == 200, url
+        _assert_escaped(response.content.decode(), *names, where=url)
+
+
+def test_the_csv_export_is_plain_text_with_names_as_typed(client, hostile):
+    client.force_login(hostile["merchant"].user)
+
+    response = client.get(reverse("bookings:booking_export"))
+
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    text = b"".join(response.streaming_content).decode()
+    assert "Customer " + HOSTILE.replace('"', '""') in text
+    assert "Listing " + HOSTILE.replace('"', '""') in text
+    assert "&lt;" not in text
+
+
+def test_names_with_html_are_escaped_in_html_e_mails_and_as_typed_in_plain_text(hostile, mailoutbox):
+    from bookings import notifications
+    from bookings.models import RefundReason, RefundStatus
+
+    booking = hostile["booking"]
+    refund = Refund.objects.create(
+        booking=booking, amount=100, reason=RefundReason.MERCHANT, status=RefundStatus.FAILED, failure_reason=HOSTILE
+    )
+    notifications.booking_confirmation_send(booking=booking)
+    notifications.refund_notice_send(refund=refund, booking=booking)
+    notifications.refund_failed_alert_send(refund=refund, booking=booking)
+    notifications.booking_cancelled_send(booking=booking)
+
+    assert len(mailoutbox) == 4
+    for message in mailoutbox:
+        html = message.alternatives[0][0]
+        _assert_escaped(html, "Customer ", where=message.subject)
+        assert "Customer " + HOSTILE in message.body, message.subject
+        assert "\n" not in message.subject
+    assert "Listing " + ESCAPED in mailoutbox[0].alternatives[0][0]
+    assert "Merchant " + ESCAPED in mailoutbox[0].alternatives[0][0]
+    assert ESCAPED in mailoutbox[2].alternatives[0][0]  # the failure reason, from Stripe
