@@ -70,7 +70,8 @@ def test_a_full_run_logs_every_transition_and_no_secret_signature_or_card(client
     for card in CARDS:
         assert card not in logs
         assert " ".join(card[i : i + 4] for i in range(0, 16, 4)) not in logs
-    assert "cvc" not in logs.lower()
+    # As a word: Stripe's random ids (evt_1cmgcvc8t9…) contain the letters now and then.
+    assert not re.search(r"(?<![a-z0-9])cvc(?![a-z0-9])", logs.lower())
 
 
 def test_json_log_lines_carry_the_event_and_its_fields():
