@@ -8,12 +8,14 @@ from decimal import Decimal
 from functools import cache
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import PasswordResetForm, _unicode_ci_compare
 from django.utils import timezone
 
 from bookings.models import BookingStatus, Listing, Merchant
 from bookings.money import (
+    STRIPE_AMOUNT_MAX,
     SUPPORTED_CURRENCIES,
     currency_exponent,
     format_money,
@@ -155,7 +157,11 @@ class ListingForm(forms.Form):
             except ValueError as error:
                 self.add_error("price", str(error))
             else:
-                most = int(PRICE_MAX_MAJOR.scaleb(currency_exponent(currency)))
+                # A booking of the most seats must still be one payment Stripe can take.
+                most = min(
+                    int(PRICE_MAX_MAJOR.scaleb(currency_exponent(currency))),
+                    STRIPE_AMOUNT_MAX // settings.BOOKING_MAX_QUANTITY,
+                )
                 if amount <= 0:
                     self.add_error("price", "Enter a price above zero.")
                 elif amount > most:

@@ -8,6 +8,9 @@ ZERO_DECIMAL_CURRENCIES = frozenset(
 )
 THREE_DECIMAL_CURRENCIES = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 
+# Stripe charges at most eight digits in the minor unit in one payment (999,999.99 in euros).
+STRIPE_AMOUNT_MAX = 99_999_999
+
 SYMBOLS = {"eur": "€", "gbp": "£", "usd": "$", "jpy": "¥", "chf": "CHF ", "cad": "CA$", "aud": "A$"}
 
 # The presentment currencies this site offers merchants: a subset of what Stripe supports for cards.

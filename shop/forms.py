@@ -3,6 +3,7 @@ from django.conf import settings
 from django.core.validators import MaxValueValidator
 
 from bookings.models import Slot
+from bookings.money import STRIPE_AMOUNT_MAX, format_money
 
 
 class BookingForm(forms.Form):
@@ -48,3 +49,13 @@ class BookingForm(forms.Form):
         if not name:
             raise forms.ValidationError("Tell us the name to put on the booking.")
         return name
+
+    def clean(self):
+        cleaned = super().clean()
+        slot, quantity = cleaned.get("slot"), cleaned.get("quantity")
+        if slot is not None and quantity is not None:
+            listing = slot.listing
+            if listing.price_amount * quantity > STRIPE_AMOUNT_MAX:
+                most = format_money(STRIPE_AMOUNT_MAX, listing.currency)
+                self.add_error("quantity", f"One payment can be at most {most}: book fewer seats at a time.")
+        return cleaned

@@ -12,12 +12,16 @@ from ..errors import InvalidRequestError, NotEmulated
 from ..events import emit
 from ..expand import expand, includer, present
 from ..ids import new_id
+from ..money import format_amount
 from ..timers import timer_handler
 from .common import check_limit, exclusive, list_page, new_metadata
 from .coupons import coupon_is_valid, promotion_code_refusal, allocate_discount
 from .customers import check_email, load_live_customer
 from .products import check_currency, new_price, new_product, unit_amount_of
 from .routing import route
+
+# Stripe takes at most eight digits in the minor unit for one payment.
+AMOUNT_MAX = 99_999_999
 
 TIMER_EXPIRE = "checkout_session_expiry"
 MIN_LIFETIME = 30 * 60
@@ -226,6 +230,12 @@ def create_session(backend: Backend, action: Action, params: dict[str, Any]) -> 
         for item in items
     ]
     subtotal = sum(line["amount_subtotal"] for line in lines)
+    if subtotal > AMOUNT_MAX:
+        raise InvalidRequestError(
+            f"The Checkout Session's total amount due must be no more than {format_amount(AMOUNT_MAX, currency)}.",
+            param="line_items",
+            code="amount_too_large",
+        )
     invoice_creation = params.get("invoice_creation") or {}
     invoice_enabled = bool(invoice_creation.get("enabled"))
     invoice_data_in = invoice_creation.get("invoice_data") or {}

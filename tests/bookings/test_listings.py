@@ -50,7 +50,8 @@ def test_a_title_with_no_latin_letters_still_gets_a_slug(signed_in, merchant):
         ({"price": "-5"}, "Enter a price above zero."),
         ({"price": "12.345"}, "GBP amounts have at most 2 decimals."),
         ({"price": "1500.5", "currency": "jpy"}, "JPY amounts have no decimals."),
-        ({"price": "1000000.01"}, "Enter a price of at most £1,000,000.00."),
+        # Ten seats of it must fit in one Stripe payment (at most 99,999,999 minor units).
+        ({"price": "100000.00"}, "Enter a price of at most £99,999.99."),
         ({"price": "1e999999999"}, "That amount is too large."),
         ({"price": "NaN"}, "Enter an amount such as 12.50."),
         ({"price": "twelve"}, "Enter an amount such as 12.50."),

@@ -61,6 +61,8 @@ def test_sessions_with_existing_prices_and_customers(client, control):
         ({"line_items": [{"price_data": {"currency": "eur", "unit_amount": 100, "product_data": {"name": "x"}}}]},
          "Missing required param: line_items[0][quantity].", "line_items[0][quantity]"),
         ({"line_items": [{"price": "price_missing", "quantity": 1}]}, "No such price: 'price_missing'", "line_items[0][price]"),
+        ({"line_items": [line_item(amount=50_000_000, quantity=2)]},
+         "The Checkout Session's total amount due must be no more than €999,999.99.", "line_items"),
         ({"customer": "cus_missing"}, "No such customer: 'cus_missing'", "customer"),
         ({"customer_email": "nope"}, "Invalid email address: nope", "customer_email"),
         ({"expires_at": "SOON"}, "The `expires_at` timestamp must be at least 30 minutes from Checkout Session creation.", "expires_at"),

@@ -100,6 +100,17 @@ def test_invalid_booking_forms_are_refused_with_a_sentence_and_write_nothing(cli
     assert not Booking.objects.exists()
 
 
+def test_a_booking_dearer_than_one_stripe_payment_is_refused_with_a_sentence(client, stripe_settings_unset):
+    # A price set before the form's cap, or a raised BOOKING_MAX_QUANTITY, must not reach Stripe.
+    slot = make_slot(listing=make_listing(price_amount=40_000_000, currency="eur"), capacity=10, seats_left=10)
+
+    response = client.post(reverse("shop:checkout_create", args=[slot.listing.slug]), booking_form(slot, quantity=3))
+
+    assert response.status_code == 400
+    assert "One payment can be at most €999,999.99: book fewer seats at a time." in response.content.decode()
+    assert not Booking.objects.exists()
+
+
 def test_more_seats_than_are_left_is_refused_before_any_payment(client, listing, stripe_settings_unset):
     slot = make_slot(listing=listing, capacity=5, seats_left=2)
 
