@@ -209,6 +209,10 @@ STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
 # Extra origins of Stripe-hosted pages (the emulator's --public-url when it differs from its API).
 STRIPE_HOSTED_ORIGINS = env_list("STRIPE_HOSTED_ORIGINS")
 
+# benchmarks/load.py mounts a bare view at /_benchmark/bare/ to measure everything else against.
+# Never set in production.
+BENCHMARK_BARE_VIEW = env_bool("BENCHMARK_BARE_VIEW", False)
+
 # Bookings
 BOOKING_MAX_QUANTITY = env_int("BOOKING_MAX_QUANTITY", 10)
 CHECKOUT_SESSION_MINUTES = env_int("CHECKOUT_SESSION_MINUTES", 30)

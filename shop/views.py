@@ -64,6 +64,15 @@ def healthz(request):
     return JsonResponse({"status": "ok", "database": "ok"})
 
 
+@csrf_exempt
+def benchmark_bare(request):
+    """The floor benchmarks/load.py measures pages against: the same middleware, no work.
+    Mounted only when BENCHMARK_BARE_VIEW is set; reads a POST body like the webhook does."""
+    if request.method == "POST":
+        request.read()
+    return HttpResponse("ok", content_type="text/plain")
+
+
 @require_GET
 def catalog(request):
     return render(request, "shop/catalog.html", {"listings": selectors.catalog_listings()})
