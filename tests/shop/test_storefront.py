@@ -171,3 +171,14 @@ def test_names_with_html_are_escaped_on_the_booking_page(client, slot):
 
     assert "<script>alert(1)</script>" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_catalog_counts_every_upcoming_time_and_shows_the_next_three(client):
+    listing = make_listing(title="Harbour tour")
+    for day in range(1, 6):
+        make_slot(listing=listing, starts_in=dt.timedelta(days=day))
+
+    html = client.get(reverse("shop:catalog")).content.decode()
+
+    assert "5 upcoming times" in html
+    assert html.count(f'href="/l/{listing.slug}/?slot=') == 3
