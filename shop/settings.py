@@ -218,6 +218,12 @@ BOOKING_MAX_QUANTITY = env_int("BOOKING_MAX_QUANTITY", 10)
 CHECKOUT_SESSION_MINUTES = env_int("CHECKOUT_SESSION_MINUTES", 30)
 # The success page reads the Checkout Session from Stripe at most this often per booking.
 STRIPE_STATUS_CHECK_SECONDS = env_int("STRIPE_STATUS_CHECK_SECONDS", 3)
+# The catalog's cards and a listing's times are rendered at most this often per process; the
+# seat counts they show are never older (changes made through the site re-render them at once,
+# in every process when the cache is shared through REDIS_URL). 0 turns the cache off.
+STOREFRONT_CACHE_SECONDS = env_int("STOREFRONT_CACHE_SECONDS", 5)
+# A final booking's status panel is kept this long, and dropped when the booking changes.
+FINAL_STATUS_CACHE_SECONDS = env_int("FINAL_STATUS_CACHE_SECONDS", 60)
 
 # Production hardening: on whenever DEBUG is off.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
