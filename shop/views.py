@@ -97,7 +97,7 @@ def _without_session(request) -> bool:
     return settings.SESSION_COOKIE_NAME not in cookies and CookieStorage.cookie_name not in cookies
 
 
-def _public_page(request, *, key: str, template: str, context) -> str | None:
+def _public_page(request, *, key: str, template: str, context) -> tuple[bytes, ...] | None:
     """A public page, rendered with a placeholder for the CSRF token, and kept whole in the cache
     (under `key`, which must name the storefront version) for visitors without a session.
     `context()` gives None for a page that does not exist; nothing is kept for it."""
@@ -108,7 +108,7 @@ def _public_page(request, *, key: str, template: str, context) -> str | None:
         values = context()
         if values is None:
             return None
-        html = render_to_string(template, {**values, "csrf_token": CSRF_TOKEN_PLACEHOLDER}, request=request)
+        html = _pieces(render_to_string(template, {**values, "csrf_token": CSRF_TOKEN_PLACEHOLDER}, request=request))
         if cacheable:
             cache.set(key, html, seconds)
     return html
@@ -127,8 +127,8 @@ def catalog(request):
         )
         return {"cards": cards}
 
-    html = _public_page(request, key=f"storefront:catalog-page:{version}", template="shop/catalog.html", context=context)
-    return HttpResponse(_with_csrf_token(request, html))
+    pieces = _public_page(request, key=f"storefront:catalog-page:{version}", template="shop/catalog.html", context=context)
+    return HttpResponse(_body(request, pieces))
 
 
 def _listing_or_404(slug: str) -> Listing:
@@ -140,6 +140,15 @@ def _listing_or_404(slug: str) -> Listing:
 
 # Stands for the CSRF token in cached HTML; each response puts in its own token.
 CSRF_TOKEN_PLACEHOLDER = "CSRFTOKENPLACEHOLDER0000000000000000000000000000000000000000000000"
+
+
+def _pieces(html: str) -> tuple[bytes, ...]:
+    """HTML as it is sent: encoded once, and cut where the CSRF token goes."""
+    return tuple(html.encode().split(CSRF_TOKEN_PLACEHOLDER.encode()))
+
+
+def _body(request, pieces: tuple[bytes, ...]) -> bytes:
+    return pieces[0] if len(pieces) == 1 else get_token(request).encode().join(pieces)
 
 
 def _with_csrf_token(request, html: str) -> str:
@@ -208,18 +217,19 @@ def listing_detail(request, slug: str):
         )
         return None if page is None else {"title": page["title"], "content": mark_safe(page["content"])}
 
-    html = _public_page(
+    pieces = _public_page(
         request, key=f"storefront:listing-page:{slug}:{version}", template="shop/listing.html", context=context
     )
-    if html is None:
+    if pieces is None:
         raise Http404("No such listing.")
+    body = _body(request, pieces)
     # The time a customer came to pick from the catalog is marked afterwards, so that one copy
     # of the page serves them all.
     selected = request.GET.get("slot") or ""
     if selected.isdigit() and len(selected) < 20:
-        radio = f'name="slot" value="{selected}"'
-        html = html.replace(radio, radio + " checked", 1)
-    return HttpResponse(_with_csrf_token(request, html))
+        radio = f'name="slot" value="{selected}"'.encode()
+        body = body.replace(radio, radio + b" checked", 1)
+    return HttpResponse(body)
 
 
 @require_POST
@@ -288,8 +298,8 @@ def checkout_success(request):
     return render(request, "shop/checkout_success.html", _status_context(request, check, 0))
 
 
-def _final_status_response(request, html: str) -> HttpResponse:
-    return HttpResponse(_with_csrf_token(request, html), status=HTMX_STOP_POLLING)
+def _final_status_response(request, pieces: tuple[bytes, ...]) -> HttpResponse:
+    return HttpResponse(_body(request, pieces), status=HTMX_STOP_POLLING)
 
 
 @require_GET
@@ -302,20 +312,20 @@ def checkout_status(request, session_id: str):
         raise GuessingBlocked
     seconds = settings.FINAL_STATUS_CACHE_SECONDS
     if seconds > 0 and is_checkout_session_id(session_id):
-        html = cache.get(final_status_key(session_id))
-        if html is not None:
-            return _final_status_response(request, html)
+        pieces = cache.get(final_status_key(session_id))
+        if pieces is not None:
+            return _final_status_response(request, pieces)
     booking = _booking_by_session_or_404(request, session_id)
     check = booking_status_refresh(booking)
     context = _status_context(request, check, _poll_number(request))
     if not check.booking.is_final:
         return render(request, "shop/_checkout_status.html", context)
-    html = render_to_string(
-        "shop/_checkout_status.html", {**context, "csrf_token": CSRF_TOKEN_PLACEHOLDER}, request=request
+    pieces = _pieces(
+        render_to_string("shop/_checkout_status.html", {**context, "csrf_token": CSRF_TOKEN_PLACEHOLDER}, request=request)
     )
     if seconds > 0 and not check.problem:
-        cache.set(final_status_key(session_id), html, seconds)
-    return _final_status_response(request, html)
+        cache.set(final_status_key(session_id), pieces, seconds)
+    return _final_status_response(request, pieces)
 
 
 def _booking_by_token_or_404(request, token: str) -> Booking:
