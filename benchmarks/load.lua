@@ -1,13 +1,14 @@
 -- The wrk script of benchmarks/load.py: cycles through pre-made requests, optionally at a fixed
 -- rate, and prints one machine-readable result line.
 --
---   wrk -t1 -c16 -d10s --latency -s benchmarks/load.lua http://127.0.0.1:8000 -- REQUESTS_FILE [RATE]
+--   wrk -t1 -c16 -d10s --latency -s benchmarks/load.lua http://127.0.0.1:8000 -- REQUESTS_FILE [RATE [FIRST]]
 --
 -- REQUESTS_FILE has one request per line, tab-separated: method, path, body (may be empty), then
 -- any number of "Name: value" headers. RATE (requests per second over all connections; 0 or
 -- absent: as fast as the server answers) paces the requests on a fixed schedule: request k is
 -- sent at start + k / RATE, or at once when that time has passed (wrk2's -R is not in Debian).
--- Use one thread (-t1) with a rate: the schedule is per thread.
+-- Use one thread (-t1) with a rate: the schedule is per thread. FIRST (default 0) is the line to
+-- start from, so that runs in turn over one file of distinct webhooks never send one twice.
 
 local ffi = require("ffi")
 ffi.cdef([[
@@ -50,6 +51,7 @@ function init(args)
   if rate > 0 then
     interval_ms = 1000 / rate
   end
+  index = (tonumber(args[3] or "0") or 0) % #requests
 end
 
 function request()

@@ -164,10 +164,16 @@ STORAGES = {
     },
 }
 
-# Rate limits are counted in this cache: with several web processes, share it through Redis.
+# Rate limits are counted, and the storefront's fragments kept, in this cache: with several web
+# processes, share it through Redis.
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env_str("REDIS_URL")}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env_str("REDIS_URL"),
+            # Sites (or benchmark runs) sharing one Redis keep apart with a prefix each.
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX"),
+        }
         if env_str("REDIS_URL")
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "slotbook"}
     )
