@@ -175,7 +175,13 @@ CACHES = {
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX"),
         }
         if env_str("REDIS_URL")
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "slotbook"}
+        else {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "slotbook",
+            # Django's default of 300 entries would evict the status panels of a few hundred
+            # customers polling at once; 10,000 small pages and counters are a few tens of MB.
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
     )
 }
 RATELIMIT_USE_CACHE = "default"
