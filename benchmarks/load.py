@@ -318,10 +318,10 @@ def start_gunicorn(
         if server.poll() is not None:
             raise SystemExit(f"gunicorn exited with {server.returncode}; see {log_path}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
                 if answer.status == 200:
                     return server
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # not listening yet, or too busy starting to answer in time
             time.sleep(0.2)
     server.terminate()
     raise SystemExit(f"gunicorn did not answer /healthz within 30 s; see {log_path}")
