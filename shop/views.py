@@ -5,6 +5,7 @@ from itertools import groupby
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.messages.storage.cookie import CookieStorage
+from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import (
     Http404,
@@ -13,7 +14,6 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
-from django.core.cache import cache
 from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -27,8 +27,8 @@ from django_htmx.http import HTMX_STOP_POLLING
 from bookings import selectors
 from bookings.logs import log_event
 from bookings.models import Booking, Listing
-from bookings.storefront_cache import final_status_key, storefront_version
 from bookings.services import BookingError
+from bookings.storefront_cache import final_status_key, storefront_version
 from shop import payments, ratelimits
 from shop.checkout import booking_status_refresh, checkout_start, is_checkout_session_id
 from shop.forms import BookingForm
@@ -80,13 +80,14 @@ def benchmark_bare(request):
 
 
 def _cached(key: str, seconds: int, make):
-    """`make()`, kept in the cache for `seconds` under `key` (0: always made afresh)."""
+    """`make()`, kept in the cache for `seconds` under `key` (0: always made afresh; None is never kept)."""
     if seconds <= 0:
         return make()
     value = cache.get(key)
     if value is None:
         value = make()
-        cache.set(key, value, seconds)
+        if value is not None:
+            cache.set(key, value, seconds)
     return value
 
 
@@ -127,7 +128,9 @@ def catalog(request):
         )
         return {"cards": cards}
 
-    pieces = _public_page(request, key=f"storefront:catalog-page:{version}", template="shop/catalog.html", context=context)
+    pieces = _public_page(
+        request, key=f"storefront:catalog-page:{version}", template="shop/catalog.html", context=context
+    )
     return HttpResponse(_body(request, pieces))
 
 
@@ -213,7 +216,9 @@ def listing_detail(request, slug: str):
         # The listing's part is the same for every customer, signed in or not: rendered once per
         # version (only listings on sale are kept, so unknown addresses fill nothing).
         page = _cached(
-            f"storefront:listing:{slug}:{version}", settings.STOREFRONT_CACHE_SECONDS, lambda: _listing_for_customers(slug)
+            f"storefront:listing:{slug}:{version}",
+            settings.STOREFRONT_CACHE_SECONDS,
+            lambda: _listing_for_customers(slug),
         )
         return None if page is None else {"title": page["title"], "content": mark_safe(page["content"])}
 
@@ -321,7 +326,9 @@ def checkout_status(request, session_id: str):
     if not check.booking.is_final:
         return render(request, "shop/_checkout_status.html", context)
     pieces = _pieces(
-        render_to_string("shop/_checkout_status.html", {**context, "csrf_token": CSRF_TOKEN_PLACEHOLDER}, request=request)
+        render_to_string(
+            "shop/_checkout_status.html", {**context, "csrf_token": CSRF_TOKEN_PLACEHOLDER}, request=request
+        )
     )
     if seconds > 0 and not check.problem:
         cache.set(final_status_key(session_id), pieces, seconds)

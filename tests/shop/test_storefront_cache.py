@@ -93,7 +93,8 @@ def test_each_browser_gets_its_own_csrf_token_in_a_cached_final_status(slot, cac
 
 def test_a_status_change_replaces_the_cached_final_status(client, slot, caching):
     booking = make_booking(slot=slot)
-    booking_confirm(facts=paid_facts(booking, amount_total=0, payment_status="no_payment_required", payment_intent_id=None))
+    free = paid_facts(booking, amount_total=0, payment_status="no_payment_required", payment_intent_id=None)
+    booking_confirm(facts=free)
     booking.refresh_from_db()
     assert "You're booked!" in poll(client, booking).content.decode()
 
