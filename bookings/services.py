@@ -22,7 +22,6 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from bookings import notifications
-from bookings.storefront_cache import booking_changed, storefront_changed
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, payment_gateway
 from bookings.logs import log_event
 from bookings.models import (
@@ -38,6 +37,7 @@ from bookings.models import (
 )
 from bookings.money import SUPPORTED_CURRENCIES, format_money
 from bookings.selectors import slot_series_plan
+from bookings.storefront_cache import booking_changed, storefront_changed
 
 log = logging.getLogger("bookings.transitions")
 
