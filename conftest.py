@@ -34,6 +34,10 @@ def plain_http_test_settings():
         STRIPE_WEBHOOK_SECRETS=[],
         STRIPE_API_BASE="",
         SITE_URL="",
+        # Tests read pages straight from the database (their factories write rows without the
+        # services that refresh cached fragments); tests of those caches turn them on.
+        STOREFRONT_CACHE_SECONDS=0,
+        FINAL_STATUS_CACHE_SECONDS=0,
     ):
         yield
 

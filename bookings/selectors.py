@@ -23,12 +23,18 @@ def upcoming_slots() -> QuerySet[Slot]:
     return Slot.objects.filter(starts_at__gt=timezone.now(), cancelled_at__isnull=True).order_by("starts_at", "pk")
 
 
+CATALOG_NEXT_SLOTS = 3
+
+
 def catalog_listings() -> QuerySet[Listing]:
-    """Active listings with their upcoming slots prefetched, in two queries whatever their number."""
+    """Active listings with the number of their upcoming slots (`upcoming_count`) and the next
+    few of them (`upcoming`), in two queries whatever the number of listings or slots."""
+    upcoming = _upcoming_slot_filter("slots__", timezone.now())
     return (
         Listing.objects.filter(is_active=True)
         .select_related("merchant")
-        .prefetch_related(Prefetch("slots", queryset=upcoming_slots(), to_attr="upcoming"))
+        .annotate(upcoming_count=Count("slots", filter=upcoming))
+        .prefetch_related(Prefetch("slots", queryset=upcoming_slots()[:CATALOG_NEXT_SLOTS], to_attr="upcoming"))
         .order_by("title")
     )
 

@@ -37,6 +37,7 @@ from bookings.models import (
 )
 from bookings.money import SUPPORTED_CURRENCIES, format_money
 from bookings.selectors import slot_series_plan
+from bookings.storefront_cache import booking_changed, storefront_changed
 
 log = logging.getLogger("bookings.transitions")
 
@@ -84,6 +85,7 @@ def booking_transition(booking: Booking, to_status: str, **fields) -> bool:
     )
     if not changed:
         return False
+    booking_changed(booking.checkout_session_id)
     booking.status = to_status
     booking.updated_at = now
     for name, value in fields.items():
@@ -256,6 +258,7 @@ def booking_confirm(*, facts: CheckoutFacts) -> ConfirmResult:
             pk=booking.slot_id, cancelled_at__isnull=True, seats_left__gte=booking.quantity
         ).update(seats_left=F("seats_left") - booking.quantity)
         if seats_taken:
+            storefront_changed()
             booking_transition(booking, S.CONFIRMED, confirmed_at=timezone.now(), **payment)
             # A booking just confirmed has no refunds: its only follow-up is the confirmation e-mail.
             transaction.on_commit(partial(notifications.booking_confirmation_send, booking=booking))
@@ -304,6 +307,7 @@ def _refund_open(booking: Booking, *, amount: int, reason: str) -> Refund:
 
 def _release_seats(booking: Booking) -> None:
     Slot.objects.filter(pk=booking.slot_id).update(seats_left=F("seats_left") + booking.quantity)
+    storefront_changed()
 
 
 def booking_refund(*, booking: Booking, amount: int | None = None) -> Refund | None:
@@ -353,6 +357,7 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
         already_cancelled = not Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).update(
             cancelled_at=timezone.now(), is_on_sale=False
         )
+        storefront_changed()
     # Then each booking in a transaction of its own that locks the booking before the slot, in
     # the order of `booking_confirm` and `booking_refund`, so that none of them can deadlock.
     booking_ids = list(
@@ -610,6 +615,7 @@ def merchant_update(*, merchant: Merchant, display_name: str, timezone_name: str
     merchant.timezone = timezone_name
     merchant.support_email = support_email
     merchant.save(update_fields=["display_name", "timezone", "support_email"])
+    storefront_changed()
     return merchant
 
 
@@ -645,6 +651,7 @@ def listing_create(
             if attempt == 4:
                 raise
             continue  # another listing took the same slug a moment ago
+        storefront_changed()
         log_event(log, "listing_created", listing=listing.pk, merchant=merchant.pk)
         return listing
     raise AssertionError("unreachable")
@@ -662,6 +669,7 @@ def listing_update(
     listing.currency = currency
     listing.duration_minutes = duration_minutes
     listing.save(update_fields=["title", "description", "price_amount", "currency", "duration_minutes", "updated_at"])
+    storefront_changed()
     return listing
 
 
@@ -669,6 +677,7 @@ def listing_archive(*, listing: Listing) -> bool:
     """Take a listing out of the catalog. Its slots and bookings stay; bookings already paying
     are honoured. Returns False when it was already archived."""
     changed = Listing.objects.filter(pk=listing.pk, is_active=True).update(is_active=False, updated_at=timezone.now())
+    storefront_changed()
     listing.is_active = False
     return bool(changed)
 
@@ -676,6 +685,7 @@ def listing_archive(*, listing: Listing) -> bool:
 def listing_restore(*, listing: Listing) -> bool:
     """Put an archived listing back in the catalog. Returns False when it was already active."""
     changed = Listing.objects.filter(pk=listing.pk, is_active=False).update(is_active=True, updated_at=timezone.now())
+    storefront_changed()
     listing.is_active = True
     return bool(changed)
 
@@ -703,6 +713,7 @@ def slot_create(*, listing: Listing, starts_at: dt.datetime, capacity: int) -> S
             slot = Slot.objects.create(listing=listing, starts_at=starts_at, capacity=capacity, seats_left=capacity)
     except IntegrityError:
         raise BookingError("This listing already has a time then. Choose another time.") from None
+    storefront_changed()
     log_event(log, "slot_created", slot=slot.pk, listing=listing.pk)
     return slot
 
@@ -759,6 +770,7 @@ def slot_series_create(
         raise BookingError(
             "Some of these times were added by someone else just now. Preview the series again."
         ) from None
+    storefront_changed()
     log_event(log, "slot_series_created", listing=listing.pk, slots=len(slots))
     return SeriesCreated(created=slots, skipped_existing=len(plan.existing))
 
@@ -775,6 +787,8 @@ def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
     changed = Slot.objects.filter(
         pk=slot.pk, cancelled_at__isnull=True, starts_at__gt=now, capacity__lte=F("seats_left") + capacity
     ).update(capacity=capacity, seats_left=F("seats_left") + capacity - F("capacity"))
+    if changed:
+        storefront_changed()
     fresh = Slot.objects.get(pk=slot.pk)
     slot.capacity, slot.seats_left, slot.cancelled_at = fresh.capacity, fresh.seats_left, fresh.cancelled_at
     if not changed:
@@ -800,6 +814,8 @@ def slot_selling_set(*, slot: Slot, on_sale: bool) -> bool:
         raise BookingError("This time is cancelled and cannot be sold again. Add a new time instead.")
     selling = Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).exclude(is_on_sale=on_sale)
     changed = selling.update(is_on_sale=on_sale)
+    if changed:
+        storefront_changed()
     slot.is_on_sale = on_sale if changed else Slot.objects.values_list("is_on_sale", flat=True).get(pk=slot.pk)
     return bool(changed)
 

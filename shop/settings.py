@@ -164,12 +164,24 @@ STORAGES = {
     },
 }
 
-# Rate limits are counted in this cache: with several web processes, share it through Redis.
+# Rate limits are counted, and the storefront's fragments kept, in this cache: with several web
+# processes, share it through Redis.
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": env_str("REDIS_URL")}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env_str("REDIS_URL"),
+            # Sites (or benchmark runs) sharing one Redis keep apart with a prefix each.
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX"),
+        }
         if env_str("REDIS_URL")
-        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "slotbook"}
+        else {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "slotbook",
+            # Django's default of 300 entries would evict the status panels of a few hundred
+            # customers polling at once; 10,000 small pages and counters are a few tens of MB.
+            "OPTIONS": {"MAX_ENTRIES": 10_000},
+        }
     )
 }
 RATELIMIT_USE_CACHE = "default"
@@ -209,11 +221,21 @@ STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
 # Extra origins of Stripe-hosted pages (the emulator's --public-url when it differs from its API).
 STRIPE_HOSTED_ORIGINS = env_list("STRIPE_HOSTED_ORIGINS")
 
+# benchmarks/load.py mounts a bare view at /_benchmark/bare/ to measure everything else against.
+# Never set in production.
+BENCHMARK_BARE_VIEW = env_bool("BENCHMARK_BARE_VIEW", False)
+
 # Bookings
 BOOKING_MAX_QUANTITY = env_int("BOOKING_MAX_QUANTITY", 10)
 CHECKOUT_SESSION_MINUTES = env_int("CHECKOUT_SESSION_MINUTES", 30)
 # The success page reads the Checkout Session from Stripe at most this often per booking.
 STRIPE_STATUS_CHECK_SECONDS = env_int("STRIPE_STATUS_CHECK_SECONDS", 3)
+# The catalog's cards and a listing's times are rendered at most this often per process; the
+# seat counts they show are never older (changes made through the site re-render them at once,
+# in every process when the cache is shared through REDIS_URL). 0 turns the cache off.
+STOREFRONT_CACHE_SECONDS = env_int("STOREFRONT_CACHE_SECONDS", 5)
+# A final booking's status panel is kept this long, and dropped when the booking changes.
+FINAL_STATUS_CACHE_SECONDS = env_int("FINAL_STATUS_CACHE_SECONDS", 60)
 
 # Production hardening: on whenever DEBUG is off.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)

@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -21,3 +22,6 @@ urlpatterns = [
     path("accounts/", include("bookings.account_urls")),
     path("admin/", admin.site.urls),
 ]
+
+if settings.BENCHMARK_BARE_VIEW:
+    urlpatterns.append(path("_benchmark/bare/", views.benchmark_bare, name="benchmark_bare"))

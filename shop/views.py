@@ -5,6 +5,8 @@ from itertools import groupby
 
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.messages.storage.cookie import CookieStorage
+from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import (
     Http404,
@@ -13,9 +15,12 @@ from django.http import (
     HttpResponseRedirect,
     JsonResponse,
 )
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.safestring import mark_safe
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
@@ -24,6 +29,7 @@ from bookings import selectors
 from bookings.logs import log_event
 from bookings.models import Booking, Listing
 from bookings.services import BookingError
+from bookings.storefront_cache import final_status_key, storefront_version
 from shop import payments, ratelimits
 from shop.checkout import booking_status_refresh, checkout_start, is_checkout_session_id
 from shop.forms import BookingForm
@@ -65,9 +71,68 @@ def healthz(request):
     return JsonResponse({"status": "ok", "database": "ok"})
 
 
+@csrf_exempt
+def benchmark_bare(request):
+    """The floor benchmarks/load.py measures pages against: the same middleware, no work.
+    Mounted only when BENCHMARK_BARE_VIEW is set; reads a POST body like the webhook does."""
+    if request.method == "POST":
+        request.read()
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def _cached(key: str, seconds: int, make):
+    """`make()`, kept in the cache for `seconds` under `key` (0: always made afresh; None is never kept)."""
+    if seconds <= 0:
+        return make()
+    value = cache.get(key)
+    if value is None:
+        value = make()
+        if value is not None:
+            cache.set(key, value, seconds)
+    return value
+
+
+def _without_session(request) -> bool:
+    """Nobody signed in and no message waiting: a public page is then the same for every such
+    visitor but for its CSRF token."""
+    cookies = request.COOKIES
+    return settings.SESSION_COOKIE_NAME not in cookies and CookieStorage.cookie_name not in cookies
+
+
+def _public_page(request, *, key: str, template: str, context) -> tuple[bytes, ...] | None:
+    """A public page, rendered with a placeholder for the CSRF token, and kept whole in the cache
+    (under `key`, which must name the storefront version) for visitors without a session.
+    `context()` gives None for a page that does not exist; nothing is kept for it."""
+    seconds = settings.STOREFRONT_CACHE_SECONDS
+    cacheable = seconds > 0 and _without_session(request)
+    html = cache.get(key) if cacheable else None
+    if html is None:
+        values = context()
+        if values is None:
+            return None
+        html = _pieces(render_to_string(template, {**values, "csrf_token": CSRF_TOKEN_PLACEHOLDER}, request=request))
+        if cacheable:
+            cache.set(key, html, seconds)
+    return html
+
+
 @require_GET
 def catalog(request):
-    return render(request, "shop/catalog.html", {"listings": selectors.catalog_listings()})
+    version = storefront_version()
+
+    def context():
+        # The cards are the same for everyone, signed in or not: rendered once per version.
+        cards = _cached(
+            f"storefront:catalog:{version}",
+            settings.STOREFRONT_CACHE_SECONDS,
+            lambda: render_to_string("shop/_catalog_cards.html", {"listings": selectors.catalog_listings()}),
+        )
+        return {"cards": cards}
+
+    pieces = _public_page(
+        request, key=f"storefront:catalog-page:{version}", template="shop/catalog.html", context=context
+    )
+    return HttpResponse(_body(request, pieces))
 
 
 def _listing_or_404(slug: str) -> Listing:
@@ -77,25 +142,100 @@ def _listing_or_404(slug: str) -> Listing:
         raise Http404("No such listing.") from None
 
 
-def _listing_page(request, listing: Listing, form: BookingForm, *, status: int = 200):
+# Stands for the CSRF token in cached HTML; each response puts in its own token.
+CSRF_TOKEN_PLACEHOLDER = "CSRFTOKENPLACEHOLDER0000000000000000000000000000000000000000000000"
+
+
+def _pieces(html: str) -> tuple[bytes, ...]:
+    """HTML as it is sent: encoded once, and cut where the CSRF token goes."""
+    return tuple(html.encode().split(CSRF_TOKEN_PLACEHOLDER.encode()))
+
+
+def _body(request, pieces: tuple[bytes, ...]) -> bytes:
+    return pieces[0] if len(pieces) == 1 else get_token(request).encode().join(pieces)
+
+
+def _with_csrf_token(request, html: str) -> str:
+    if CSRF_TOKEN_PLACEHOLDER in html:
+        html = html.replace(CSRF_TOKEN_PLACEHOLDER, get_token(request))
+    return mark_safe(html)
+
+
+def _listing_content(listing: Listing, form: BookingForm) -> str:
+    """The listing's part of its page: description, times and the booking form. Rendered without
+    the request, with a placeholder for the CSRF token, so that nothing of one customer is in it."""
     slots = list(form.fields["slot"].queryset)
     zone = listing.merchant.zone
     days = [
         (day, list(day_slots))
         for day, day_slots in groupby(slots, key=lambda slot: timezone.localtime(slot.starts_at, zone).date())
     ]
-    context = {"listing": listing, "form": form, "days": days, "zone": zone, "has_bookable": any(s.is_bookable for s in slots)}
-    return render(request, "shop/listing.html", context, status=status)
+    picker = {
+        "listing": listing,
+        "days": days,
+        "zone": zone,
+        "selected": str(form["slot"].value() or ""),
+        "errors": form["slot"].errors,
+    }
+    context = {
+        "listing": listing,
+        "form": form,
+        "has_days": bool(days),
+        "has_bookable": any(slot.is_bookable for slot in slots),
+        "slot_picker": render_to_string("shop/_slot_picker.html", picker),
+        "csrf_token": CSRF_TOKEN_PLACEHOLDER,
+    }
+    return render_to_string("shop/_listing.html", context)
+
+
+def _listing_page(request, listing: Listing, form: BookingForm, *, status: int = 200):
+    """The page with a form a customer sent back (errors, a refused checkout): never cached."""
+    content = _with_csrf_token(request, _listing_content(listing, form))
+    return render(request, "shop/listing.html", {"title": listing.title, "content": content}, status=status)
+
+
+def _listing_for_customers(slug: str) -> dict | None:
+    try:
+        listing = selectors.listing_for_sale(slug)
+    except Listing.DoesNotExist:
+        return None
+    form = BookingForm(slots=selectors.slots_on_sale(listing))
+    return {"slug": listing.slug, "title": listing.title, "content": _listing_content(listing, form)}
 
 
 @require_GET
 def listing_detail(request, slug: str):
-    listing = _listing_or_404(slug)
     if request.GET.get("checkout") == "cancelled":
+        listing = _listing_or_404(slug)
         messages.info(request, "Checkout cancelled. Nothing was charged; your seats are still open to book.")
         return redirect("shop:listing", slug=listing.slug)
-    form = BookingForm(slots=selectors.slots_on_sale(listing), initial={"slot": request.GET.get("slot")})
-    return _listing_page(request, listing, form)
+    if len(slug) > Listing._meta.get_field("slug").max_length:
+        raise Http404("No such listing.")
+    version = storefront_version()
+
+    def context():
+        # The listing's part is the same for every customer, signed in or not: rendered once per
+        # version (only listings on sale are kept, so unknown addresses fill nothing).
+        page = _cached(
+            f"storefront:listing:{slug}:{version}",
+            settings.STOREFRONT_CACHE_SECONDS,
+            lambda: _listing_for_customers(slug),
+        )
+        return None if page is None else {"title": page["title"], "content": mark_safe(page["content"])}
+
+    pieces = _public_page(
+        request, key=f"storefront:listing-page:{slug}:{version}", template="shop/listing.html", context=context
+    )
+    if pieces is None:
+        raise Http404("No such listing.")
+    body = _body(request, pieces)
+    # The time a customer came to pick from the catalog is marked afterwards, so that one copy
+    # of the page serves them all.
+    selected = request.GET.get("slot") or ""
+    if selected.isdigit() and len(selected) < 20:
+        radio = f'name="slot" value="{selected}"'.encode()
+        body = body.replace(radio, radio + b" checked", 1)
+    return HttpResponse(body)
 
 
 @require_POST
@@ -164,15 +304,36 @@ def checkout_success(request):
     return render(request, "shop/checkout_success.html", _status_context(request, check, 0))
 
 
+def _final_status_response(request, pieces: tuple[bytes, ...]) -> HttpResponse:
+    return HttpResponse(_body(request, pieces), status=HTMX_STOP_POLLING)
+
+
 @require_GET
 @guessing_limited
 def checkout_status(request, session_id: str):
+    """The polled status panel. A final booking's panel no longer changes with each poll: it is
+    kept (without its CSRF token) until the booking changes or FINAL_STATUS_CACHE_SECONDS pass,
+    and answered without a query or a call to Stripe."""
+    if ratelimits.token_guessing_blocked(request):
+        raise GuessingBlocked
+    seconds = settings.FINAL_STATUS_CACHE_SECONDS
+    if seconds > 0 and is_checkout_session_id(session_id):
+        pieces = cache.get(final_status_key(session_id))
+        if pieces is not None:
+            return _final_status_response(request, pieces)
     booking = _booking_by_session_or_404(request, session_id)
     check = booking_status_refresh(booking)
-    response = render(request, "shop/_checkout_status.html", _status_context(request, check, _poll_number(request)))
-    if check.booking.is_final:
-        response.status_code = HTMX_STOP_POLLING
-    return response
+    context = _status_context(request, check, _poll_number(request))
+    if not check.booking.is_final:
+        return render(request, "shop/_checkout_status.html", context)
+    pieces = _pieces(
+        render_to_string(
+            "shop/_checkout_status.html", {**context, "csrf_token": CSRF_TOKEN_PLACEHOLDER}, request=request
+        )
+    )
+    if seconds > 0 and not check.problem:
+        cache.set(final_status_key(session_id), pieces, seconds)
+    return _final_status_response(request, pieces)
 
 
 # What new_public_token() makes (secrets.token_urlsafe): anything else cannot be a booking, and

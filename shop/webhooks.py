@@ -4,7 +4,7 @@ success page and `reconcile`, so the order in which they arrive does not matter.
 import logging
 from enum import StrEnum
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bookings.logs import log_event
@@ -87,13 +87,16 @@ def _checked_object(event_type: str, obj: dict) -> dict:
 
 def stripe_event_receive(event: dict) -> EventResult:
     """Record a verified event once by its id and process it; a repeat of a processed event does nothing."""
+    # Most deliveries are new: insert first (its first attempt counted in the same row), and
+    # read the recorded event only when its id is already taken.
     try:
-        row, created = StripeEvent.objects.get_or_create(
-            event_id=event["id"], defaults={"type": event["type"], "payload": event}
-        )
+        with transaction.atomic():
+            row = StripeEvent.objects.create(event_id=event["id"], type=event["type"], payload=event, attempts=1)
     except IntegrityError:
-        row, created = StripeEvent.objects.get(event_id=event["id"]), False
-    if not created and row.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+        row = StripeEvent.objects.get(event_id=event["id"])
+    else:
+        return _process(row)
+    if row.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
         return EventResult.DUPLICATE
     return stripe_event_process(row)
 
@@ -101,6 +104,10 @@ def stripe_event_receive(event: dict) -> EventResult:
 def stripe_event_process(row: StripeEvent) -> EventResult:
     """Process a recorded event (again, for one that failed) and record how it went."""
     StripeEvent.objects.filter(pk=row.pk).update(attempts=row.attempts + 1)
+    return _process(row)
+
+
+def _process(row: StripeEvent) -> EventResult:
     try:
         result = _dispatch(row.payload)
     except (RefundNotCreated, payments.PaymentsUnavailable) as error:

@@ -150,7 +150,9 @@ def test_success_page_and_status_partial_are_404_for_unknown_or_malformed_sessio
 
 def test_booking_page_needs_the_exact_token(client, booking):
     assert client.get(reverse("shop:booking", args=[booking.public_token])).status_code == 200
-    assert client.get(reverse("shop:booking", args=[booking.public_token[:-1] + "x"])).status_code == 404
+    last = booking.public_token[-1]
+    one_off = booking.public_token[:-1] + ("y" if last == "x" else "x")
+    assert client.get(reverse("shop:booking", args=[one_off])).status_code == 404
 
 
 def test_final_booking_status_is_answered_from_the_database_with_286(client, booking, settings):
@@ -196,3 +198,14 @@ def test_a_session_id_with_a_trailing_newline_is_not_a_checkout_session_id():
 
     assert is_checkout_session_id("cs_test_abc")
     assert not is_checkout_session_id("cs_test_abc\n")
+
+
+def test_catalog_counts_every_upcoming_time_and_shows_the_next_three(client):
+    listing = make_listing(title="Harbour tour")
+    for day in range(1, 6):
+        make_slot(listing=listing, starts_in=dt.timedelta(days=day))
+
+    html = client.get(reverse("shop:catalog")).content.decode()
+
+    assert "5 upcoming times" in html
+    assert html.count(f'href="/l/{listing.slug}/?slot=') == 3

@@ -1,0 +1,50 @@
+"""When the storefront's cached fragments must be rendered again.
+
+The public pages keep their expensive parts in Django's cache: the catalog's cards and a
+listing's times for at most STOREFRONT_CACHE_SECONDS, the status panel of a final booking for at
+most FINAL_STATUS_CACHE_SECONDS. The services call the functions below whenever they change what
+those fragments show (seats, slots, listings, a booking's status), so the next request renders
+afresh: at once in the process that made the change, and in every process when the cache is
+shared (REDIS_URL); with the default per-process cache, another process shows the old fragment
+until it expires. Bookings never depend on these fragments: seats are checked again, in the
+database, when a checkout starts and when a payment is confirmed.
+"""
+
+import hashlib
+import time
+
+from django.core.cache import cache
+from django.db import transaction
+
+_VERSION_KEY = "storefront:version"
+
+
+def storefront_version() -> int:
+    """Part of the key of every catalog and listing fragment; changes with what they show."""
+    return cache.get(_VERSION_KEY, 0)
+
+
+def _bump_version() -> None:
+    cache.set(_VERSION_KEY, time.time_ns(), None)
+
+
+def storefront_changed() -> None:
+    """Seats, slots, listings or merchants changed: catalog and listing fragments are stale.
+
+    Called inside the writing transaction. The version moves now and again after commit, so a
+    request that rendered the old rows in between cannot keep them cached."""
+    _bump_version()
+    transaction.on_commit(_bump_version)
+
+
+def final_status_key(session_id: str) -> str:
+    return "storefront:status:" + hashlib.sha256(session_id.encode()).hexdigest()[:40]
+
+
+def booking_changed(session_id: str | None) -> None:
+    """A booking's status changed: its cached status panel (if any) is dropped, now and after commit."""
+    if not session_id:
+        return
+    key = final_status_key(session_id)
+    cache.delete(key)
+    transaction.on_commit(lambda: cache.delete(key))

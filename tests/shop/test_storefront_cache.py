@@ -1,0 +1,208 @@
+"""The storefront's cached fragments: what a final poll costs, and that a cached page never
+shows one visitor's CSRF token to another nor seats older than the services' last change."""
+
+import datetime as dt
+import re
+import time
+
+import pytest
+from django.core.cache.backends import locmem
+from django.db import connection
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from bookings.models import Slot
+from bookings.services import booking_confirm, booking_refund, listing_archive, slot_capacity_change
+from shop import payments
+from tests.factories import make_booking, make_confirmed_booking, make_listing, make_slot, paid_facts
+
+pytestmark = pytest.mark.django_db
+
+CSRF_INPUT = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+@pytest.fixture
+def caching(settings):
+    settings.STOREFRONT_CACHE_SECONDS = 5
+    settings.FINAL_STATUS_CACHE_SECONDS = 60
+
+
+@pytest.fixture
+def stripe_forbidden(monkeypatch):
+    """Any read of a Checkout Session from Stripe fails the test."""
+    calls = []
+
+    def refuse(session_id):
+        calls.append(session_id)
+        raise AssertionError("a final booking's status asked Stripe")
+
+    monkeypatch.setattr(payments, "checkout_facts", refuse)
+    return calls
+
+
+def poll(client, booking):
+    return client.get(
+        reverse("shop:checkout_status", args=[booking.checkout_session_id]) + "?poll=3",
+        headers={"HX-Request": "true"},
+    )
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["cache off", "cache on"])
+def test_a_final_poll_makes_no_stripe_call_and_at_most_two_queries(client, slot, settings, stripe_forbidden, cached):
+    settings.FINAL_STATUS_CACHE_SECONDS = 60 if cached else 0
+    booking = make_confirmed_booking(slot=slot, stripe_customer_id="cus_1")
+
+    for _ in range(3):
+        with CaptureQueriesContext(connection) as queries:
+            response = poll(client, booking)
+        assert response.status_code == 286
+        assert "You're booked!" in response.content.decode()
+        assert len(queries) <= 2
+
+    assert stripe_forbidden == []
+
+
+def test_a_repeated_final_poll_is_answered_from_the_cache_without_a_query(client, slot, caching, stripe_forbidden):
+    booking = make_confirmed_booking(slot=slot)
+    poll(client, booking)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = poll(client, booking)
+
+    assert response.status_code == 286
+    assert len(queries) == 0
+
+
+def test_each_browser_gets_its_own_csrf_token_in_a_cached_final_status(slot, caching):
+    booking = make_confirmed_booking(slot=slot, stripe_customer_id="cus_1")
+    first, second = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+
+    tokens = []
+    for browser in (first, second, first):
+        body = poll(browser, booking).content.decode()
+        assert "PLACEHOLDER" not in body
+        tokens.append(CSRF_INPUT.search(body).group(1))
+    posted = first.post(reverse("shop:booking_portal", args=[booking.public_token]), {"csrfmiddlewaretoken": tokens[2]})
+    forged = second.post(reverse("shop:booking_portal", args=[booking.public_token]), {"csrfmiddlewaretoken": "x" * 64})
+
+    assert len(set(tokens)) == 3  # masked afresh for each response, as Django does
+    assert posted.status_code == 302  # the token in the cached panel is this browser's own
+    assert forged.status_code == 403
+
+
+def test_a_status_change_replaces_the_cached_final_status(client, slot, caching):
+    booking = make_booking(slot=slot)
+    free = paid_facts(booking, amount_total=0, payment_status="no_payment_required", payment_intent_id=None)
+    booking_confirm(facts=free)
+    booking.refresh_from_db()
+    assert "You're booked!" in poll(client, booking).content.decode()
+
+    booking_refund(booking=booking)  # nothing was paid: the booking is cancelled
+
+    body = poll(client, booking).content.decode()
+    assert 'data-status="cancelled"' in body
+    assert "You're booked!" not in body
+
+
+def seats_shown(client, slot) -> str:
+    html = client.get(reverse("shop:listing", args=[slot.listing.slug])).content.decode()
+    return re.search(rf'data-slot-seats="{slot.pk}">([^<]+)<', html).group(1)
+
+
+def test_a_confirmed_payment_shows_on_the_cached_listing_at_once(client, slot, caching):
+    assert seats_shown(client, slot) == "5 seats left"
+
+    booking_confirm(facts=paid_facts(make_booking(slot=slot, quantity=2)))
+
+    assert seats_shown(client, slot) == "3 seats left"
+
+
+def test_a_capacity_change_shows_on_the_cached_listing_and_catalog_at_once(client, slot, caching):
+    assert seats_shown(client, slot) == "5 seats left"
+    client.get(reverse("shop:catalog"))
+
+    slot_capacity_change(slot=slot, capacity=8)
+
+    assert seats_shown(client, slot) == "8 seats left"
+
+
+def test_a_change_made_outside_the_services_shows_once_the_fragment_expires(client, slot, caching, monkeypatch):
+    assert seats_shown(client, slot) == "5 seats left"
+    Slot.objects.filter(pk=slot.pk).update(seats_left=1)
+    assert seats_shown(client, slot) == "5 seats left"
+
+    later = time.time() + 5.1
+    monkeypatch.setattr(locmem.time, "time", lambda: later)
+
+    assert seats_shown(client, slot) == "1 seat left"
+
+
+def test_the_time_a_customer_came_for_is_chosen_on_the_cached_listing(client, listing, caching):
+    make_slot(listing=listing)
+    second = make_slot(listing=listing, starts_in=dt.timedelta(days=4))
+    url = reverse("shop:listing", args=[listing.slug])
+
+    plain = client.get(url).content.decode()
+    chosen = client.get(url, {"slot": second.pk}).content.decode()
+    unknown = client.get(url, {"slot": "999999"}).content.decode()
+
+    assert " checked" not in plain
+    assert f'name="slot" value="{second.pk}" checked' in chosen
+    assert chosen.count(" checked") == 1
+    assert " checked" not in unknown
+
+
+def test_each_visitor_gets_its_own_csrf_token_on_a_cached_listing(slot, caching):
+    url = reverse("shop:listing", args=[slot.listing.slug])
+    first, second = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+
+    bodies = [browser.get(url).content.decode() for browser in (first, second)]
+
+    tokens = [CSRF_INPUT.search(body).group(1) for body in bodies]
+    assert tokens[0] != tokens[1]
+    assert all("PLACEHOLDER" not in body for body in bodies)
+    response = first.post(
+        reverse("shop:checkout_create", args=[slot.listing.slug]),
+        {
+            "slot": slot.pk,
+            "quantity": "0",
+            "customer_name": "Ada",
+            "customer_email": "ada@example.com",
+            "csrfmiddlewaretoken": tokens[0],
+        },
+    )
+    assert response.status_code == 400  # past the CSRF check, refused by the form
+
+
+def test_an_archived_listing_leaves_the_cached_catalog_and_its_page_at_once(client, slot, caching):
+    listing = slot.listing
+    assert listing.title in client.get(reverse("shop:catalog")).content.decode()
+    assert client.get(reverse("shop:listing", args=[listing.slug])).status_code == 200
+
+    listing_archive(listing=listing)
+
+    assert listing.title not in client.get(reverse("shop:catalog")).content.decode()
+    assert client.get(reverse("shop:listing", args=[listing.slug])).status_code == 404
+
+
+def test_a_signed_in_merchant_never_gets_the_page_cached_for_visitors(client, slot, caching):
+    visitor = Client()
+    assert "Merchant sign-in" in visitor.get(reverse("shop:catalog")).content.decode()
+    client.force_login(slot.listing.merchant.user)
+
+    for url in (reverse("shop:catalog"), reverse("shop:listing", args=[slot.listing.slug])):
+        assert "Sign out" in client.get(url).content.decode()
+        body = visitor.get(url).content.decode()
+        assert "Merchant sign-in" in body
+        assert "Sign out" not in body
+
+
+def test_a_waiting_message_is_shown_on_a_cached_listing(client, slot, caching):
+    url = reverse("shop:listing", args=[slot.listing.slug])
+    client.get(url)
+
+    body = client.get(url, {"checkout": "cancelled"}, follow=True).content.decode()
+
+    assert "Checkout cancelled. Nothing was charged" in body
+    assert "Checkout cancelled" not in client.get(url).content.decode()
