@@ -72,7 +72,7 @@ def _settle_pending(summary: ReconcileSummary) -> None:
     )
     for booking in pending.iterator():
         summary.pending_checked += 1
-        check = booking_status_refresh(booking)
+        check = booking_status_refresh(booking, throttled=False)
         if check.problem:
             summary.errors.append(f"booking {booking.pk}: {check.problem}")
         status = check.booking.status

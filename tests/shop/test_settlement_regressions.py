@@ -1,0 +1,48 @@
+"""Bugs the race-and-fault simulation (tests/simulation) found, each pinned by a plain test."""
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from bookings.models import BookingStatus, Refund, RefundStatus
+from shop import payments
+from shop.reconcile import reconcile_run
+from tests.factories import make_slot
+from tests.shop.stripe_flow import deliver_events, open_checkout
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _stripe(stripe_emulator):
+    return stripe_emulator
+
+
+def poll(client, booking):
+    return client.get(
+        reverse("shop:checkout_status", args=[booking.checkout_session_id]), headers={"HX-Request": "true"}
+    )
+
+
+def sold_out_booking(client, stripe_emulator, *, card="4242424242424242"):
+    slot = make_slot(capacity=1)
+    winner, _ = open_checkout(client, slot, email="first@example.com")
+    loser, _ = open_checkout(client, slot, email="second@example.com")
+    stripe_emulator.pay_session(winner.checkout_session_id, "4242424242424242")
+    stripe_emulator.pay_session(loser.checkout_session_id, card)
+    deliver_events(client, stripe_emulator, types={"checkout.session.completed"})
+    loser.refresh_from_db()
+    return loser
+
+
+def test_reconcile_asks_stripe_even_when_the_success_page_just_did(client, slot, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 60
+    booking, _ = open_checkout(client, slot)
+    poll(client, booking)  # the success page asked a moment ago, before the payment went through
+    stripe_emulator.pay_session(booking.checkout_session_id)
+
+    summary = reconcile_run()
+
+    booking.refresh_from_db()
+    assert summary.confirmed == 1
+    assert booking.status == BookingStatus.CONFIRMED
