@@ -46,3 +46,19 @@ def test_reconcile_asks_stripe_even_when_the_success_page_just_did(client, slot,
     booking.refresh_from_db()
     assert summary.confirmed == 1
     assert booking.status == BookingStatus.CONFIRMED
+
+
+def test_a_retried_webhook_asks_again_for_a_sold_out_refund_that_was_not_made(client, stripe_emulator, settings):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    stripe_emulator.fail_refunds(1, mode="error")
+    loser = sold_out_booking(client, stripe_emulator)
+    assert loser.status == BookingStatus.REFUND_DUE
+
+    # Stripe sends the event that answered 500 again: this time the refund must be asked for.
+    retried = deliver_events(client, stripe_emulator, types={"checkout.session.completed"})
+
+    loser.refresh_from_db()
+    assert [r.status_code for r in retried] == [200, 200]
+    assert loser.status == BookingStatus.REFUNDED
+    refunds = payments.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    assert len(refunds) == 1
