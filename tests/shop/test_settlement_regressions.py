@@ -62,3 +62,23 @@ def test_a_retried_webhook_asks_again_for_a_sold_out_refund_that_was_not_made(cl
     assert loser.status == BookingStatus.REFUNDED
     refunds = payments.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
     assert len(refunds) == 1
+
+
+def test_reconcile_learns_of_a_refund_that_failed_later_when_its_webhook_never_came(
+    client, stripe_emulator, settings
+):
+    loser = sold_out_booking(client, stripe_emulator, card="4000000000005126")
+    assert loser.status == BookingStatus.REFUNDED
+    stripe_emulator.advance_clock(60)  # the refund fails at Stripe; its webhooks are lost
+    assert stripe_emulator.events(type="refund.failed")
+
+    reconcile_run()
+    reconcile_run()  # a second run changes nothing and alerts nobody twice
+
+    loser.refresh_from_db()
+    refund = Refund.objects.get(booking=loser)
+    assert loser.status == BookingStatus.REFUND_FAILED
+    assert loser.amount_refunded == 0
+    assert refund.status == RefundStatus.FAILED
+    alerts = [m for m in mail.outbox if "refund failed" in m.subject]
+    assert len(alerts) == 1
