@@ -261,7 +261,8 @@ def refund_failure_events(*, since: dt.datetime) -> list[dict]:
     `reconcile` learns from when the webhook telling of the failure never came."""
     params = {"types": list(REFUND_FAILURE_EVENTS), "created": {"gte": int(since.timestamp())}, "limit": 100}
     try:
-        events = [event.to_dict(for_json=True) for event in stripe_client().v1.events.list(params=params).auto_paging_iter()]
+        listed = stripe_client().v1.events.list(params=params).auto_paging_iter()
+        events = [event.to_dict(for_json=True) for event in listed]
     except stripe.StripeError as error:
         raise PaymentsUnavailable("We could not reach our payment provider.") from error
     failed = [e for e in events if ((e.get("data") or {}).get("object") or {}).get("status") in ("failed", "canceled")]

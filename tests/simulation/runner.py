@@ -531,7 +531,8 @@ class ScenarioRun:
                 self.violation(f"{when}: slot {n} has {slot.seats_left} seats left of {slot.capacity}")
             if slot.capacity - slot.seats_left != slot.sold:
                 self.violation(
-                    f"{when}: slot {n} sold {slot.capacity - slot.seats_left} seats, confirmed bookings hold {slot.sold}"
+                    f"{when}: slot {n} sold {slot.capacity - slot.seats_left} seats, "
+                    f"confirmed bookings hold {slot.sold}"
                 )
 
     def check_invariants(self) -> None:

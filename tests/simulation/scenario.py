@@ -88,7 +88,7 @@ class Scenario:
 
 def _customer_count(rng: random.Random) -> int:
     # 1 to 20, leaning to fewer: races for a few seats are where the bugs live, and cheap.
-    return min(20, 1 + int(20 * rng.random() ** 3))
+    return min(20, 1 + int(20 * rng.random() ** 5))
 
 
 def generate(seed: int) -> Scenario:
@@ -131,7 +131,8 @@ def _timeline(rng: random.Random, c: Customer) -> list[Step]:
     polls = rng.randint(0, 2)
     if fate == "concurrent":
         # The webhook and the customer's success page race, the page from several tabs.
-        steps.append((("deliver", c.index, 1, False, "checkout"),) + tuple(("poll", c.index, 1) for _ in range(rng.randint(1, 3))))
+        tabs = tuple(("poll", c.index, 1) for _ in range(rng.randint(1, 3)))
+        steps.append((("deliver", c.index, 1, False, "checkout"),) + tabs)
     elif fate in ("on_time", "twice", "reversed"):
         steps.append(_webhook_step(rng, c))
     for _ in range(polls):

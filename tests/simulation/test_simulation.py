@@ -13,7 +13,7 @@ from tests.simulation.scenario import generate
 pytestmark = pytest.mark.django_db(transaction=True)
 
 QUICK_SEED = 20261123
-QUICK_SCENARIOS = int(os.environ.get("SIMULATION_QUICK_SCENARIOS", "300"))
+QUICK_SCENARIOS = int(os.environ.get("SIMULATION_QUICK_SCENARIOS", "200"))
 
 
 def test_the_same_seed_gives_the_same_scenario():
