@@ -488,7 +488,8 @@ class ScenarioRun:
 
     def settle(self) -> None:
         """Time passes: open sessions expire, late webhooks arrive (lost ones never), refunds
-        that fail later fail, and `reconcile` runs as scheduled until nothing is left to do."""
+        that fail later fail, and `reconcile` runs as scheduled until nothing is left to do,
+        then once more after the refunds it made have had time to fail."""
         self.note("-- settling --")
         for index in sorted(self.sessions):
             try:
@@ -504,11 +505,13 @@ class ScenarioRun:
             self.operation(("reconcile",))()
             if not self.work_left():
                 break
+        # Refunds made while settling fail later too: let that time pass before the last look.
+        self.control.advance_clock(3600)
         self.step_no += 1
         for c in self.scenario.customers:
             if c.refund_webhooks != "never":
                 self.operation(("deliver", c.index, 1, False, "refund"))()
-        self.op_reconcile()
+        self.operation(("reconcile",))()
 
     def work_left(self) -> bool:
         return (
