@@ -13,7 +13,10 @@ from tests.simulation.scenario import generate
 pytestmark = pytest.mark.django_db(transaction=True)
 
 QUICK_SEED = 20261123
-QUICK_SCENARIOS = int(os.environ.get("SIMULATION_QUICK_SCENARIOS", "200"))
+# SQLite serializes every write, so the same scenarios take about twice as long there.
+QUICK_SCENARIOS = int(
+    os.environ.get("SIMULATION_QUICK_SCENARIOS") or (200 if os.environ.get("DATABASE_URL", "").startswith("postgres") else 100)
+)
 
 
 def test_the_same_seed_gives_the_same_scenario():
