@@ -241,6 +241,19 @@ def booking_confirm(*, facts: CheckoutFacts) -> ConfirmResult:
             return booking_expire(booking=booking)
         return ConfirmResult(ConfirmOutcome.NOT_PAID_YET, booking)
 
+    result = _booking_confirm_paid(facts)
+    if result.outcome == ConfirmOutcome.ALREADY_DONE and _refund_still_to_ask(result.booking):
+        # The payment's news again (Stripe retrying the webhook that answered 500, a late poll):
+        # the moment to ask once more for a refund the first attempt could not make, not a no-op.
+        booking_follow_up(booking_id=result.booking.pk)
+    return result
+
+
+def _refund_still_to_ask(booking: Booking) -> bool:
+    return Refund.objects.filter(booking=booking, status=RefundStatus.REQUESTED).exists()
+
+
+def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
     with transaction.atomic():
         booking = _booking_for_session(facts, lock=True)
         if booking is None:

@@ -63,19 +63,21 @@ class StatusCheck:
     problem: str = ""
 
 
-def booking_status_refresh(booking: Booking) -> StatusCheck:
+def booking_status_refresh(booking: Booking, *, throttled: bool = True) -> StatusCheck:
     """What the success page shows. A final booking is answered from the database alone; a
     pending one asks Stripe, at most once every few seconds per booking across all processes,
-    and confirms through the same function as the webhook."""
+    and confirms through the same function as the webhook.
+
+    `reconcile` passes `throttled=False`: it must ask Stripe about every pending booking, even
+    one whose success page asked a moment ago (before the payment went through)."""
     if booking.status != BookingStatus.PENDING or not booking.checkout_session_id:
         return StatusCheck(booking)
     now = timezone.now()
     recently = now - timedelta(seconds=settings.STRIPE_STATUS_CHECK_SECONDS)
-    claimed = (
-        Booking.objects.filter(pk=booking.pk, status=BookingStatus.PENDING)
-        .filter(Q(stripe_checked_at__isnull=True) | Q(stripe_checked_at__lte=recently))
-        .update(stripe_checked_at=now)
-    )
+    claim = Booking.objects.filter(pk=booking.pk, status=BookingStatus.PENDING)
+    if throttled:
+        claim = claim.filter(Q(stripe_checked_at__isnull=True) | Q(stripe_checked_at__lte=recently))
+    claimed = claim.update(stripe_checked_at=now)
     if not claimed:
         booking.refresh_from_db()
         return StatusCheck(booking)

@@ -253,6 +253,22 @@ def refund_retrieve(refund_id: str) -> RefundReceipt:
         raise PaymentsUnavailable("We could not reach our payment provider.") from error
 
 
+REFUND_FAILURE_EVENTS = ("refund.failed", "refund.updated")
+
+
+def refund_failure_events(*, since: dt.datetime) -> list[dict]:
+    """The events since `since` that say a refund failed, oldest first, as plain dicts: what
+    `reconcile` learns from when the webhook telling of the failure never came."""
+    params = {"types": list(REFUND_FAILURE_EVENTS), "created": {"gte": int(since.timestamp())}, "limit": 100}
+    try:
+        listed = stripe_client().v1.events.list(params=params).auto_paging_iter()
+        events = [event.to_dict(for_json=True) for event in listed]
+    except stripe.StripeError as error:
+        raise PaymentsUnavailable("We could not reach our payment provider.") from error
+    failed = [e for e in events if ((e.get("data") or {}).get("object") or {}).get("status") in ("failed", "canceled")]
+    return sorted(failed, key=lambda event: event.get("created") or 0)
+
+
 # Customer portal
 
 

@@ -22,7 +22,7 @@ from bookings.services import (
 )
 from shop import payments
 from shop.checkout import booking_status_refresh
-from shop.webhooks import EventResult, stripe_event_process
+from shop.webhooks import EventResult, stripe_event_process, stripe_event_receive
 
 log = logging.getLogger("shop.reconcile")
 
@@ -37,6 +37,7 @@ class ReconcileSummary:
     refunds_submitted: int = 0
     refunds_still_failing: int = 0
     refunds_settled: int = 0
+    refund_failures_learned: int = 0
     events_replayed: int = 0
     events_still_failing: int = 0
     follow_ups: int = 0
@@ -49,6 +50,7 @@ class ReconcileSummary:
             f"pending bookings that never reached Stripe, expired: {self.abandoned}",
             f"refunds asked for: {self.refunds_submitted} (still failing: {self.refunds_still_failing})",
             f"refunds settled from Stripe: {self.refunds_settled}",
+            f"refund failures learned from Stripe's events: {self.refund_failures_learned}",
             f"failed webhook events processed again: {self.events_replayed} (still failing: {self.events_still_failing})",
             f"bookings whose e-mails or follow-ups were finished: {self.follow_ups}",
         ]
@@ -61,6 +63,7 @@ def reconcile_run(*, now=None) -> ReconcileSummary:
     _expire_never_opened(summary, now)
     _submit_requested_refunds(summary)
     _settle_pending_refunds(summary)
+    _learn_refund_failures(summary, now)
     _replay_failed_events(summary)
     _finish_follow_ups(summary)
     return summary
@@ -72,7 +75,7 @@ def _settle_pending(summary: ReconcileSummary) -> None:
     )
     for booking in pending.iterator():
         summary.pending_checked += 1
-        check = booking_status_refresh(booking)
+        check = booking_status_refresh(booking, throttled=False)
         if check.problem:
             summary.errors.append(f"booking {booking.pk}: {check.problem}")
         status = check.booking.status
@@ -119,6 +122,26 @@ def _settle_pending_refunds(summary: ReconcileSummary) -> None:
         before = Refund.objects.values_list("status", flat=True).get(pk=refund_id)
         after = refund_record_update(refund_id=refund_id, status=receipt.status, failure_reason=receipt.failure_reason)
         summary.refunds_settled += after.status != before
+
+
+# Stripe keeps events for 30 days; a refund can fail long after it was created as succeeded.
+REFUND_FAILURE_LOOKBACK = timedelta(days=30)
+
+
+def _learn_refund_failures(summary: ReconcileSummary, now) -> None:
+    """A refund Stripe created (even as succeeded) can fail days later; when the webhook saying
+    so was lost, Stripe's own events still tell. Each is received like a webhook: once by id."""
+    try:
+        events = payments.refund_failure_events(since=now - REFUND_FAILURE_LOOKBACK)
+    except payments.PaymentsUnavailable as error:
+        summary.errors.append(f"refund events: {error}")
+        return
+    for event in events:
+        result = stripe_event_receive(event)
+        if result == EventResult.PROCESSED:
+            summary.refund_failures_learned += 1
+        elif result in (EventResult.FAILED_RETRY, EventResult.FAILED_FINAL):
+            summary.errors.append(f"event {event.get('id')}: not processed")
 
 
 def _replay_failed_events(summary: ReconcileSummary) -> None:

@@ -1,0 +1,634 @@
+"""Running scenarios against the real site (its views, through Django's test client, on the
+configured database) and the Stripe emulator, then checking the money invariants.
+
+Timing is scenario data: a "late" webhook is one delivered after other steps, never one that
+waits for the clock. Webhooks are not forwarded by the emulator: the runner takes its signed
+events and posts them to the site's webhook view, as Stripe would, on time, late, twice,
+concurrently, out of order or never.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+import time
+import traceback
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from django.core import mail
+from django.core.cache import cache
+from django.core.management import call_command
+from django.db import connection, connections
+from django.db.backends.signals import connection_created
+from django.db.models import Q, Sum
+from django.db.models.functions import Coalesce
+from django.test import Client, override_settings
+from django.urls import reverse
+from stripe._http_client import HTTPClient
+
+from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, RefundStatus, Slot, StripeEvent
+from bookings.money import from_minor_units
+from shop import payments
+from shop.webhooks import HANDLED_EVENTS
+from stripe_emulator.control import ControlError, EmulatorControl, PaymentDeclined
+from tests.shop.webhook_signing import stripe_signature
+from tests.simulation.scenario import CARDS, Customer, Scenario, generate
+
+RETRY_ANSWER = "Not processed yet; please retry."
+MAX_RACERS = 48
+PRICE = 2500
+TITLE = "Sea kayak tour"
+CHECKOUT_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded",
+                   "checkout.session.expired", "checkout.session.async_payment_failed"}
+
+
+@dataclass
+class Totals:
+    scenarios: int = 0
+    violations: int = 0
+    failed_scenarios: int = 0
+    webhooks: int = 0
+    polls: int = 0
+    reconciles: int = 0
+    refunds: int = 0
+    customers: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: Totals) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class Outcome:
+    scenario: Scenario
+    violations: list[str]
+    trace: list[str]
+    totals: Totals
+    op_seconds: Counter = field(default_factory=Counter)
+
+    def report(self) -> str:
+        lines = [f"SCENARIO {self.scenario.seed} FAILED: {len(self.violations)} invariant violation(s)"]
+        lines += [f"  ! {v}" for v in self.violations]
+        lines += ["plan:"] + self.scenario.describe()
+        lines += ["trace:"] + [f"  {line}" for line in self.trace]
+        lines.append(f"replay: python3 -m tests.simulation --replay {self.scenario.seed}")
+        return "\n".join(lines)
+
+
+class ErrorLog(logging.Handler):
+    """Every ERROR record of the site (5xx answers are checked on the responses themselves)."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.records: list[str] = []
+        self.lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "django.request":
+            return
+        with self.lock:
+            self.records.append(f"{record.name}: {record.getMessage()[:300]}")
+
+
+def _scratch_commits(sender=None, connection=None, **kwargs) -> None:
+    """The simulation's database is a scratch one: PostgreSQL need not wait for each commit to
+    reach the disk (isolation and locking are unchanged; only a crash could lose commits)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET synchronous_commit = off")
+
+
+@contextmanager
+def sdk_retries_without_sleeping():
+    """The SDK's retries happen as in production, without its back-off sleeps."""
+    saved = HTTPClient.INITIAL_DELAY, HTTPClient.MAX_DELAY
+    HTTPClient.INITIAL_DELAY = HTTPClient.MAX_DELAY = 0.0
+    try:
+        yield
+    finally:
+        HTTPClient.INITIAL_DELAY, HTTPClient.MAX_DELAY = saved
+
+
+class World:
+    """The site and the emulator, reused from scenario to scenario and reset between them."""
+
+    def __init__(self, control: EmulatorControl, webhook_secret: str, *, threads: bool = True):
+        self.control = control
+        self.secret = webhook_secret
+        self.threads = threads
+        self.errors = ErrorLog()
+        user_model = Merchant._meta.get_field("user").related_model
+        user, _ = user_model.objects.get_or_create(username="sim-merchant", defaults={"email": "sim@merchant.example"})
+        self.merchant, _ = Merchant.objects.get_or_create(
+            user=user, defaults={"display_name": "Sim Kayaks", "support_email": "alerts@merchant.example"}
+        )
+        # One request handler, its middleware loaded once, shared by every client and thread (as
+        # one web process serves many requests); a client of its own per customer and request.
+        self.handler = Client().handler
+        self.merchant_client = self.client()
+        self.merchant_client.force_login(user)
+
+    def client(self, **defaults) -> Client:
+        client = Client(**defaults)
+        client.handler = self.handler
+        return client
+
+    @contextmanager
+    def running(self):
+        """While scenarios run: errors are collected, database connections are kept open between
+        requests (one per thread, as in a long-lived web process) and racing threads are pooled."""
+        root = logging.getLogger()
+        root.addHandler(self.errors)
+        database = connections.settings["default"]
+        saved_max_age = database.get("CONN_MAX_AGE", 0)
+        database["CONN_MAX_AGE"] = None
+        connection_created.connect(_scratch_commits, dispatch_uid="simulation-scratch-commits")
+        if connection.connection is not None:
+            _scratch_commits(connection=connection)
+        self.pool = ThreadPoolExecutor(max_workers=MAX_RACERS, thread_name_prefix="racer")
+        try:
+            with sdk_retries_without_sleeping():
+                yield self
+        finally:
+            root.removeHandler(self.errors)
+            connection_created.disconnect(dispatch_uid="simulation-scratch-commits")
+            self._close_pool()
+            database["CONN_MAX_AGE"] = saved_max_age
+            connection.close()
+
+    def _close_pool(self) -> None:
+        threads = len(self.pool._threads)
+        if threads:
+            self.race([lambda: connection.close()] * threads)
+        self.pool.shutdown()
+
+    def race(self, functions) -> list:
+        """Start every function at the same moment, each in its own thread (a barrier), and
+        return their results in order; an exception is returned in its place."""
+        barrier = threading.Barrier(len(functions), timeout=60)
+
+        def racer(function):
+            try:
+                barrier.wait()
+                return function()
+            except BaseException as error:  # noqa: BLE001 - handed back to the caller
+                return error
+
+        futures = [self.pool.submit(racer, function) for function in functions]
+        return [future.result(timeout=120) for future in futures]
+
+    def reset(self) -> None:
+        self.control.reset()
+        mail.outbox = []
+        cache.clear()
+        Refund.objects.all().delete()
+        StripeEvent.objects.all().delete()
+        Booking.objects.all().delete()
+        Slot.objects.all().delete()
+        Listing.objects.all().delete()
+        self.errors.records.clear()
+
+    def run(self, seed: int) -> Outcome:
+        scenario = generate(seed)
+        self.reset()
+        started = time.perf_counter()
+        run = ScenarioRun(self, scenario)
+        with override_settings(STRIPE_STATUS_CHECK_SECONDS=scenario.status_check_seconds):
+            try:
+                run.play()
+            except Exception:  # noqa: BLE001 - an unhandled error is a finding, reported with its trace
+                run.violation("the run itself crashed:\n" + traceback.format_exc())
+        run.totals.seconds = time.perf_counter() - started
+        run.totals.scenarios = 1
+        run.totals.violations = len(run.violations)
+        run.totals.failed_scenarios = int(bool(run.violations))
+        run.op_seconds["checks"] = run.check_seconds
+        return Outcome(scenario, run.violations, run.trace, run.totals, run.op_seconds)
+
+
+class ScenarioRun:
+    def __init__(self, world: World, scenario: Scenario):
+        self.world = world
+        self.control = world.control
+        self.scenario = scenario
+        self.customers = {c.index: c for c in scenario.customers}
+        self.violations: list[str] = []
+        self.trace: list[str] = []
+        self.totals = Totals(customers=len(scenario.customers))
+        self.lock = threading.RLock()
+        self.sessions: dict[int, str] = {}  # customer -> Checkout Session id
+        self.delivered: set[str] = set()
+        self.slots: list[Slot] = []
+        self.step_no = 0
+        self._events: list[dict] = []
+        self._event_ids: set[str] = set()
+        self._events_step = -1
+        self.op_seconds: Counter = Counter()
+        self.check_seconds = 0.0
+
+    # -- bookkeeping --------------------------------------------------------------------------
+
+    def note(self, line: str) -> None:
+        with self.lock:
+            self.trace.append(f"{self.step_no:>3} {line}")
+
+    def violation(self, text: str) -> None:
+        with self.lock:
+            self.violations.append(f"[step {self.step_no}] {text}")
+
+    def count(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self.totals, name, getattr(self.totals, name) + n)
+
+    def answered(self, what: str, response, *, webhook: bool = False) -> None:
+        body = response.content.decode(errors="replace")
+        if response.status_code >= 500 and not (webhook and response.status_code == 500 and body == RETRY_ANSWER):
+            self.violation(f"{what} answered {response.status_code}: {body[:200]}")
+
+    # -- the scenario -------------------------------------------------------------------------
+
+    def play(self) -> None:
+        listing = Listing.objects.create(
+            merchant=self.world.merchant, title=TITLE, slug=f"sim-{self.scenario.seed}", price_amount=PRICE,
+            currency="eur",
+        )
+        from django.utils import timezone
+
+        for n, capacity in enumerate(self.scenario.capacities):
+            starts = timezone.now() + timezone.timedelta(days=3, hours=n)
+            self.slots.append(Slot.objects.create(listing=listing, starts_at=starts, capacity=capacity,
+                                                  seats_left=capacity))
+        if any(c.method == "free" for c in self.scenario.customers):
+            api = payments.stripe_client()
+            coupon = api.v1.coupons.create(params={"percent_off": 100, "duration": "once"})
+            api.v1.promotion_codes.create(params={"coupon": coupon.id, "code": "FREEBIE"})
+        for step in self.scenario.steps:
+            self.step_no += 1
+            self.run_step(step)
+            self.check_seats("during the run")
+        self.step_no += 1
+        self.settle()
+        started = time.perf_counter()
+        self.check_invariants()
+        self.check_seconds += time.perf_counter() - started
+
+    def run_step(self, step) -> None:
+        calls = [self.operation(op) for op in step]
+        if len(calls) == 1 or not self.world.threads:
+            for call in calls:
+                call()
+            return
+        self.race(calls)
+
+    def race(self, functions) -> list:
+        results = self.world.race(functions)
+        for result in results:
+            if isinstance(result, BaseException):
+                self.violation("".join(traceback.format_exception(result))[-1500:])
+        return results
+
+    def operation(self, op):
+        kind, *args = op
+
+        def call():
+            started = time.perf_counter()
+            try:
+                return getattr(self, f"op_{kind}")(*args)
+            finally:
+                self.op_seconds[kind] += time.perf_counter() - started
+
+        return call
+
+    def stripe_events(self) -> list[dict]:
+        """The emulator's events, oldest first, read once per step (events only come from steps);
+        only the newest are fetched, until one already seen."""
+        with self.lock:
+            if self._events_step != self.step_no:
+                self._events_step = self.step_no
+                limit = 20
+                while True:
+                    newest_first = self.control.events(limit=limit)
+                    fresh = [e for e in newest_first if e["id"] not in self._event_ids]
+                    if len(fresh) < len(newest_first) or len(newest_first) < limit:
+                        break
+                    limit *= 10
+                for event in reversed(fresh):
+                    self._event_ids.add(event["id"])
+                    self._events.append(event)
+            return self._events
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def client(self, c: Customer) -> Client:
+        return self.world.client(REMOTE_ADDR=f"10.0.{c.index}.1")
+
+    def booking(self, c: Customer) -> Booking | None:
+        return Booking.objects.filter(customer_email=c.email).first()
+
+    def op_noop(self) -> None:
+        pass
+
+    def op_open(self, index: int) -> None:
+        c = self.customers[index]
+        slot = self.slots[c.slot]
+        response = self.client(c).post(
+            reverse("shop:checkout_create", args=[slot.listing.slug]),
+            {"slot": slot.pk, "quantity": c.quantity, "customer_email": c.email, "customer_name": c.name},
+        )
+        self.answered(f"{c.name}'s checkout", response)
+        booking = self.booking(c)
+        if response.status_code == 303 and booking and booking.checkout_session_id:
+            with self.lock:
+                self.sessions[index] = booking.checkout_session_id
+            self.note(f"{c.name} starts checkout for {c.quantity} seat(s): booking {booking.pk}")
+        else:
+            self.note(f"{c.name} cannot start checkout ({response.status_code})")
+
+    def op_pay(self, index: int, method: str) -> None:
+        c = self.customers[index]
+        session_id = self.sessions.get(index)
+        if not session_id:
+            return
+        kwargs: dict = {}
+        if method == "free":
+            kwargs = {"promotion_code": "FREEBIE"}
+        else:
+            kwargs = {"card": CARDS[method]}
+            if method.startswith("three_d_secure"):
+                kwargs["three_d_secure"] = "fail" if method.endswith("fail") else "complete"
+        try:
+            session = self.control.pay_session(session_id, **kwargs)
+        except PaymentDeclined as error:
+            self.note(f"{c.name} pays ({method}): declined ({error.error.get('code')})")
+            return
+        except ControlError as error:
+            self.note(f"{c.name} pays ({method}): refused by Checkout ({error})")
+            return
+        self.note(f"{c.name} pays ({method}): {session.get('payment_status')} {session.get('amount_total')}")
+
+    def op_poll(self, index: int, tabs: int) -> None:
+        c = self.customers[index]
+        session_id = self.sessions.get(index)
+        if not session_id:
+            return
+        url = reverse("shop:checkout_status", args=[session_id])
+
+        def one_tab():
+            response = self.client(c).get(url, headers={"HX-Request": "true"})
+            self.count("polls")
+            self.answered(f"{c.name}'s status poll", response)
+            return response.status_code
+
+        if tabs == 1 or not self.world.threads:
+            answers = [one_tab() for _ in range(tabs)]
+        else:
+            answers = self.race([one_tab] * tabs)
+        self.note(f"{c.name} polls from {tabs} tab(s): {answers}")
+
+    def events_of(self, c: Customer, kind: str) -> list[dict]:
+        """The customer's events of one kind (checkout or refund) the site subscribes to, oldest first."""
+        session_id = self.sessions.get(c.index)
+        if not session_id:
+            return []
+        booking = self.booking(c)
+        payment_intent = booking.payment_intent_id if booking else ""
+        mine = []
+        for event in self.stripe_events():
+            obj = event["data"]["object"]
+            if event["type"] not in HANDLED_EVENTS:
+                continue
+            if kind == "checkout" and event["type"] in CHECKOUT_EVENTS and obj.get("id") == session_id:
+                mine.append(event)
+            elif (kind == "refund" and event["type"] not in CHECKOUT_EVENTS and payment_intent
+                  and payments.id_of(obj.get("payment_intent")) == payment_intent):
+                mine.append(event)
+        return mine
+
+    def post_event(self, event: dict) -> int:
+        payload = json.dumps(event).encode()
+        response = self.world.client().post(
+            reverse("shop:stripe_webhook"),
+            data=payload,
+            content_type="application/json",
+            HTTP_STRIPE_SIGNATURE=stripe_signature(payload, self.world.secret),
+        )
+        self.count("webhooks")
+        self.answered(f"webhook {event['type']} {event['id']}", response, webhook=True)
+        return response.status_code
+
+    def op_deliver(self, index: int, copies: int, reverse_order: bool, kind: str) -> None:
+        c = self.customers[index]
+        with self.lock:
+            events = [e for e in self.events_of(c, kind) if e["id"] not in self.delivered]
+            self.delivered.update(e["id"] for e in events)
+        if reverse_order:
+            events.reverse()
+        answers = []
+        for event in events:
+            if copies == 1 or not self.world.threads:
+                codes = [self.post_event(event) for _ in range(copies)]
+            else:
+                codes = self.race([lambda e=event: self.post_event(e)] * copies)
+            answers.append(f"{event['type']}={'/'.join(map(str, codes))}")
+            # A webhook answered 500 is sent again by Stripe.
+            while 500 in codes and len(answers) < 50:
+                codes = [self.post_event(event)]
+                answers.append(f"{event['type']} again={codes[0]}")
+        how = f"{'twice, concurrently' if copies == 2 else 'once'}{', in reverse order' if reverse_order else ''}"
+        self.note(f"{c.name}'s {kind} webhooks delivered {how}: {answers or 'none yet'}")
+
+    def op_expire(self, index: int) -> None:
+        c = self.customers[index]
+        session_id = self.sessions.get(index)
+        if not session_id:
+            return
+        try:
+            self.control.expire_session(session_id)
+            self.note(f"{c.name}'s session expires")
+        except ControlError:
+            self.note(f"{c.name}'s session is no longer open")
+
+    def op_reconcile(self) -> None:
+        out, err = io.StringIO(), io.StringIO()
+        call_command("reconcile", stdout=out, stderr=err)
+        self.count("reconciles")
+        summary = "; ".join(line for line in out.getvalue().splitlines() if not line.rstrip().endswith(": 0"))
+        self.note(f"reconcile: {summary or 'nothing to do'}{' | ' + err.getvalue().strip() if err.getvalue() else ''}")
+
+    def op_fail_refunds(self, count: int, mode: str) -> None:
+        self.control.fail_refunds(count, mode=mode, seconds=0.01 if mode == "timeout" else None)
+        self.note(f"Stripe's refunds fail ({mode}) for the next {count} attempt(s)")
+
+    def op_merchant_refund(self, index: int) -> None:
+        c = self.customers[index]
+        booking = self.booking(c)
+        if booking is None:
+            return
+        amount = str(from_minor_units(max(booking.amount_paid - booking.amount_refunded, 1), "eur"))
+        response = self.world.merchant_client.post(
+            reverse("bookings:booking_refund", args=[booking.pk]), {"amount": amount}
+        )
+        self.answered(f"merchant refund of {c.name}", response)
+        booking.refresh_from_db()
+        self.note(f"merchant refunds {c.name} ({response.status_code}): booking now {booking.status}")
+
+    def op_cancel_slot(self, slot_index: int) -> None:
+        slot = self.slots[slot_index]
+        response = self.world.merchant_client.post(reverse("bookings:slot_cancel", args=[slot.pk]))
+        self.answered(f"cancelling slot {slot_index}", response)
+        self.note(f"merchant cancels slot {slot_index} ({response.status_code})")
+
+    # -- settling -------------------------------------------------------------------------------
+
+    def settle(self) -> None:
+        """Time passes: open sessions expire, late webhooks arrive (lost ones never), refunds
+        that fail later fail, and `reconcile` runs as scheduled until nothing is left to do,
+        then once more after the refunds it made have had time to fail."""
+        self.note("-- settling --")
+        for index in sorted(self.sessions):
+            try:
+                self.control.expire_session(self.sessions[index])
+            except ControlError:
+                pass
+        self.control.advance_clock(3600)
+        self.step_no += 1
+        for c in self.scenario.customers:
+            if c.checkout_webhooks != "never":
+                self.operation(("deliver", c.index, 1, False, "checkout"))()
+        for _ in range(6):
+            self.operation(("reconcile",))()
+            if not self.work_left():
+                break
+        # Refunds made while settling fail later too: let that time pass before the last look.
+        self.control.advance_clock(3600)
+        self.step_no += 1
+        for c in self.scenario.customers:
+            if c.refund_webhooks != "never":
+                self.operation(("deliver", c.index, 1, False, "refund"))()
+        self.operation(("reconcile",))()
+
+    def work_left(self) -> bool:
+        return (
+            Booking.objects.filter(status__in=[BookingStatus.PENDING, BookingStatus.REFUND_DUE]).exists()
+            or Refund.objects.filter(status=RefundStatus.REQUESTED).exists()
+            or StripeEvent.objects.filter(status=StripeEvent.Status.FAILED).exists()
+        )
+
+    # -- invariants -----------------------------------------------------------------------------
+
+    def check_seats(self, when: str) -> None:
+        confirmed = Q(bookings__status=BookingStatus.CONFIRMED)
+        slots = Slot.objects.filter(pk__in=[slot.pk for slot in self.slots]).annotate(
+            sold=Coalesce(Sum("bookings__quantity", filter=confirmed), 0)
+        )
+        numbers = {slot.pk: n for n, slot in enumerate(self.slots)}
+        for slot in slots:
+            n = numbers[slot.pk]
+            if not 0 <= slot.seats_left <= slot.capacity:
+                self.violation(f"{when}: slot {n} has {slot.seats_left} seats left of {slot.capacity}")
+            if slot.capacity - slot.seats_left != slot.sold:
+                self.violation(
+                    f"{when}: slot {n} sold {slot.capacity - slot.seats_left} seats, "
+                    f"confirmed bookings hold {slot.sold}"
+                )
+
+    def check_invariants(self) -> None:
+        self.check_seats("after settling")
+        api = payments.stripe_client()
+        outbox = list(mail.outbox)
+        sessions = {s.id: s for s in api.v1.checkout.sessions.list(params={"limit": 100}).auto_paging_iter()}
+        refunds: dict[str, list] = {}
+        for refund in api.v1.refunds.list(params={"limit": 100}).auto_paging_iter():
+            refunds.setdefault(refund.payment_intent, []).append(refund)
+        for c in self.scenario.customers:
+            self.check_customer(c, sessions, refunds, outbox)
+        if self.world.errors.records:
+            for record in self.world.errors.records:
+                self.violation(f"error logged: {record}")
+
+    def check_customer(self, c: Customer, sessions: dict, refunds: dict, outbox) -> None:
+        booking = self.booking(c)
+        if booking is None:
+            return
+        who = f"{c.name} (booking {booking.pk}, {booking.status})"
+        if booking.status == BookingStatus.PENDING:
+            self.violation(f"{who} is still pending after its session expired and reconcile ran")
+        subjects = Counter(m.subject for m in outbox if m.to == [c.email])
+        confirmations = subjects[f"You're booked: {TITLE}"]
+        if confirmations != (1 if booking.confirmed_at else 0):
+            self.violation(f"{who} got {confirmations} confirmation e-mails")
+        refunds_here = list(Refund.objects.filter(booking=booking))
+        for reason, subject in (
+            ("sold_out", f"Sorry, {TITLE} sold out: your payment is refunded"),
+            ("slot_cancelled", f"{TITLE} is cancelled: your payment is refunded"),
+        ):
+            made = sum(1 for r in refunds_here if r.reason == reason and r.stripe_refund_id)
+            if subjects[subject] != made:
+                self.violation(f"{who} got {subjects[subject]} e-mails '{subject}' for {made} such refund(s)")
+        failed_rows = [r for r in refunds_here if r.status == RefundStatus.FAILED]
+        alerts = sum(1 for m in outbox if m.subject == f"Action needed: a refund failed for booking #{booking.pk}")
+        if alerts != len(failed_rows):
+            self.violation(f"{who}: {alerts} merchant alerts for {len(failed_rows)} failed refund(s)")
+        if not booking.checkout_session_id:
+            return
+        session = sessions[booking.checkout_session_id]
+        stripe_refunds = refunds.get(session.payment_intent, []) if session.payment_intent else []
+        self.count("refunds", len(stripe_refunds))
+        metadata = [r.metadata.to_dict() if r.metadata else {} for r in stripe_refunds]
+        per_reason = Counter((m.get("booking_id"), m.get("reason")) for m in metadata)
+        for (booking_id, reason), n in per_reason.items():
+            if n > 1:
+                self.violation(f"{who}: {n} refunds at Stripe for booking {booking_id}, reason {reason}")
+        refunded = sum(r.amount for r in stripe_refunds if r.status in ("succeeded", "pending"))
+        failed = [r for r in stripe_refunds if r.status in ("failed", "canceled")]
+        if refunded > (session.amount_total or 0):
+            self.violation(f"{who}: {refunded} refunded at Stripe of {session.amount_total} paid")
+        if booking.amount_refunded != refunded:
+            self.violation(f"{who}: the site counts {booking.amount_refunded} refunded, Stripe {refunded}")
+        paid = session.status == "complete" and session.payment_status == "paid" and session.amount_total > 0
+        free = session.status == "complete" and session.payment_status == "no_payment_required"
+        if paid:
+            if booking.amount_paid != session.amount_total:
+                self.violation(f"{who}: paid {session.amount_total} at Stripe, the site says {booking.amount_paid}")
+            if booking.status == BookingStatus.CONFIRMED:
+                if refunded:
+                    self.violation(f"{who}: confirmed AND refunded {refunded}")
+            elif booking.status == BookingStatus.REFUNDED:
+                if refunded != session.amount_total:
+                    self.violation(f"{who}: refunded {refunded} of {session.amount_total} paid")
+            elif booking.status == BookingStatus.REFUND_FAILED:
+                if refunded or not failed or c.method != "refund_fails_later":
+                    self.violation(f"{who}: refund failed without a failed refund at Stripe ({refunded} refunded)")
+            else:
+                self.violation(f"{who}: paid {session.amount_total} but neither confirmed nor refunded")
+        elif free:
+            if booking.status not in (BookingStatus.CONFIRMED, BookingStatus.CANCELLED) or stripe_refunds:
+                self.violation(f"{who}: a free order ended {booking.status} with {len(stripe_refunds)} refunds")
+        else:
+            if booking.status != BookingStatus.EXPIRED or stripe_refunds:
+                self.violation(f"{who}: an unpaid session ({session.status}) ended {booking.status}")
+            if session.status == "open":
+                self.violation(f"{who}: its session is still open after settling")
+
+
+def run_seeds(world: World, seeds, *, on_failure=print, progress=None) -> tuple[Totals, list[Outcome]]:
+    totals = Totals()
+    failures: list[Outcome] = []
+    started = time.perf_counter()
+    with world.running():
+        for n, seed in enumerate(seeds, 1):
+            outcome = world.run(seed)
+            totals.add(outcome.totals)
+            if outcome.violations:
+                failures.append(outcome)
+                on_failure(outcome.report())
+            if progress:
+                progress(n, totals)
+    totals.seconds = time.perf_counter() - started
+    return totals, failures

@@ -1,0 +1,190 @@
+"""Seeded scenarios: who buys what, how they pay, what happens to their webhooks, and in which
+order everything happens. A scenario is a plan made from its seed alone, before anything runs,
+so the same seed always gives the same plan (see `generate`)."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+# How a customer's checkout ends, and how often.
+METHODS = {
+    "pay": 34,  # 4242: paid
+    "three_d_secure": 10,  # 3155: challenge completed, paid
+    "three_d_secure_fail": 5,  # 3155: challenge failed, nothing charged, session left open
+    "decline": 9,  # 0002: declined; maybe pays with another card later
+    "abandon": 14,  # never pays; the session expires
+    "free": 8,  # a 100% promotion code: complete with nothing paid
+    "refund_fails_later": 6,  # 5126: paid; any refund of it fails a moment later
+    "refund_pending": 4,  # 7726: paid; any refund of it is pending, then succeeds
+    "start_refused": 0,  # (not chosen: a start can be refused because seats ran out)
+}
+CARDS = {
+    "pay": "4242424242424242",
+    "three_d_secure": "4000002500003155",
+    "three_d_secure_fail": "4000002500003155",
+    "decline": "4000000000000002",
+    "refund_fails_later": "4000000000005126",
+    "refund_pending": "4000000000007726",
+}
+# What happens to the webhooks about a customer's checkout and refunds.
+WEBHOOK_FATES = {"on_time": 30, "late": 20, "twice": 15, "concurrent": 15, "reversed": 8, "never": 12}
+
+
+def _pick(rng: random.Random, weights: dict[str, int]) -> str:
+    names = [name for name, weight in weights.items() if weight]
+    return rng.choices(names, weights=[weights[name] for name in names])[0]
+
+
+@dataclass
+class Customer:
+    index: int
+    slot: int
+    quantity: int
+    method: str
+    checkout_webhooks: str
+    refund_webhooks: str
+    pays_again_after_decline: bool
+
+    @property
+    def name(self) -> str:
+        return f"c{self.index}"
+
+    @property
+    def email(self) -> str:
+        return f"c{self.index}@sim.example"
+
+    @property
+    def pays(self) -> bool:
+        return self.method not in ("abandon",)
+
+
+# An operation: (kind, argument...). A step is a tuple of operations started together, each in
+# its own thread when there are several (a race); steps run one after the other.
+Op = tuple
+Step = tuple[Op, ...]
+
+
+@dataclass
+class Scenario:
+    seed: int
+    capacities: list[int]
+    customers: list[Customer]
+    status_check_seconds: int
+    steps: list[Step] = field(default_factory=list)
+
+    def describe(self) -> list[str]:
+        lines = [
+            f"seed {self.seed}: slots {self.capacities} (seats), poll throttle {self.status_check_seconds}s",
+        ]
+        for c in self.customers:
+            extra = ", pays again after the decline" if c.method == "decline" and c.pays_again_after_decline else ""
+            lines.append(
+                f"  {c.name}: {c.quantity} seat(s) on slot {c.slot}, {c.method}{extra}; "
+                f"checkout webhooks {c.checkout_webhooks}, refund webhooks {c.refund_webhooks}"
+            )
+        return lines
+
+
+def _customer_count(rng: random.Random) -> int:
+    # 1 to 20, leaning to fewer: races for a few seats are where the bugs live, and cheap.
+    return min(20, 1 + int(20 * rng.random() ** 5))
+
+
+def generate(seed: int) -> Scenario:
+    """The plan of scenario `seed`: the same seed always gives the same plan."""
+    rng = random.Random(seed)
+    capacities = [rng.randint(1, 5) for _ in range(rng.choice([1, 1, 2]))]
+    customers = [
+        Customer(
+            index=i,
+            slot=rng.randrange(len(capacities)),
+            quantity=rng.choice([1, 1, 1, 2, 2, 3]),
+            method=_pick(rng, METHODS),
+            checkout_webhooks=_pick(rng, WEBHOOK_FATES),
+            refund_webhooks=_pick(rng, WEBHOOK_FATES),
+            pays_again_after_decline=rng.random() < 0.5,
+        )
+        for i in range(1, _customer_count(rng) + 1)
+    ]
+    scenario = Scenario(
+        seed=seed, capacities=capacities, customers=customers, status_check_seconds=rng.choice([0, 0, 3])
+    )
+    scenario.steps = _plan(rng, scenario)
+    return scenario
+
+
+def _timeline(rng: random.Random, c: Customer) -> list[Step]:
+    """One customer's steps, in their own order."""
+    steps: list[Step] = [(("open", c.index),)]
+    if c.method == "abandon":
+        if rng.random() < 0.5:
+            steps.append((("poll", c.index, 1),))
+        if rng.random() < 0.4:
+            steps.append((("expire", c.index),))
+            steps.append(_webhook_step(rng, c))
+        return steps
+    steps.append((("pay", c.index, c.method),))
+    if c.method == "decline" and c.pays_again_after_decline:
+        steps.append((("pay", c.index, "pay"),))
+    fate = c.checkout_webhooks
+    polls = rng.randint(0, 2)
+    if fate == "concurrent":
+        # The webhook and the customer's success page race, the page from several tabs.
+        tabs = tuple(("poll", c.index, 1) for _ in range(rng.randint(1, 3)))
+        steps.append((("deliver", c.index, 1, False, "checkout"),) + tabs)
+    elif fate in ("on_time", "twice", "reversed"):
+        steps.append(_webhook_step(rng, c))
+    for _ in range(polls):
+        steps.append((("poll", c.index, rng.randint(1, 3)),))
+    return steps
+
+
+def _webhook_step(rng: random.Random, c: Customer, fate: str | None = None, kind: str = "checkout") -> Step:
+    """Deliver the customer's webhooks of one kind (checkout or refund) received so far."""
+    fate = fate or c.checkout_webhooks
+    if fate == "never":
+        return (("noop",),)
+    copies = 2 if fate == "twice" else 1
+    return (("deliver", c.index, copies, fate == "reversed", kind),)
+
+
+def _plan(rng: random.Random, scenario: Scenario) -> list[Step]:
+    timelines = [_timeline(rng, c) for c in scenario.customers]
+    steps: list[Step] = []
+    # Interleave the customers' timelines at random, each in its own order.
+    while any(timelines):
+        live = [t for t in timelines if t]
+        timeline = rng.choice(live)
+        step = timeline.pop(0)
+        # Sometimes two customers act at the same moment (two payments for the last seat).
+        others = [t for t in live if t is not timeline and t]
+        if others and rng.random() < 0.25:
+            other = rng.choice(others)
+            step = step + other.pop(0)
+        steps.append(step)
+    # Things that happen to everybody, at random moments.
+    extras: list[Step] = []
+    for _ in range(rng.randint(0, 3)):
+        extras.append((("reconcile",),))
+    if rng.random() < 0.35:
+        extras.append((("fail_refunds", rng.randint(1, 3), rng.choice(["error", "error", "timeout"])),))
+    for c in scenario.customers:
+        if c.pays and rng.random() < 0.12:
+            extras.append((("merchant_refund", c.index),))
+        if c.checkout_webhooks == "late":
+            extras.append(_webhook_step(rng, c, "on_time"))
+        if c.refund_webhooks not in ("never", "late") and rng.random() < 0.6:
+            fate = "on_time" if c.refund_webhooks == "concurrent" else c.refund_webhooks
+            extras.append(_webhook_step(rng, c, fate, kind="refund"))
+    if rng.random() < 0.1:
+        extras.append((("cancel_slot", rng.randrange(len(scenario.capacities))),))
+    for extra in extras:
+        at = rng.randint(0, len(steps))
+        if rng.random() < 0.2 and steps:
+            # At the very same moment as something else (a reconcile racing a webhook...).
+            at = min(at, len(steps) - 1)
+            steps[at] = steps[at] + extra
+        else:
+            steps.insert(at, extra)
+    return [step for step in steps if any(op[0] != "noop" for op in step)]

@@ -1,0 +1,43 @@
+"""The quick run of the simulation, part of every test run: a few hundred seeded scenarios
+against the real views, the configured database and the Stripe emulator, each checked against
+the money invariants. A failure prints each failing scenario's seed, plan and trace."""
+
+import os
+
+import pytest
+
+from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.simulation.runner import World, run_seeds
+from tests.simulation.scenario import generate
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+QUICK_SEED = 20261123
+# SQLite serializes every write, so the same scenarios take about twice as long there.
+QUICK_SCENARIOS = int(
+    os.environ.get("SIMULATION_QUICK_SCENARIOS") or (200 if os.environ.get("DATABASE_URL", "").startswith("postgres") else 100)
+)
+
+
+def test_the_same_seed_gives_the_same_scenario():
+    first, again, other = generate(42), generate(42), generate(43)
+
+    assert first.describe() == again.describe() and first.steps == again.steps
+    assert (first.describe(), first.steps) != (other.describe(), other.steps)
+
+
+def test_a_quick_run_of_random_races_and_faults_keeps_every_money_invariant(stripe_emulator, capsys):
+    world = World(stripe_emulator, TEST_WEBHOOK_SECRET)
+    seeds = range(QUICK_SEED * 100_000, QUICK_SEED * 100_000 + QUICK_SCENARIOS)
+
+    totals, failures = run_seeds(world, seeds, on_failure=lambda report: None)
+
+    with capsys.disabled():
+        print(
+            f"\nsimulation quick run: {totals.scenarios} scenarios, {totals.violations} violations, "
+            f"{totals.webhooks} webhooks, {totals.polls} polls, {totals.refunds} refunds, "
+            f"{totals.scenarios / totals.seconds:.1f} scenarios/s"
+        )
+    assert totals.scenarios == QUICK_SCENARIOS
+    assert not failures, "\n\n".join(outcome.report() for outcome in failures[:3])
+    assert totals.webhooks and totals.polls and totals.refunds  # the run exercised what it claims to
