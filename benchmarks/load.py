@@ -16,8 +16,6 @@ drift, ratios much less. Not a test: it prints numbers, and exits 1 when a targe
 """
 
 import argparse
-import hashlib
-import hmac
 import json
 import math
 import os
@@ -55,6 +53,7 @@ from django.conf import settings  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 
 from stripe_emulator import Emulator  # noqa: E402
+from tests.shop.webhook_signing import event_payload, session_object, stripe_signature  # noqa: E402
 
 LUA_SCRIPT = ROOT / "benchmarks" / "load.lua"
 WEBHOOK_SECRET = os.environ["STRIPE_WEBHOOK_SECRET"]
@@ -231,9 +230,7 @@ def write_requests(path: Path, rows: list[tuple[str, str, str, list[str]]]) -> P
 
 
 def signed(payload: bytes) -> str:
-    timestamp = int(time.time())
-    digest = hmac.new(WEBHOOK_SECRET.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+    return stripe_signature(payload, WEBHOOK_SECRET)
 
 
 def webhook_events(bookings: list) -> list[bytes]:
@@ -241,19 +238,7 @@ def webhook_events(bookings: list) -> list[bytes]:
     the site ignores."""
     events = []
     for n, booking in enumerate(bookings):
-        session = {
-            "id": booking.checkout_session_id,
-            "object": "checkout.session",
-            "client_reference_id": f"booking-{booking.pk}",
-            "metadata": {"booking_id": str(booking.pk)},
-            "status": "complete",
-            "payment_status": "paid",
-            "amount_subtotal": booking.amount_total,
-            "amount_total": booking.amount_total,
-            "currency": booking.currency,
-            "payment_intent": f"pi_loadhook{n}",
-            "customer": booking.stripe_customer_id,
-        }
+        session = session_object(booking, payment_intent=f"pi_loadhook{n}", customer=booking.stripe_customer_id)
         kind = n % 10
         if kind < 7:
             event_type, obj = "checkout.session.completed", session
@@ -261,21 +246,7 @@ def webhook_events(bookings: list) -> list[bytes]:
             event_type, obj = "checkout.session.expired", {**session, "status": "expired", "payment_status": "unpaid"}
         else:
             event_type, obj = "payment_intent.created", {"id": f"pi_loadhook{n}", "object": "payment_intent"}
-        events.append(
-            json.dumps(
-                {
-                    "id": f"evt_loadhook{n}",
-                    "object": "event",
-                    "api_version": "2026-10-28.endive",
-                    "created": int(time.time()),
-                    "data": {"object": obj},
-                    "livemode": False,
-                    "pending_webhooks": 1,
-                    "request": {"id": None, "idempotency_key": None},
-                    "type": event_type,
-                }
-            ).encode()
-        )
+        events.append(event_payload(event_type, obj, event_id=f"evt_loadhook{n}"))
     return events
 
 

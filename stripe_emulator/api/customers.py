@@ -244,10 +244,10 @@ def _clause_sql(clause: dict[str, Any]) -> tuple[str, list[Any]]:
     else:
         path = f"$.{clause['field']}" if clause["field"] != "metadata" else "$.metadata." + json.dumps(clause["key"])
         if clause["op"] == "~":
-            sql = f"instr(lower(COALESCE(json_extract(data, ?), '')), lower(?)) > 0"
+            sql = "instr(lower(COALESCE(json_extract(data, ?), '')), lower(?)) > 0"
         else:
             # Stripe matches exact values of strings case-insensitively.
-            sql = f"lower(COALESCE(json_extract(data, ?), '')) = lower(?)"
+            sql = "lower(COALESCE(json_extract(data, ?), '')) = lower(?)"
         args = [path, str(clause["value"])]
     if clause["negate"]:
         sql = f"NOT ({sql})"

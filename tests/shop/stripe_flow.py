@@ -43,3 +43,10 @@ def stripe_session_reads(control, session_id: str) -> int:
     return sum(
         1 for r in control.requests() if r.get("method") == "GET" and r.get("path", "").endswith(session_id)
     )
+
+
+def poll(client, booking):
+    """The success page's htmx poll of a booking's status."""
+    return client.get(
+        reverse("shop:checkout_status", args=[booking.checkout_session_id]), headers={"HX-Request": "true"}
+    )

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, Slot, StripeEvent
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import make_confirmed_booking, make_listing, make_merchant, make_slot
-from tests.shop.webhook_signing import stripe_signature
+from tests.shop.webhook_signing import session_object, stripe_signature
 
 pytestmark = pytest.mark.django_db
 
@@ -495,19 +495,7 @@ EVENT_TYPES = [
 def _session_like(booking: Booking) -> st.SearchStrategy:
     """The paid Checkout Session of a real pending booking, as is or with a field or two of any
     other value or missing, and objects of any shape."""
-    paid = {
-        "id": booking.checkout_session_id,
-        "object": "checkout.session",
-        "client_reference_id": f"booking-{booking.pk}",
-        "metadata": {"booking_id": str(booking.pk)},
-        "status": "complete",
-        "payment_status": "paid",
-        "amount_total": booking.amount_total,
-        "amount_subtotal": booking.amount_total,
-        "currency": booking.currency,
-        "payment_intent": "pi_fuzz",
-        "customer": "cus_fuzz",
-    }
+    paid = session_object(booking, payment_intent="pi_fuzz", customer="cus_fuzz")
     missing = object()
 
     def changed(odd: dict) -> dict:

@@ -12,7 +12,7 @@ from shop import payments
 from shop.reconcile import reconcile_run
 from stripe_emulator.control import PaymentDeclined
 from tests.factories import make_slot
-from tests.shop.stripe_flow import deliver_events, open_checkout, stripe_session_reads
+from tests.shop.stripe_flow import deliver_events, open_checkout, poll, stripe_session_reads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,12 +20,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _stripe(stripe_emulator):
     return stripe_emulator
-
-
-def poll(client, booking):
-    return client.get(
-        reverse("shop:checkout_status", args=[booking.checkout_session_id]), headers={"HX-Request": "true"}
-    )
 
 
 def test_checkout_opens_a_stripe_session_describing_the_booking(client, slot):

@@ -2,13 +2,12 @@
 
 import pytest
 from django.core import mail
-from django.urls import reverse
 
 from bookings.models import BookingStatus, Refund, RefundStatus
 from shop import payments
 from shop.reconcile import reconcile_run
 from tests.factories import make_slot
-from tests.shop.stripe_flow import deliver_events, open_checkout
+from tests.shop.stripe_flow import deliver_events, open_checkout, poll
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -16,12 +15,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 @pytest.fixture(autouse=True)
 def _stripe(stripe_emulator):
     return stripe_emulator
-
-
-def poll(client, booking):
-    return client.get(
-        reverse("shop:checkout_status", args=[booking.checkout_session_id]), headers={"HX-Request": "true"}
-    )
 
 
 def sold_out_booking(client, stripe_emulator, *, card="4242424242424242"):

@@ -15,7 +15,7 @@ from django.urls import reverse
 from bookings.models import Slot
 from bookings.services import booking_confirm, booking_refund, listing_archive, slot_capacity_change
 from shop import payments
-from tests.factories import make_booking, make_confirmed_booking, make_listing, make_slot, paid_facts
+from tests.factories import make_booking, make_confirmed_booking, make_slot, paid_facts
 
 pytestmark = pytest.mark.django_db
 
