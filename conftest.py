@@ -14,20 +14,10 @@ def plain_http_test_settings():
     """Tests talk plain HTTP to a local server, and static files come from the finders."""
     from django.test import override_settings
 
+    from tests.local_settings import LOCAL_RUN_SETTINGS
+
     with override_settings(
-        SECURE_SSL_REDIRECT=False,
-        SESSION_COOKIE_SECURE=False,
-        CSRF_COOKIE_SECURE=False,
-        SECURE_HSTS_SECONDS=0,
-        STORAGES={
-            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        },
-        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
-        # Hashing test passwords at production strength would dominate the suite's time.
-        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
-        WHITENOISE_AUTOREFRESH=True,
-        WHITENOISE_USE_FINDERS=True,
+        **LOCAL_RUN_SETTINGS,
         # Never the Stripe account of the developer's environment: a test that needs Stripe
         # points the site at the emulator, or asks for real Stripe explicitly (tests/e2e).
         STRIPE_SECRET_KEY="",

@@ -468,11 +468,16 @@ def refund_submit(*, refund_id: int) -> Refund:
     )
 
 
+def _locked_with_refund(refund_id: int) -> tuple[Booking, Refund]:
+    """Lock a refund's booking, then the refund: the order every refund writer keeps."""
+    booking = _locked(Refund.objects.values_list("booking_id", flat=True).get(pk=refund_id))
+    return booking, Refund.objects.select_for_update().get(pk=refund_id)
+
+
 def refund_record_created(*, refund_id: int, receipt_id: str, status: str, failure_reason: str = "") -> Refund:
     """Record that the provider created a refund; counts its amount as refunded exactly once."""
     with transaction.atomic():
-        booking = _locked(Refund.objects.values_list("booking_id", flat=True).get(pk=refund_id))
-        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        booking, refund = _locked_with_refund(refund_id)
         if refund.status != RefundStatus.REQUESTED:
             return refund
         refund.stripe_refund_id = receipt_id
@@ -506,8 +511,7 @@ def refund_record_failure(*, refund_id: int, failure_reason: str) -> Refund:
     """A refund failed at the provider (at once, or later). Its amount is no longer counted as
     refunded, a fully refunded booking becomes `refund_failed`, and the merchant is alerted."""
     with transaction.atomic():
-        booking = _locked(Refund.objects.values_list("booking_id", flat=True).get(pk=refund_id))
-        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        booking, refund = _locked_with_refund(refund_id)
         if refund.status == RefundStatus.FAILED:
             return refund
         refund.submit_lease_until = None

@@ -100,7 +100,7 @@ def _without_session(request) -> bool:
 
 
 def _public_page(request, *, key: str, template: str, context) -> tuple[bytes, ...] | None:
-    """A public page, rendered with a placeholder for the CSRF token, and kept whole in the cache
+    """A public page, rendered with a marker where the CSRF token goes, and kept whole in the cache
     (under `key`, which must name the storefront version) for visitors without a session.
     `context()` gives None for a page that does not exist; nothing is kept for it."""
     seconds = settings.STOREFRONT_CACHE_SECONDS
@@ -110,7 +110,7 @@ def _public_page(request, *, key: str, template: str, context) -> tuple[bytes, .
         values = context()
         if values is None:
             return None
-        html = _pieces(render_to_string(template, {**values, "csrf_token": CSRF_TOKEN_PLACEHOLDER}, request=request))
+        html = _pieces(render_to_string(template, {**values, "csrf_token": CSRF_TOKEN_MARKER}, request=request))
         if cacheable:
             cache.set(key, html, seconds)
     return html
@@ -143,12 +143,12 @@ def _listing_or_404(slug: str) -> Listing:
 
 
 # Stands for the CSRF token in cached HTML; each response puts in its own token.
-CSRF_TOKEN_PLACEHOLDER = "CSRFTOKENPLACEHOLDER0000000000000000000000000000000000000000000000"
+CSRF_TOKEN_MARKER = "CSRFTOKENMARKER00000000000000000000000000000000000000000000000000"
 
 
 def _pieces(html: str) -> tuple[bytes, ...]:
     """HTML as it is sent: encoded once, and cut where the CSRF token goes."""
-    return tuple(html.encode().split(CSRF_TOKEN_PLACEHOLDER.encode()))
+    return tuple(html.encode().split(CSRF_TOKEN_MARKER.encode()))
 
 
 def _body(request, pieces: tuple[bytes, ...]) -> bytes:
@@ -156,14 +156,14 @@ def _body(request, pieces: tuple[bytes, ...]) -> bytes:
 
 
 def _with_csrf_token(request, html: str) -> str:
-    if CSRF_TOKEN_PLACEHOLDER in html:
-        html = html.replace(CSRF_TOKEN_PLACEHOLDER, get_token(request))
+    if CSRF_TOKEN_MARKER in html:
+        html = html.replace(CSRF_TOKEN_MARKER, get_token(request))
     return mark_safe(html)
 
 
 def _listing_content(listing: Listing, form: BookingForm) -> str:
     """The listing's part of its page: description, times and the booking form. Rendered without
-    the request, with a placeholder for the CSRF token, so that nothing of one customer is in it."""
+    the request, with a marker where the CSRF token goes, so that nothing of one customer is in it."""
     slots = list(form.fields["slot"].queryset)
     zone = listing.merchant.zone
     days = [
@@ -183,7 +183,7 @@ def _listing_content(listing: Listing, form: BookingForm) -> str:
         "has_days": bool(days),
         "has_bookable": any(slot.is_bookable for slot in slots),
         "slot_picker": render_to_string("shop/_slot_picker.html", picker),
-        "csrf_token": CSRF_TOKEN_PLACEHOLDER,
+        "csrf_token": CSRF_TOKEN_MARKER,
     }
     return render_to_string("shop/_listing.html", context)
 
@@ -328,7 +328,7 @@ def checkout_status(request, session_id: str):
         return render(request, "shop/_checkout_status.html", context)
     pieces = _pieces(
         render_to_string(
-            "shop/_checkout_status.html", {**context, "csrf_token": CSRF_TOKEN_PLACEHOLDER}, request=request
+            "shop/_checkout_status.html", {**context, "csrf_token": CSRF_TOKEN_MARKER}, request=request
         )
     )
     if seconds > 0 and not check.problem:

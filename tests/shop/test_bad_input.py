@@ -217,7 +217,7 @@ def world(client, stripe_emulator):
     zone = merchant.zone
     today = timezone.now().astimezone(zone).date()
     user = merchant.user
-    placeholders = {
+    url_values = {
         "slot": str(slot.pk),
         "listing": str(listing.pk),
         "session_id": booking.checkout_session_id,
@@ -236,7 +236,7 @@ def world(client, stripe_emulator):
     }
     return {
         "merchant": merchant,
-        "placeholders": placeholders,
+        "url_values": url_values,
         "path_values": path_values,
         "client": client,
         "stripe": stripe_emulator,
@@ -245,7 +245,7 @@ def world(client, stripe_emulator):
 
 def _valid_fields(route: Route, world) -> dict:
     def filled(value: str) -> str:
-        return value.format(**world["placeholders"])
+        return value.format(**world["url_values"])
 
     fields = FIELDS[route.name] or {}
     return {key: [filled(v) for v in value] if isinstance(value, list) else filled(value) for key, value in fields.items()}

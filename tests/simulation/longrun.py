@@ -47,20 +47,10 @@ def _test_settings():
     from django.test import override_settings
 
     from tests.conftest import TEST_SECRET_KEY, TEST_WEBHOOK_SECRET
+    from tests.local_settings import LOCAL_RUN_SETTINGS
 
     return override_settings(
-        SECURE_SSL_REDIRECT=False,
-        SESSION_COOKIE_SECURE=False,
-        CSRF_COOKIE_SECURE=False,
-        SECURE_HSTS_SECONDS=0,
-        STORAGES={
-            "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        },
-        WHITENOISE_AUTOREFRESH=True,
-        WHITENOISE_USE_FINDERS=True,
-        EMAIL_BACKEND="django.core.mail.backends.locmem.EmailBackend",
-        PASSWORD_HASHERS=["django.contrib.auth.hashers.MD5PasswordHasher"],
+        **LOCAL_RUN_SETTINGS,
         STRIPE_SECRET_KEY=TEST_SECRET_KEY,
         STRIPE_WEBHOOK_SECRETS=[TEST_WEBHOOK_SECRET],
         SITE_URL="",
