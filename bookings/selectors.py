@@ -92,6 +92,16 @@ def merchant_listing(merchant: Merchant, pk: int) -> Listing:
     return Listing.objects.select_related("merchant").get(merchant=merchant, pk=pk)
 
 
+def merchant_usual_currency(merchant: Merchant) -> str | None:
+    """The currency of the merchant's most recently created listing (archived ones count), or None."""
+    return (
+        Listing.objects.filter(merchant=merchant)
+        .order_by("-created_at", "-pk")
+        .values_list("currency", flat=True)
+        .first()
+    )
+
+
 def merchant_listing_counts(merchant: Merchant) -> dict[str, int]:
     counts = Listing.objects.filter(merchant=merchant).aggregate(
         active=Count("pk", filter=Q(is_active=True)), archived=Count("pk", filter=Q(is_active=False))
