@@ -60,6 +60,17 @@ def booking_by_token(token: str) -> Booking:
 # The merchant's side. Every selector takes the merchant and only ever returns their rows.
 
 
+def unpaid_booking_of_listing(*, booking_id: int, listing: Listing) -> Booking | None:
+    """The booking, if it is of this listing and nothing was paid for it (pending or expired)."""
+    return (
+        Booking.objects.filter(
+            pk=booking_id, slot__listing=listing, status__in=[BookingStatus.PENDING, BookingStatus.EXPIRED]
+        )
+        .only("pk", "slot_id", "quantity", "customer_name", "customer_email")
+        .first()
+    )
+
+
 def merchant_for_user(user) -> Merchant | None:
     """The merchant a signed-in user acts as, or None (staff and other accounts have none)."""
     if not user.is_authenticated:
