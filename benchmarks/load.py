@@ -547,8 +547,9 @@ def main() -> None:
             got_status, body = fetch(base, path, headers=[HTMX_HEADER, POLL_COOKIE] if polling else [])
             if got_status != status or text not in body:
                 raise SystemExit(f"{name}: {path} answered {got_status} without {text!r}; see {work / 'gunicorn.log'}")
-        if fetch(base, "/l/" + seeded.big_listing_slug + "/")[1].count("data-slot-seats=") != BIG_LISTING_SLOTS:
-            raise SystemExit(f"the listing page does not show its {BIG_LISTING_SLOTS} slots")
+        # The listing shows a week of its BIG_LISTING_SLOTS slots at a time.
+        if fetch(base, "/l/" + seeded.big_listing_slug + "/")[1].count("data-slot-seats=") == 0:
+            raise SystemExit("the listing page does not show its slots")
 
         rows: list[Row] = []
 

@@ -5,7 +5,6 @@ import datetime as dt
 import re
 import zoneinfo
 from decimal import Decimal
-from functools import cache
 
 from django import forms
 from django.conf import settings
@@ -22,7 +21,9 @@ from bookings.money import (
     from_minor_units,
     to_minor_units,
 )
+from bookings import selectors
 from bookings.selectors import BookingFilters
+from bookings.timezones import timezone_choices
 from bookings.services import (
     SLOT_CAPACITY_MAX,
     SLOT_HORIZON,
@@ -36,13 +37,6 @@ SERIES_MAX_START_TIMES = 24
 
 WEEKDAYS = [(str(n), name) for n, name in enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))]
 CURRENCY_CHOICES = [(code, f"{code.upper()} · {name}") for code, name in sorted(SUPPORTED_CURRENCIES.items())]
-
-
-@cache
-def _timezone_choices() -> list[tuple[str, str]]:
-    # available_timezones() reads the whole zone database from disk: once per process is enough.
-    names = sorted(name for name in zoneinfo.available_timezones() if "/" in name or name == "UTC")
-    return [(name, name.replace("_", " ")) for name in names]
 
 
 def capacity_field(**kwargs) -> forms.IntegerField:
@@ -108,7 +102,6 @@ class ListingForm(forms.Form):
     )
     currency = forms.ChoiceField(
         choices=CURRENCY_CHOICES,
-        initial="eur",
         error_messages={
             "invalid_choice": "Choose one of the currencies in the list.",
             "required": "Choose a currency.",
@@ -126,6 +119,13 @@ class ListingForm(forms.Form):
             "max_value": f"A listing can last at most {DURATION_MAX_MINUTES} minutes (a day).",
         },
     )
+
+    @classmethod
+    def for_new_listing(cls, merchant: Merchant, data=None) -> "ListingForm":
+        """The form for a merchant's next listing: in the currency they sold in last, else the
+        site's LISTING_DEFAULT_CURRENCY."""
+        currency = selectors.merchant_usual_currency(merchant) or settings.LISTING_DEFAULT_CURRENCY
+        return cls(data, initial={"currency": currency})
 
     @classmethod
     def for_listing(cls, listing: Listing) -> "ListingForm":
@@ -460,9 +460,10 @@ class ProfileForm(forms.Form):
         error_messages={"invalid": "Enter an e-mail address such as help@example.com."},
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, current_timezone: str = "", **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["timezone"].choices = _timezone_choices()
+        # Canonical names by region; a merchant's existing alias stays selectable (services check the same rule).
+        self.fields["timezone"].choices = timezone_choices(current_timezone)
 
     def clean_display_name(self):
         name = single_line(self.cleaned_data["display_name"])

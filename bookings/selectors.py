@@ -60,6 +60,17 @@ def booking_by_token(token: str) -> Booking:
 # The merchant's side. Every selector takes the merchant and only ever returns their rows.
 
 
+def unpaid_booking_of_listing(*, booking_id: int, listing: Listing) -> Booking | None:
+    """The booking, if it is of this listing and nothing was paid for it (pending or expired)."""
+    return (
+        Booking.objects.filter(
+            pk=booking_id, slot__listing=listing, status__in=[BookingStatus.PENDING, BookingStatus.EXPIRED]
+        )
+        .only("pk", "slot_id", "quantity", "customer_name", "customer_email")
+        .first()
+    )
+
+
 def merchant_for_user(user) -> Merchant | None:
     """The merchant a signed-in user acts as, or None (staff and other accounts have none)."""
     if not user.is_authenticated:
@@ -90,6 +101,16 @@ def merchant_listings(merchant: Merchant, *, archived: bool = False) -> QuerySet
 def merchant_listing(merchant: Merchant, pk: int) -> Listing:
     """One of the merchant's listings (archived ones included), or Listing.DoesNotExist."""
     return Listing.objects.select_related("merchant").get(merchant=merchant, pk=pk)
+
+
+def merchant_usual_currency(merchant: Merchant) -> str | None:
+    """The currency of the merchant's most recently created listing (archived ones count), or None."""
+    return (
+        Listing.objects.filter(merchant=merchant)
+        .order_by("-created_at", "-pk")
+        .values_list("currency", flat=True)
+        .first()
+    )
 
 
 def merchant_listing_counts(merchant: Merchant) -> dict[str, int]:

@@ -33,11 +33,11 @@ from bookings.models import (
     RefundReason,
     RefundStatus,
     Slot,
-    validate_timezone_name,
 )
 from bookings.money import SUPPORTED_CURRENCIES, format_money
 from bookings.selectors import slot_series_plan
 from bookings.storefront_cache import booking_changed, storefront_changed
+from bookings.timezones import validate_selectable_timezone
 
 log = logging.getLogger("bookings.transitions")
 
@@ -597,11 +597,11 @@ SERIES_MAX_SLOTS = 500
 SLOT_HORIZON = timedelta(days=731)
 
 
-def _check_timezone(name: str) -> None:
+def _check_timezone(name: str, *, current: str = "") -> None:
     try:
-        validate_timezone_name(name)
-    except ValidationError:
-        raise BookingError(f"“{name}” is not a timezone name such as Europe/London.") from None
+        validate_selectable_timezone(name, current=current)
+    except ValidationError as error:
+        raise BookingError(" ".join(error.messages)) from None
 
 
 def merchant_create(
@@ -627,7 +627,7 @@ def merchant_create(
 
 def merchant_update(*, merchant: Merchant, display_name: str, timezone_name: str, support_email: str) -> Merchant:
     """Change how a merchant is shown to customers and in which timezone they enter and read times."""
-    _check_timezone(timezone_name)
+    _check_timezone(timezone_name, current=merchant.timezone)
     merchant.display_name = display_name
     merchant.timezone = timezone_name
     merchant.support_email = support_email

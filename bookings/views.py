@@ -162,7 +162,7 @@ def listing_list(request, merchant):
 @require_http_methods(["GET", "POST"])
 @merchant_view
 def listing_create(request, merchant):
-    form = ListingForm(request.POST or None)
+    form = ListingForm.for_new_listing(merchant, request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
             listing = services.listing_create(merchant=merchant, **form.service_arguments())
@@ -626,7 +626,7 @@ def profile(request, merchant):
         "timezone": merchant.timezone,
         "support_email": merchant.support_email,
     }
-    form = ProfileForm(request.POST or None, initial=initial)
+    form = ProfileForm(request.POST or None, initial=initial, current_timezone=merchant.timezone)
     if request.method == "POST" and form.is_valid():
         try:
             services.merchant_update(

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.core import signing
 from django.db.models import Q
 from django.utils import timezone
 
+from bookings import selectors
 from bookings.logs import log_event
 from bookings.models import Booking, BookingStatus, Slot
 from bookings.services import (
@@ -31,6 +33,31 @@ def is_checkout_session_id(value: str) -> bool:
     return bool(CHECKOUT_SESSION_ID.fullmatch(value or ""))
 
 
+# In a cancel_url, stands for the booking's signed reference (checkout_draft_reference), so that
+# the listing can fill the form in again with the customer's choices when they come back.
+CHECKOUT_DRAFT_MARKER = "{BOOKING_DRAFT}"
+_DRAFT_SALT = "shop.checkout.draft"
+# How long after the checkout opened its cancel address still fills the form in.
+CHECKOUT_DRAFT_MAX_AGE = timedelta(days=1)
+
+
+def checkout_draft_reference(booking: Booking) -> str:
+    """An unguessable reference to the booking (signed with SECRET_KEY, dated), for its cancel_url."""
+    return signing.dumps(booking.pk, salt=_DRAFT_SALT)
+
+
+def checkout_draft_booking(reference: str, *, listing) -> Booking | None:
+    """The not-yet-paid booking of this listing a cancel address names, if the reference is
+    genuine and recent; None otherwise (nothing of anyone is shown for a wrong one)."""
+    try:
+        booking_id = signing.loads(reference, salt=_DRAFT_SALT, max_age=CHECKOUT_DRAFT_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(booking_id, int):
+        return None
+    return selectors.unpaid_booking_of_listing(booking_id=booking_id, listing=listing)
+
+
 @dataclass(frozen=True)
 class StartedCheckout:
     booking: Booking
@@ -47,6 +74,7 @@ def checkout_start(
     """
     booking = booking_start(slot=slot, quantity=quantity, customer_email=customer_email, customer_name=customer_name)
     try:
+        cancel_url = cancel_url.replace(CHECKOUT_DRAFT_MARKER, checkout_draft_reference(booking))
         opened = payments.checkout_open(booking=booking, success_url=success_url, cancel_url=cancel_url)
     except payments.PaymentsUnavailable:
         booking_checkout_abandon(booking=booking)

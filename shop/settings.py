@@ -227,6 +227,8 @@ BENCHMARK_BARE_VIEW = env_bool("BENCHMARK_BARE_VIEW", False)
 
 # Bookings
 BOOKING_MAX_QUANTITY = env_int("BOOKING_MAX_QUANTITY", 10)
+# The currency a merchant's first listing is offered in; later ones default to their latest listing's.
+LISTING_DEFAULT_CURRENCY = env_str("LISTING_DEFAULT_CURRENCY", "eur").lower()
 CHECKOUT_SESSION_MINUTES = env_int("CHECKOUT_SESSION_MINUTES", 30)
 # The success page reads the Checkout Session from Stripe at most this often per booking.
 STRIPE_STATUS_CHECK_SECONDS = env_int("STRIPE_STATUS_CHECK_SECONDS", 3)

@@ -1,3 +1,4 @@
+import datetime as dt
 import logging
 import re
 from functools import wraps
@@ -31,7 +32,13 @@ from bookings.models import Booking, Listing
 from bookings.services import BookingError
 from bookings.storefront_cache import final_status_key, storefront_version
 from shop import payments, ratelimits
-from shop.checkout import booking_status_refresh, checkout_start, is_checkout_session_id
+from shop.checkout import (
+    CHECKOUT_DRAFT_MARKER,
+    booking_status_refresh,
+    checkout_draft_booking,
+    checkout_start,
+    is_checkout_session_id,
+)
 from shop.forms import BookingForm
 from shop.webhooks import EventResult, stripe_event_receive
 
@@ -161,93 +168,196 @@ def _with_csrf_token(request, html: str) -> str:
     return mark_safe(html)
 
 
-def _listing_content(listing: Listing, form: BookingForm) -> str:
+# A listing with more upcoming times than this shows them a week at a time.
+PICKER_ONE_PAGE_MAX_SLOTS = 12
+
+
+def _slot_weeks(listing: Listing, slots) -> dict[dt.date, list[tuple[dt.date, list]]]:
+    """The slots by week (starting Monday) and day, on the merchant's calendar; a few times
+    all under their first week."""
+    weeks: dict[dt.date, list[tuple[dt.date, list]]] = {}
+    one_page = len(slots) <= PICKER_ONE_PAGE_MAX_SLOTS
+    with timezone.override(listing.merchant.zone):
+        for day, day_slots in groupby(slots, key=lambda slot: timezone.localdate(slot.starts_at)):
+            monday = day - dt.timedelta(days=day.weekday())
+            weeks.setdefault(next(iter(weeks), monday) if one_page else monday, []).append((day, list(day_slots)))
+    return weeks
+
+
+def _week_wanted(raw: str, weeks) -> dt.date | None:
+    """The week with times at or after the date `raw` names (else the last); None for no such date."""
+    try:
+        day = dt.date.fromisoformat(raw) if len(raw) == 10 else None
+    except ValueError:
+        day = None
+    if day is None or not weeks:
+        return None
+    monday = day - dt.timedelta(days=day.weekday())
+    return next((week for week in weeks if week >= monday), weeks[-1])
+
+
+def _picker_html(listing: Listing, weeks: dict, week: dt.date | None, *, selected: str = "", errors=()) -> str:
+    """The slot picker showing one week of times, with links to the weeks before and after."""
+    order = sorted(weeks)
+    week = week if week in weeks else (order[0] if order else None)
+    at = order.index(week) if week is not None else 0
+    with timezone.override(listing.merchant.zone):
+        this_year = timezone.localdate().year
+    context = {
+        "listing": listing,
+        "zone": listing.merchant.zone,
+        "week": week,
+        "days": weeks.get(week, []),
+        "previous_week": order[at - 1] if at > 0 else None,
+        "next_week": order[at + 1] if at + 1 < len(order) else None,
+        "this_year": this_year,
+        "selected": selected,
+        "errors": errors,
+    }
+    return render_to_string("shop/_slot_picker.html", context)
+
+
+def _listing_content(listing: Listing, form: BookingForm, *, picker: str, has_days: bool, has_bookable: bool) -> str:
     """The listing's part of its page: description, times and the booking form. Rendered without
     the request, with a marker where the CSRF token goes, so that nothing of one customer is in it."""
-    slots = list(form.fields["slot"].queryset)
-    zone = listing.merchant.zone
-    days = [
-        (day, list(day_slots))
-        for day, day_slots in groupby(slots, key=lambda slot: timezone.localtime(slot.starts_at, zone).date())
-    ]
-    picker = {
-        "listing": listing,
-        "days": days,
-        "zone": zone,
-        "selected": str(form["slot"].value() or ""),
-        "errors": form["slot"].errors,
-    }
     context = {
         "listing": listing,
         "form": form,
-        "has_days": bool(days),
-        "has_bookable": any(slot.is_bookable for slot in slots),
-        "slot_picker": render_to_string("shop/_slot_picker.html", picker),
+        "has_days": has_days,
+        "has_bookable": has_bookable,
+        "slot_picker": picker,
         "csrf_token": CSRF_TOKEN_MARKER,
     }
     return render_to_string("shop/_listing.html", context)
 
 
-def _listing_page(request, listing: Listing, form: BookingForm, *, status: int = 200):
-    """The page with a form a customer sent back (errors, a refused checkout): never cached."""
-    content = _with_csrf_token(request, _listing_content(listing, form))
-    return render(request, "shop/listing.html", {"title": listing.title, "content": content}, status=status)
+def _listing_page(request, listing: Listing, form: BookingForm, *, status: int = 200, week: str = ""):
+    """The page with a form a customer sent back (errors, a refused checkout, a cancelled
+    Checkout's choices): never cached. It opens on the week of the chosen time."""
+    slots = list(form.fields["slot"].queryset)
+    weeks = _slot_weeks(listing, slots)
+    selected = str(form["slot"].value() or "")
+    chosen = next((slot for slot in slots if str(slot.pk) == selected), None)
+    if chosen is not None:
+        week = timezone.localdate(chosen.starts_at, listing.merchant.zone).isoformat()
+    picker = _picker_html(listing, weeks, _week_wanted(week, sorted(weeks)), selected=selected, errors=form["slot"].errors)
+    content = _listing_content(
+        listing, form, picker=picker, has_days=bool(weeks), has_bookable=any(slot.is_bookable for slot in slots)
+    )
+    response = render(
+        request, "shop/listing.html", {"title": listing.title, "content": _with_csrf_token(request, content)}, status=status
+    )
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+# Stands, in the cached listing, for the picker of the week asked for.
+PICKER_MARKER = "SLOTPICKERMARKER0000000000000000"
 
 
 def _listing_for_customers(slug: str) -> dict | None:
+    """Everything the listing's public pages show, for all its weeks: the page once with a marker
+    where the picker goes, and one picker per week. The same for every customer."""
     try:
         listing = selectors.listing_for_sale(slug)
     except Listing.DoesNotExist:
         return None
     form = BookingForm(slots=selectors.slots_on_sale(listing))
-    return {"slug": listing.slug, "title": listing.title, "content": _listing_content(listing, form)}
+    slots = list(form.fields["slot"].queryset)
+    weeks = _slot_weeks(listing, slots)
+    content = _listing_content(
+        listing, form, picker=PICKER_MARKER, has_days=bool(weeks), has_bookable=any(slot.is_bookable for slot in slots)
+    )
+    return {
+        "slug": listing.slug,
+        "title": listing.title,
+        "content": content,
+        "weeks": sorted(weeks),
+        "pickers": {week: _picker_html(listing, weeks, week) for week in weeks},
+        "slot_weeks": {str(slot.pk): week for week, days in weeks.items() for _, day_slots in days for slot in day_slots},
+    }
+
+
+def _cancelled_checkout_page(request, slug: str):
+    """Back from Stripe's Checkout page: the listing with the customer's own choices filled in,
+    when the address names their booking (signed, so it cannot be guessed); never cached."""
+    listing = _listing_or_404(slug)
+    messages.info(request, "Checkout cancelled. Nothing was charged; your seats are still open to book.")
+    booking = checkout_draft_booking(request.GET.get("draft", ""), listing=listing)
+    if booking is None:
+        return redirect("shop:listing", slug=listing.slug)
+    form = BookingForm(
+        slots=selectors.slots_on_sale(listing),
+        initial={
+            "slot": booking.slot_id,
+            "quantity": booking.quantity,
+            "customer_name": booking.customer_name,
+            "customer_email": booking.customer_email,
+        },
+    )
+    return _listing_page(request, listing, form)
 
 
 @require_GET
 def listing_detail(request, slug: str):
     if request.GET.get("checkout") == "cancelled":
-        listing = _listing_or_404(slug)
-        messages.info(request, "Checkout cancelled. Nothing was charged; your seats are still open to book.")
-        return redirect("shop:listing", slug=listing.slug)
+        return _cancelled_checkout_page(request, slug)
     if len(slug) > Listing._meta.get_field("slug").max_length:
         raise Http404("No such listing.")
     version = storefront_version()
+    # The listing's part is the same for every customer, signed in or not: rendered once per
+    # version (only listings on sale are kept, so unknown addresses fill nothing).
+    page = _cached(
+        f"storefront:listing:{slug}:{version}",
+        settings.STOREFRONT_CACHE_SECONDS,
+        lambda: _listing_for_customers(slug),
+    )
+    if page is None:
+        raise Http404("No such listing.")
+    # The week asked for, else the one of the time a customer came to pick from the catalog,
+    # else the first: always one of the weeks with times, so there are few pages to keep.
+    selected = request.GET.get("slot") or ""
+    week = _week_wanted(request.GET.get("week", ""), page["weeks"]) or page["slot_weeks"].get(selected)
+    if week is None and page["weeks"]:
+        week = page["weeks"][0]
+    picker = page["pickers"].get(week, "")
+    if request.headers.get("HX-Request") == "true":
+        # Only the picker, for htmx's previous/next; it takes the focus to the week shown.
+        response = HttpResponse(picker.replace(" data-week-label", " data-week-label autofocus", 1))
+        response["Vary"] = "HX-Request"
+        return response
 
     def context():
-        # The listing's part is the same for every customer, signed in or not: rendered once per
-        # version (only listings on sale are kept, so unknown addresses fill nothing).
-        page = _cached(
-            f"storefront:listing:{slug}:{version}",
-            settings.STOREFRONT_CACHE_SECONDS,
-            lambda: _listing_for_customers(slug),
-        )
-        return None if page is None else {"title": page["title"], "content": mark_safe(page["content"])}
+        return {"title": page["title"], "content": mark_safe(page["content"].replace(PICKER_MARKER, picker))}
 
     pieces = _public_page(
-        request, key=f"storefront:listing-page:{slug}:{version}", template="shop/listing.html", context=context
+        request, key=f"storefront:listing-page:{slug}:{version}:{week}", template="shop/listing.html", context=context
     )
-    if pieces is None:
-        raise Http404("No such listing.")
     body = _body(request, pieces)
     # The time a customer came to pick from the catalog is marked afterwards, so that one copy
     # of the page serves them all.
-    selected = request.GET.get("slot") or ""
     if selected.isdigit() and len(selected) < 20:
         radio = f'name="slot" value="{selected}"'.encode()
         body = body.replace(radio, radio + b" checked", 1)
-    return HttpResponse(body)
+    response = HttpResponse(body)
+    response["Vary"] = "HX-Request"
+    return response
 
 
 @require_POST
 def checkout_create(request, slug: str):
     listing = _listing_or_404(slug)
     form = BookingForm(request.POST, slots=selectors.slots_on_sale(listing))
+    week = request.POST.get("week", "")
     if not form.is_valid():
-        return _listing_page(request, listing, form, status=400)
+        return _listing_page(request, listing, form, status=400, week=week)
     if ratelimits.checkout_limited(request, email=form.cleaned_data["customer_email"]):
         return ratelimits.too_many_requests(request, what="checkouts")
     success_url = request.build_absolute_uri(reverse("shop:checkout_success")) + "?session_id={CHECKOUT_SESSION_ID}"
-    cancel_url = request.build_absolute_uri(reverse("shop:listing", args=[listing.slug])) + "?checkout=cancelled"
+    cancel_url = (
+        request.build_absolute_uri(reverse("shop:listing", args=[listing.slug]))
+        + f"?checkout=cancelled&draft={CHECKOUT_DRAFT_MARKER}"
+    )
     try:
         started = checkout_start(
             slot=form.cleaned_data["slot"],
@@ -259,10 +369,10 @@ def checkout_create(request, slug: str):
         )
     except BookingError as error:
         form.add_error(None, str(error))
-        return _listing_page(request, listing, form, status=409)
+        return _listing_page(request, listing, form, status=409, week=week)
     except payments.PaymentsUnavailable as error:
         form.add_error(None, str(error))
-        return _listing_page(request, listing, form, status=503)
+        return _listing_page(request, listing, form, status=503, week=week)
     return HttpResponseRedirect(started.url, status=303)
 
 

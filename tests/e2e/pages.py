@@ -46,7 +46,7 @@ def seats_shown(page: Page, slot: Slot):
 
 def start_booking(page: Page, shop, slot: Slot, *, quantity: int = 1, customer: Customer = Customer()) -> "Checkout":
     """From the listing page to Stripe's Checkout: pick the time, say who, continue."""
-    page.goto(listing_url(shop, slot))
+    page.goto(listing_url(shop, slot) + f"?slot={slot.pk}")  # opens the week of that time
     page.locator(f"input[name=slot][value='{slot.pk}']").check()
     page.fill("#id_quantity", str(quantity))
     page.fill("#id_customer_name", customer.name)

@@ -316,7 +316,7 @@ def test_cancelling_on_the_checkout_page_returns_to_the_listing_and_books_nothin
 
     checkout.cancel()
 
-    page.wait_for_url(listing_url(shop, slot), timeout=stripe.timeout)
+    page.wait_for_url(re.compile(re.escape(listing_url(shop, slot)) + r"\?checkout=cancelled"), timeout=stripe.timeout)
     expect(page.locator(".messages")).to_contain_text("Checkout cancelled. Nothing was charged")
     expect(seats_shown(page, slot)).to_have_text("5 seats left")
     stripe.settle()

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 from django.urls import reverse
 
-from bookings.models import validate_timezone_name
+from bookings.timezones import validate_selectable_timezone
 from bookings.notifications import absolute_url
 from bookings.services import BookingError, merchant_create
 
@@ -164,5 +164,5 @@ class Command(BaseCommand):
     @staticmethod
     def _check_timezone(value: str) -> str:
         value = value.strip()
-        validate_timezone_name(value)
+        validate_selectable_timezone(value)
         return value
