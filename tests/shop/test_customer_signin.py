@@ -188,3 +188,16 @@ def test_an_invalid_address_is_a_400_with_a_sentence(client):
     assert response.status_code == 400
     assert "Enter a valid e-mail address." in response.content.decode()
     assert mail.outbox == []
+
+
+def test_of_many_concurrent_uses_of_one_link_exactly_one_signs_in():
+    from bookings.customers import SignInLinkUsed, customer_signin_link_use
+    from tests.concurrency import run_concurrently
+
+    ask_for_link(Client(), "ada@example.com")
+    token = signin_token_sent_to("ada@example.com")
+
+    results = run_concurrently([lambda: customer_signin_link_use(token=token) for _ in range(8)])
+
+    assert sum(isinstance(r, CustomerSignInLink) for r in results) == 1
+    assert sum(isinstance(r, SignInLinkUsed) for r in results) == 7
