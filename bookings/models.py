@@ -265,3 +265,37 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id} ({self.status})"
+
+
+class ProvenCustomer(models.Model):
+    """The one Stripe Customer of an e-mail address its owner has proved (by following a sign-in
+    link sent to it). Bookings made by that owner while signed in are paid as this Customer, so
+    its billing portal shows all of them. Never found by searching Stripe: only created."""
+
+    email = models.CharField(max_length=254, unique=True, help_text="Normalised: trimmed and lower-case.")
+    stripe_customer_id = models.CharField(max_length=255, unique=True)
+    created_at = models.DateTimeField(default=django_timezone.now)
+
+    class Meta:
+        ordering = ["email"]
+
+    def __str__(self) -> str:
+        return f"{self.email} ({self.stripe_customer_id})"
+
+
+class CustomerSignInLink(models.Model):
+    """One sign-in link e-mailed to an address. The link's token is signed over this row and its
+    address, and is never stored; `used_at` makes it single-use."""
+
+    email = models.CharField(max_length=254, help_text="Normalised: trimmed and lower-case.")
+    # Where the visitor goes once signed in: a path on this site, checked when the link is asked for.
+    next_path = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=django_timezone.now)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["email", "created_at"], name="signin_link_email_idx")]
+
+    def __str__(self) -> str:
+        return f"Sign-in link {self.pk} ({'used' if self.used_at else 'unused'})"

@@ -142,3 +142,29 @@ def refund_failed_alert_send(*, refund: Refund, booking: Booking) -> bool:
             "booking_admin_url": absolute_url(reverse("bookings:booking_detail", args=[booking.pk])),
         },
     )
+
+
+def customer_signin_link_send(*, link, token: str) -> bool:
+    """E-mail a sign-in link to its address. The token is in the e-mail only: never logged."""
+    url = absolute_url(reverse("shop:receipts_signin") + "?token=" + token)
+    # Every name the templates look up is given: a failed lookup is logged with the whole context.
+    context = {
+        "email": link.email,
+        "url": url,
+        "minutes": settings.CUSTOMER_SIGNIN_LINK_MINUTES,
+        "site_url": absolute_url(""),
+        "merchant": {"display_name": "Slotbook", "support_email": ""},
+    }
+    message = EmailMultiAlternatives(
+        subject="Your link to Receipts and payment methods",
+        body=render_to_string("bookings/email/customer_signin_link.txt", context),
+        to=[link.email],
+    )
+    message.attach_alternative(render_to_string("bookings/email/customer_signin_link.html", context), "text/html")
+    try:
+        message.send()
+    except Exception:
+        log_event(log, "email_failed", level=logging.ERROR, template="customer_signin_link", link=link.pk)
+        return False
+    log_event(log, "email_sent", template="customer_signin_link", link=link.pk)
+    return True

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from bookings.models import (
@@ -13,6 +13,7 @@ from bookings.models import (
     BookingStatus,
     Listing,
     Merchant,
+    ProvenCustomer,
     Refund,
     RefundStatus,
     Slot,
@@ -55,6 +56,21 @@ def booking_by_session(session_id: str) -> Booking:
 
 def booking_by_token(token: str) -> Booking:
     return Booking.objects.select_related("slot__listing__merchant").prefetch_related("refunds").get(public_token=token)
+
+
+def proven_customer_of(email: str) -> ProvenCustomer | None:
+    """The one Customer of a proven (normalised) e-mail address, if it has one yet."""
+    return ProvenCustomer.objects.filter(email=email).first()
+
+
+def bookings_of_email(email: str) -> QuerySet[Booking]:
+    """The paid or settled bookings made with a (normalised) e-mail address, newest first."""
+    return (
+        Booking.objects.annotate(email_lower=Lower("customer_email"))
+        .filter(email_lower=email)
+        .exclude(status__in=[BookingStatus.PENDING, BookingStatus.EXPIRED])
+        .select_related("slot__listing__merchant")
+    )
 
 
 # The merchant's side. Every selector takes the merchant and only ever returns their rows.

@@ -1,5 +1,6 @@
 """The customer's path through payment: open a checkout, then learn how it ended."""
 
+import hashlib
 import logging
 import re
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bookings import selectors
+from bookings.customers import customer_email_normalise, proven_customer_record
 from bookings.logs import log_event
 from bookings.models import Booking, BookingStatus, Slot
 from bookings.services import (
@@ -64,10 +66,37 @@ class StartedCheckout:
     url: str
 
 
+def _checkout_customer(booking: Booking, proven_email: str) -> str:
+    """The Stripe Customer a booking is paid as. A visitor who has proved the booking's address
+    pays as that address's one Customer (so its portal shows all their receipts); anyone else
+    gets a Customer of the booking's own, whose receipts only a proven owner of the address opens."""
+    address = customer_email_normalise(booking.customer_email)
+    if not proven_email or proven_email != address:
+        return payments.customer_create(
+            email=booking.customer_email, name=booking.customer_name, idempotency_key=f"booking-{booking.pk}-customer"
+        )
+    known = selectors.proven_customer_of(address)
+    if known is not None:
+        return known.stripe_customer_id
+    digest = hashlib.sha256(f"{address}\n{booking.customer_name}".encode()).hexdigest()[:40]
+    created = payments.customer_create(
+        email=booking.customer_email, name=booking.customer_name, idempotency_key=f"proven-customer-{digest}"
+    )
+    return proven_customer_record(email=address, stripe_customer_id=created).stripe_customer_id
+
+
 def checkout_start(
-    *, slot: Slot, quantity: int, customer_email: str, customer_name: str, success_url: str, cancel_url: str
+    *,
+    slot: Slot,
+    quantity: int,
+    customer_email: str,
+    customer_name: str,
+    success_url: str,
+    cancel_url: str,
+    proven_email: str = "",
 ) -> StartedCheckout:
-    """Create a pending booking and its Stripe Checkout Session.
+    """Create a pending booking and its Stripe Checkout Session. `proven_email` is the address
+    the visitor has proved (normalised), if any: see `_checkout_customer`.
 
     Raises BookingError when the slot cannot be booked and PaymentsUnavailable when Stripe could
     not open a session; the booking then expires at once, so nothing is left half-made.
@@ -75,7 +104,10 @@ def checkout_start(
     booking = booking_start(slot=slot, quantity=quantity, customer_email=customer_email, customer_name=customer_name)
     try:
         cancel_url = cancel_url.replace(CHECKOUT_DRAFT_MARKER, checkout_draft_reference(booking))
-        opened = payments.checkout_open(booking=booking, success_url=success_url, cancel_url=cancel_url)
+        customer_id = _checkout_customer(booking, proven_email)
+        opened = payments.checkout_open(
+            booking=booking, customer_id=customer_id, success_url=success_url, cancel_url=cancel_url
+        )
     except payments.PaymentsUnavailable:
         booking_checkout_abandon(booking=booking)
         raise

@@ -59,3 +59,21 @@ class BookingForm(forms.Form):
                 most = format_money(STRIPE_AMOUNT_MAX, listing.currency)
                 self.add_error("quantity", f"One payment can be at most {most}: book fewer seats at a time.")
         return cleaned
+
+
+class ReceiptsLinkForm(forms.Form):
+    """An address to e-mail a sign-in link to, and where to go once signed in."""
+
+    email = forms.EmailField(
+        label="E-mail",
+        max_length=254,
+        error_messages={"required": "Enter the e-mail address you booked with.", "invalid": "Enter a valid e-mail address."},
+    )
+    next = forms.CharField(max_length=500, required=False, widget=forms.HiddenInput)
+
+    def clean_next(self):
+        # Only a path on this site: the link must never lead a customer elsewhere.
+        path = self.cleaned_data["next"]
+        if not path.startswith("/") or path.startswith("//") or "\\" in path or not path.isprintable():
+            return ""
+        return path

@@ -71,30 +71,27 @@ class OpenedCheckout:
     customer_id: str
 
 
-def customer_for_email(*, email: str, name: str, idempotency_key: str) -> str:
-    """The Stripe customer of this e-mail address, created when there is none, so that every
-    booking of a person shows up in one customer portal."""
-    client = stripe_client()
-    existing = client.v1.customers.list(params={"email": email, "limit": 1})
-    if existing.data:
-        return existing.data[0].id
-    created = client.v1.customers.create(
-        params={"email": email, "name": name}, options={"idempotency_key": idempotency_key}
-    )
+def customer_create(*, email: str, name: str, idempotency_key: str) -> str:
+    """Create a Stripe Customer. A Customer is never looked up by e-mail: an address typed into a
+    form proves nothing, and attaching a booking to someone else's Customer would open their
+    receipts and saved cards to whoever typed it. Raises PaymentsUnavailable."""
+    try:
+        created = stripe_client().v1.customers.create(
+            params={"email": email, "name": name}, options={"idempotency_key": idempotency_key}
+        )
+    except stripe.StripeError as error:
+        log_event(log, "customer_create_failed", level=logging.WARNING, error=_describe(error))
+        raise PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.") from error
     return created.id
 
 
-def checkout_open(*, booking: Booking, success_url: str, cancel_url: str) -> OpenedCheckout:
-    """Open a Stripe Checkout Session for a pending booking. `success_url` must contain
-    `{CHECKOUT_SESSION_ID}`. Raises PaymentsUnavailable when Stripe cannot be used."""
+def checkout_open(*, booking: Booking, customer_id: str, success_url: str, cancel_url: str) -> OpenedCheckout:
+    """Open a Stripe Checkout Session for a pending booking, paid as Customer `customer_id`.
+    `success_url` must contain `{CHECKOUT_SESSION_ID}`. Raises PaymentsUnavailable when Stripe
+    cannot be used."""
     listing = booking.slot.listing
     expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=max(settings.CHECKOUT_SESSION_MINUTES, 30))
     try:
-        customer_id = customer_for_email(
-            email=booking.customer_email,
-            name=booking.customer_name,
-            idempotency_key=f"booking-{booking.pk}-customer",
-        )
         session = stripe_client().v1.checkout.sessions.create(
             params={
                 "mode": "payment",

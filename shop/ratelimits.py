@@ -59,6 +59,15 @@ def checkout_limited(request, *, email: str) -> bool:
     return by_ip or by_email
 
 
+def receipts_link_limited(request, *, email: str) -> tuple[bool, bool]:
+    """Asking for a sign-in link sends an e-mail: limited per address and per (normalised) e-mail.
+    Returns (by address, by e-mail); both are counted on every request."""
+    limits = settings.RATE_LIMITS
+    by_ip = hit(request, group="receipts-link-ip", rate=limits["receipts_link_per_ip"])
+    by_email = hit(request, group="receipts-link-email", rate=limits["receipts_link_per_email"], key=lambda g, r: email)
+    return by_ip, by_email
+
+
 def token_guessing_blocked(request) -> bool:
     return exceeded(request, group="token-miss", rate=settings.RATE_LIMITS["token_misses_per_ip"])
 

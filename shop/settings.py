@@ -196,6 +196,9 @@ RATE_LIMITS = {
     "token_misses_per_ip": env_str("RATE_LIMIT_TOKEN_MISSES_PER_IP", "30/10m"),
     "signin_per_ip": env_str("RATE_LIMIT_SIGNIN_PER_IP", "20/10m"),
     "signin_per_username": env_str("RATE_LIMIT_SIGNIN_PER_USERNAME", "5/10m"),
+    # Customers asking for a link to their receipts: per address, and per e-mail they ask for.
+    "receipts_link_per_ip": env_str("RATE_LIMIT_RECEIPTS_LINK_PER_IP", "10/h"),
+    "receipts_link_per_email": env_str("RATE_LIMIT_RECEIPTS_LINK_PER_EMAIL", "3/15m"),
 }
 
 EMAIL_BACKEND = env_str(
@@ -238,6 +241,8 @@ STRIPE_STATUS_CHECK_SECONDS = env_int("STRIPE_STATUS_CHECK_SECONDS", 3)
 STOREFRONT_CACHE_SECONDS = env_int("STOREFRONT_CACHE_SECONDS", 5)
 # A final booking's status panel is kept this long, and dropped when the booking changes.
 FINAL_STATUS_CACHE_SECONDS = env_int("FINAL_STATUS_CACHE_SECONDS", 60)
+# A sign-in link e-mailed to a customer (to open their receipts) works once, for this long.
+CUSTOMER_SIGNIN_LINK_MINUTES = env_int("CUSTOMER_SIGNIN_LINK_MINUTES", 15)
 
 # Production hardening: on whenever DEBUG is off.
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)

@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from shop import views
+from shop import receipts, views
 
 shop_patterns = [
     path("", views.catalog, name="catalog"),
@@ -12,6 +12,11 @@ shop_patterns = [
     path("checkout/status/<str:session_id>/", views.checkout_status, name="checkout_status"),
     path("b/<str:token>/", views.booking_page, name="booking"),
     path("b/<str:token>/portal/", views.booking_portal, name="booking_portal"),
+    path("receipts/", receipts.receipts_home, name="receipts"),
+    path("receipts/link/", receipts.receipts_link_request, name="receipts_link"),
+    path("receipts/sign-in/", receipts.receipts_signin, name="receipts_signin"),
+    path("receipts/sign-out/", receipts.receipts_signout, name="receipts_signout"),
+    path("receipts/portal/", receipts.receipts_portal, name="receipts_portal"),
     path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
     path("healthz", views.healthz, name="healthz"),
 ]

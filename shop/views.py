@@ -31,7 +31,7 @@ from bookings.logs import log_event
 from bookings.models import Booking, Listing
 from bookings.services import BookingError
 from bookings.storefront_cache import final_status_key, storefront_version
-from shop import payments, ratelimits
+from shop import payments, ratelimits, receipts
 from shop.checkout import (
     CHECKOUT_DRAFT_MARKER,
     booking_status_refresh,
@@ -366,6 +366,7 @@ def checkout_create(request, slug: str):
             customer_name=form.cleaned_data["customer_name"],
             success_url=success_url,
             cancel_url=cancel_url,
+            proven_email=receipts.proven_email(request),
         )
     except BookingError as error:
         form.add_error(None, str(error))
@@ -401,6 +402,7 @@ def _status_context(request, check, poll: int) -> dict:
         "starts_at": booking.slot.starts_at,
         "poll_url": reverse("shop:checkout_status", args=[booking.checkout_session_id]) + f"?poll={next_poll}",
         "poll_delay": POLL_DELAYS_SECONDS[poll],
+        "owns_booking": receipts.owns_booking(request, booking),
     }
 
 
@@ -430,7 +432,8 @@ def checkout_status(request, session_id: str):
     and answered without a query or a call to Stripe."""
     if ratelimits.token_guessing_blocked(request):
         raise GuessingBlocked
-    seconds = settings.FINAL_STATUS_CACHE_SECONDS
+    # The kept panel is the one for visitors who have not proved an e-mail (no portal button).
+    seconds = 0 if receipts.proven_email(request) else settings.FINAL_STATUS_CACHE_SECONDS
     if seconds > 0 and is_checkout_session_id(session_id):
         pieces = cache.get(final_status_key(session_id))
         if pieces is not None:
@@ -482,6 +485,7 @@ def booking_page(request, token: str):
         "merchant": listing.merchant,
         "starts_at": booking.slot.starts_at,
         "refunds": [refund for refund in booking.refunds.all() if refund.stripe_refund_id],
+        "owns_booking": receipts.owns_booking(request, booking),
     }
     with timezone.override(listing.merchant.zone):
         return render(request, "shop/booking.html", context)
@@ -490,7 +494,11 @@ def booking_page(request, token: str):
 @require_POST
 @guessing_limited
 def booking_portal(request, token: str):
+    """The billing portal of the booking's own Customer, only for a visitor who has proved the
+    booking's e-mail address; anyone else is offered a sign-in link to that address."""
     booking = _booking_by_token_or_404(request, token)
+    if not receipts.owns_booking(request, booking):
+        return receipts.link_offer(request, booking=booking, status=403)
     if not booking.stripe_customer_id:
         messages.error(request, "There are no payment details for this booking yet.")
         return redirect("shop:booking", token=booking.public_token)

@@ -192,3 +192,24 @@ def sign_in(page: Page, base_url: str, username: str, password: str = MERCHANT_P
     page.fill("#id_password", password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(base_url + reverse("bookings:dashboard"))
+
+
+SIGNIN_LINK = re.compile(r"https?://\S+/receipts/sign-in/\?token=\S+")
+
+
+def prove_email_by_link(page: Page, stripe, email: str) -> None:
+    """On a booking or success page: ask for the e-mailed sign-in link, follow it from the
+    outbox and confirm; the page then shows "Receipts and payment methods"."""
+    from django.core import mail
+
+    page.get_by_role("button", name="E-mail me a link to my receipts").click()
+    expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
+    expect(page.locator("#receipts-link-sent")).to_contain_text(email)
+
+    def link_sent():
+        return [m for m in mail.outbox if m.to == [email] and "Receipts and payment methods" in m.subject]
+
+    stripe.eventually(lambda: bool(link_sent()), "a sign-in link e-mailed")
+    page.goto(SIGNIN_LINK.search(link_sent()[-1].body).group(0))
+    page.get_by_role("button", name="Continue").click()
+    expect(page.get_by_role("button", name="Receipts and payment methods")).to_be_visible()

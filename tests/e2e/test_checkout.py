@@ -29,6 +29,7 @@ from tests.e2e.pages import (
     NavigationLog,
     expect_status,
     listing_url,
+    prove_email_by_link,
     seats_shown,
     start_booking,
     stripe_unreachable,
@@ -86,7 +87,9 @@ def test_a_card_payment_turns_the_page_to_confirmed_without_a_reload(page, shop,
     expect(page.locator(".badge")).to_have_text("Confirmed")
     expect(page.locator(".facts")).to_contain_text("€25.00")
 
-    page.get_by_role("button", name="Manage payments and receipts").click()
+    expect(page.get_by_role("button", name="Receipts and payment methods")).to_have_count(0)
+    prove_email_by_link(page, stripe, "ada@example.com")
+    page.get_by_role("button", name="Receipts and payment methods").click()
     if stripe.real:
         page.wait_for_url(re.compile(r"^https://billing\.stripe\.com/"), timeout=stripe.timeout)
         expect(page.get_by_text("€25.00").first).to_be_visible(timeout=stripe.timeout)

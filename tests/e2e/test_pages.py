@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from bookings.demo import DEMO_PASSWORD, demo_data_load
 from bookings.models import Listing
-from tests.e2e.pages import CARD_DECLINED, CARD_OK, DECLINED, SUCCESS_URL, expect_status, sign_in, start_booking
+from tests.e2e.pages import CARD_DECLINED, CARD_OK, DECLINED, SUCCESS_URL, expect_status, prove_email_by_link, sign_in, start_booking
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -80,7 +80,12 @@ def test_the_main_pages_at_desktop_and_phone_widths(width, new_context, shop, st
     expect(page.locator(".facts dd").first).to_have_text(when)
     shoot("booking")
 
-    page.get_by_role("button", name="Manage payments and receipts").click()
+    page.get_by_role("button", name="E-mail me a link to my receipts").click()
+    shoot("receipts-link-sent")
+    page.go_back()
+    prove_email_by_link(page, stripe, "ada@example.com")
+    shoot("booking-signed-in")
+    page.get_by_role("button", name="Receipts and payment methods").click()
     expect(page.locator("[data-testid=payment-row]")).to_have_count(1)
     shoot("portal", site=False)
 

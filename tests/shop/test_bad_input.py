@@ -133,6 +133,11 @@ FIELDS = {
     "shop:checkout_status": {"poll": "2"},
     "shop:booking": None,
     "shop:booking_portal": None,
+    "shop:receipts": None,
+    "shop:receipts_link": {"email": "ada@example.com", "next": "/b/abc/"},
+    "shop:receipts_signin": {"token": "1:1aBcDe:" + "A" * 43},
+    "shop:receipts_signout": None,
+    "shop:receipts_portal": None,
     "shop:stripe_webhook": None,  # its bodies: test_no_webhook_body_makes_a_server_error
     "shop:healthz": None,
     "bookings:dashboard": None,

@@ -11,6 +11,7 @@ from django.urls import reverse
 from bookings.logs import JsonLogFormatter, log_event
 from tests.conftest import TEST_SECRET_KEY, TEST_WEBHOOK_SECRET
 from tests.factories import make_slot
+from tests.shop.customer_signin import prove_email, signin_token_sent_to
 from tests.shop.stripe_flow import deliver_events, open_checkout
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -47,7 +48,9 @@ def test_a_full_run_logs_every_transition_and_no_secret_signature_or_card(client
     stripe_emulator.pay_session(winner.checkout_session_id, CARDS[0], cvc="123")
     stripe_emulator.pay_session(loser.checkout_session_id, CARDS[1], cvc="987")
     deliver_events(client, stripe_emulator)
-    client.post(reverse("shop:booking_portal", args=[winner.public_token]))
+    prove_email(client, "win@example.com")
+    signin_token = signin_token_sent_to("win@example.com")
+    assert client.post(reverse("shop:booking_portal", args=[winner.public_token])).status_code == 303
     client.post(reverse("shop:stripe_webhook"), data=b"{}", content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=" + "ab" * 32)
 
     logs = every_log_line.getvalue()
@@ -66,6 +69,7 @@ def test_a_full_run_logs_every_transition_and_no_secret_signature_or_card(client
     assert TEST_SECRET_KEY not in logs
     assert TEST_WEBHOOK_SECRET not in logs
     assert "whsec_" not in logs
+    assert signin_token not in logs and signin_token.rsplit(":", 1)[1] not in logs
     assert not re.search(r"v1=[0-9a-f]{64}", logs), "a full webhook signature was logged"
     for card in CARDS:
         assert card not in logs

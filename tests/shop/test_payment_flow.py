@@ -12,6 +12,7 @@ from shop import payments
 from shop.reconcile import reconcile_run
 from stripe_emulator.control import PaymentDeclined
 from tests.factories import make_slot
+from tests.shop.customer_signin import prove_email
 from tests.shop.stripe_flow import deliver_events, open_checkout, poll, stripe_session_reads
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,11 +43,16 @@ def test_checkout_opens_a_stripe_session_describing_the_booking(client, slot):
     assert session.success_url.endswith("/checkout/success/?session_id={CHECKOUT_SESSION_ID}")
 
 
-def test_the_same_customer_is_reused_for_the_same_email(client, slot):
+def test_an_unproven_email_gets_a_customer_of_each_booking_and_stripe_is_never_searched(client, slot, stripe_emulator):
     first, _ = open_checkout(client, slot, email="same@example.com")
     second, _ = open_checkout(client, slot, email="same@example.com")
 
-    assert first.stripe_customer_id == second.stripe_customer_id
+    assert first.stripe_customer_id and second.stripe_customer_id
+    assert first.stripe_customer_id != second.stripe_customer_id
+    customer = payments.stripe_client().v1.customers.retrieve(first.stripe_customer_id)
+    assert (customer.email, customer.name) == ("same@example.com", "Ada Lovelace")
+    searches = [r for r in stripe_emulator.requests() if r["method"] == "GET" and r["path"] in ("/v1/customers", "/v1/customers/search")]
+    assert searches == []
 
 
 def test_status_view_confirms_once_paid_and_stops_asking_stripe_once_final(client, slot, stripe_emulator, settings):
@@ -226,6 +232,7 @@ def test_the_customer_portal_opens_for_the_bookings_customer(client, slot, strip
     booking, _ = open_checkout(client, slot)
     stripe_emulator.pay_session(booking.checkout_session_id)
     poll(client, booking)
+    prove_email(client, booking.customer_email)
 
     response = client.post(reverse("shop:booking_portal", args=[booking.public_token]))
 

@@ -83,11 +83,14 @@ def test_each_browser_gets_its_own_csrf_token_in_a_cached_final_status(slot, cac
         body = poll(browser, booking).content.decode()
         assert "CSRFTOKENMARKER" not in body
         tokens.append(CSRF_INPUT.search(body).group(1))
-    posted = first.post(reverse("shop:booking_portal", args=[booking.public_token]), {"csrfmiddlewaretoken": tokens[2]})
-    forged = second.post(reverse("shop:booking_portal", args=[booking.public_token]), {"csrfmiddlewaretoken": "x" * 64})
+    # The panel's form asks for a link to the booking's receipts.
+    form = {"email": booking.customer_email, "next": reverse("shop:booking", args=[booking.public_token])}
+    posted = first.post(reverse("shop:receipts_link"), {**form, "csrfmiddlewaretoken": tokens[2]})
+    forged = second.post(reverse("shop:receipts_link"), {**form, "csrfmiddlewaretoken": "x" * 64})
 
     assert len(set(tokens)) == 3  # masked afresh for each response, as Django does
-    assert posted.status_code == 302  # the token in the cached panel is this browser's own
+    assert posted.status_code == 200  # the token in the cached panel is this browser's own
+    assert "a sign-in link is on its way" in posted.content.decode()
     assert forged.status_code == 403
 
 
