@@ -264,7 +264,7 @@ def checkout_opened(monkeypatch):
     """Stripe's side of checkout_open, remembering the cancel address it was given."""
     opened = {}
 
-    def checkout_open(*, booking, success_url, cancel_url):
+    def checkout_open(*, booking, customer_id, success_url, cancel_url):
         opened["cancel_url"] = cancel_url
         return payments.OpenedCheckout(
             session_id=f"cs_test_{booking.pk:08d}", url="https://checkout.example/pay",
@@ -272,6 +272,7 @@ def checkout_opened(monkeypatch):
         )
 
     monkeypatch.setattr(payments, "checkout_open", checkout_open)
+    monkeypatch.setattr(payments, "customer_create", lambda **kwargs: "cus_test_own")
     return opened
 
 
