@@ -141,6 +141,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Django's ModelBackend behind the sign-in limits, so that every sign-in form (the admin's too)
+# is limited the same way.
+AUTHENTICATION_BACKENDS = ["shop.ratelimits.SignInLimitedBackend"]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "bookings:dashboard"
 LOGOUT_REDIRECT_URL = "shop:catalog"
