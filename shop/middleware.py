@@ -4,6 +4,11 @@ from functools import cache
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.utils.cache import patch_cache_control
+
+# The merchant's pages, the sign-in and password pages, the CSV export and the admin: never kept
+# by a shared cache or on disk.
+PRIVATE_NAMESPACES = frozenset({"bookings", "accounts", "admin"})
 
 
 def _origin(url: str) -> str:
@@ -52,4 +57,7 @@ class SecurityHeadersMiddleware:
         response.headers.setdefault("Content-Security-Policy", content_security_policy())
         response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        match = getattr(request, "resolver_match", None)
+        if match is not None and PRIVATE_NAMESPACES.intersection(match.namespaces):
+            patch_cache_control(response, private=True, no_store=True)
         return response

@@ -293,7 +293,7 @@ def _status_context(request, check, poll: int) -> dict:
 
 def _poll_number(request) -> int:
     raw = request.GET.get("poll", "0")
-    return min(int(raw), len(POLL_DELAYS_SECONDS) - 1) if raw.isdigit() and len(raw) < 4 else 0
+    return min(int(raw), len(POLL_DELAYS_SECONDS) - 1) if raw.isascii() and raw.isdigit() and len(raw) < 4 else 0
 
 
 @require_GET

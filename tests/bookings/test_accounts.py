@@ -82,6 +82,18 @@ def test_a_password_reset_link_sets_a_new_password(client, merchant):
     assert client.login(username=merchant.user.username, password="a-new-Long-pass-42")
 
 
+def test_reset_links_lead_to_site_url_whatever_host_and_port_the_request_named(client, merchant, settings):
+    settings.SITE_URL = "https://book.example.com"
+    settings.ALLOWED_HOSTS = ["book.example.com", "internal.example.net"]
+
+    client.post(reverse("accounts:password_reset"), {"email": merchant.user.email}, HTTP_HOST="internal.example.net:8080")
+
+    link = re.search(r"\S+/accounts/password/reset/\S+/", mail.outbox[-1].body).group(0)
+    assert link.startswith("https://book.example.com/accounts/password/reset/")
+    assert "internal.example.net" not in mail.outbox[-1].body
+    assert "book.example.com" in mail.outbox[-1].alternatives[0][0]
+
+
 def test_a_reset_for_an_unknown_address_looks_the_same_and_sends_nothing(client, merchant):
     response = client.post(reverse("accounts:password_reset"), {"email": "nobody@example.com"})
 
