@@ -416,6 +416,6 @@ def stripe_webhook(request):
         return HttpResponseBadRequest(f"Webhook refused: {error}.", content_type="text/plain")
     result = stripe_event_receive(event)
     log_event(log, "webhook_received", event_id=event.get("id"), type=event.get("type"), result=result.value)
-    if result == EventResult.FAILED_RETRY:
+    if result in (EventResult.FAILED_RETRY, EventResult.IN_PROGRESS):
         return HttpResponse("Not processed yet; please retry.", status=500, content_type="text/plain")
     return HttpResponse(result.value, content_type="text/plain")
