@@ -38,6 +38,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/slotbook")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+# A benchmark runs with DEBUG off, as production does, so it needs a secret key of its own.
+os.environ.setdefault("DJANGO_SECRET_KEY", "slotbook-benchmark-only-secret-key-never-used-for-a-real-site")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ["EMAIL_BACKEND"] = "django.core.mail.backends.locmem.EmailBackend"
 # Never a real Stripe account: the emulator below, with keys made up for this run.

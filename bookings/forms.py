@@ -5,6 +5,7 @@ import datetime as dt
 import re
 import zoneinfo
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django import forms
 from django.conf import settings
@@ -476,6 +477,13 @@ class MerchantPasswordResetForm(PasswordResetForm):
     """Django's reset form, which also lets a merchant created without a password (by
     `createmerchant`) choose their first one. Other accounts without a usable password, such
     as ones meant never to sign in with one, still get no e-mail."""
+
+    def save(self, *args, domain_override=None, use_https=False, **kwargs):
+        """Send the links to SITE_URL when it is set, never to whatever Host the request named."""
+        if settings.SITE_URL:
+            site = urlsplit(settings.SITE_URL)
+            domain_override, use_https = site.netloc, site.scheme == "https"
+        return super().save(*args, domain_override=domain_override, use_https=use_https, **kwargs)
 
     def get_users(self, email):
         email_field = get_user_model().get_email_field_name()

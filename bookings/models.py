@@ -246,6 +246,7 @@ class StripeEvent(models.Model):
 
     class Status(models.TextChoices):
         RECEIVED = "received", "Received"
+        PROCESSING = "processing", "Processing"
         PROCESSED = "processed", "Processed"
         IGNORED = "ignored", "Ignored"
         FAILED = "failed", "Failed"
@@ -257,6 +258,8 @@ class StripeEvent(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveIntegerField(default=0)
     received_at = models.DateTimeField(default=django_timezone.now)
+    # When a delivery claimed the event for processing (status "processing"): one at a time.
+    claimed_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -10,7 +10,6 @@ import datetime as dt
 from functools import wraps
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
@@ -24,8 +23,6 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect, push_url
-from django_ratelimit import ALL
-from django_ratelimit.core import get_usage
 
 from bookings import selectors, services
 from bookings.forms import (
@@ -41,6 +38,7 @@ from bookings.forms import (
 from bookings.models import Booking, BookingStatus, Listing, RefundStatus, Slot
 from bookings.money import format_money, from_minor_units
 from bookings.services import BookingError
+from shop import ratelimits
 
 BOOKINGS_PER_PAGE = 50
 SLOTS_PER_PAGE = 50
@@ -645,47 +643,21 @@ def profile(request, merchant):
     return render(request, "bookings/profile.html", context, status=status)
 
 
-# Accounts: Django's views, with failed sign-ins limited per address and per user name and
-# reset e-mails per address (settings.RATE_LIMITS), so that passwords cannot be guessed and
-# inboxes cannot be flooded.
-
-
-def _usage(request, *, group: str, key, rate_name: str, increment: bool) -> dict | None:
-    # key "ip" is settings.RATELIMIT_IP_META_KEY: the client's address as the site sees it.
-    rate = settings.RATE_LIMITS[rate_name]
-    return get_usage(request, group=group, key=key, rate=rate, method=ALL, increment=increment)
-
-
-def _used_up(usage: dict | None) -> bool:
-    return bool(usage and usage["count"] >= usage["limit"])
-
-
-def _too_many(request, *, what: str, usages) -> object:
-    wait = max([int(usage["time_left"]) for usage in usages if usage] or [60])
-    response = render(request, "429.html", {"what": what, "retry_minutes": max(1, round(wait / 60))}, status=429)
-    response["Retry-After"] = str(max(1, wait))
-    return response
+# Accounts: Django's views. Failed sign-ins are limited in the authentication backend
+# (shop.ratelimits.SignInLimitedBackend, for every sign-in form, the admin's too) and reset
+# e-mails per address (settings.RATE_LIMITS), so that passwords cannot be guessed and inboxes
+# cannot be flooded.
 
 
 class SignInView(auth_views.LoginView):
     template_name = "registration/login.html"
     redirect_authenticated_user = True
 
-    def post(self, request, *args, **kwargs):
-        username = request.POST.get("username", "")[:150].strip().lower()
-        by_name = lambda group, request: username  # noqa: E731
-        checks = {
-            "ip": dict(group="signin-ip", key="ip", rate_name="signin_per_ip"),
-            "name": dict(group="signin-username", key=by_name, rate_name="signin_per_username"),
-        }
-        usages = [_usage(request, increment=False, **check) for check in checks.values()]
-        if any(_used_up(usage) for usage in usages):
-            return _too_many(request, what="sign-in attempts", usages=usages)
-        response = super().post(request, *args, **kwargs)
-        if response.status_code == 200:  # the form came back: the sign-in failed
-            for check in checks.values():
-                _usage(request, increment=True, **check)
-        return response
+    def form_invalid(self, form):
+        retry_after = ratelimits.signin_limited_seconds(form)
+        if retry_after is not None:
+            return ratelimits.too_many_requests(self.request, what="sign-in attempts", retry_after=retry_after)
+        return super().form_invalid(form)
 
 
 class ResetRequestView(auth_views.PasswordResetView):
@@ -696,7 +668,7 @@ class ResetRequestView(auth_views.PasswordResetView):
     form_class = MerchantPasswordResetForm
 
     def post(self, request, *args, **kwargs):
-        usage = _usage(request, group="password-reset-ip", key="ip", rate_name="signin_per_ip", increment=True)
-        if usage and usage["should_limit"]:
-            return _too_many(request, what="password reset requests", usages=[usage])
+        if ratelimits.password_reset_limited(request):
+            retry_after = ratelimits.password_reset_retry_after(request)
+            return ratelimits.too_many_requests(request, what="password reset requests", retry_after=retry_after)
         return super().post(request, *args, **kwargs)

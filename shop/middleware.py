@@ -4,6 +4,12 @@ from functools import cache
 from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.http import HttpResponseBadRequest
+from django.utils.cache import patch_cache_control
+
+# The merchant's pages, the sign-in and password pages, the CSV export and the admin: never kept
+# by a shared cache or on disk.
+PRIVATE_NAMESPACES = frozenset({"bookings", "accounts", "admin"})
 
 
 def _origin(url: str) -> str:
@@ -52,4 +58,21 @@ class SecurityHeadersMiddleware:
         response.headers.setdefault("Content-Security-Policy", content_security_policy())
         response.headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
         response.headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        match = getattr(request, "resolver_match", None)
+        if match is not None and PRIVATE_NAMESPACES.intersection(match.namespaces):
+            patch_cache_control(response, private=True, no_store=True)
         return response
+
+
+class MalformedRequestMiddleware:
+    """A Content-Length that is not a number is refused with a sentence (Django would fail on it
+    with a 500 when reading the body; gunicorn refuses it too, the development server does not)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        length = request.META.get("CONTENT_LENGTH", "")
+        if length and not (length.isascii() and length.isdigit()):
+            return HttpResponseBadRequest("The Content-Length header is not a number.", content_type="text/plain")
+        return self.get_response(request)

@@ -300,6 +300,9 @@ def webhook_event(*, payload: bytes, signature_header: str | None) -> dict:
     characters in its strings, which PostgreSQL cannot store, are replaced by U+FFFD."""
     if not signature_header:
         raise WebhookRejected("missing Stripe-Signature header")
+    if not signature_header.isascii():
+        # Stripe's signatures are ASCII; the SDK's hmac.compare_digest refuses anything else.
+        raise WebhookRejected("the Stripe-Signature header is not ASCII")
     if not settings.STRIPE_WEBHOOK_SECRETS:
         raise WebhookRejected("no webhook secret is configured")
     try:

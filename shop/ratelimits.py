@@ -1,4 +1,8 @@
-"""Abuse limits, counted in Django's cache by django-ratelimit.
+"""Abuse limits, counted in Django's cache by django-ratelimit: the only place they are decided.
+
+Every limit counts a client by `client_network` (IPv6 grouped by /64). Sign-ins are limited in
+the authentication backend, so every form that signs in (the merchant's and the admin's) goes
+through the same limits.
 
 With several web processes the cache must be shared (set REDIS_URL); with the default
 local-memory cache each process counts on its own.
@@ -7,9 +11,16 @@ local-memory cache each process counts on its own.
 import ipaddress
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.backends import ModelBackend
+from django.core.exceptions import ValidationError
 from django.shortcuts import render
 from django_ratelimit import ALL
 from django_ratelimit.core import get_usage
+
+# A subscriber is usually given a whole /64: counting single IPv6 addresses would let one
+# client escape every limit by changing address.
+IPV6_PREFIX_LENGTH = 64
 
 
 def client_ip(request) -> str:
@@ -26,12 +37,22 @@ def client_ip(request) -> str:
         return "0.0.0.0"
 
 
+def client_network(request) -> str:
+    """Whom an abuse limit counts: the client's IPv4 address, or the /64 network of its IPv6 one."""
+    address = ipaddress.ip_address(client_ip(request))
+    if address.version == 6:
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX_LENGTH}", strict=False))
+    return str(address)
+
+
 def _usage(request, *, group: str, key, rate: str, increment: bool) -> dict | None:
     return get_usage(request, group=group, key=key, rate=rate, method=ALL, increment=increment)
 
 
 def _ip_key(group, request) -> str:
-    return client_ip(request)
+    return client_network(request)
 
 
 def hit(request, *, group: str, rate: str, key=_ip_key) -> bool:
@@ -52,10 +73,17 @@ def retry_after_seconds(request, *, group: str, rate: str, key=_ip_key) -> int:
 
 
 def checkout_limited(request, *, email: str) -> bool:
-    """Opening checkouts costs Stripe calls: limited per address and per customer e-mail."""
+    """Opening checkouts costs Stripe calls: limited per address, and more tightly per customer
+    e-mail from one address. Never per e-mail alone, or a stranger typing someone's e-mail
+    could stop that person from booking."""
     limits = settings.RATE_LIMITS
     by_ip = hit(request, group="checkout-ip", rate=limits["checkout_per_ip"])
-    by_email = hit(request, group="checkout-email", rate=limits["checkout_per_email"], key=lambda g, r: email.lower())
+    by_email = hit(
+        request,
+        group="checkout-email",
+        rate=limits["checkout_per_email"],
+        key=lambda group, request: f"{email.lower()}\n{client_network(request)}",
+    )
     return by_ip or by_email
 
 
@@ -74,6 +102,76 @@ def token_guessing_blocked(request) -> bool:
 
 def token_miss_record(request) -> None:
     hit(request, group="token-miss", rate=settings.RATE_LIMITS["token_misses_per_ip"])
+
+
+def password_reset_limited(request) -> bool:
+    """Reset e-mails are limited per address, so that nobody floods a merchant's inbox."""
+    return hit(request, group="password-reset-ip", rate=settings.RATE_LIMITS["signin_per_ip"])
+
+
+def password_reset_retry_after(request) -> int:
+    return retry_after_seconds(request, group="password-reset-ip", rate=settings.RATE_LIMITS["signin_per_ip"])
+
+
+class SignInLimited(ValidationError):
+    """Too many failed sign-ins: a form error on whichever form signs in, naming the wait."""
+
+    code = "signin_limited"
+
+    def __init__(self, retry_after: int):
+        minutes = max(1, round(retry_after / 60))
+        super().__init__(
+            "Too many failed sign-ins for this account from your connection. Wait %(minutes)s minute(s) "
+            "and try again, or reset your password.",
+            code=self.code,
+            params={"minutes": minutes, "retry_after": retry_after},
+        )
+
+
+def _signin_limits(request, username: str) -> list[dict]:
+    """Failures are counted per address (loosely) and per account from one address (tightly),
+    as django-axes does with [username, ip]: an attacker's failures never lock the owner out
+    from another connection. The name is normalised as Django signs in with it (NFKC, and
+    case-sensitive, as the user is looked up by `get_by_natural_key`)."""
+    limits = settings.RATE_LIMITS
+    account = get_user_model().normalize_username(username or "")
+    return [
+        {"group": "signin-ip", "rate": limits["signin_per_ip"], "key": _ip_key},
+        {
+            "group": "signin-account",
+            "rate": limits["signin_per_username"],
+            "key": lambda group, request: f"{account}\n{client_network(request)}",
+        },
+    ]
+
+
+class SignInLimitedBackend(ModelBackend):
+    """Django's ModelBackend behind the sign-in limits. Once a limit is used up, even the right
+    password is refused with `SignInLimited` (a ValidationError, so the sign-in form shows it),
+    before the password is checked; each failed attempt counts against every limit."""
+
+    def authenticate(self, request, username=None, password=None, **kwargs):
+        if request is None:  # not a sign-in from the web (a management command)
+            return super().authenticate(request, username=username, password=password, **kwargs)
+        if username is None:
+            username = kwargs.get(get_user_model().USERNAME_FIELD)
+        limits = _signin_limits(request, username)
+        used_up = [limit for limit in limits if exceeded(request, **limit)]
+        if used_up:
+            raise SignInLimited(max(retry_after_seconds(request, **limit) for limit in used_up))
+        user = super().authenticate(request, username=username, password=password, **kwargs)
+        if user is None:
+            for limit in limits:
+                hit(request, **limit)
+        return user
+
+
+def signin_limited_seconds(form) -> int | None:
+    """How long to wait, when the sign-in form was refused by `SignInLimitedBackend`."""
+    for error in form.non_field_errors().as_data():
+        if error.code == SignInLimited.code:
+            return error.params["retry_after"]
+    return None
 
 
 def too_many_requests(request, *, what: str, retry_after: int = 600):

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from bookings.models import Booking, BookingStatus, Refund, RefundStatus, StripeEvent
+from bookings.models import Booking, BookingStatus, Refund, RefundStatus
 from bookings.services import (
     RefundNotCreated,
     booking_checkout_abandon,
@@ -22,7 +22,7 @@ from bookings.services import (
 )
 from shop import payments
 from shop.checkout import booking_status_refresh
-from shop.webhooks import EventResult, stripe_event_process, stripe_event_receive
+from shop.webhooks import EventResult, stripe_event_process, stripe_event_receive, stripe_events_unfinished
 
 log = logging.getLogger("shop.reconcile")
 
@@ -145,8 +145,10 @@ def _learn_refund_failures(summary: ReconcileSummary, now) -> None:
 
 
 def _replay_failed_events(summary: ReconcileSummary) -> None:
-    for row in StripeEvent.objects.filter(status=StripeEvent.Status.FAILED).order_by("received_at").iterator():
+    for row in stripe_events_unfinished().order_by("received_at").iterator():
         result = stripe_event_process(row)
+        if result in (EventResult.IN_PROGRESS, EventResult.DUPLICATE):
+            continue  # a delivery took it meanwhile
         if result in (EventResult.FAILED_RETRY, EventResult.FAILED_FINAL):
             summary.events_still_failing += 1
         else:

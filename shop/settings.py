@@ -45,7 +45,16 @@ def env_list(name: str, default: str = "") -> list[str]:
 
 DEBUG = env_bool("DJANGO_DEBUG", False)
 
-SECRET_KEY = env_str("DJANGO_SECRET_KEY") or "django-insecure-development-key-set-DJANGO_SECRET_KEY-in-production"
+# The development key is public: it signs sessions and reset links only with DEBUG on.
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY is not set. With DEBUG off the site will not start with the public "
+            "development key: set DJANGO_SECRET_KEY to a long random value (on your own machine, "
+            "DJANGO_DEBUG=true runs with the development key)."
+        )
+    SECRET_KEY = "django-insecure-development-key-set-DJANGO_SECRET_KEY-in-production"
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
@@ -71,6 +80,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "shop.middleware.SecurityHeadersMiddleware",
+    "shop.middleware.MalformedRequestMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -141,6 +151,9 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Django's ModelBackend behind the sign-in limits, so that every sign-in form (the admin's too)
+# is limited the same way.
+AUTHENTICATION_BACKENDS = ["shop.ratelimits.SignInLimitedBackend"]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "bookings:dashboard"
 LOGOUT_REDIRECT_URL = "shop:catalog"

@@ -408,7 +408,7 @@ def _status_context(request, check, poll: int) -> dict:
 
 def _poll_number(request) -> int:
     raw = request.GET.get("poll", "0")
-    return min(int(raw), len(POLL_DELAYS_SECONDS) - 1) if raw.isdigit() and len(raw) < 4 else 0
+    return min(int(raw), len(POLL_DELAYS_SECONDS) - 1) if raw.isascii() and raw.isdigit() and len(raw) < 4 else 0
 
 
 @require_GET
@@ -539,6 +539,6 @@ def stripe_webhook(request):
         return HttpResponseBadRequest(f"Webhook refused: {error}.", content_type="text/plain")
     result = stripe_event_receive(event)
     log_event(log, "webhook_received", event_id=event.get("id"), type=event.get("type"), result=result.value)
-    if result == EventResult.FAILED_RETRY:
+    if result in (EventResult.FAILED_RETRY, EventResult.IN_PROGRESS):
         return HttpResponse("Not processed yet; please retry.", status=500, content_type="text/plain")
     return HttpResponse(result.value, content_type="text/plain")

@@ -1,10 +1,12 @@
 """What a verified Stripe event means for bookings. Each event calls the same services as the
 success page and `reconcile`, so the order in which they arrive does not matter."""
 
+import datetime as dt
 import logging
 from enum import StrEnum
 
 from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from bookings.logs import log_event
@@ -26,6 +28,7 @@ class EventResult(StrEnum):
     PROCESSED = "processed"
     IGNORED = "ignored"
     DUPLICATE = "duplicate"
+    IN_PROGRESS = "in_progress"  # another delivery is processing it: answer 500 so that Stripe sends it again
     FAILED_RETRY = "failed_retry"  # answer 500 so that Stripe sends it again
     FAILED_FINAL = "failed_final"  # recorded for a person to look at; a retry cannot help
 
@@ -85,25 +88,59 @@ def _checked_object(event_type: str, obj: dict) -> dict:
     return obj
 
 
+# A claim older than this is taken to belong to a process that died while processing the event.
+EVENT_CLAIM_LEASE = dt.timedelta(minutes=10)
+
+
+def _claimable(now) -> Q:
+    return Q(status__in=[StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED]) | Q(
+        status=StripeEvent.Status.PROCESSING, claimed_at__lt=now - EVENT_CLAIM_LEASE
+    )
+
+
+def stripe_events_unfinished():
+    """Recorded events no delivery is processing that still need it: failed ones, and ones whose
+    processing died with its process."""
+    return StripeEvent.objects.filter(_claimable(timezone.now()))
+
+
 def stripe_event_receive(event: dict) -> EventResult:
-    """Record a verified event once by its id and process it; a repeat of a processed event does nothing."""
-    # Most deliveries are new: insert first (its first attempt counted in the same row), and
-    # read the recorded event only when its id is already taken.
+    """Record a verified event once by its id and process it, however many identical deliveries
+    arrive at once: exactly one processes it at a time (the one that recorded it, or that claimed
+    it by a conditional update); a repeat of a processed event does nothing, and one that arrives
+    while another delivery processes it is answered IN_PROGRESS, so that Stripe sends it again
+    and it is not lost if that processing fails."""
+    # Most deliveries are new: insert first, already claimed (its first attempt counted in the
+    # same row), and read the recorded event only when its id is already taken.
     try:
         with transaction.atomic():
-            row = StripeEvent.objects.create(event_id=event["id"], type=event["type"], payload=event, attempts=1)
+            row = StripeEvent.objects.create(
+                event_id=event["id"],
+                type=event["type"],
+                payload=event,
+                attempts=1,
+                status=StripeEvent.Status.PROCESSING,
+                claimed_at=timezone.now(),
+            )
     except IntegrityError:
         row = StripeEvent.objects.get(event_id=event["id"])
     else:
         return _process(row)
-    if row.status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
-        return EventResult.DUPLICATE
     return stripe_event_process(row)
 
 
 def stripe_event_process(row: StripeEvent) -> EventResult:
-    """Process a recorded event (again, for one that failed) and record how it went."""
-    StripeEvent.objects.filter(pk=row.pk).update(attempts=row.attempts + 1)
+    """Claim a recorded event and process it (again, for one that failed) and record how it went.
+    The claim is one conditional update, so two callers never process the event at once."""
+    now = timezone.now()
+    claimed = StripeEvent.objects.filter(_claimable(now), pk=row.pk).update(
+        status=StripeEvent.Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        status = StripeEvent.objects.filter(pk=row.pk).values_list("status", flat=True).first()
+        if status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+            return EventResult.DUPLICATE
+        return EventResult.IN_PROGRESS
     return _process(row)
 
 

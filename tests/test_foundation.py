@@ -39,10 +39,20 @@ def test_check_deploy_is_clean_with_debug_off():
     assert "no issues" in result.stdout
 
 
-def test_check_deploy_flags_the_development_secret_key():
-    result = run_manage("check", "--deploy", "--fail-level", "WARNING", env={"DJANGO_DEBUG": "false"})
-    assert result.returncode != 0
-    assert "SECRET_KEY" in result.stdout + result.stderr
+def test_with_debug_off_and_no_secret_key_the_site_refuses_to_start():
+    for env in ({"DJANGO_DEBUG": "false"}, {}, {"DJANGO_SECRET_KEY": "  "}):
+        result = run_manage("check", env=env)
+
+        assert result.returncode != 0
+        assert "ImproperlyConfigured: DJANGO_SECRET_KEY is not set." in result.stderr
+        assert "will not start with the public development key" in result.stderr
+
+
+def test_the_demo_and_a_development_run_start_without_a_secret_key():
+    assert run_manage("check", env={"DJANGO_DEBUG": "true"}).returncode == 0
+    demo = run_manage("demo", "--help", env={})
+    assert demo.returncode == 0, demo.stderr
+    assert "--emulator-port" in demo.stdout
 
 
 def settings_as_seen_with(env: dict[str, str]) -> dict:
@@ -56,7 +66,7 @@ def settings_as_seen_with(env: dict[str, str]) -> dict:
         "settings.CSRF_COOKIE_HTTPONLY], 'hsts': settings.SECURE_HSTS_SECONDS, 'ssl': settings.SECURE_SSL_REDIRECT}, "
         "default=str))"
     )
-    result = run_manage("shell", "--no-imports", "-c", code, env=env)
+    result = run_manage("shell", "--no-imports", "-c", code, env={"DJANGO_SECRET_KEY": "k" * 50, **env})
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

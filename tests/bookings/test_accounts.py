@@ -82,6 +82,18 @@ def test_a_password_reset_link_sets_a_new_password(client, merchant):
     assert client.login(username=merchant.user.username, password="a-new-Long-pass-42")
 
 
+def test_reset_links_lead_to_site_url_whatever_host_and_port_the_request_named(client, merchant, settings):
+    settings.SITE_URL = "https://book.example.com"
+    settings.ALLOWED_HOSTS = ["book.example.com", "internal.example.net"]
+
+    client.post(reverse("accounts:password_reset"), {"email": merchant.user.email}, HTTP_HOST="internal.example.net:8080")
+
+    link = re.search(r"\S+/accounts/password/reset/\S+/", mail.outbox[-1].body).group(0)
+    assert link.startswith("https://book.example.com/accounts/password/reset/")
+    assert "internal.example.net" not in mail.outbox[-1].body
+    assert "book.example.com" in mail.outbox[-1].alternatives[0][0]
+
+
 def test_a_reset_for_an_unknown_address_looks_the_same_and_sends_nothing(client, merchant):
     response = client.post(reverse("accounts:password_reset"), {"email": "nobody@example.com"})
 
@@ -267,19 +279,75 @@ def test_a_slot_s_seats_cannot_be_edited_in_the_admin(staff_client, slot):
 # Abuse limits
 
 
-def test_failed_sign_ins_are_limited_per_user_name(client, merchant, settings):
+def sign_in(client, name, password, address="10.0.0.1", url=None):
+    return client.post(url or reverse("accounts:login"), {"username": name, "password": password}, REMOTE_ADDR=address)
+
+
+def test_failed_sign_ins_are_limited_per_account_from_one_address(client, merchant, settings):
     settings.RATE_LIMITS = {**settings.RATE_LIMITS, "signin_per_username": "3/10m"}
     name = merchant.user.username
-    for attempt in range(3):
-        address = f"10.0.0.{attempt}"
-        assert client.post(reverse("accounts:login"), {"username": name, "password": "x"}, REMOTE_ADDR=address).status_code == 200
+    for _ in range(3):
+        assert sign_in(client, name, "x").status_code == 200
 
-    blocked = client.post(reverse("accounts:login"), {"username": name.upper(), "password": PASSWORD}, REMOTE_ADDR="10.0.0.9")
+    blocked = sign_in(client, name, PASSWORD)
 
     assert blocked.status_code == 429
     assert "sign-in attempts" in blocked.content.decode()
     assert int(blocked["Retry-After"]) > 0
     assert "_auth_user_id" not in client.session
+
+
+def test_an_attacker_s_failures_do_not_lock_the_owner_out_from_another_address(client, merchant, settings):
+    name = merchant.user.username
+    for _ in range(8):
+        sign_in(client, name, "guess", address="203.0.113.5")
+    assert sign_in(client, name, PASSWORD, address="203.0.113.5").status_code == 429
+
+    owner = sign_in(client, name, PASSWORD, address="198.51.100.7")
+
+    assert owner.status_code == 302
+    assert client.session["_auth_user_id"] == str(merchant.user.pk)
+
+
+def fullwidth(text: str) -> str:
+    """The same name in full-width letters, which NFKC normalises back to ASCII."""
+    return "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in text)
+
+
+def test_a_name_written_in_full_width_letters_counts_against_the_same_account(client, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "signin_per_username": "3/10m"}
+    merchant = make_merchant(username="harbour")
+    for name in ("harbour", fullwidth("harbour"), "ｈarbour"):
+        assert sign_in(client, name, "x").status_code == 200
+
+    assert sign_in(client, "harbour", PASSWORD).status_code == 429
+    assert "_auth_user_id" not in client.session
+    # Sign-in is case-sensitive (the user is looked up by exact name), so is its limit.
+    assert sign_in(client, "Harbour", PASSWORD).status_code == 200
+    assert merchant.user.username == "harbour"
+
+
+def test_the_admin_sign_in_is_limited_like_the_merchant_s(client, settings):
+    make_staff_user(username="root")
+    url = reverse("admin:login")
+    for _ in range(25):
+        assert sign_in(client, "root", "wrong", url=url).status_code == 200
+
+    right = sign_in(client, "root", PASSWORD, url=url)
+
+    assert "_auth_user_id" not in client.session
+    assert "Too many failed sign-ins for this account from your connection" in right.content.decode()
+    assert client.get(reverse("admin:index")).status_code == 302
+
+
+def test_failed_sign_ins_from_one_ipv6_network_count_together(client, merchant, settings):
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "signin_per_username": "3/10m"}
+    name = merchant.user.username
+    for host in (1, 2, 3):
+        assert sign_in(client, name, "x", address=f"2001:db8:1:2::{host}").status_code == 200
+
+    assert sign_in(client, name, PASSWORD, address="2001:db8:1:2:ffff::9").status_code == 429
+    assert sign_in(client, name, PASSWORD, address="2001:db8:1:3::1").status_code == 302
 
 
 def test_failed_sign_ins_are_limited_per_address_and_successes_do_not_count(client, merchant, settings):

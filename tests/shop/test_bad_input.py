@@ -11,7 +11,7 @@ left behind."""
 import datetime as dt
 import json
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from django.contrib.auth.tokens import default_token_generator
@@ -577,6 +577,143 @@ def test_no_webhook_body_makes_a_server_error(client, stripe_emulator, booking):
 
     run()
 
+
+
+
+# Headers: whatever a client sends in them, on every URL (the admin's sign-in and index too).
+# A WSGI server hands Django header bytes decoded as latin-1, so non-ASCII arrives as such;
+# CR and LF cannot be inside a header on the wire.
+
+def _as_a_server_decodes(raw: bytes) -> str:
+    return raw.decode("latin-1")
+
+
+HEADER_SAMPLES = [
+    "t=1,v1=" + "a" * 63 + "é",
+    "t=1,v1=é,v0=x",
+    "t=é",
+    "[::1",
+    "http://[::1/",
+    "http://evil.example.com/merchant/",
+    "https://testserver/merchant/listings/",
+    "evil.example.com",
+    "localhost:99999",
+    "testserver:0",
+    "1.2.3.4, not-an-ip, ::1, [::1]:80, 2001:db8::1",
+    "multipart/form-data",
+    "multipart/form-data; boundary=",
+    "multipart/form-data; boundary=" + "x" * 5000,
+    "application/x-www-form-urlencoded; charset=nope",
+    "application/json; charset=utf-16",
+    "text/plain",
+    "-1",
+    "0",
+    "1e3",
+    "²",
+    str(2**70),
+    "csrftoken=é; sessionid=" + "x" * 300 + "; sessionid=é; =;;",
+    "sessionid=" + "a" * 32,
+    "true",
+    "false",
+    "x" * 70_000,
+    "é" * 10_000,
+]
+header_values = st.one_of(
+    st.sampled_from(HEADER_SAMPLES),
+    st.sampled_from(CLASSIC).map(lambda text: _as_a_server_decodes(text.encode("utf-8"))),
+    st.binary(max_size=60).map(_as_a_server_decodes),
+    st.text(alphabet=st.characters(max_codepoint=255), max_size=40),
+).map(lambda value: value.replace("\r", "").replace("\n", ""))
+
+HEADERS = {
+    "Stripe-Signature": "HTTP_STRIPE_SIGNATURE",
+    "Host": "HTTP_HOST",
+    "X-Forwarded-For": "HTTP_X_FORWARDED_FOR",
+    "X-Forwarded-Proto": "HTTP_X_FORWARDED_PROTO",
+    "Cookie": "HTTP_COOKIE",
+    "Referer": "HTTP_REFERER",
+    "Origin": "HTTP_ORIGIN",
+    "HX-Request": "HTTP_HX_REQUEST",
+    "HX-Current-URL": "HTTP_HX_CURRENT_URL",
+    "HX-Current-URL-URI-AutoEncoded": "HTTP_HX_CURRENT_URL_URI_AUTOENCODED",
+    "HX-History-Restore-Request": "HTTP_HX_HISTORY_RESTORE_REQUEST",
+    "HX-Boosted": "HTTP_HX_BOOSTED",
+    "HX-Target": "HTTP_HX_TARGET",
+    "HX-Trigger": "HTTP_HX_TRIGGER",
+    "HX-Trigger-Name": "HTTP_HX_TRIGGER_NAME",
+    "HX-Prompt": "HTTP_HX_PROMPT",
+    "Content-Type": "CONTENT_TYPE",
+    "Content-Length": "CONTENT_LENGTH",
+}
+HEADER_ROUTES = ROUTES + [Route("admin:login", {}), Route("admin:index", {})]
+ADMIN_FIELDS = {"admin:login": {"username": "staff", "password": "wrong"}, "admin:index": {"q": "x"}}
+
+
+@pytest.mark.parametrize("route", HEADER_ROUTES, ids=[route.name for route in HEADER_ROUTES])
+def test_no_header_value_on_any_url_makes_a_server_error_or_a_write(world, route, settings):
+    """Arbitrary values (non-ASCII, latin-1 bytes, huge) for the headers the site or Django
+    read, by GET and POST, signed out and in; a refused request writes nothing."""
+    import io
+
+    settings.TRUSTED_PROXY_COUNT = 1  # so that X-Forwarded-For is read
+    client = world["client"]
+    arguments = {key: world["path_values"][key][0] for key in route.converters}
+    url = reverse(route.name, kwargs=arguments)
+
+    webhook = route.name == "shop:stripe_webhook"
+    # The webhook always gets a signature: shaped like Stripe's, with any value in it, or any value.
+    signatures = st.one_of(header_values, header_values.map(lambda value: f"t=1,v1={value}"))
+    own = st.fixed_dictionaries({"Stripe-Signature": signatures}) if webhook else st.just({})
+
+    @settings_for_headers
+    @given(
+        headers=st.dictionaries(st.sampled_from(sorted(HEADERS)), header_values, min_size=1, max_size=4),
+        own=own,
+        method=st.sampled_from(["POST"] if webhook else ["GET", "POST"]),
+        signed_in=st.booleans(),
+    )
+    def run(headers, own, method, signed_in):
+        headers = {**headers, **own}
+        meta = {HEADERS[name]: value for name, value in headers.items()}
+        fields = ADMIN_FIELDS.get(route.name) or _valid_fields(route, world)
+        with transaction.atomic():
+            cache.clear()
+            if signed_in:
+                client.force_login(world["merchant"].user)
+            else:
+                client.logout()
+            before = Snapshot.take()
+            if method == "GET":
+                response = client.get(url, fields, **meta)
+            else:
+                if route.name == "shop:stripe_webhook":
+                    body, content_type = session_event_body(world), "application/json"
+                else:
+                    body, content_type = urlencode(fields, doseq=True).encode(), "application/x-www-form-urlencoded"
+                # A stream that ends where the body does, as a socket does, whatever Content-Length says.
+                response = client.generic(
+                    "POST", url, body, content_type, **{"wsgi.input": io.BytesIO(body), **meta}
+                )
+            if hasattr(response, "streaming_content"):
+                content = b"".join(response.streaming_content)
+            else:
+                content = response.content
+            after = Snapshot.take()
+            transaction.set_rollback(True)
+        assert response.status_code < 500, (route.name, method, headers, content[:300])
+        if response.status_code >= 400:
+            assert after == before, (route.name, method, headers, response.status_code)
+
+    run()
+
+
+settings_for_headers = settings(FUZZ, max_examples=25)
+
+
+def session_event_body(world) -> bytes:
+    return json.dumps(
+        {"id": "evt_headers", "object": "event", "type": "customer.created", "data": {"object": {"id": "cus_x"}}}
+    ).encode()
 
 
 # Names with HTML and unicode: escaped on every page and in every HTML e-mail, as typed in the

@@ -132,3 +132,41 @@ def test_a_form_body_over_the_limit_is_a_400_not_a_500(client, settings):
     )
 
     assert response.status_code == 400
+
+
+@pytest.mark.parametrize("poll", ["²", "١", "０", "1²"])
+def test_a_poll_number_in_non_ascii_digits_is_read_as_the_first_poll(client, confirmed_booking, poll):
+    url = reverse("shop:checkout_status", args=[confirmed_booking.checkout_session_id])
+
+    response = client.get(url, {"poll": poll}, headers={"HX-Request": "true"})
+
+    assert response.status_code == 286
+    assert "You're booked!" in response.content.decode()
+
+
+def test_merchant_account_admin_pages_and_the_export_are_never_cached(client, confirmed_booking):
+    from tests.factories import make_staff_user
+
+    merchant = confirmed_booking.slot.listing.merchant
+    client.force_login(merchant.user)
+    private = [
+        reverse("bookings:dashboard"),
+        reverse("bookings:booking_list"),
+        reverse("bookings:booking_export"),
+        reverse("bookings:booking_detail", args=[confirmed_booking.pk]),
+        reverse("bookings:profile"),
+        reverse("accounts:password_change"),
+    ]
+    for url in private:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        directives = {part.strip() for part in response["Cache-Control"].split(",")}
+        assert {"private", "no-store"} <= directives, url
+    client.logout()
+    for url in (reverse("accounts:login"), reverse("accounts:password_reset"), reverse("bookings:dashboard")):
+        directives = {part.strip() for part in client.get(url)["Cache-Control"].split(",")}
+        assert {"private", "no-store"} <= directives, url
+    client.force_login(make_staff_user())
+    directives = {part.strip() for part in client.get(reverse("admin:index"))["Cache-Control"].split(",")}
+    assert {"private", "no-store"} <= directives
+    assert "private" not in client.get(reverse("shop:catalog")).get("Cache-Control", "")

@@ -72,6 +72,18 @@ def test_a_request_not_signed_by_stripe_is_refused_and_writes_nothing(client, bo
     assert not StripeEvent.objects.exists()
 
 
+@pytest.mark.parametrize("odd", ["é", "\u00ff", "\x80", "\u2028"])
+def test_a_signature_header_with_a_non_ascii_character_is_refused_with_a_sentence(client, booking, odd):
+    payload = event_payload("checkout.session.completed", session_object(booking))
+    signature = stripe_signature(payload, SECRET)
+
+    response = post(client, payload, signature[:-1] + odd)
+
+    assert response.status_code == 400
+    assert response.content.decode() == "Webhook refused: the Stripe-Signature header is not ASCII."
+    assert not StripeEvent.objects.exists()
+
+
 def test_a_signed_body_that_is_not_json_is_refused(client):
     payload = b"{not json"
 

@@ -29,7 +29,7 @@ def _tuning() -> dict:
 
 
 def _django(worker: int) -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
     os.environ.setdefault("LOG_LEVEL", "ERROR")
     os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     import django
