@@ -73,7 +73,8 @@ class OutboxEmailBackend(BaseEmailBackend):
             path.with_suffix(".html").write_text(str(html), encoding="utf-8")
             footer.append(f"HTML version: {path.with_suffix('.html').name}")
         for attachment in message.attachments:
-            footer.append(f"Attachment: {attachment[0] if isinstance(attachment, tuple) else attachment.get_filename()}")
+            filename = attachment[0] if isinstance(attachment, tuple) else attachment.get_filename()
+            footer.append(f"Attachment: {filename}")
         with file:
             file.write(text + ("\n-- \n" + "\n".join(footer) + "\n" if footer else ""))
         return path
