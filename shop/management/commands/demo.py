@@ -183,6 +183,15 @@ class Command(BaseCommand):
             server = subprocess.Popen([*manage, "runserver", f"127.0.0.1:{port}"], env=env)
             children.append(server)
             wait_for_port("127.0.0.1", port, timeout=30, process=server)
+            if not using_real_stripe:
+                # The demo bookings' webhooks are delivered now that the site answers: the address
+                # to open is printed after their log lines, not buried under them.
+                from stripe_emulator.control import ControlError, EmulatorControl
+
+                try:
+                    EmulatorControl(env["STRIPE_API_BASE"], timeout=70).wait_for_webhooks(timeout=60)
+                except (ControlError, OSError):
+                    pass
             free_code = (
                 ""
                 if using_real_stripe
