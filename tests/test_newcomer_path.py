@@ -207,7 +207,7 @@ def test_the_demo_serves_the_site_from_fresh_data_books_free_with_the_code_and_w
         assert "Sunrise kayak tour" in opener.open(f"{site}/").read().decode()
         page = opener.open(f"{site}/l/sea-cave-explorer/").read().decode()
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-        slot = re.search(r'<input type="radio" name="slot" value="(\d+)">', page).group(1)
+        slot = re.search(r'<input type="radio" name="slot" value="(\d+)"(?![^>]*\bdisabled\b)', page).group(1)
         form = {"csrfmiddlewaretoken": token, "slot": slot, "quantity": "1",
                 "customer_name": "New Comer", "customer_email": "newcomer@example.com"}
         with pytest.raises(urllib.error.HTTPError) as redirect:
