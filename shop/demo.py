@@ -23,6 +23,8 @@ DEMO_CUSTOMERS = (
 )
 # Seats booked on a listing's first upcoming slots: a full one, a busy one, a quiet one.
 DEMO_SEATS = ((3, 2, 2, 1), (2, 1), (1,))
+# The 100%-off code the README advertises: on the emulator's payment page it books with no card.
+DEMO_FREE_PROMOTION_CODE = "DEMO100"
 
 
 def emulator_control():
@@ -47,6 +49,15 @@ def demo_bookings_load() -> int | None:
         return None
     slugs = [spec.slug for _, _, listings in DEMO_MERCHANTS.values() for spec in listings]
     return sum(_listing_bookings(listing, control) for listing in Listing.objects.filter(slug__in=slugs).order_by("pk"))
+
+
+def demo_promotion_code_load() -> str | None:
+    """Make sure the emulator has the demo's 100%-off promotion code; returns it, or None without
+    an emulator (a real Stripe account's promotion codes are its owner's to make)."""
+    if emulator_control() is None:
+        return None
+    payments.promotion_code_ensure(code=DEMO_FREE_PROMOTION_CODE, percent_off=100, name="Slotbook demo: free")
+    return DEMO_FREE_PROMOTION_CODE
 
 
 def _listing_bookings(listing: Listing, control) -> int:

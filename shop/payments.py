@@ -282,6 +282,20 @@ def portal_url(*, customer_id: str, return_url: str) -> str:
     return portal.url
 
 
+# Promotion codes
+
+
+def promotion_code_ensure(*, code: str, percent_off: int, name: str) -> str:
+    """The active promotion code `code` (Stripe matches codes without regard to case), created
+    with a coupon of `percent_off` percent when there is none; returns its id. Safe to call again."""
+    client = stripe_client()
+    for existing in client.v1.promotion_codes.list(params={"code": code, "limit": 10}).data:
+        if existing.active:
+            return existing.id
+    coupon = client.v1.coupons.create(params={"percent_off": percent_off, "duration": "once", "name": name})
+    return client.v1.promotion_codes.create(params={"coupon": coupon.id, "code": code}).id
+
+
 # Webhooks
 
 

@@ -2,6 +2,7 @@
 
 import pytest
 from django.core import mail
+from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
 
@@ -9,6 +10,8 @@ from bookings.demo import DEMO_PASSWORD
 from bookings.models import Booking, BookingStatus, Listing, Merchant, Slot
 from bookings.money import from_minor_units
 from shop import payments
+from shop.demo import DEMO_FREE_PROMOTION_CODE
+from tests.shop.stripe_flow import deliver_events, open_checkout
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +55,9 @@ def test_without_the_emulator_the_demo_has_no_bookings_and_says_why(capsys, sett
     call_command("loaddemo", days=3)
 
     assert Booking.objects.count() == 0
-    assert "No demo bookings" in capsys.readouterr().out
+    output = capsys.readouterr().out
+    assert "No demo bookings" in output
+    assert "Promotion code" not in output
 
 
 def test_each_demo_merchant_sees_a_dashboard_with_only_their_own_bookings(client, stripe_emulator):
@@ -83,3 +88,30 @@ def test_a_demo_booking_can_be_refunded_from_the_dashboard(client, stripe_emulat
     assert booking.status == BookingStatus.REFUNDED
     refunds = payments.stripe_client().v1.refunds.list(params={"payment_intent": booking.payment_intent_id}).data
     assert [r.amount for r in refunds] == [booking.amount_paid]
+
+
+def test_the_100_percent_off_code_the_readme_advertises_exists_once_and_books_a_seat_with_no_card(
+    client, capsys, stripe_emulator, django_capture_on_commit_callbacks
+):
+    readme = (settings.BASE_DIR / "README.md").read_text()
+    assert f"`{DEMO_FREE_PROMOTION_CODE}`" in readme
+    call_command("loaddemo", days=3)
+    call_command("loaddemo", days=3)
+    assert capsys.readouterr().out.count(f"Promotion code {DEMO_FREE_PROMOTION_CODE}: 100% off") == 2
+    [code] = payments.stripe_client().v1.promotion_codes.list(params={"code": DEMO_FREE_PROMOTION_CODE}).data
+    assert code.active and code.coupon.percent_off == 100
+
+    slot = Slot.objects.filter(listing__slug="sea-cave-explorer", bookings__isnull=True).first()
+    booking, _ = open_checkout(client, slot, quantity=2, email="newcomer@example.com", name="New Comer")
+    paid = stripe_emulator.pay_session(
+        booking.checkout_session_id, email="newcomer@example.com", name="New Comer", promotion_code="demo100"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver_events(client, stripe_emulator, types={"checkout.session.completed"})
+
+    booking.refresh_from_db()
+    slot.refresh_from_db()
+    assert paid["amount_total"] == 0 and paid["payment_status"] == "no_payment_required"
+    assert booking.status == BookingStatus.CONFIRMED
+    assert (booking.amount_total, booking.amount_paid) == (2 * 6500, 0)
+    assert slot.seats_left == slot.capacity - 2

@@ -2,6 +2,7 @@
 
 Starts the local Stripe emulator (unless STRIPE_SECRET_KEY is set, in which case that Stripe
 is used), migrates, loads the demo data, serves the site, and prints the address to open.
+E-mails the site sends are written one file each to the outbox folder it prints.
 """
 
 import os
@@ -10,12 +11,36 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from shop.demo import DEMO_FREE_PROMOTION_CODE
+
 DEMO_WEBHOOK_SECRET = "whsec_slotbook_local_demo_secret"
 DEMO_SECRET_KEY = "sk_test_slotbook_local_demo"
+OUTBOX_BACKEND = "shop.outbox.OutboxEmailBackend"
+
+
+def demo_files_remove(*, database: Path | None, emulator_db: Path, outbox: Path) -> list[Path]:
+    """Delete the demo's SQLite database and the emulator's state (each with its WAL files) and
+    the e-mails in the outbox, so that the next start loads fresh demo data. Returns what was
+    deleted; a file that is not there is no error."""
+    removed = []
+    for base in (database, emulator_db):
+        if base is None:
+            continue
+        for path in (base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm")):
+            if path.is_file():
+                path.unlink()
+                removed.append(path)
+    if outbox.is_dir():
+        for path in sorted(outbox.iterdir()):
+            if path.is_file() and path.suffix in {".txt", ".html"}:
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def wait_for_port(host: str, port: int, *, timeout: float, process: subprocess.Popen) -> None:
@@ -46,16 +71,57 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000, help="Port of the site (default 8000).")
-        parser.add_argument("--emulator-port", type=int, default=12111, help="Port of the Stripe emulator.")
         parser.add_argument(
-            "--emulator-db", default=str(settings.BASE_DIR / ".emulator.sqlite3"), help="The emulator's state file."
+            "--emulator-port", type=int, default=12111, help="Port of the Stripe emulator (default 12111)."
+        )
+        parser.add_argument(
+            "--db",
+            help="The site's SQLite database file (default: SQLITE_PATH, or db.sqlite3). "
+            "Not with DATABASE_URL, which the demo then uses instead.",
+        )
+        parser.add_argument(
+            "--emulator-db",
+            default=str(settings.BASE_DIR / ".emulator.sqlite3"),
+            help="The emulator's state file (default .emulator.sqlite3).",
+        )
+        parser.add_argument(
+            "--outbox",
+            default=settings.EMAIL_FILE_PATH,
+            help="Folder where each e-mail the site sends is written as a file (default outbox/).",
+        )
+        parser.add_argument(
+            "--reset",
+            action="store_true",
+            help="Start from fresh demo data: delete the database file, the emulator's state and the outbox's e-mails.",
         )
 
-    def handle(self, *args, port: int, emulator_port: int, emulator_db: str, **options):
+    def handle(self, *args, port: int, emulator_port: int, db: str | None, emulator_db: str, outbox: str, reset: bool,
+               **options):
         env = dict(os.environ)
         env.setdefault("DJANGO_DEBUG", "true")
         site_url = f"http://127.0.0.1:{port}"
         env.setdefault("SITE_URL", site_url)
+        database = None
+        if env.get("DATABASE_URL"):
+            if db or reset:
+                raise CommandError(
+                    "--db and --reset work on the demo's SQLite file, but DATABASE_URL is set: unset it, "
+                    "or reset that database yourself (manage.py flush)."
+                )
+            self.stdout.write("Database: DATABASE_URL.")
+        else:
+            database = Path(db or settings.DATABASES["default"]["NAME"]).resolve()
+            env["SQLITE_PATH"] = str(database)
+            self.stdout.write(f"Database: {database}")
+        outbox_dir = Path(outbox).resolve()
+        env.setdefault("EMAIL_BACKEND", OUTBOX_BACKEND)
+        env["EMAIL_FILE_PATH"] = str(outbox_dir)
+        if env["EMAIL_BACKEND"] == OUTBOX_BACKEND:
+            outbox_dir.mkdir(parents=True, exist_ok=True)
+            mail_line = f"E-mails the site sends: one file each in {outbox_dir}/"
+        else:
+            mail_line = f"E-mails the site sends go through EMAIL_BACKEND={env['EMAIL_BACKEND']}."
+        self.stdout.write(mail_line)
         children: list[subprocess.Popen] = []
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
 
@@ -73,8 +139,13 @@ class Command(BaseCommand):
             if not port_is_free(needed):
                 raise CommandError(f"Port {needed} is already in use. Stop what runs there or pass another port.")
 
+        if reset:
+            removed = demo_files_remove(database=database, emulator_db=Path(emulator_db).resolve(), outbox=outbox_dir)
+            self.stdout.write(f"Reset: {len(removed)} files deleted; loading fresh demo data.")
+
+        using_real_stripe = bool(env.get("STRIPE_SECRET_KEY"))
         try:
-            if env.get("STRIPE_SECRET_KEY"):
+            if using_real_stripe:
                 self.stdout.write("Using the Stripe account of STRIPE_SECRET_KEY.")
             else:
                 emulator = subprocess.Popen(
@@ -112,10 +183,27 @@ class Command(BaseCommand):
             server = subprocess.Popen([*manage, "runserver", f"127.0.0.1:{port}"], env=env)
             children.append(server)
             wait_for_port("127.0.0.1", port, timeout=30, process=server)
+            if not using_real_stripe:
+                # The demo bookings' webhooks are delivered now that the site answers: the address
+                # to open is printed after their log lines, not buried under them.
+                from stripe_emulator.control import ControlError, EmulatorControl
+
+                try:
+                    EmulatorControl(env["STRIPE_API_BASE"], timeout=70).wait_for_webhooks(timeout=60)
+                except (ControlError, OSError):
+                    pass
+            free_code = (
+                ""
+                if using_real_stripe
+                else f"Or book for free: the 100%-off promotion code {DEMO_FREE_PROMOTION_CODE} on the payment page.\n"
+            )
             self.stdout.write(
                 self.style.SUCCESS(f"\nSlotbook is running: open {site_url}/\n")
                 + f"Merchant dashboard: {site_url}/merchant/ (sign in as harbour or atelier, password slotbook-demo)\n"
-                + "Pay with the test card 4242 4242 4242 4242, any future expiry and any CVC. Ctrl-C stops everything."
+                + "Pay with the test card 4242 4242 4242 4242, any future expiry and any CVC.\n"
+                + free_code
+                + mail_line
+                + "\nCtrl-C stops everything."
             )
             signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
             while all(child.poll() is None for child in children):

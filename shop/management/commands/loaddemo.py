@@ -1,13 +1,14 @@
 from django.core.management.base import BaseCommand
 
 from bookings.demo import DEMO_MERCHANTS, DEMO_PASSWORD, demo_data_load
-from shop.demo import demo_bookings_load
+from shop.demo import DEMO_FREE_PROMOTION_CODE, demo_bookings_load, demo_promotion_code_load
 
 
 class Command(BaseCommand):
     help = (
         "Create two demo merchants with listings and two weeks of slots, and, when the site is pointed at the "
-        "Stripe emulator, a few bookings paid by card through it. Safe to run again."
+        "Stripe emulator, a few bookings paid by card through it and the 100%-off promotion code "
+        f"{DEMO_FREE_PROMOTION_CODE}. Safe to run again."
     )
 
     def add_arguments(self, parser):
@@ -23,5 +24,8 @@ class Command(BaseCommand):
             self.stdout.write("No demo bookings: they are paid through the Stripe emulator, and none is configured.")
         else:
             self.stdout.write(f"Demo bookings paid through the Stripe emulator: {bookings} created.")
+        code = demo_promotion_code_load()
+        if code is not None:
+            self.stdout.write(f"Promotion code {code}: 100% off on the emulator's payment page, no card needed.")
         users = ", ".join(DEMO_MERCHANTS)
         self.stdout.write(f"Merchant sign-ins: {users} (password: {DEMO_PASSWORD})")
