@@ -284,6 +284,7 @@ def _status_context(request, check, poll: int) -> dict:
     return {
         "booking": booking,
         "problem": check.problem,
+        "money_back": selectors.booking_money_back(booking),
         "listing": booking.slot.listing,
         "starts_at": timezone.localtime(booking.slot.starts_at, booking.slot.listing.merchant.zone),
         "poll_url": reverse("shop:checkout_status", args=[booking.checkout_session_id]) + f"?poll={next_poll}",
@@ -368,6 +369,7 @@ def booking_page(request, token: str):
         "merchant": listing.merchant,
         "starts_at": timezone.localtime(booking.slot.starts_at, listing.merchant.zone),
         "refunds": [refund for refund in booking.refunds.all() if refund.stripe_refund_id],
+        "money_back": selectors.booking_money_back(booking),
     }
     return render(request, "shop/booking.html", context)
 
