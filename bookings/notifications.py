@@ -43,13 +43,12 @@ def _send_claimed(
     if not _claim(model, pk, field):
         return False
     context = {**context, "site_url": absolute_url("")}
-    message = EmailMultiAlternatives(
-        subject=subject,
-        body=render_to_string(f"bookings/email/{template}.txt", context),
-        to=[to],
-        reply_to=[reply_to] if reply_to else None,
-    )
-    message.attach_alternative(render_to_string(f"bookings/email/{template}.html", context), "text/html")
+    # Every time in an e-mail is the merchant's wall clock: rendered with their zone as the current one.
+    with timezone.override(context["merchant"].zone):
+        text = render_to_string(f"bookings/email/{template}.txt", context)
+        html = render_to_string(f"bookings/email/{template}.html", context)
+    message = EmailMultiAlternatives(subject=subject, body=text, to=[to], reply_to=[reply_to] if reply_to else None)
+    message.attach_alternative(html, "text/html")
     try:
         message.send()
     except Exception:
@@ -67,7 +66,7 @@ def _booking_context(booking: Booking) -> dict:
         "slot": booking.slot,
         "listing": booking.slot.listing,
         "merchant": merchant,
-        "starts_at": timezone.localtime(booking.slot.starts_at, merchant.zone),
+        "starts_at": booking.slot.starts_at,
         "booking_url": booking_page_url(booking),
     }
 

@@ -114,9 +114,10 @@ def _booking_or_404(merchant, pk: int) -> Booking:
         raise Http404("No such booking.") from None
 
 
-def _when(slot: Slot, merchant, fmt: str) -> str:
-    """A slot's start as the merchant's clock shows it, in Django's date format."""
-    return dateformat.format(timezone.localtime(slot.starts_at, merchant.zone), fmt)
+def _when(slot: Slot, fmt: str) -> str:
+    """A slot's start as the merchant's clock shows it (merchant_view made their zone the current
+    one), in Django's date format."""
+    return dateformat.format(timezone.localtime(slot.starts_at), fmt)
 
 
 # Overview
@@ -247,7 +248,7 @@ def slot_create(request, merchant, pk: int):
         except BookingError as error:
             form.add_error("starts_at" if listing.is_active else None, str(error))
         else:
-            when = _when(slot, merchant, "l j F Y, H:i")
+            when = _when(slot, "l j F Y, H:i")
             messages.success(request, f"Added {when} with {slot.capacity} seats.")
             return redirect("bookings:listing_detail", pk=listing.pk)
     status = 400 if request.method == "POST" else 200
@@ -293,7 +294,7 @@ def slot_series(request, merchant, pk: int):
 
 
 def _series_initial(merchant) -> dict:
-    today = timezone.now().astimezone(merchant.zone).date()
+    today = timezone.localdate()
     return {"first_day": today + dt.timedelta(days=1), "last_day": today + dt.timedelta(days=28)}
 
 
@@ -380,7 +381,7 @@ def slot_cancel(request, merchant, pk: int):
     slot = _slot_or_404(merchant, pk)
     if request.method == "POST":
         result = services.slot_cancel(slot=slot)
-        when = _when(slot, merchant, "l j F, H:i")
+        when = _when(slot, "l j F, H:i")
         if result.already_cancelled and not result.bookings_cancelled:
             messages.info(request, f"{when} was already cancelled; there was nothing more to refund.")
         elif not result.bookings_cancelled:
@@ -474,6 +475,8 @@ def booking_export(request, merchant):
     """The filtered bookings as CSV, streamed, in the merchant's timezone."""
     filters = _booking_filter_form(request, merchant).filters()
     bookings = selectors.merchant_bookings_filtered(merchant, filters)
+    # The rows are written while the response streams, after this view (and merchant_view's
+    # timezone.override) has returned: so they name the merchant's zone themselves.
     zone = merchant.zone
 
     def rows():
@@ -484,7 +487,7 @@ def booking_export(request, merchant):
                 booking.pk,
                 booking.status,
                 csv_safe(booking.slot.listing.title),
-                booking.slot.starts_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+                timezone.localtime(booking.slot.starts_at, zone).strftime("%Y-%m-%d %H:%M"),
                 merchant.timezone,
                 booking.quantity,
                 csv_safe(booking.customer_name),
@@ -493,13 +496,13 @@ def booking_export(request, merchant):
                 from_minor_units(booking.amount_total, currency),
                 from_minor_units(booking.amount_paid, currency),
                 from_minor_units(booking.amount_refunded, currency),
-                booking.created_at.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+                timezone.localtime(booking.created_at, zone).strftime("%Y-%m-%d %H:%M"),
                 csv_safe(booking.payment_intent_id),
             ]
 
     writer = csv.writer(_Echo())
     response = StreamingHttpResponse((writer.writerow(row) for row in rows()), content_type="text/csv; charset=utf-8")
-    stamp = timezone.now().astimezone(zone).strftime("%Y%m%d-%H%M")
+    stamp = timezone.localtime().strftime("%Y%m%d-%H%M")
     response["Content-Disposition"] = f'attachment; filename="bookings-{stamp}.csv"'
     return response
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import stripe
 from django.conf import settings
+from django.utils import formats, timezone
 
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, RefundReceipt
 from bookings.logs import log_event
@@ -137,8 +138,9 @@ def checkout_open(*, booking: Booking, success_url: str, cancel_url: str) -> Ope
 def _slot_description(booking: Booking) -> str:
     slot = booking.slot
     merchant = slot.listing.merchant
-    local = slot.starts_at.astimezone(merchant.zone)
-    return f"{local:%A %d %B %Y, %H:%M} ({merchant.timezone}) · {merchant.display_name}"
+    with timezone.override(merchant.zone):
+        when = formats.date_format(timezone.localtime(slot.starts_at), "l j F Y, H:i")
+    return f"{when} ({merchant.timezone}) · {merchant.display_name}"
 
 
 def checkout_facts_from_session(session: dict) -> CheckoutFacts:

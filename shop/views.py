@@ -278,6 +278,9 @@ def _booking_by_session_or_404(request, session_id: str) -> Booking:
         raise Http404("No such checkout.") from None
 
 
+# Times: a page about one booking is rendered with its merchant's zone as the current one
+# (timezone.override), so the templates' date filters show the merchant's wall clock; the
+# context holds the aware datetimes as stored, never converted beforehand.
 def _status_context(request, check, poll: int) -> dict:
     booking = check.booking
     next_poll = min(poll + 1, len(POLL_DELAYS_SECONDS) - 1)
@@ -286,7 +289,7 @@ def _status_context(request, check, poll: int) -> dict:
         "problem": check.problem,
         "money_back": selectors.booking_money_back(booking),
         "listing": booking.slot.listing,
-        "starts_at": timezone.localtime(booking.slot.starts_at, booking.slot.listing.merchant.zone),
+        "starts_at": booking.slot.starts_at,
         "poll_url": reverse("shop:checkout_status", args=[booking.checkout_session_id]) + f"?poll={next_poll}",
         "poll_delay": POLL_DELAYS_SECONDS[poll],
     }
@@ -302,7 +305,8 @@ def _poll_number(request) -> int:
 def checkout_success(request):
     booking = _booking_by_session_or_404(request, request.GET.get("session_id", ""))
     check = booking_status_refresh(booking)
-    return render(request, "shop/checkout_success.html", _status_context(request, check, 0))
+    with timezone.override(booking.slot.listing.merchant.zone):
+        return render(request, "shop/checkout_success.html", _status_context(request, check, 0))
 
 
 def _final_status_response(request, pieces: tuple[bytes, ...]) -> HttpResponse:
@@ -325,13 +329,13 @@ def checkout_status(request, session_id: str):
     booking = _booking_by_session_or_404(request, session_id)
     check = booking_status_refresh(booking)
     context = _status_context(request, check, _poll_number(request))
-    if not check.booking.is_final:
-        return render(request, "shop/_checkout_status.html", context)
-    pieces = _pieces(
-        render_to_string(
+    with timezone.override(booking.slot.listing.merchant.zone):
+        if not check.booking.is_final:
+            return render(request, "shop/_checkout_status.html", context)
+        html = render_to_string(
             "shop/_checkout_status.html", {**context, "csrf_token": CSRF_TOKEN_MARKER}, request=request
         )
-    )
+    pieces = _pieces(html)
     if seconds > 0 and not check.problem:
         cache.set(final_status_key(session_id), pieces, seconds)
     return _final_status_response(request, pieces)
@@ -367,11 +371,12 @@ def booking_page(request, token: str):
         "booking": booking,
         "listing": listing,
         "merchant": listing.merchant,
-        "starts_at": timezone.localtime(booking.slot.starts_at, listing.merchant.zone),
+        "starts_at": booking.slot.starts_at,
         "refunds": [refund for refund in booking.refunds.all() if refund.stripe_refund_id],
         "money_back": selectors.booking_money_back(booking),
     }
-    return render(request, "shop/booking.html", context)
+    with timezone.override(listing.merchant.zone):
+        return render(request, "shop/booking.html", context)
 
 
 @require_POST

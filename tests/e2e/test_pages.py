@@ -2,6 +2,7 @@
 Content-Security-Policy. Screenshots land in test-artifacts/screenshots/ to be looked at."""
 
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.conf import settings
@@ -39,8 +40,11 @@ def fits_the_width(page) -> bool:
 @pytest.mark.parametrize("width", WIDTHS)
 def test_the_main_pages_at_desktop_and_phone_widths(width, new_context, shop, stripe):
     demo_data_load(days=7)
-    listing = Listing.objects.get(slug="sunrise-kayak-tour")
+    # A merchant whose clock is not the server's (Europe/London): Atelier Nord, Europe/Paris.
+    listing = Listing.objects.get(slug="sourdough-masterclass")
     slot = listing.slots.filter(seats_left=listing.slots.first().capacity).order_by("starts_at").first()
+    local = slot.starts_at.astimezone(ZoneInfo("Europe/Paris"))
+    when = f"{local:%A} {local.day} {local:%B} {local.year}, 09:30 (Europe/Paris)"  # the demo sells it at 09:30
     page = new_context(**WIDTHS[width]).new_page()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
@@ -53,7 +57,8 @@ def test_the_main_pages_at_desktop_and_phone_widths(width, new_context, shop, st
     expect(page.get_by_role("heading", name="Book an experience")).to_be_visible()
     shoot("catalog")
 
-    page.get_by_role("link", name="Sunrise kayak tour").click()
+    expect(page.locator(".listing-card", has_text="Sourdough masterclass")).to_contain_text("Times in Europe/Paris")
+    page.get_by_role("link", name="Sourdough masterclass").click()
     expect(page.get_by_role("heading", name="Book your seats")).to_be_visible()
     shoot("listing")
 
@@ -66,16 +71,18 @@ def test_the_main_pages_at_desktop_and_phone_widths(width, new_context, shop, st
     checkout.pay(CARD_OK)
     page.wait_for_url(SUCCESS_URL)
     expect_status(page, "confirmed", timeout=stripe.timeout)
+    expect(page.locator(".facts dd").nth(1)).to_have_text(when)
     shoot("success")
 
     page.get_by_role("link", name="View your booking").click()
     expect(page.locator(".badge")).to_have_text("Confirmed")
+    expect(page.locator(".facts dd").first).to_have_text(when)
     shoot("booking")
 
     page.get_by_role("button", name="Manage payments and receipts").click()
     expect(page.locator("[data-testid=payment-row]")).to_have_count(1)
     shoot("portal", site=False)
 
-    sign_in(page, shop.base_url, "harbour", DEMO_PASSWORD)
+    sign_in(page, shop.base_url, "atelier", DEMO_PASSWORD)
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     shoot("dashboard")
