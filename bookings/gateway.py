@@ -54,6 +54,10 @@ class PaymentGatewayError(Exception):
 
 
 class PaymentGateway(Protocol):
+    def checkout_expire(self, *, session_id: str) -> CheckoutFacts:
+        """Make an open checkout session unpayable and return the session's facts afterwards:
+        `expired`, or `complete` when the payment got there first."""
+
     def refund_create(
         self,
         *,

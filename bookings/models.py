@@ -109,6 +109,12 @@ class Slot(models.Model):
         return self.is_on_sale and not self.is_cancelled and self.seats_left > 0 and self.starts_at > django_timezone.now()
 
 
+class RefundReason(models.TextChoices):
+    SOLD_OUT = "sold_out", "Sold out while paying"
+    SLOT_CANCELLED = "slot_cancelled", "Slot cancelled"
+    MERCHANT = "merchant", "Refunded by the merchant"
+
+
 class BookingStatus(models.TextChoices):
     PENDING = "pending", "Waiting for payment"
     CONFIRMED = "confirmed", "Confirmed"
@@ -139,6 +145,9 @@ class Booking(models.Model):
     payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True)
     refund_id = models.CharField(max_length=255, blank=True)
+    # Why the booking stopped holding seats (or never held them): what its customer is told.
+    # Recorded by the transition that ends it (to refund_due or cancelled), never guessed later.
+    ended_reason = models.CharField(max_length=16, choices=RefundReason.choices, blank=True)
     public_token = models.CharField(max_length=64, unique=True, default=new_public_token, editable=False)
 
     # Set once the success page last asked Stripe about this booking, to rate-limit those reads.
@@ -178,12 +187,6 @@ class Booking(models.Model):
     @property
     def amount_refundable(self) -> int:
         return self.amount_paid - self.amount_refunded
-
-
-class RefundReason(models.TextChoices):
-    SOLD_OUT = "sold_out", "Sold out while paying"
-    SLOT_CANCELLED = "slot_cancelled", "Slot cancelled"
-    MERCHANT = "merchant", "Refunded by the merchant"
 
 
 class RefundStatus(models.TextChoices):

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from bookings.logs import log_event
 from bookings.models import Booking, Refund, RefundReason
+from bookings.selectors import booking_money_back
 
 log = logging.getLogger("bookings.notifications")
 
@@ -84,20 +85,24 @@ def booking_confirmation_send(*, booking: Booking) -> bool:
     )
 
 
+CANCELLED_SUBJECTS = {
+    RefundReason.SOLD_OUT: "Sorry, {title} sold out",
+    RefundReason.SLOT_CANCELLED: "{title} is cancelled",
+    RefundReason.MERCHANT: "Your booking was cancelled: {title}",
+}
+
+
 def booking_cancelled_send(*, booking: Booking) -> bool:
-    """A booking cancelled with nothing to refund: sold out while a 100% code was used, or cancelled later."""
+    """A booking cancelled with nothing to refund (a 100% code), told with its recorded reason."""
     listing = booking.slot.listing
-    never_confirmed = booking.confirmed_at is None
     return _send_claimed(
         model=Booking,
         pk=booking.pk,
         field="cancellation_email_sent_at",
-        template="booking_sold_out_free" if never_confirmed else "booking_cancelled",
-        subject=(
-            f"Sorry, {listing.title} sold out" if never_confirmed else f"Your booking was cancelled: {listing.title}"
-        ),
+        template="booking_cancelled",
+        subject=CANCELLED_SUBJECTS[booking.ended_reason].format(title=listing.title),
         to=booking.customer_email,
-        context=_booking_context(booking),
+        context={**_booking_context(booking), "money_back": booking_money_back(booking)},
         reply_to=listing.merchant.support_email or None,
     )
 
@@ -115,10 +120,10 @@ def refund_notice_send(*, refund: Refund, booking: Booking) -> bool:
         model=Refund,
         pk=refund.pk,
         field="customer_notified_at",
-        template=f"refund_{refund.reason}",
+        template="refund_notice",
         subject=REFUND_SUBJECTS[refund.reason].format(title=listing.title),
         to=booking.customer_email,
-        context={**_booking_context(booking), "refund": refund},
+        context={**_booking_context(booking), "refund": refund, "money_back": booking_money_back(booking, refund=refund)},
         reply_to=listing.merchant.support_email or None,
     )
 

@@ -15,6 +15,7 @@ from bookings.models import (
     Merchant,
     ProvenCustomer,
     Refund,
+    RefundReason,
     RefundStatus,
     Slot,
 )
@@ -71,6 +72,83 @@ def bookings_of_email(email: str) -> QuerySet[Booking]:
         .exclude(status__in=[BookingStatus.PENDING, BookingStatus.EXPIRED])
         .select_related("slot__listing__merchant")
     )
+
+
+class MoneyBackState(StrEnum):
+    NOTHING_CHARGED = "nothing_charged"
+    ON_ITS_WAY = "on_its_way"  # recorded, not yet created at the provider
+    REFUNDED = "refunded"  # created at the provider: 5 to 10 days to reach the statement
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class MoneyBack:
+    """Why a customer's money came back (or why the booking ended with nothing to refund), how
+    much, and where the refund stands: what every page and e-mail tells the customer, from the
+    reason recorded when it happened. `templates/bookings/_money_back.html` says it in words."""
+
+    reason: str  # a RefundReason
+    booking_ended: bool  # cancelled: holds no seats
+    state: MoneyBackState
+    amount: int  # in minor units of `currency`: refunded, on its way, or failed
+    amount_paid: int
+    currency: str
+
+    @property
+    def in_full(self) -> bool:
+        return self.amount == self.amount_paid
+
+
+_CREATED = (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
+
+
+def booking_money_back(booking: Booking, *, refund: Refund | None = None) -> MoneyBack | None:
+    """What the customer is told about money coming back for a booking, or None when nothing
+    came back and the booking did not end. With `refund`, about that refund alone (its e-mail).
+    Reads `booking.refunds` (prefetched by `booking_by_token`)."""
+    ended = booking.status in (
+        BookingStatus.REFUND_DUE,
+        BookingStatus.REFUNDED,
+        BookingStatus.REFUND_FAILED,
+        BookingStatus.CANCELLED,
+    )
+    facts = dict(booking_ended=ended, amount_paid=booking.amount_paid, currency=booking.currency)
+    if refund is not None:
+        state = MoneyBackState.REFUNDED if refund.status in _CREATED else MoneyBackState.ON_ITS_WAY
+        if refund.status == RefundStatus.FAILED:
+            state = MoneyBackState.FAILED
+        return MoneyBack(reason=refund.reason, state=state, amount=refund.amount, **facts)
+    refunds = [r for r in booking.refunds.all() if r.status != RefundStatus.FAILED]
+    if booking.status == BookingStatus.CONFIRMED:
+        if not refunds:
+            return None
+        asked = sum(r.amount for r in refunds)
+        created = all(r.status in _CREATED for r in refunds)
+        state = MoneyBackState.REFUNDED if created else MoneyBackState.ON_ITS_WAY
+        return MoneyBack(reason=RefundReason.MERCHANT, state=state, amount=asked, **facts)
+    if not ended:
+        return None
+    if booking.amount_paid == 0:
+        state, amount = MoneyBackState.NOTHING_CHARGED, 0
+    elif booking.status == BookingStatus.REFUND_FAILED:
+        state, amount = MoneyBackState.FAILED, booking.amount_refundable
+    elif booking.status == BookingStatus.REFUND_DUE:
+        state, amount = MoneyBackState.ON_ITS_WAY, sum(r.amount for r in refunds)
+    else:
+        state, amount = MoneyBackState.REFUNDED, booking.amount_refunded
+    return MoneyBack(reason=booking.ended_reason, state=state, amount=amount, **facts)
+
+
+def pending_checkouts_unsellable(*, slot_id: int | None = None, listing_id: int | None = None) -> QuerySet[Booking]:
+    """Pending bookings with a checkout session open at the provider for a time that can no
+    longer be sold (cancelled, off sale, or its listing archived), of one slot or listing or all."""
+    unsellable = Q(slot__cancelled_at__isnull=False) | Q(slot__is_on_sale=False) | Q(slot__listing__is_active=False)
+    pending = Booking.objects.filter(unsellable, status=BookingStatus.PENDING, checkout_session_id__isnull=False)
+    if slot_id is not None:
+        pending = pending.filter(slot_id=slot_id)
+    if listing_id is not None:
+        pending = pending.filter(slot__listing_id=listing_id)
+    return pending.order_by("pk")
 
 
 # The merchant's side. Every selector takes the merchant and only ever returns their rows.

@@ -21,7 +21,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 from django.utils.text import slugify
 
-from bookings import notifications
+from bookings import notifications, selectors
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, payment_gateway
 from bookings.logs import log_event
 from bookings.models import (
@@ -174,6 +174,8 @@ class ConfirmOutcome(StrEnum):
     CONFIRMED = "confirmed"
     SOLD_OUT_REFUND_DUE = "sold_out_refund_due"
     SOLD_OUT_NOTHING_CHARGED = "sold_out_nothing_charged"
+    SLOT_CANCELLED_REFUND_DUE = "slot_cancelled_refund_due"
+    SLOT_CANCELLED_NOTHING_CHARGED = "slot_cancelled_nothing_charged"
     ALREADY_DONE = "already_done"
     NOT_PAID_YET = "not_paid_yet"
     EXPIRED = "expired"
@@ -228,8 +230,10 @@ def booking_confirm(*, facts: CheckoutFacts) -> ConfirmResult:
 
     In one transaction: only a pending booking moves; seats are taken only if enough are left
     (a conditional decrement, with the database's check constraint as the last guard); a paid
-    booking that finds its slot sold out becomes `refund_due` (or `cancelled` when nothing was
-    paid). Whoever comes second gets ALREADY_DONE and changes nothing. E-mails and refunds run
+    booking that finds its slot sold out, or cancelled by the merchant, becomes `refund_due` (or
+    `cancelled` when nothing was paid) with that reason recorded. A slot whose sales stopped, or
+    whose listing was archived, still happens: a payment that raced the stop is honoured while
+    seats are left. Whoever comes second gets ALREADY_DONE and changes nothing. E-mails and refunds run
     after commit. Raises PaymentFactsMismatch when the session does not describe the booking.
     """
     if facts.status == "expired" or not facts.is_settled:
@@ -276,13 +280,21 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
             # A booking just confirmed has no refunds: its only follow-up is the confirmation e-mail.
             transaction.on_commit(partial(notifications.booking_confirmation_send, booking=booking))
             return ConfirmResult(ConfirmOutcome.CONFIRMED, booking)
-        elif facts.amount_total > 0:
-            booking_transition(booking, S.REFUND_DUE, **payment)
-            Refund.objects.create(booking=booking, amount=facts.amount_total, reason=RefundReason.SOLD_OUT)
-            outcome = ConfirmOutcome.SOLD_OUT_REFUND_DUE
+        slot_cancelled = Slot.objects.filter(pk=booking.slot_id, cancelled_at__isnull=False).exists()
+        reason = RefundReason.SLOT_CANCELLED if slot_cancelled else RefundReason.SOLD_OUT
+        if facts.amount_total > 0:
+            booking_transition(booking, S.REFUND_DUE, ended_reason=reason, **payment)
+            Refund.objects.create(booking=booking, amount=facts.amount_total, reason=reason)
+            outcome = (
+                ConfirmOutcome.SLOT_CANCELLED_REFUND_DUE if slot_cancelled else ConfirmOutcome.SOLD_OUT_REFUND_DUE
+            )
         else:
-            booking_transition(booking, S.CANCELLED, **payment)
-            outcome = ConfirmOutcome.SOLD_OUT_NOTHING_CHARGED
+            booking_transition(booking, S.CANCELLED, ended_reason=reason, **payment)
+            outcome = (
+                ConfirmOutcome.SLOT_CANCELLED_NOTHING_CHARGED
+                if slot_cancelled
+                else ConfirmOutcome.SOLD_OUT_NOTHING_CHARGED
+            )
         transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk))
     return ConfirmResult(outcome, booking)
 
@@ -315,7 +327,9 @@ def _refund_open(booking: Booking, *, amount: int, reason: str) -> Refund:
         most = format_money(outstanding, booking.currency)
         least = format_money(1, booking.currency)
         raise BookingError(f"Enter a refund between {least} and {most} (what is left to refund).")
-    return Refund.objects.create(booking=booking, amount=amount, reason=reason)
+    refund = Refund.objects.create(booking=booking, amount=amount, reason=reason)
+    booking_changed(booking.checkout_session_id)  # its status panel tells of refunds
+    return refund
 
 
 def _release_seats(booking: Booking) -> None:
@@ -337,12 +351,12 @@ def booking_refund(*, booking: Booking, amount: int | None = None) -> Refund | N
         refundable = _refund_outstanding(booking)
         amount = refundable if amount is None else amount
         if booking.amount_paid == 0:
-            booking_transition(booking, S.CANCELLED)
+            booking_transition(booking, S.CANCELLED, ended_reason=RefundReason.MERCHANT)
             _release_seats(booking)
             refund = None
         elif amount == refundable:
             refund = _refund_open(booking, amount=amount, reason=RefundReason.MERCHANT)
-            booking_transition(booking, S.REFUND_DUE)
+            booking_transition(booking, S.REFUND_DUE, ended_reason=RefundReason.MERCHANT)
             _release_seats(booking)
         else:
             refund = _refund_open(booking, amount=amount, reason=RefundReason.MERCHANT)
@@ -361,8 +375,9 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
     """Cancel a slot: stop selling it and refund every confirmed booking of it, once.
 
     Safe to run again: a second run finds no confirmed booking left and only asks again for
-    refunds the provider has not created yet. A booking still paying when the slot is cancelled
-    is refunded when its payment arrives (it finds the slot cancelled, as if sold out).
+    refunds the provider has not created yet. After commit, the open checkouts of bookings still
+    paying are expired at the provider (`checkouts_close`); a payment that arrives all the same
+    is refunded with the cancellation as its reason.
     """
     # First the slot, in a transaction of its own: once it commits no confirmation can take a
     # seat, and every booking confirmed before it is visible below.
@@ -385,21 +400,52 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
             outstanding = _refund_outstanding(booking)
             if outstanding:
                 _refund_open(booking, amount=outstanding, reason=RefundReason.SLOT_CANCELLED)
-                booking_transition(booking, S.REFUND_DUE)
+                booking_transition(booking, S.REFUND_DUE, ended_reason=RefundReason.SLOT_CANCELLED)
                 refunds_opened += 1
             elif booking.amount_refunded >= booking.amount_paid:
-                booking_transition(booking, S.CANCELLED)
+                booking_transition(booking, S.CANCELLED, ended_reason=RefundReason.SLOT_CANCELLED)
             else:
                 # Refunds already asked for cover what is left: they finish the booking.
-                booking_transition(booking, S.REFUND_DUE)
+                booking_transition(booking, S.REFUND_DUE, ended_reason=RefundReason.SLOT_CANCELLED)
             _release_seats(booking)
             cancelled += 1
     pending_refunds = Refund.objects.filter(booking__slot_id=slot.pk, status=RefundStatus.REQUESTED)
     follow_ups = set(booking_ids) | set(pending_refunds.values_list("booking_id", flat=True))
     for booking_id in sorted(follow_ups):
         transaction.on_commit(partial(booking_follow_up, booking_id=booking_id, raise_refund_errors=False))
+    transaction.on_commit(partial(checkouts_close, slot_id=slot.pk))
     log_event(log, "slot_cancelled", slot=slot.pk, bookings=cancelled, refunds=refunds_opened)
     return SlotCancellation(cancelled, refunds_opened, already_cancelled)
+
+
+def checkouts_close(*, slot_id: int | None = None, listing_id: int | None = None) -> int:
+    """Make unpayable the open checkout of every pending booking of a time that can no longer be
+    sold (of one slot, one listing, or all), and settle each booking from what the provider then
+    says: the session expired, so the booking expires; or the payment got there first, so it is
+    confirmed while seats are left, or refunded with the time's cancellation as its reason.
+
+    Asks the provider, so it runs after commit and never under a lock. A checkout the provider
+    could not be asked about stays pending for `reconcile`, which calls this again. Returns the
+    number of bookings settled.
+    """
+    settled = 0
+    gateway = payment_gateway()
+    for booking in selectors.pending_checkouts_unsellable(slot_id=slot_id, listing_id=listing_id):
+        try:
+            facts = gateway.checkout_expire(session_id=booking.checkout_session_id)
+            booking_confirm(facts=facts)
+        except PaymentGatewayError as error:
+            log_event(log, "checkout_close_failed", level=logging.WARNING, booking=booking.pk, error=str(error)[:200])
+            continue
+        except PaymentFactsMismatch as error:
+            log_event(log, "payment_facts_mismatch", level=logging.ERROR, booking=booking.pk, error=str(error))
+            continue
+        except RefundNotCreated:
+            pass  # the booking is settled; its refund is asked for again by reconcile
+        settled += 1
+    if settled:
+        log_event(log, "checkouts_closed", slot=slot_id, listing=listing_id, bookings=settled)
+    return settled
 
 
 _PROVIDER_REFUND_STATUS = {
@@ -486,6 +532,7 @@ def refund_record_created(*, refund_id: int, receipt_id: str, status: str, failu
         refund.save(update_fields=["stripe_refund_id", "status", "submit_lease_until", "updated_at"])
         Booking.objects.filter(pk=booking.pk).update(amount_refunded=F("amount_refunded") + refund.amount)
         booking.amount_refunded += refund.amount
+        booking_changed(booking.checkout_session_id)
         if booking.status in (S.REFUND_DUE, S.REFUND_FAILED) and booking.amount_refunded == booking.amount_paid:
             booking_transition(booking, S.REFUNDED, refund_id=receipt_id)
         else:
@@ -522,6 +569,7 @@ def refund_record_failure(*, refund_id: int, failure_reason: str) -> Refund:
         if was_counted:
             Booking.objects.filter(pk=booking.pk).update(amount_refunded=F("amount_refunded") - refund.amount)
             booking.amount_refunded -= refund.amount
+        booking_changed(booking.checkout_session_id)
         if booking.status in (S.REFUND_DUE, S.REFUNDED):
             booking_transition(booking, S.REFUND_FAILED)
         transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
@@ -691,10 +739,13 @@ def listing_update(
 
 
 def listing_archive(*, listing: Listing) -> bool:
-    """Take a listing out of the catalog. Its slots and bookings stay; bookings already paying
-    are honoured. Returns False when it was already archived."""
+    """Take a listing out of the catalog. Its slots and bookings stay. After commit the open
+    checkouts of its times are expired at the provider (`checkouts_close`); a payment that
+    raced the archiving is honoured while seats are left. Returns False when it was already
+    archived."""
     changed = Listing.objects.filter(pk=listing.pk, is_active=True).update(is_active=False, updated_at=timezone.now())
     storefront_changed()
+    transaction.on_commit(partial(checkouts_close, listing_id=listing.pk))
     listing.is_active = False
     return bool(changed)
 
@@ -825,14 +876,18 @@ def capacity_floor_sentence(seats_sold: int) -> str:
 
 
 def slot_selling_set(*, slot: Slot, on_sale: bool) -> bool:
-    """Stop or resume selling a slot. Bookings already paying are still honoured when sales stop.
-    A cancelled slot cannot be put back on sale. Returns False when nothing changed."""
+    """Stop or resume selling a slot. When sales stop, the open checkouts of the slot are expired
+    at the provider after commit (`checkouts_close`); a payment that raced the stop is honoured
+    while seats are left, since the time still happens. A cancelled slot cannot be put back on
+    sale. Returns False when nothing changed."""
     if on_sale and slot.is_cancelled:
         raise BookingError("This time is cancelled and cannot be sold again. Add a new time instead.")
     selling = Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).exclude(is_on_sale=on_sale)
     changed = selling.update(is_on_sale=on_sale)
     if changed:
         storefront_changed()
+    if not on_sale:
+        transaction.on_commit(partial(checkouts_close, slot_id=slot.pk))
     slot.is_on_sale = on_sale if changed else Slot.objects.values_list("is_on_sale", flat=True).get(pk=slot.pk)
     return bool(changed)
 

@@ -15,13 +15,16 @@ from bookings import selectors
 from bookings.customers import customer_email_normalise, proven_customer_record
 from bookings.logs import log_event
 from bookings.models import Booking, BookingStatus, Slot
+from bookings.selectors import pending_checkouts_unsellable
 from bookings.services import (
+    BookingError,
     PaymentFactsMismatch,
     RefundNotCreated,
     booking_checkout_abandon,
     booking_checkout_attach,
     booking_confirm,
     booking_start,
+    checkouts_close,
 )
 from shop import payments
 
@@ -98,7 +101,8 @@ def checkout_start(
     """Create a pending booking and its Stripe Checkout Session. `proven_email` is the address
     the visitor has proved (normalised), if any: see `_checkout_customer`.
 
-    Raises BookingError when the slot cannot be booked and PaymentsUnavailable when Stripe could
+    Raises BookingError when the slot cannot be booked (also when its sales stopped while the
+    session was opening: the session is then expired) and PaymentsUnavailable when Stripe could
     not open a session; the booking then expires at once, so nothing is left half-made.
     """
     booking = booking_start(slot=slot, quantity=quantity, customer_email=customer_email, customer_name=customer_name)
@@ -114,6 +118,11 @@ def checkout_start(
     booking_checkout_attach(
         booking=booking, session_id=opened.session_id, expires_at=opened.expires_at, customer_id=opened.customer_id
     )
+    if pending_checkouts_unsellable(slot_id=slot.pk).filter(pk=booking.pk).exists():
+        # The merchant stopped selling this time while the session was being opened, after
+        # their own sweep of open sessions had looked: this session is closed here instead.
+        checkouts_close(slot_id=slot.pk)
+        raise BookingError("This time is no longer on sale. Please pick another one.")
     return StartedCheckout(booking=booking, url=opened.url)
 
 

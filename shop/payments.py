@@ -167,14 +167,20 @@ def checkout_facts(session_id: str) -> CheckoutFacts:
     return checkout_facts_from_session(_as_dict(session))
 
 
-def checkout_expire(session_id: str) -> None:
-    """Expire an open session so that it can no longer be paid."""
+def checkout_expire(session_id: str) -> CheckoutFacts:
+    """Expire an open session so that it can no longer be paid, and return what Stripe then says
+    of it. Stripe refuses (400) to expire a session that is no longer open, paid or expired
+    already: the session is then read, so the caller learns which. Raises PaymentsUnavailable
+    when Stripe cannot be reached."""
     try:
-        stripe_client().v1.checkout.sessions.expire(session_id)
+        session = stripe_client().v1.checkout.sessions.expire(session_id)
     except stripe.InvalidRequestError as error:
         log_event(log, "checkout_expire_refused", session=session_id, error=_describe(error))
+        return checkout_facts(session_id)
     except stripe.StripeError as error:
+        log_event(log, "checkout_expire_failed", level=logging.WARNING, session=session_id, error=_describe(error))
         raise PaymentsUnavailable("We could not reach our payment provider.") from error
+    return checkout_facts_from_session(_as_dict(session))
 
 
 # Refunds
@@ -211,6 +217,12 @@ def refunds_of_payment(payment_intent_id: str) -> list[dict]:
 
 class StripeRefundGateway:
     """The booking domain's PaymentGateway, with Stripe."""
+
+    def checkout_expire(self, *, session_id: str) -> CheckoutFacts:
+        try:
+            return checkout_expire(session_id)
+        except PaymentsUnavailable as error:
+            raise PaymentGatewayError(str(error), retryable=True) from error
 
     def refund_create(
         self,

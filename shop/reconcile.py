@@ -17,6 +17,7 @@ from bookings.services import (
     RefundNotCreated,
     booking_checkout_abandon,
     booking_follow_up,
+    checkouts_close,
     refund_record_update,
     refund_submit,
 )
@@ -29,6 +30,7 @@ log = logging.getLogger("shop.reconcile")
 
 @dataclass
 class ReconcileSummary:
+    checkouts_closed: int = 0
     pending_checked: int = 0
     confirmed: int = 0
     expired: int = 0
@@ -45,6 +47,7 @@ class ReconcileSummary:
 
     def lines(self) -> list[str]:
         return [
+            f"open checkouts of cancelled, stopped or archived times closed: {self.checkouts_closed}",
             f"pending bookings checked with Stripe: {self.pending_checked} "
             f"(confirmed {self.confirmed}, refund due {self.refunds_due}, expired {self.expired})",
             f"pending bookings that never reached Stripe, expired: {self.abandoned}",
@@ -59,6 +62,7 @@ class ReconcileSummary:
 def reconcile_run(*, now=None) -> ReconcileSummary:
     now = now or timezone.now()
     summary = ReconcileSummary()
+    summary.checkouts_closed = checkouts_close()
     _settle_pending(summary)
     _expire_never_opened(summary, now)
     _submit_requested_refunds(summary)

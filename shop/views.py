@@ -398,6 +398,7 @@ def _status_context(request, check, poll: int) -> dict:
     return {
         "booking": booking,
         "problem": check.problem,
+        "money_back": selectors.booking_money_back(booking),
         "listing": booking.slot.listing,
         "starts_at": booking.slot.starts_at,
         "poll_url": reverse("shop:checkout_status", args=[booking.checkout_session_id]) + f"?poll={next_poll}",
@@ -486,6 +487,7 @@ def booking_page(request, token: str):
         "starts_at": booking.slot.starts_at,
         "refunds": [refund for refund in booking.refunds.all() if refund.stripe_refund_id],
         "owns_booking": receipts.owns_booking(request, booking),
+        "money_back": selectors.booking_money_back(booking),
     }
     with timezone.override(listing.merchant.zone):
         return render(request, "shop/booking.html", context)

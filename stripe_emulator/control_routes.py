@@ -224,8 +224,8 @@ class ControlApp:
             if session["status"] != "open":
                 raise ControlError(
                     400,
-                    f"Only Checkout Sessions with a status in ['open'] can be expired. "
-                    f"This Checkout Session has a status of {session['status']}.",
+                    'Only Checkout Sessions with a status in ["open"] can be expired. '
+                    f"This Checkout Session has a status of `{session['status']}`.",
                 )
             api_version = store.get_internal(session_id).get("api_version")
             session = expire_session(self.backend, self.backend.system_action(api_version), session)

@@ -554,8 +554,8 @@ def expire_session_endpoint(backend: Backend, action: Action, params: dict[str, 
     current = _fresh(backend, session)
     if current["status"] != "open":
         raise InvalidRequestError(
-            f"Only Checkout Sessions with a status in ['open'] can be expired. "
-            f"This Checkout Session has a status of {current['status']}."
+            'Only Checkout Sessions with a status in ["open"] can be expired. '
+            f"This Checkout Session has a status of `{current['status']}`."
         )
     return respond_session(backend, expire_session(backend, action, current), params)
 

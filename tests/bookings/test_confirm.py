@@ -147,12 +147,17 @@ def test_sold_out_with_nothing_paid_cancels_and_tells_the_customer(django_captur
     assert mail.outbox[-1].to == [second.customer_email]
 
 
-def test_a_cancelled_slot_is_treated_as_sold_out(booking, django_capture_on_commit_callbacks):
-    Booking.objects.filter(pk=booking.pk)
+def test_a_free_booking_on_a_cancelled_slot_is_cancelled_with_the_cancellation_as_its_reason(
+    booking, django_capture_on_commit_callbacks
+):
     booking.slot.cancelled_at = booking.slot.starts_at
     booking.slot.save()
     facts = paid_facts(booking, payment_status="no_payment_required", amount_total=0, payment_intent_id=None)
 
     result = confirm(facts, django_capture_on_commit_callbacks)
 
-    assert result.outcome == ConfirmOutcome.SOLD_OUT_NOTHING_CHARGED
+    assert result.outcome == ConfirmOutcome.SLOT_CANCELLED_NOTHING_CHARGED
+    booking.refresh_from_db()
+    assert (booking.status, booking.ended_reason) == ("cancelled", "slot_cancelled")
+    assert mail.outbox[-1].subject == f"{booking.slot.listing.title} is cancelled"
+    assert "sold out" not in mail.outbox[-1].body.lower()

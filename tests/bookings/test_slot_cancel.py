@@ -54,7 +54,9 @@ def test_cancelling_refunds_every_confirmed_booking_once_even_when_run_twice(bus
     assert "cancelled" in mail.outbox[0].subject
 
 
-def test_a_payment_arriving_after_the_cancellation_is_refunded_as_sold_out(busy_slot, django_capture_on_commit_callbacks):
+def test_a_payment_arriving_after_the_cancellation_is_refunded_with_the_cancellation_as_its_reason(
+    busy_slot, django_capture_on_commit_callbacks
+):
     slot, paid, free, pending = busy_slot
     slot_cancel(slot=slot)
     from bookings.services import booking_confirm
@@ -62,8 +64,9 @@ def test_a_payment_arriving_after_the_cancellation_is_refunded_as_sold_out(busy_
     result = booking_confirm(facts=paid_facts(pending))
 
     pending.refresh_from_db()
-    assert result.outcome == "sold_out_refund_due"
-    assert pending.refunds.get().reason == RefundReason.SOLD_OUT
+    assert result.outcome == "slot_cancelled_refund_due"
+    assert pending.refunds.get().reason == RefundReason.SLOT_CANCELLED
+    assert (pending.status, pending.ended_reason) == (BookingStatus.REFUND_DUE, RefundReason.SLOT_CANCELLED)
 
 
 def test_a_partial_refund_not_yet_at_stripe_is_not_refunded_again_by_the_cancellation(listing, stripe_settings_unset):

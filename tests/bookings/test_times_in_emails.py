@@ -27,10 +27,18 @@ def _refund(booking, reason, **fields):
     return refund_notice_send(refund=refund, booking=booking)
 
 
+def _ended(booking, reason):
+    """As the service that cancels a booking leaves it (only such a booking gets this e-mail)."""
+    booking.status, booking.ended_reason = "cancelled", reason
+    return booking
+
+
 SENDS = {
     "booking_confirmed": lambda booking: booking_confirmation_send(booking=booking),
-    "booking_cancelled": lambda booking: booking_cancelled_send(booking=booking),
-    "booking_sold_out_free": lambda booking: booking_cancelled_send(booking=make_booking(slot=booking.slot)),
+    "booking_cancelled": lambda booking: booking_cancelled_send(booking=_ended(booking, RefundReason.MERCHANT)),
+    "booking_sold_out_free": lambda booking: booking_cancelled_send(
+        booking=_ended(make_booking(slot=booking.slot), RefundReason.SOLD_OUT)
+    ),
     "refund_sold_out": lambda booking: _refund(booking, RefundReason.SOLD_OUT),
     "refund_slot_cancelled": lambda booking: _refund(booking, RefundReason.SLOT_CANCELLED),
     "refund_merchant": lambda booking: _refund(booking, RefundReason.MERCHANT),

@@ -105,7 +105,7 @@ def test_expire_only_while_open(client, control, receiver):
     with pytest.raises(stripe.InvalidRequestError) as again:
         client.v1.checkout.sessions.expire(session.id)
     assert again.value.user_message == (
-        "Only Checkout Sessions with a status in ['open'] can be expired. This Checkout Session has a status of expired."
+        'Only Checkout Sessions with a status in ["open"] can be expired. This Checkout Session has a status of `expired`.'
     )
     paid = create_session(client)
     control.pay_session(paid.id)
