@@ -144,7 +144,6 @@ class Booking(models.Model):
     checkout_expires_at = models.DateTimeField(null=True, blank=True)
     payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True)
-    refund_id = models.CharField(max_length=255, blank=True)
     # Why the booking stopped holding seats (or never held them): what its customer is told.
     # Recorded by the transition that ends it (to refund_due or cancelled), never guessed later.
     ended_reason = models.CharField(max_length=16, choices=RefundReason.choices, blank=True)
@@ -179,10 +178,6 @@ class Booking(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status != BookingStatus.PENDING
-
-    @property
-    def holds_seats(self) -> bool:
-        return self.status == BookingStatus.CONFIRMED
 
     @property
     def amount_refundable(self) -> int:

@@ -101,7 +101,6 @@ def booking_transition(booking: Booking, to_status: str, **fields) -> bool:
         checkout_session=booking.checkout_session_id,
         payment_intent=booking.payment_intent_id,
         customer=booking.stripe_customer_id,
-        refund=booking.refund_id,
     )
     return True
 
@@ -534,9 +533,7 @@ def refund_record_created(*, refund_id: int, receipt_id: str, status: str, failu
         booking.amount_refunded += refund.amount
         booking_changed(booking.checkout_session_id)
         if booking.status in (S.REFUND_DUE, S.REFUND_FAILED) and booking.amount_refunded == booking.amount_paid:
-            booking_transition(booking, S.REFUNDED, refund_id=receipt_id)
-        else:
-            Booking.objects.filter(pk=booking.pk).update(refund_id=receipt_id)
+            booking_transition(booking, S.REFUNDED)
         transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
     return refund_record_update(refund_id=refund_id, status=status, failure_reason=failure_reason)
 
