@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -101,6 +101,58 @@ def booking_transition(booking: Booking, to_status: str, **fields) -> bool:
         checkout_session=booking.checkout_session_id,
         payment_intent=booking.payment_intent_id,
         customer=booking.stripe_customer_id,
+    )
+    return True
+
+
+R = RefundStatus
+REFUND_TRANSITIONS: dict[str, frozenset[str]] = {
+    # Created at the provider (pending or succeeded at once), or refused outright.
+    R.REQUESTED: frozenset({R.PENDING, R.FAILED}),
+    R.PENDING: frozenset({R.SUCCEEDED, R.FAILED}),
+    # A refund can fail days after it succeeded; asking again opens a new Refund.
+    R.SUCCEEDED: frozenset({R.FAILED}),
+    R.FAILED: frozenset(),
+}
+# The statuses whose amount the provider has (for now) given back: counted in Booking.amount_refunded.
+REFUND_COUNTED = frozenset({R.PENDING, R.SUCCEEDED})
+
+
+def refund_transition(refund: Refund, to_status: str, **fields) -> bool:
+    """Move a refund, locked with its booking by the caller inside a transaction, to `to_status`.
+
+    The only function that changes a refund's status, and the only one that moves its booking's
+    `amount_refunded`: up when the refund becomes counted, down when a counted one fails. The
+    update is conditional on the status the caller saw, so a stale instance changes nothing and
+    returns False. `refund.booking` must be the caller's locked booking.
+    """
+    from_status = refund.status
+    if to_status not in REFUND_TRANSITIONS[from_status]:
+        raise IllegalTransition(f"A refund cannot go from {from_status} to {to_status}.")
+    now = timezone.now()
+    changed = Refund.objects.filter(pk=refund.pk, status=from_status).update(
+        status=to_status, updated_at=now, **fields
+    )
+    if not changed:
+        return False
+    refund.status = to_status
+    refund.updated_at = now
+    for name, value in fields.items():
+        setattr(refund, name, value)
+    booking = refund.booking
+    delta = (to_status in REFUND_COUNTED) - (from_status in REFUND_COUNTED)
+    if delta:
+        Booking.objects.filter(pk=booking.pk).update(amount_refunded=F("amount_refunded") + delta * refund.amount)
+        booking.amount_refunded += delta * refund.amount
+    booking_changed(booking.checkout_session_id)  # its status panel tells of refunds
+    log_event(
+        log,
+        "refund_transition",
+        refund=refund.pk,
+        booking=booking.pk,
+        from_status=from_status,
+        to_status=to_status,
+        stripe_refund=refund.stripe_refund_id,
     )
     return True
 
@@ -311,15 +363,8 @@ def booking_expire(*, booking: Booking) -> ConfirmResult:
 # Refunds
 
 
-def _refund_outstanding(booking: Booking) -> int:
-    """What can still be refunded: paid, less what the provider has refunded and less what has
-    been asked for but not created yet (a requested refund is not counted in `amount_refunded`)."""
-    asked = Refund.objects.filter(booking=booking, status=RefundStatus.REQUESTED).aggregate(total=Sum("amount"))
-    return booking.amount_refundable - (asked["total"] or 0)
-
-
 def _refund_open(booking: Booking, *, amount: int, reason: str) -> Refund:
-    outstanding = _refund_outstanding(booking)
+    outstanding = selectors.booking_refund_outstanding(booking)
     if outstanding < 1:
         raise BookingError("Everything paid for this booking is already refunded or being refunded.")
     if not 1 <= amount <= outstanding:
@@ -347,7 +392,7 @@ def booking_refund(*, booking: Booking, amount: int | None = None) -> Refund | N
         booking = _locked(booking.pk)
         if booking.status != S.CONFIRMED:
             raise BookingError("Only a confirmed booking can be refunded.")
-        refundable = _refund_outstanding(booking)
+        refundable = selectors.booking_refund_outstanding(booking)
         amount = refundable if amount is None else amount
         if booking.amount_paid == 0:
             booking_transition(booking, S.CANCELLED, ended_reason=RefundReason.MERCHANT)
@@ -396,7 +441,7 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
             booking = _locked(booking_id)
             if booking.status != S.CONFIRMED:
                 continue
-            outstanding = _refund_outstanding(booking)
+            outstanding = selectors.booking_refund_outstanding(booking)
             if outstanding:
                 _refund_open(booking, amount=outstanding, reason=RefundReason.SLOT_CANCELLED)
                 booking_transition(booking, S.REFUND_DUE, ended_reason=RefundReason.SLOT_CANCELLED)
@@ -516,7 +561,9 @@ def refund_submit(*, refund_id: int) -> Refund:
 def _locked_with_refund(refund_id: int) -> tuple[Booking, Refund]:
     """Lock a refund's booking, then the refund: the order every refund writer keeps."""
     booking = _locked(Refund.objects.values_list("booking_id", flat=True).get(pk=refund_id))
-    return booking, Refund.objects.select_for_update().get(pk=refund_id)
+    refund = Refund.objects.select_for_update().get(pk=refund_id)
+    refund.booking = booking  # refund_transition keeps this locked booking's amount_refunded
+    return booking, refund
 
 
 def refund_record_created(*, refund_id: int, receipt_id: str, status: str, failure_reason: str = "") -> Refund:
@@ -525,13 +572,7 @@ def refund_record_created(*, refund_id: int, receipt_id: str, status: str, failu
         booking, refund = _locked_with_refund(refund_id)
         if refund.status != RefundStatus.REQUESTED:
             return refund
-        refund.stripe_refund_id = receipt_id
-        refund.status = RefundStatus.PENDING
-        refund.submit_lease_until = None
-        refund.save(update_fields=["stripe_refund_id", "status", "submit_lease_until", "updated_at"])
-        Booking.objects.filter(pk=booking.pk).update(amount_refunded=F("amount_refunded") + refund.amount)
-        booking.amount_refunded += refund.amount
-        booking_changed(booking.checkout_session_id)
+        refund_transition(refund, RefundStatus.PENDING, stripe_refund_id=receipt_id, submit_lease_until=None)
         if booking.status in (S.REFUND_DUE, S.REFUND_FAILED) and booking.amount_refunded == booking.amount_paid:
             booking_transition(booking, S.REFUNDED)
         transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
@@ -544,10 +585,9 @@ def refund_record_update(*, refund_id: int, status: str, failure_reason: str = "
     if new_status == RefundStatus.FAILED:
         return refund_record_failure(refund_id=refund_id, failure_reason=failure_reason or status)
     with transaction.atomic():
-        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        booking, refund = _locked_with_refund(refund_id)
         if new_status == RefundStatus.SUCCEEDED and refund.status == RefundStatus.PENDING:
-            refund.status = RefundStatus.SUCCEEDED
-            refund.save(update_fields=["status", "updated_at"])
+            refund_transition(refund, RefundStatus.SUCCEEDED)
     return refund
 
 
@@ -558,15 +598,9 @@ def refund_record_failure(*, refund_id: int, failure_reason: str) -> Refund:
         booking, refund = _locked_with_refund(refund_id)
         if refund.status == RefundStatus.FAILED:
             return refund
-        refund.submit_lease_until = None
-        was_counted = refund.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
-        refund.status = RefundStatus.FAILED
-        refund.failure_reason = failure_reason[:255]
-        refund.save(update_fields=["status", "failure_reason", "submit_lease_until", "updated_at"])
-        if was_counted:
-            Booking.objects.filter(pk=booking.pk).update(amount_refunded=F("amount_refunded") - refund.amount)
-            booking.amount_refunded -= refund.amount
-        booking_changed(booking.checkout_session_id)
+        refund_transition(
+            refund, RefundStatus.FAILED, failure_reason=failure_reason[:255], submit_lease_until=None
+        )
         if booking.status in (S.REFUND_DUE, S.REFUNDED):
             booking_transition(booking, S.REFUND_FAILED)
         transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
@@ -588,7 +622,7 @@ def booking_refund_retry(*, booking: Booking) -> Refund:
         booking = _locked(booking.pk)
         if booking.status != S.REFUND_FAILED:
             raise BookingError("Only a booking whose refund failed can be refunded again.")
-        refund = _refund_open(booking, amount=_refund_outstanding(booking), reason=RefundReason.MERCHANT)
+        refund = _refund_open(booking, amount=selectors.booking_refund_outstanding(booking), reason=RefundReason.MERCHANT)
         booking_transition(booking, S.REFUND_DUE)
         transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
     return refund
