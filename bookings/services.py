@@ -55,7 +55,14 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 class BookingError(Exception):
-    """A request the domain refuses; the message is a sentence to show to the person who asked."""
+    """A request the domain refuses; the message is a sentence to show to the person who asked.
+
+    The sentence is the service's error contract: every door (dashboard form, admin, command)
+    shows the same refusal in the same words. `field` names the input it is about, if one."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class PaymentFactsMismatch(Exception):
@@ -673,6 +680,8 @@ def booking_follow_up(*, booking_id: int, raise_refund_errors: bool = True) -> N
 
 SLOT_CAPACITY_MAX = 10_000
 SERIES_MAX_SLOTS = 500
+SERIES_MAX_DAYS = 366
+SERIES_MAX_START_TIMES = 24
 SLOT_HORIZON = timedelta(days=731)
 
 
@@ -789,22 +798,62 @@ def listing_restore(*, listing: Listing) -> bool:
     return bool(changed)
 
 
-def _check_slot_start(starts_at: dt.datetime, *, now: dt.datetime) -> None:
+# The rules of a time's start, capacity and series. Public, so that the dashboard's forms call
+# them instead of restating them; each raises BookingError with `field` set.
+
+
+def validate_slot_start(starts_at: dt.datetime, *, now: dt.datetime) -> None:
+    """A time starts in the future, within SLOT_HORIZON."""
     if starts_at <= now:
-        raise BookingError("Choose a time in the future.")
+        raise BookingError("Choose a time in the future.", field="starts_at")
     if starts_at > now + SLOT_HORIZON:
-        raise BookingError("Choose a time within the next two years.")
+        raise BookingError("Choose a time within the next two years.", field="starts_at")
 
 
-def _check_capacity(capacity: int) -> None:
-    if not 1 <= capacity <= SLOT_CAPACITY_MAX:
-        raise BookingError(f"Enter a capacity between 1 and {SLOT_CAPACITY_MAX:,} seats.")
+def validate_capacity(capacity: int) -> None:
+    """A time has between 1 and SLOT_CAPACITY_MAX seats."""
+    if capacity < 1:
+        raise BookingError("A time needs at least 1 seat.", field="capacity")
+    if capacity > SLOT_CAPACITY_MAX:
+        raise BookingError(f"A time can have at most {SLOT_CAPACITY_MAX:,} seats.", field="capacity")
+
+
+def validate_capacity_floor(*, capacity: int, seats_sold: int) -> None:
+    """A time's capacity never goes below the seats already sold."""
+    if capacity < seats_sold:
+        seats = "1 seat is" if seats_sold == 1 else f"{seats_sold} seats are"
+        raise BookingError(f"{seats} already sold, so capacity cannot go below {seats_sold}.", field="capacity")
+
+
+def validate_series_start_times(start_times: tuple[dt.time, ...]) -> None:
+    """A series has between 1 and SERIES_MAX_START_TIMES start times a day."""
+    if not start_times:
+        raise BookingError("Enter at least one start time, such as 10:00.", field="start_times")
+    if len(start_times) > SERIES_MAX_START_TIMES:
+        raise BookingError(f"Enter at most {SERIES_MAX_START_TIMES} start times.", field="start_times")
+
+
+def validate_series_range(*, first_day: dt.date, last_day: dt.date, today: dt.date) -> None:
+    """A series starts today or later, ends on or after its first day, covers at most
+    SERIES_MAX_DAYS days, and stays within SLOT_HORIZON. `today` is the merchant's."""
+    if first_day < today:
+        raise BookingError("Start the series today or later.", field="first_day")
+    if first_day > today + SLOT_HORIZON:
+        raise BookingError("Start the series within the next two years.", field="first_day")
+    if last_day < first_day:
+        raise BookingError("End the series on or after its first day.", field="last_day")
+    if (last_day - first_day).days >= SERIES_MAX_DAYS:
+        raise BookingError(
+            f"A series can cover at most {SERIES_MAX_DAYS} days. Choose an earlier end.", field="last_day"
+        )
+    if last_day > today + SLOT_HORIZON:
+        raise BookingError("End the series within the next two years.", field="last_day")
 
 
 def slot_create(*, listing: Listing, starts_at: dt.datetime, capacity: int) -> Slot:
     """Add one time to a listing: in the future, at a time the listing does not already have."""
-    _check_capacity(capacity)
-    _check_slot_start(starts_at, now=timezone.now())
+    validate_capacity(capacity)
+    validate_slot_start(starts_at, now=timezone.now())
     if not listing.is_active:
         raise BookingError("This listing is archived. Restore it before adding times.")
     try:
@@ -840,7 +889,10 @@ def slot_series_create(
     so a time added since the preview is skipped too; one added at the very same moment by
     someone else makes the whole series fail with a sentence asking to preview again.
     """
-    _check_capacity(capacity)
+    validate_capacity(capacity)
+    validate_series_start_times(start_times)
+    today = timezone.localtime(timezone.now(), listing.merchant.zone).date()
+    validate_series_range(first_day=first_day, last_day=last_day, today=today)
     if not listing.is_active:
         raise BookingError("This listing is archived. Restore it before adding times.")
     try:
@@ -881,7 +933,7 @@ def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
     confirmation that takes seats at the same moment is never lost: either it comes first and
     the condition sees its seats sold, or it comes after and finds the new seats left.
     """
-    _check_capacity(capacity)
+    validate_capacity(capacity)
     now = timezone.now()
     changed = Slot.objects.filter(
         pk=slot.pk, cancelled_at__isnull=True, starts_at__gt=now, capacity__lte=F("seats_left") + capacity
@@ -895,15 +947,11 @@ def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
             raise BookingError("This time is cancelled, so its capacity can no longer change.")
         if fresh.starts_at <= now:
             raise BookingError("This time has already started, so its capacity can no longer change.")
-        raise BookingError(capacity_floor_sentence(fresh.seats_sold))
+        validate_capacity_floor(capacity=capacity, seats_sold=fresh.seats_sold)
+        # Seats given back between the refused update and this read: the floor has moved.
+        raise BookingError("The seats sold changed just now. Check them and try again.", field="capacity")
     log_event(log, "slot_capacity_changed", slot=slot.pk, capacity=fresh.capacity, seats_left=fresh.seats_left)
     return slot
-
-
-def capacity_floor_sentence(seats_sold: int) -> str:
-    if seats_sold == 1:
-        return "1 seat is already sold, so capacity cannot go below 1."
-    return f"{seats_sold} seats are already sold, so capacity cannot go below {seats_sold}."
 
 
 def slot_selling_set(*, slot: Slot, on_sale: bool) -> bool:
