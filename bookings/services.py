@@ -36,7 +36,7 @@ from bookings.models import (
 )
 from bookings.money import SUPPORTED_CURRENCIES, format_money
 from bookings.selectors import slot_series_plan
-from bookings.storefront_cache import booking_changed, storefront_changed
+from bookings.storefront_cache import booking_changed
 from bookings.timezones import validate_selectable_timezone
 
 log = logging.getLogger("bookings.transitions")
@@ -333,7 +333,6 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
             pk=booking.slot_id, cancelled_at__isnull=True, seats_left__gte=booking.quantity
         ).update(seats_left=F("seats_left") - booking.quantity)
         if seats_taken:
-            storefront_changed()
             booking_transition(booking, S.CONFIRMED, confirmed_at=timezone.now(), **payment)
             # A booking just confirmed has no refunds: its only follow-up is the confirmation e-mail.
             transaction.on_commit(partial(notifications.booking_confirmation_send, booking=booking))
@@ -385,7 +384,6 @@ def _refund_open(booking: Booking, *, amount: int, reason: str) -> Refund:
 
 def _release_seats(booking: Booking) -> None:
     Slot.objects.filter(pk=booking.slot_id).update(seats_left=F("seats_left") + booking.quantity)
-    storefront_changed()
 
 
 def booking_refund(*, booking: Booking, amount: int | None = None) -> Refund | None:
@@ -436,7 +434,6 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
         already_cancelled = not Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).update(
             cancelled_at=timezone.now(), is_on_sale=False
         )
-        storefront_changed()
     # Then each booking in a transaction of its own that locks the booking before the slot, in
     # the order of `booking_confirm` and `booking_refund`, so that none of them can deadlock.
     booking_ids = list(
@@ -720,7 +717,6 @@ def merchant_update(*, merchant: Merchant, display_name: str, timezone_name: str
     merchant.timezone = timezone_name
     merchant.support_email = support_email
     merchant.save(update_fields=["display_name", "timezone", "support_email"])
-    storefront_changed()
     return merchant
 
 
@@ -756,7 +752,6 @@ def listing_create(
             if attempt == 4:
                 raise
             continue  # another listing took the same slug a moment ago
-        storefront_changed()
         log_event(log, "listing_created", listing=listing.pk, merchant=merchant.pk)
         return listing
     raise AssertionError("unreachable")
@@ -774,7 +769,6 @@ def listing_update(
     listing.currency = currency
     listing.duration_minutes = duration_minutes
     listing.save(update_fields=["title", "description", "price_amount", "currency", "duration_minutes", "updated_at"])
-    storefront_changed()
     return listing
 
 
@@ -784,7 +778,6 @@ def listing_archive(*, listing: Listing) -> bool:
     raced the archiving is honoured while seats are left. Returns False when it was already
     archived."""
     changed = Listing.objects.filter(pk=listing.pk, is_active=True).update(is_active=False, updated_at=timezone.now())
-    storefront_changed()
     transaction.on_commit(partial(checkouts_close, listing_id=listing.pk))
     listing.is_active = False
     return bool(changed)
@@ -793,7 +786,6 @@ def listing_archive(*, listing: Listing) -> bool:
 def listing_restore(*, listing: Listing) -> bool:
     """Put an archived listing back in the catalog. Returns False when it was already active."""
     changed = Listing.objects.filter(pk=listing.pk, is_active=False).update(is_active=True, updated_at=timezone.now())
-    storefront_changed()
     listing.is_active = True
     return bool(changed)
 
@@ -861,7 +853,6 @@ def slot_create(*, listing: Listing, starts_at: dt.datetime, capacity: int) -> S
             slot = Slot.objects.create(listing=listing, starts_at=starts_at, capacity=capacity, seats_left=capacity)
     except IntegrityError:
         raise BookingError("This listing already has a time then. Choose another time.") from None
-    storefront_changed()
     log_event(log, "slot_created", slot=slot.pk, listing=listing.pk)
     return slot
 
@@ -921,7 +912,6 @@ def slot_series_create(
         raise BookingError(
             "Some of these times were added by someone else just now. Preview the series again."
         ) from None
-    storefront_changed()
     log_event(log, "slot_series_created", listing=listing.pk, slots=len(slots))
     return SeriesCreated(created=slots, skipped_existing=len(plan.existing))
 
@@ -938,8 +928,6 @@ def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
     changed = Slot.objects.filter(
         pk=slot.pk, cancelled_at__isnull=True, starts_at__gt=now, capacity__lte=F("seats_left") + capacity
     ).update(capacity=capacity, seats_left=F("seats_left") + capacity - F("capacity"))
-    if changed:
-        storefront_changed()
     fresh = Slot.objects.get(pk=slot.pk)
     slot.capacity, slot.seats_left, slot.cancelled_at = fresh.capacity, fresh.seats_left, fresh.cancelled_at
     if not changed:
@@ -963,8 +951,6 @@ def slot_selling_set(*, slot: Slot, on_sale: bool) -> bool:
         raise BookingError("This time is cancelled and cannot be sold again. Add a new time instead.")
     selling = Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).exclude(is_on_sale=on_sale)
     changed = selling.update(is_on_sale=on_sale)
-    if changed:
-        storefront_changed()
     if not on_sale:
         transaction.on_commit(partial(checkouts_close, slot_id=slot.pk))
     slot.is_on_sale = on_sale if changed else Slot.objects.values_list("is_on_sale", flat=True).get(pk=slot.pk)
