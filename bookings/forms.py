@@ -401,6 +401,7 @@ class BookingFilterForm(forms.Form):
     date_to = _date_field("Until", required=False)
     q = forms.CharField(
         label="Customer e-mail",
+        template_name="forms/field_grow.html",
         required=False,
         max_length=254,
         widget=forms.TextInput(attrs={"type": "search", "placeholder": "name@example.com", "autocomplete": "off"}),

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "django.forms",  # its widget templates, for the TemplatesSetting form renderer
     "django_htmx",
     "django_ratelimit",
     "bookings",
@@ -93,6 +94,9 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "shop.urls"
 WSGI_APPLICATION = "shop.wsgi.application"
+
+# Forms render with the site's templates: templates/django/forms/field.html is every field's markup.
+FORM_RENDERER = "django.forms.renderers.TemplatesSetting"
 
 TEMPLATES = [
     {
