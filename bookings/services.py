@@ -77,6 +77,23 @@ class IllegalTransition(Exception):
     pass
 
 
+def _status_move(row: Booking | Refund, table: dict[str, frozenset[str]], to_status: str, fields: dict) -> bool:
+    """Move `row` along its transition table with an update conditional on the status it has."""
+    from_status = row.status
+    if to_status not in table[from_status]:
+        raise IllegalTransition(f"A {row._meta.model_name} cannot go from {from_status} to {to_status}.")
+    now = timezone.now()
+    changed = type(row).objects.filter(pk=row.pk, status=from_status).update(status=to_status, updated_at=now, **fields)
+    if not changed:
+        return False
+    row.status = to_status
+    row.updated_at = now
+    for name, value in fields.items():
+        if not hasattr(value, "resolve_expression"):
+            setattr(row, name, value)
+    return True
+
+
 def booking_transition(booking: Booking, to_status: str, **fields) -> bool:
     """Move a booking, locked by the caller inside a transaction, to `to_status`.
 
@@ -84,20 +101,9 @@ def booking_transition(booking: Booking, to_status: str, **fields) -> bool:
     the caller saw, so a stale instance changes nothing and returns False.
     """
     from_status = booking.status
-    if to_status not in ALLOWED_TRANSITIONS[from_status]:
-        raise IllegalTransition(f"A booking cannot go from {from_status} to {to_status}.")
-    now = timezone.now()
-    changed = Booking.objects.filter(pk=booking.pk, status=from_status).update(
-        status=to_status, updated_at=now, **fields
-    )
-    if not changed:
+    if not _status_move(booking, ALLOWED_TRANSITIONS, to_status, fields):
         return False
     booking_changed(booking.checkout_session_id)
-    booking.status = to_status
-    booking.updated_at = now
-    for name, value in fields.items():
-        if not hasattr(value, "resolve_expression"):
-            setattr(booking, name, value)
     log_event(
         log,
         "booking_transition",
@@ -134,18 +140,8 @@ def refund_transition(refund: Refund, to_status: str, **fields) -> bool:
     returns False. `refund.booking` must be the caller's locked booking.
     """
     from_status = refund.status
-    if to_status not in REFUND_TRANSITIONS[from_status]:
-        raise IllegalTransition(f"A refund cannot go from {from_status} to {to_status}.")
-    now = timezone.now()
-    changed = Refund.objects.filter(pk=refund.pk, status=from_status).update(
-        status=to_status, updated_at=now, **fields
-    )
-    if not changed:
+    if not _status_move(refund, REFUND_TRANSITIONS, to_status, fields):
         return False
-    refund.status = to_status
-    refund.updated_at = now
-    for name, value in fields.items():
-        setattr(refund, name, value)
     booking = refund.booking
     delta = (to_status in REFUND_COUNTED) - (from_status in REFUND_COUNTED)
     if delta:
