@@ -96,7 +96,6 @@ class BookingAdmin(ReadOnlyAdmin):
         "checkout_session_id",
         "payment_intent_id",
         "stripe_customer_id",
-        "refund_id",
     ]
     list_select_related = ["slot__listing"]
     date_hierarchy = "created_at"

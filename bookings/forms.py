@@ -27,28 +27,40 @@ from bookings.selectors import BookingFilters
 from bookings.timezones import timezone_choices
 from bookings.services import (
     SLOT_CAPACITY_MAX,
-    SLOT_HORIZON,
-    capacity_floor_sentence,
+    BookingError,
+    validate_capacity,
+    validate_capacity_floor,
+    validate_series_range,
+    validate_series_start_times,
+    validate_slot_start,
 )
 
 PRICE_MAX_MAJOR = Decimal("1000000")
 DURATION_MAX_MINUTES = 24 * 60
-SERIES_MAX_DAYS = 366
-SERIES_MAX_START_TIMES = 24
 
 WEEKDAYS = [(str(n), name) for n, name in enumerate(("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"))]
 CURRENCY_CHOICES = [(code, f"{code.upper()} · {name}") for code, name in sorted(SUPPORTED_CURRENCIES.items())]
 
 
+def service_rule(validate):
+    """A field validator made of a service's rule: its refusal becomes the field's error."""
+
+    def validator(value):
+        try:
+            validate(value)
+        except BookingError as error:
+            raise forms.ValidationError(str(error)) from None
+
+    return validator
+
+
 def capacity_field(**kwargs) -> forms.IntegerField:
     return forms.IntegerField(
-        min_value=1,
-        max_value=SLOT_CAPACITY_MAX,
+        widget=forms.NumberInput(attrs={"min": 1, "max": SLOT_CAPACITY_MAX}),
+        validators=[service_rule(validate_capacity)],
         error_messages={
             "required": "Enter how many seats this time has.",
             "invalid": "Enter the number of seats as a whole number, such as 8.",
-            "min_value": "A time needs at least 1 seat.",
-            "max_value": f"A time can have at most {SLOT_CAPACITY_MAX:,} seats.",
         },
         **kwargs,
     )
@@ -245,11 +257,7 @@ class SlotForm(_MerchantTimeForm):
 
     def clean_starts_at(self):
         starts_at = self.cleaned_data["starts_at"]
-        now = timezone.now()
-        if starts_at <= now:
-            raise forms.ValidationError("Choose a time in the future.")
-        if starts_at > now + SLOT_HORIZON:
-            raise forms.ValidationError("Choose a time within the next two years.")
+        service_rule(lambda value: validate_slot_start(value, now=timezone.now()))(starts_at)
         return starts_at
 
 
@@ -287,11 +295,9 @@ class SeriesForm(_MerchantTimeForm):
             if not match:
                 raise forms.ValidationError(f"“{part[:20]}” is not a time. Write times like 09:30 or 14:00.")
             times.add(dt.time(int(match[1]), int(match[2])))
-        if not times:
-            raise forms.ValidationError("Enter at least one start time, such as 10:00.")
-        if len(times) > SERIES_MAX_START_TIMES:
-            raise forms.ValidationError(f"Enter at most {SERIES_MAX_START_TIMES} start times.")
-        return tuple(sorted(times))
+        times = tuple(sorted(times))
+        service_rule(validate_series_start_times)(times)
+        return times
 
     def clean_weekdays(self):
         return frozenset(int(day) for day in self.cleaned_data["weekdays"])
@@ -299,18 +305,11 @@ class SeriesForm(_MerchantTimeForm):
     def clean(self):
         cleaned = super().clean()
         first, last = cleaned.get("first_day"), cleaned.get("last_day")
-        today = self.merchant_now().date()
-        if first and first < today:
-            self.add_error("first_day", "Start the series today or later.")
-        elif first and first > today + SLOT_HORIZON:
-            self.add_error("first_day", "Start the series within the next two years.")
         if first and last:
-            if last < first:
-                self.add_error("last_day", "End the series on or after its first day.")
-            elif (last - first).days >= SERIES_MAX_DAYS:
-                self.add_error("last_day", f"A series can cover at most {SERIES_MAX_DAYS} days. Choose an earlier end.")
-            elif last > today + SLOT_HORIZON:
-                self.add_error("last_day", "End the series within the next two years.")
+            try:
+                validate_series_range(first_day=first, last_day=last, today=self.merchant_now().date())
+            except BookingError as error:
+                self.add_error(error.field, str(error))
         return cleaned
 
     def series_arguments(self) -> dict:
@@ -333,13 +332,20 @@ class CapacityForm(forms.Form):
         sold = slot.seats_sold
         field = self.fields["capacity"]
         field.widget.attrs.update(min=max(sold, 1), max=SLOT_CAPACITY_MAX)
-        field.help_text = capacity_floor_sentence(sold) if sold else "No seats are sold yet."
+        field.help_text = capacity_help(sold)
 
     def clean_capacity(self):
         capacity = self.cleaned_data["capacity"]
-        if capacity < self.slot.seats_sold:
-            raise forms.ValidationError(capacity_floor_sentence(self.slot.seats_sold))
+        service_rule(lambda value: validate_capacity_floor(capacity=value, seats_sold=self.slot.seats_sold))(capacity)
         return capacity
+
+
+def capacity_help(seats_sold: int) -> str:
+    """What the capacity field says under it: how low the capacity can go."""
+    if not seats_sold:
+        return "No seats are sold yet."
+    seats = "1 seat is" if seats_sold == 1 else f"{seats_sold} seats are"
+    return f"{seats} already sold, so capacity cannot go below {seats_sold}."
 
 
 class RefundForm(forms.Form):
@@ -395,6 +401,7 @@ class BookingFilterForm(forms.Form):
     date_to = _date_field("Until", required=False)
     q = forms.CharField(
         label="Customer e-mail",
+        template_name="forms/field_grow.html",
         required=False,
         max_length=254,
         widget=forms.TextInput(attrs={"type": "search", "placeholder": "name@example.com", "autocomplete": "off"}),

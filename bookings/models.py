@@ -5,7 +5,29 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+from django.dispatch import Signal
 from django.utils import timezone as django_timezone
+
+# Sent with the model as sender when a bulk write (QuerySet.update, bulk_create), which sends no
+# post_save, changed rows of a model the storefront shows. Connected in BookingsConfig.ready().
+rows_written_in_bulk = Signal()
+
+
+class ShownOnStorefrontQuerySet(models.QuerySet):
+    """Rows the public pages show (merchants, listings, slots): a bulk write that changes any
+    says so with `rows_written_in_bulk`, as save() and delete() do with post_save/post_delete."""
+
+    def update(self, **kwargs) -> int:
+        changed = super().update(**kwargs)
+        if changed:
+            rows_written_in_bulk.send(sender=self.model)
+        return changed
+
+    def bulk_create(self, objs, *args, **kwargs):
+        created = super().bulk_create(objs, *args, **kwargs)
+        if created:
+            rows_written_in_bulk.send(sender=self.model)
+        return created
 
 
 def validate_timezone_name(value: str) -> None:
@@ -23,6 +45,8 @@ class Merchant(models.Model):
     timezone = models.CharField(max_length=64, default="Europe/London", validators=[validate_timezone_name])
     support_email = models.EmailField(blank=True)
     created_at = models.DateTimeField(default=django_timezone.now)
+
+    objects = ShownOnStorefrontQuerySet.as_manager()
 
     class Meta:
         ordering = ["display_name"]
@@ -47,6 +71,8 @@ class Listing(models.Model):
     created_at = models.DateTimeField(default=django_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = ShownOnStorefrontQuerySet.as_manager()
+
     class Meta:
         ordering = ["title"]
         constraints = [
@@ -67,6 +93,8 @@ class Slot(models.Model):
     is_on_sale = models.BooleanField(default=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=django_timezone.now)
+
+    objects = ShownOnStorefrontQuerySet.as_manager()
 
     class Meta:
         ordering = ["starts_at", "pk"]
@@ -144,7 +172,6 @@ class Booking(models.Model):
     checkout_expires_at = models.DateTimeField(null=True, blank=True)
     payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True)
-    refund_id = models.CharField(max_length=255, blank=True)
     # Why the booking stopped holding seats (or never held them): what its customer is told.
     # Recorded by the transition that ends it (to refund_due or cancelled), never guessed later.
     ended_reason = models.CharField(max_length=16, choices=RefundReason.choices, blank=True)
@@ -179,10 +206,6 @@ class Booking(models.Model):
     @property
     def is_final(self) -> bool:
         return self.status != BookingStatus.PENDING
-
-    @property
-    def holds_seats(self) -> bool:
-        return self.status == BookingStatus.CONFIRMED
 
     @property
     def amount_refundable(self) -> int:

@@ -2,6 +2,8 @@
 
 from decimal import Decimal, InvalidOperation, localcontext
 
+from babel.numbers import format_currency, get_currency_symbol
+
 # Currencies Stripe charges without a minor unit, and the three-decimal ones it supports.
 ZERO_DECIMAL_CURRENCIES = frozenset(
     {"bif", "clp", "djf", "gnf", "jpy", "kmf", "krw", "mga", "pyg", "rwf", "ugx", "vnd", "vuv", "xaf", "xof", "xpf"}
@@ -11,7 +13,9 @@ THREE_DECIMAL_CURRENCIES = frozenset({"bhd", "jod", "kwd", "omr", "tnd"})
 # Stripe charges at most eight digits in the minor unit in one payment (999,999.99 in euros).
 STRIPE_AMOUNT_MAX = 99_999_999
 
-SYMBOLS = {"eur": "€", "gbp": "£", "usd": "$", "jpy": "¥", "chf": "CHF ", "cad": "CA$", "aud": "A$"}
+# Amounts read as in American English whatever the visitor's language: "$12.50", "€18.00",
+# "£12.50", "¥1,500", "CA$3.00" (en_GB would write "US$12.50").
+MONEY_LOCALE = "en_US"
 
 # The presentment currencies this site offers merchants: a subset of what Stripe supports for cards.
 SUPPORTED_CURRENCIES = {
@@ -42,13 +46,14 @@ def currency_exponent(currency: str) -> int:
 
 
 def format_money(amount: int, currency: str) -> str:
+    """An amount in minor units as people read it, with the decimals Stripe counts for the
+    currency (none for JPY, three for KWD): format_money(1850, "eur") == "€18.00"."""
+    code = currency.upper()
     exponent = currency_exponent(currency)
-    major = Decimal(amount).scaleb(-exponent)
-    number = f"{major:,.{exponent}f}"
-    symbol = SYMBOLS.get(currency.lower())
-    if symbol:
-        return f"{symbol}{number}"
-    return f"{number} {currency.upper()}"
+    # A symbol made of letters ("CHF", "KWD") is kept apart from the digits, as CLDR advises.
+    gap = "\u00a0" if get_currency_symbol(code, locale=MONEY_LOCALE).isalpha() else ""
+    pattern = f"¤{gap}#,##0" + (f".{'0' * exponent}" if exponent else "")
+    return format_currency(from_minor_units(amount, currency), code, pattern, locale=MONEY_LOCALE, currency_digits=False)
 
 
 def to_minor_units(value: Decimal | str, currency: str) -> int:

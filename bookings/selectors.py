@@ -102,6 +102,14 @@ class MoneyBack:
 _CREATED = (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
 
 
+def booking_refund_outstanding(booking: Booking) -> int:
+    """What can still be refunded: paid, less what the provider has refunded and less what has
+    been asked for but not created yet (a requested refund is not counted in `amount_refunded`).
+    Reads `booking.refunds` (prefetched or not)."""
+    asked = sum(refund.amount for refund in booking.refunds.all() if refund.status == RefundStatus.REQUESTED)
+    return booking.amount_refundable - asked
+
+
 def booking_money_back(booking: Booking, *, refund: Refund | None = None) -> MoneyBack | None:
     """What the customer is told about money coming back for a booking, or None when nothing
     came back and the booking did not end. With `refund`, about that refund alone (its e-mail).

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q, Sum
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -36,7 +36,7 @@ from bookings.models import (
 )
 from bookings.money import SUPPORTED_CURRENCIES, format_money
 from bookings.selectors import slot_series_plan
-from bookings.storefront_cache import booking_changed, storefront_changed
+from bookings.storefront_cache import booking_changed
 from bookings.timezones import validate_selectable_timezone
 
 log = logging.getLogger("bookings.transitions")
@@ -55,7 +55,14 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
 
 
 class BookingError(Exception):
-    """A request the domain refuses; the message is a sentence to show to the person who asked."""
+    """A request the domain refuses; the message is a sentence to show to the person who asked.
+
+    The sentence is the service's error contract: every door (dashboard form, admin, command)
+    shows the same refusal in the same words. `field` names the input it is about, if one."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class PaymentFactsMismatch(Exception):
@@ -70,6 +77,23 @@ class IllegalTransition(Exception):
     pass
 
 
+def _status_move(row: Booking | Refund, table: dict[str, frozenset[str]], to_status: str, fields: dict) -> bool:
+    """Move `row` along its transition table with an update conditional on the status it has."""
+    from_status = row.status
+    if to_status not in table[from_status]:
+        raise IllegalTransition(f"A {row._meta.model_name} cannot go from {from_status} to {to_status}.")
+    now = timezone.now()
+    changed = type(row).objects.filter(pk=row.pk, status=from_status).update(status=to_status, updated_at=now, **fields)
+    if not changed:
+        return False
+    row.status = to_status
+    row.updated_at = now
+    for name, value in fields.items():
+        if not hasattr(value, "resolve_expression"):
+            setattr(row, name, value)
+    return True
+
+
 def booking_transition(booking: Booking, to_status: str, **fields) -> bool:
     """Move a booking, locked by the caller inside a transaction, to `to_status`.
 
@@ -77,20 +101,9 @@ def booking_transition(booking: Booking, to_status: str, **fields) -> bool:
     the caller saw, so a stale instance changes nothing and returns False.
     """
     from_status = booking.status
-    if to_status not in ALLOWED_TRANSITIONS[from_status]:
-        raise IllegalTransition(f"A booking cannot go from {from_status} to {to_status}.")
-    now = timezone.now()
-    changed = Booking.objects.filter(pk=booking.pk, status=from_status).update(
-        status=to_status, updated_at=now, **fields
-    )
-    if not changed:
+    if not _status_move(booking, ALLOWED_TRANSITIONS, to_status, fields):
         return False
     booking_changed(booking.checkout_session_id)
-    booking.status = to_status
-    booking.updated_at = now
-    for name, value in fields.items():
-        if not hasattr(value, "resolve_expression"):
-            setattr(booking, name, value)
     log_event(
         log,
         "booking_transition",
@@ -101,7 +114,48 @@ def booking_transition(booking: Booking, to_status: str, **fields) -> bool:
         checkout_session=booking.checkout_session_id,
         payment_intent=booking.payment_intent_id,
         customer=booking.stripe_customer_id,
-        refund=booking.refund_id,
+    )
+    return True
+
+
+R = RefundStatus
+REFUND_TRANSITIONS: dict[str, frozenset[str]] = {
+    # Created at the provider (pending or succeeded at once), or refused outright.
+    R.REQUESTED: frozenset({R.PENDING, R.FAILED}),
+    R.PENDING: frozenset({R.SUCCEEDED, R.FAILED}),
+    # A refund can fail days after it succeeded; asking again opens a new Refund.
+    R.SUCCEEDED: frozenset({R.FAILED}),
+    R.FAILED: frozenset(),
+}
+# The statuses whose amount the provider has (for now) given back: counted in Booking.amount_refunded.
+REFUND_COUNTED = frozenset({R.PENDING, R.SUCCEEDED})
+
+
+def refund_transition(refund: Refund, to_status: str, **fields) -> bool:
+    """Move a refund, locked with its booking by the caller inside a transaction, to `to_status`.
+
+    The only function that changes a refund's status, and the only one that moves its booking's
+    `amount_refunded`: up when the refund becomes counted, down when a counted one fails. The
+    update is conditional on the status the caller saw, so a stale instance changes nothing and
+    returns False. `refund.booking` must be the caller's locked booking.
+    """
+    from_status = refund.status
+    if not _status_move(refund, REFUND_TRANSITIONS, to_status, fields):
+        return False
+    booking = refund.booking
+    delta = (to_status in REFUND_COUNTED) - (from_status in REFUND_COUNTED)
+    if delta:
+        Booking.objects.filter(pk=booking.pk).update(amount_refunded=F("amount_refunded") + delta * refund.amount)
+        booking.amount_refunded += delta * refund.amount
+    booking_changed(booking.checkout_session_id)  # its status panel tells of refunds
+    log_event(
+        log,
+        "refund_transition",
+        refund=refund.pk,
+        booking=booking.pk,
+        from_status=from_status,
+        to_status=to_status,
+        stripe_refund=refund.stripe_refund_id,
     )
     return True
 
@@ -275,7 +329,6 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
             pk=booking.slot_id, cancelled_at__isnull=True, seats_left__gte=booking.quantity
         ).update(seats_left=F("seats_left") - booking.quantity)
         if seats_taken:
-            storefront_changed()
             booking_transition(booking, S.CONFIRMED, confirmed_at=timezone.now(), **payment)
             # A booking just confirmed has no refunds: its only follow-up is the confirmation e-mail.
             transaction.on_commit(partial(notifications.booking_confirmation_send, booking=booking))
@@ -312,15 +365,8 @@ def booking_expire(*, booking: Booking) -> ConfirmResult:
 # Refunds
 
 
-def _refund_outstanding(booking: Booking) -> int:
-    """What can still be refunded: paid, less what the provider has refunded and less what has
-    been asked for but not created yet (a requested refund is not counted in `amount_refunded`)."""
-    asked = Refund.objects.filter(booking=booking, status=RefundStatus.REQUESTED).aggregate(total=Sum("amount"))
-    return booking.amount_refundable - (asked["total"] or 0)
-
-
 def _refund_open(booking: Booking, *, amount: int, reason: str) -> Refund:
-    outstanding = _refund_outstanding(booking)
+    outstanding = selectors.booking_refund_outstanding(booking)
     if outstanding < 1:
         raise BookingError("Everything paid for this booking is already refunded or being refunded.")
     if not 1 <= amount <= outstanding:
@@ -334,7 +380,6 @@ def _refund_open(booking: Booking, *, amount: int, reason: str) -> Refund:
 
 def _release_seats(booking: Booking) -> None:
     Slot.objects.filter(pk=booking.slot_id).update(seats_left=F("seats_left") + booking.quantity)
-    storefront_changed()
 
 
 def booking_refund(*, booking: Booking, amount: int | None = None) -> Refund | None:
@@ -348,7 +393,7 @@ def booking_refund(*, booking: Booking, amount: int | None = None) -> Refund | N
         booking = _locked(booking.pk)
         if booking.status != S.CONFIRMED:
             raise BookingError("Only a confirmed booking can be refunded.")
-        refundable = _refund_outstanding(booking)
+        refundable = selectors.booking_refund_outstanding(booking)
         amount = refundable if amount is None else amount
         if booking.amount_paid == 0:
             booking_transition(booking, S.CANCELLED, ended_reason=RefundReason.MERCHANT)
@@ -385,7 +430,6 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
         already_cancelled = not Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).update(
             cancelled_at=timezone.now(), is_on_sale=False
         )
-        storefront_changed()
     # Then each booking in a transaction of its own that locks the booking before the slot, in
     # the order of `booking_confirm` and `booking_refund`, so that none of them can deadlock.
     booking_ids = list(
@@ -397,7 +441,7 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
             booking = _locked(booking_id)
             if booking.status != S.CONFIRMED:
                 continue
-            outstanding = _refund_outstanding(booking)
+            outstanding = selectors.booking_refund_outstanding(booking)
             if outstanding:
                 _refund_open(booking, amount=outstanding, reason=RefundReason.SLOT_CANCELLED)
                 booking_transition(booking, S.REFUND_DUE, ended_reason=RefundReason.SLOT_CANCELLED)
@@ -517,7 +561,9 @@ def refund_submit(*, refund_id: int) -> Refund:
 def _locked_with_refund(refund_id: int) -> tuple[Booking, Refund]:
     """Lock a refund's booking, then the refund: the order every refund writer keeps."""
     booking = _locked(Refund.objects.values_list("booking_id", flat=True).get(pk=refund_id))
-    return booking, Refund.objects.select_for_update().get(pk=refund_id)
+    refund = Refund.objects.select_for_update().get(pk=refund_id)
+    refund.booking = booking  # refund_transition keeps this locked booking's amount_refunded
+    return booking, refund
 
 
 def refund_record_created(*, refund_id: int, receipt_id: str, status: str, failure_reason: str = "") -> Refund:
@@ -526,17 +572,9 @@ def refund_record_created(*, refund_id: int, receipt_id: str, status: str, failu
         booking, refund = _locked_with_refund(refund_id)
         if refund.status != RefundStatus.REQUESTED:
             return refund
-        refund.stripe_refund_id = receipt_id
-        refund.status = RefundStatus.PENDING
-        refund.submit_lease_until = None
-        refund.save(update_fields=["stripe_refund_id", "status", "submit_lease_until", "updated_at"])
-        Booking.objects.filter(pk=booking.pk).update(amount_refunded=F("amount_refunded") + refund.amount)
-        booking.amount_refunded += refund.amount
-        booking_changed(booking.checkout_session_id)
+        refund_transition(refund, RefundStatus.PENDING, stripe_refund_id=receipt_id, submit_lease_until=None)
         if booking.status in (S.REFUND_DUE, S.REFUND_FAILED) and booking.amount_refunded == booking.amount_paid:
-            booking_transition(booking, S.REFUNDED, refund_id=receipt_id)
-        else:
-            Booking.objects.filter(pk=booking.pk).update(refund_id=receipt_id)
+            booking_transition(booking, S.REFUNDED)
         transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
     return refund_record_update(refund_id=refund_id, status=status, failure_reason=failure_reason)
 
@@ -547,10 +585,9 @@ def refund_record_update(*, refund_id: int, status: str, failure_reason: str = "
     if new_status == RefundStatus.FAILED:
         return refund_record_failure(refund_id=refund_id, failure_reason=failure_reason or status)
     with transaction.atomic():
-        refund = Refund.objects.select_for_update().get(pk=refund_id)
+        booking, refund = _locked_with_refund(refund_id)
         if new_status == RefundStatus.SUCCEEDED and refund.status == RefundStatus.PENDING:
-            refund.status = RefundStatus.SUCCEEDED
-            refund.save(update_fields=["status", "updated_at"])
+            refund_transition(refund, RefundStatus.SUCCEEDED)
     return refund
 
 
@@ -561,15 +598,9 @@ def refund_record_failure(*, refund_id: int, failure_reason: str) -> Refund:
         booking, refund = _locked_with_refund(refund_id)
         if refund.status == RefundStatus.FAILED:
             return refund
-        refund.submit_lease_until = None
-        was_counted = refund.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
-        refund.status = RefundStatus.FAILED
-        refund.failure_reason = failure_reason[:255]
-        refund.save(update_fields=["status", "failure_reason", "submit_lease_until", "updated_at"])
-        if was_counted:
-            Booking.objects.filter(pk=booking.pk).update(amount_refunded=F("amount_refunded") - refund.amount)
-            booking.amount_refunded -= refund.amount
-        booking_changed(booking.checkout_session_id)
+        refund_transition(
+            refund, RefundStatus.FAILED, failure_reason=failure_reason[:255], submit_lease_until=None
+        )
         if booking.status in (S.REFUND_DUE, S.REFUNDED):
             booking_transition(booking, S.REFUND_FAILED)
         transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
@@ -591,7 +622,7 @@ def booking_refund_retry(*, booking: Booking) -> Refund:
         booking = _locked(booking.pk)
         if booking.status != S.REFUND_FAILED:
             raise BookingError("Only a booking whose refund failed can be refunded again.")
-        refund = _refund_open(booking, amount=_refund_outstanding(booking), reason=RefundReason.MERCHANT)
+        refund = _refund_open(booking, amount=selectors.booking_refund_outstanding(booking), reason=RefundReason.MERCHANT)
         booking_transition(booking, S.REFUND_DUE)
         transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
     return refund
@@ -642,6 +673,8 @@ def booking_follow_up(*, booking_id: int, raise_refund_errors: bool = True) -> N
 
 SLOT_CAPACITY_MAX = 10_000
 SERIES_MAX_SLOTS = 500
+SERIES_MAX_DAYS = 366
+SERIES_MAX_START_TIMES = 24
 SLOT_HORIZON = timedelta(days=731)
 
 
@@ -680,7 +713,6 @@ def merchant_update(*, merchant: Merchant, display_name: str, timezone_name: str
     merchant.timezone = timezone_name
     merchant.support_email = support_email
     merchant.save(update_fields=["display_name", "timezone", "support_email"])
-    storefront_changed()
     return merchant
 
 
@@ -716,7 +748,6 @@ def listing_create(
             if attempt == 4:
                 raise
             continue  # another listing took the same slug a moment ago
-        storefront_changed()
         log_event(log, "listing_created", listing=listing.pk, merchant=merchant.pk)
         return listing
     raise AssertionError("unreachable")
@@ -734,7 +765,6 @@ def listing_update(
     listing.currency = currency
     listing.duration_minutes = duration_minutes
     listing.save(update_fields=["title", "description", "price_amount", "currency", "duration_minutes", "updated_at"])
-    storefront_changed()
     return listing
 
 
@@ -744,7 +774,6 @@ def listing_archive(*, listing: Listing) -> bool:
     raced the archiving is honoured while seats are left. Returns False when it was already
     archived."""
     changed = Listing.objects.filter(pk=listing.pk, is_active=True).update(is_active=False, updated_at=timezone.now())
-    storefront_changed()
     transaction.on_commit(partial(checkouts_close, listing_id=listing.pk))
     listing.is_active = False
     return bool(changed)
@@ -753,27 +782,66 @@ def listing_archive(*, listing: Listing) -> bool:
 def listing_restore(*, listing: Listing) -> bool:
     """Put an archived listing back in the catalog. Returns False when it was already active."""
     changed = Listing.objects.filter(pk=listing.pk, is_active=False).update(is_active=True, updated_at=timezone.now())
-    storefront_changed()
     listing.is_active = True
     return bool(changed)
 
 
-def _check_slot_start(starts_at: dt.datetime, *, now: dt.datetime) -> None:
+# The rules of a time's start, capacity and series. Public, so that the dashboard's forms call
+# them instead of restating them; each raises BookingError with `field` set.
+
+
+def validate_slot_start(starts_at: dt.datetime, *, now: dt.datetime) -> None:
+    """A time starts in the future, within SLOT_HORIZON."""
     if starts_at <= now:
-        raise BookingError("Choose a time in the future.")
+        raise BookingError("Choose a time in the future.", field="starts_at")
     if starts_at > now + SLOT_HORIZON:
-        raise BookingError("Choose a time within the next two years.")
+        raise BookingError("Choose a time within the next two years.", field="starts_at")
 
 
-def _check_capacity(capacity: int) -> None:
-    if not 1 <= capacity <= SLOT_CAPACITY_MAX:
-        raise BookingError(f"Enter a capacity between 1 and {SLOT_CAPACITY_MAX:,} seats.")
+def validate_capacity(capacity: int) -> None:
+    """A time has between 1 and SLOT_CAPACITY_MAX seats."""
+    if capacity < 1:
+        raise BookingError("A time needs at least 1 seat.", field="capacity")
+    if capacity > SLOT_CAPACITY_MAX:
+        raise BookingError(f"A time can have at most {SLOT_CAPACITY_MAX:,} seats.", field="capacity")
+
+
+def validate_capacity_floor(*, capacity: int, seats_sold: int) -> None:
+    """A time's capacity never goes below the seats already sold."""
+    if capacity < seats_sold:
+        seats = "1 seat is" if seats_sold == 1 else f"{seats_sold} seats are"
+        raise BookingError(f"{seats} already sold, so capacity cannot go below {seats_sold}.", field="capacity")
+
+
+def validate_series_start_times(start_times: tuple[dt.time, ...]) -> None:
+    """A series has between 1 and SERIES_MAX_START_TIMES start times a day."""
+    if not start_times:
+        raise BookingError("Enter at least one start time, such as 10:00.", field="start_times")
+    if len(start_times) > SERIES_MAX_START_TIMES:
+        raise BookingError(f"Enter at most {SERIES_MAX_START_TIMES} start times.", field="start_times")
+
+
+def validate_series_range(*, first_day: dt.date, last_day: dt.date, today: dt.date) -> None:
+    """A series starts today or later, ends on or after its first day, covers at most
+    SERIES_MAX_DAYS days, and stays within SLOT_HORIZON. `today` is the merchant's."""
+    if first_day < today:
+        raise BookingError("Start the series today or later.", field="first_day")
+    if first_day > today + SLOT_HORIZON:
+        raise BookingError("Start the series within the next two years.", field="first_day")
+    if last_day < first_day:
+        raise BookingError("End the series on or after its first day.", field="last_day")
+    if (last_day - first_day).days >= SERIES_MAX_DAYS:
+        raise BookingError(
+            f"A series can cover at most {SERIES_MAX_DAYS} days. Choose an earlier end.", field="last_day"
+        )
+    if last_day > today + SLOT_HORIZON:
+        raise BookingError("End the series within the next two years.", field="last_day")
 
 
 def slot_create(*, listing: Listing, starts_at: dt.datetime, capacity: int) -> Slot:
     """Add one time to a listing: in the future, at a time the listing does not already have."""
-    _check_capacity(capacity)
-    _check_slot_start(starts_at, now=timezone.now())
+    validate_capacity(capacity)
+    validate_slot_start(starts_at, now=timezone.now())
     if not listing.is_active:
         raise BookingError("This listing is archived. Restore it before adding times.")
     try:
@@ -781,7 +849,6 @@ def slot_create(*, listing: Listing, starts_at: dt.datetime, capacity: int) -> S
             slot = Slot.objects.create(listing=listing, starts_at=starts_at, capacity=capacity, seats_left=capacity)
     except IntegrityError:
         raise BookingError("This listing already has a time then. Choose another time.") from None
-    storefront_changed()
     log_event(log, "slot_created", slot=slot.pk, listing=listing.pk)
     return slot
 
@@ -809,7 +876,10 @@ def slot_series_create(
     so a time added since the preview is skipped too; one added at the very same moment by
     someone else makes the whole series fail with a sentence asking to preview again.
     """
-    _check_capacity(capacity)
+    validate_capacity(capacity)
+    validate_series_start_times(start_times)
+    today = timezone.localtime(timezone.now(), listing.merchant.zone).date()
+    validate_series_range(first_day=first_day, last_day=last_day, today=today)
     if not listing.is_active:
         raise BookingError("This listing is archived. Restore it before adding times.")
     try:
@@ -838,7 +908,6 @@ def slot_series_create(
         raise BookingError(
             "Some of these times were added by someone else just now. Preview the series again."
         ) from None
-    storefront_changed()
     log_event(log, "slot_series_created", listing=listing.pk, slots=len(slots))
     return SeriesCreated(created=slots, skipped_existing=len(plan.existing))
 
@@ -850,13 +919,11 @@ def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
     confirmation that takes seats at the same moment is never lost: either it comes first and
     the condition sees its seats sold, or it comes after and finds the new seats left.
     """
-    _check_capacity(capacity)
+    validate_capacity(capacity)
     now = timezone.now()
     changed = Slot.objects.filter(
         pk=slot.pk, cancelled_at__isnull=True, starts_at__gt=now, capacity__lte=F("seats_left") + capacity
     ).update(capacity=capacity, seats_left=F("seats_left") + capacity - F("capacity"))
-    if changed:
-        storefront_changed()
     fresh = Slot.objects.get(pk=slot.pk)
     slot.capacity, slot.seats_left, slot.cancelled_at = fresh.capacity, fresh.seats_left, fresh.cancelled_at
     if not changed:
@@ -864,15 +931,11 @@ def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
             raise BookingError("This time is cancelled, so its capacity can no longer change.")
         if fresh.starts_at <= now:
             raise BookingError("This time has already started, so its capacity can no longer change.")
-        raise BookingError(capacity_floor_sentence(fresh.seats_sold))
+        validate_capacity_floor(capacity=capacity, seats_sold=fresh.seats_sold)
+        # Seats given back between the refused update and this read: the floor has moved.
+        raise BookingError("The seats sold changed just now. Check them and try again.", field="capacity")
     log_event(log, "slot_capacity_changed", slot=slot.pk, capacity=fresh.capacity, seats_left=fresh.seats_left)
     return slot
-
-
-def capacity_floor_sentence(seats_sold: int) -> str:
-    if seats_sold == 1:
-        return "1 seat is already sold, so capacity cannot go below 1."
-    return f"{seats_sold} seats are already sold, so capacity cannot go below {seats_sold}."
 
 
 def slot_selling_set(*, slot: Slot, on_sale: bool) -> bool:
@@ -884,8 +947,6 @@ def slot_selling_set(*, slot: Slot, on_sale: bool) -> bool:
         raise BookingError("This time is cancelled and cannot be sold again. Add a new time instead.")
     selling = Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).exclude(is_on_sale=on_sale)
     changed = selling.update(is_on_sale=on_sale)
-    if changed:
-        storefront_changed()
     if not on_sale:
         transaction.on_commit(partial(checkouts_close, slot_id=slot.pk))
     slot.is_on_sale = on_sale if changed else Slot.objects.values_list("is_on_sale", flat=True).get(pk=slot.pk)

@@ -2,9 +2,13 @@
 
 The public pages keep their expensive parts in Django's cache: the catalog's cards and a
 listing's times for at most STOREFRONT_CACHE_SECONDS, the status panel of a final booking for at
-most FINAL_STATUS_CACHE_SECONDS. The services call the functions below whenever they change what
-those fragments show (seats, slots, listings, a booking's status), so the next request renders
-afresh: at once in the process that made the change, and in every process when the cache is
+most FINAL_STATUS_CACHE_SECONDS. Whatever writes the rows those fragments show renders them
+stale, so the next request renders afresh: the catalog and listings by `connect()`, which hears
+every write of a Merchant, Listing or Slot (a service, the admin, a shell: save, delete, update,
+bulk_create); a booking's status panel by `booking_changed`, called by the booking's and the
+refund's transition functions. A booking's seats are shown through its slot's `seats_left`,
+written in the same transaction as the booking's status, so bookings need no hook of their own.
+The fragments render afresh at once in the process that made the change, and in every process when the cache is
 shared (REDIS_URL); with the default per-process cache, another process shows the old fragment
 until it expires. Bookings never depend on these fragments: seats are checked again, in the
 database, when a checkout starts and when a payment is confirmed.
@@ -15,6 +19,7 @@ import time
 
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models.signals import post_delete, post_save
 
 _VERSION_KEY = "storefront:version"
 
@@ -35,6 +40,19 @@ def storefront_changed() -> None:
     request that rendered the old rows in between cannot keep them cached."""
     _bump_version()
     transaction.on_commit(_bump_version)
+
+
+def _rows_changed(sender, **kwargs) -> None:
+    storefront_changed()
+
+
+def connect() -> None:
+    """Make every write of a row the storefront shows invalidate its fragments (once, at start)."""
+    from bookings.models import Listing, Merchant, Slot, rows_written_in_bulk
+
+    for model in (Merchant, Listing, Slot):
+        for signal in (post_save, post_delete, rows_written_in_bulk):
+            signal.connect(_rows_changed, sender=model, dispatch_uid=f"storefront-{model.__name__}")
 
 
 def final_status_key(session_id: str) -> str:

@@ -505,11 +505,6 @@ def booking_export(request, merchant):
     return response
 
 
-def _refund_outstanding(booking: Booking) -> int:
-    asked = sum(refund.amount for refund in booking.refunds.all() if refund.status == RefundStatus.REQUESTED)
-    return booking.amount_refundable - asked
-
-
 @require_GET
 @merchant_view
 def booking_detail(request, merchant, pk: int):
@@ -522,7 +517,7 @@ def booking_detail(request, merchant, pk: int):
         "slot": booking.slot,
         "listing": booking.slot.listing,
         "refunds": refunds,
-        "outstanding": _refund_outstanding(booking),
+        "outstanding": selectors.booking_refund_outstanding(booking),
         "has_requested_refund": any(refund.status == RefundStatus.REQUESTED for refund in refunds),
     }
     return render(request, "bookings/booking_detail.html", context)
@@ -533,7 +528,7 @@ def booking_detail(request, merchant, pk: int):
 def booking_refund(request, merchant, pk: int):
     """GET: the refund form, to confirm (inline with htmx). POST: refund fully or in part."""
     booking = _booking_or_404(merchant, pk)
-    outstanding = _refund_outstanding(booking)
+    outstanding = selectors.booking_refund_outstanding(booking)
     form = RefundForm(request.POST or None, booking=booking, outstanding=outstanding)
     status = 200
     if booking.status != BookingStatus.CONFIRMED:
