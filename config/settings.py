@@ -4,49 +4,53 @@ Development defaults are safe to run locally; production sets DJANGO_DEBUG=false
 DJANGO_SECRET_KEY, DJANGO_ALLOWED_HOSTS, DATABASE_URL and the Stripe keys (see README).
 """
 
-import os
 from pathlib import Path
 
 import dj_database_url
+import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+class Env(environ.Env):
+    """django-environ's reader, kept to the site's rules: values are stripped, a blank variable means
+    its default, a "$NAME" value is taken as it is (a secret may start with "$"), lists are
+    comma-separated without blanks, and a boolean or a number that cannot be read stops the start
+    with the variable's name."""
+
+    TRUE = frozenset({"1", "true", "yes", "on"})
+    FALSE = frozenset({"0", "false", "no", "off"})
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        raw = self.ENVIRON.get(var)
+        if raw is None or raw.strip() == "":
+            if default is self.NOTSET:
+                raise ImproperlyConfigured(f"Set the {var} environment variable.")
+            return default
+        value = raw.strip()
+        if cast is bool:
+            if value.lower() in self.TRUE:
+                return True
+            if value.lower() in self.FALSE:
+                return False
+            raise ImproperlyConfigured(f"{var} must be true or false, not {raw!r}.")
+        if cast is int:
+            try:
+                return int(value)
+            except ValueError:
+                raise ImproperlyConfigured(f"{var} must be a whole number, not {raw!r}.") from None
+        if cast is list:
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
 
 
-def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be true or false, not {raw!r}.")
+env = Env()
 
-
-def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a whole number, not {raw!r}.") from None
-
-
-def env_list(name: str, default: str = "") -> list[str]:
-    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
-
-
-DEBUG = env_bool("DJANGO_DEBUG", False)
+DEBUG = env.bool("DJANGO_DEBUG", False)
 
 # The development key is public: it signs sessions and reset links only with DEBUG on.
-SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -56,12 +60,12 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "django-insecure-development-key-set-DJANGO_SECRET_KEY-in-production"
 
-ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]")
-CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # The public address of the site, used in links that leave it (Stripe redirects, e-mails).
 # When empty, links are built from the incoming request.
-SITE_URL = env_str("SITE_URL").rstrip("/")
+SITE_URL = env.str("SITE_URL", default="").rstrip("/")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -91,8 +95,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
 ]
 
-ROOT_URLCONF = "shop.urls"
-WSGI_APPLICATION = "shop.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {
@@ -111,25 +115,25 @@ TEMPLATES = [
 
 
 def database_from_environment() -> dict:
-    url = env_str("DATABASE_URL")
+    url = env.str("DATABASE_URL", default="")
     if url:
         config = dj_database_url.parse(
             url,
-            conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+            conn_max_age=env.int("DATABASE_CONN_MAX_AGE", 0),
             conn_health_checks=True,
         )
-        if config["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", False):
+        if config["ENGINE"] == "django.db.backends.postgresql" and env.bool("DATABASE_POOL", False):
             # psycopg's pool replaces persistent connections; Django refuses both at once.
             config["CONN_MAX_AGE"] = 0
             config.setdefault("OPTIONS", {})["pool"] = {
-                "min_size": env_int("DATABASE_POOL_MIN", 2),
-                "max_size": env_int("DATABASE_POOL_MAX", 10),
+                "min_size": env.int("DATABASE_POOL_MIN", 2),
+                "max_size": env.int("DATABASE_POOL_MAX", 10),
                 "timeout": 10,
             }
         return config
     return {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": env_str("SQLITE_PATH") or BASE_DIR / "db.sqlite3",
+        "NAME": env.str("SQLITE_PATH", default="") or BASE_DIR / "db.sqlite3",
         # IMMEDIATE takes the write lock at BEGIN, so a transaction that reads before it
         # writes waits for the lock instead of failing with "database is locked".
         "OPTIONS": {
@@ -138,7 +142,7 @@ def database_from_environment() -> dict:
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         },
         # A file, not Django's shared in-memory database: concurrency tests use real threads.
-        "TEST": {"NAME": env_str("SQLITE_TEST_PATH") or BASE_DIR / ".test-db.sqlite3"},
+        "TEST": {"NAME": env.str("SQLITE_TEST_PATH", default="") or BASE_DIR / ".test-db.sqlite3"},
     }
 
 
@@ -159,7 +163,7 @@ LOGIN_REDIRECT_URL = "bookings:dashboard"
 LOGOUT_REDIRECT_URL = "shop:catalog"
 
 LANGUAGE_CODE = "en-gb"
-TIME_ZONE = env_str("TIME_ZONE", "Europe/London")
+TIME_ZONE = env.str("TIME_ZONE", "Europe/London")
 USE_I18N = True
 USE_TZ = True
 
@@ -183,11 +187,11 @@ CACHES = {
     "default": (
         {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": env_str("REDIS_URL"),
+            "LOCATION": env.str("REDIS_URL", default=""),
             # Sites (or benchmark runs) sharing one Redis keep apart with a prefix each.
-            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX"),
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default=""),
         }
-        if env_str("REDIS_URL")
+        if env.str("REDIS_URL", default="")
         else {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
             "LOCATION": "slotbook",
@@ -202,73 +206,73 @@ RATELIMIT_IP_META_KEY = "shop.ratelimits.client_ip"
 # django-ratelimit refuses a per-process cache; one process (development, tests) is fine with it.
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 # How many proxies in front of the site append to X-Forwarded-For (0: trust REMOTE_ADDR only).
-TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", 0)
 RATE_LIMITS = {
-    "checkout_per_ip": env_str("RATE_LIMIT_CHECKOUT_PER_IP", "20/10m"),
-    "checkout_per_email": env_str("RATE_LIMIT_CHECKOUT_PER_EMAIL", "10/h"),
-    "token_misses_per_ip": env_str("RATE_LIMIT_TOKEN_MISSES_PER_IP", "30/10m"),
-    "signin_per_ip": env_str("RATE_LIMIT_SIGNIN_PER_IP", "20/10m"),
-    "signin_per_username": env_str("RATE_LIMIT_SIGNIN_PER_USERNAME", "5/10m"),
+    "checkout_per_ip": env.str("RATE_LIMIT_CHECKOUT_PER_IP", "20/10m"),
+    "checkout_per_email": env.str("RATE_LIMIT_CHECKOUT_PER_EMAIL", "10/h"),
+    "token_misses_per_ip": env.str("RATE_LIMIT_TOKEN_MISSES_PER_IP", "30/10m"),
+    "signin_per_ip": env.str("RATE_LIMIT_SIGNIN_PER_IP", "20/10m"),
+    "signin_per_username": env.str("RATE_LIMIT_SIGNIN_PER_USERNAME", "5/10m"),
     # Customers asking for a link to their receipts: per address, and per e-mail they ask for.
-    "receipts_link_per_ip": env_str("RATE_LIMIT_RECEIPTS_LINK_PER_IP", "10/h"),
-    "receipts_link_per_email": env_str("RATE_LIMIT_RECEIPTS_LINK_PER_EMAIL", "3/15m"),
+    "receipts_link_per_ip": env.str("RATE_LIMIT_RECEIPTS_LINK_PER_IP", "10/h"),
+    "receipts_link_per_email": env.str("RATE_LIMIT_RECEIPTS_LINK_PER_EMAIL", "3/15m"),
 }
 
-EMAIL_BACKEND = env_str(
+EMAIL_BACKEND = env.str(
     "EMAIL_BACKEND",
     "django.core.mail.backends.console.EmailBackend" if DEBUG else "django.core.mail.backends.smtp.EmailBackend",
 )
 # The folder where shop.outbox.OutboxEmailBackend (the demo's) writes each e-mail as a file.
-EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH") or str(BASE_DIR / "outbox")
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 25)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Slotbook <bookings@localhost>")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default="") or str(BASE_DIR / "outbox")
+EMAIL_HOST = env.str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "Slotbook <bookings@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Stripe. With STRIPE_API_BASE unset the SDK talks to api.stripe.com; the local emulator
 # sets it to http://127.0.0.1:12111. STRIPE_WEBHOOK_SECRET may list several secrets
 # separated by commas, so a secret can be rotated without dropping events.
-STRIPE_SECRET_KEY = env_str("STRIPE_SECRET_KEY")
-STRIPE_PUBLISHABLE_KEY = env_str("STRIPE_PUBLISHABLE_KEY")
-STRIPE_WEBHOOK_SECRETS = env_list("STRIPE_WEBHOOK_SECRET")
-STRIPE_API_BASE = env_str("STRIPE_API_BASE").rstrip("/")
-STRIPE_MAX_NETWORK_RETRIES = env_int("STRIPE_MAX_NETWORK_RETRIES", 2)
+STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env.str("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRET", default=[])
+STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="").rstrip("/")
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", 2)
 # Extra origins of Stripe-hosted pages (the emulator's --public-url when it differs from its API).
-STRIPE_HOSTED_ORIGINS = env_list("STRIPE_HOSTED_ORIGINS")
+STRIPE_HOSTED_ORIGINS = env.list("STRIPE_HOSTED_ORIGINS", default=[])
 
 # benchmarks/load.py mounts a bare view at /_benchmark/bare/ to measure everything else against.
 # Never set in production.
-BENCHMARK_BARE_VIEW = env_bool("BENCHMARK_BARE_VIEW", False)
+BENCHMARK_BARE_VIEW = env.bool("BENCHMARK_BARE_VIEW", False)
 
 # Bookings
-BOOKING_MAX_QUANTITY = env_int("BOOKING_MAX_QUANTITY", 10)
+BOOKING_MAX_QUANTITY = env.int("BOOKING_MAX_QUANTITY", 10)
 # The currency a merchant's first listing is offered in; later ones default to their latest listing's.
-LISTING_DEFAULT_CURRENCY = env_str("LISTING_DEFAULT_CURRENCY", "eur").lower()
-CHECKOUT_SESSION_MINUTES = env_int("CHECKOUT_SESSION_MINUTES", 30)
+LISTING_DEFAULT_CURRENCY = env.str("LISTING_DEFAULT_CURRENCY", "eur").lower()
+CHECKOUT_SESSION_MINUTES = env.int("CHECKOUT_SESSION_MINUTES", 30)
 # The success page reads the Checkout Session from Stripe at most this often per booking.
-STRIPE_STATUS_CHECK_SECONDS = env_int("STRIPE_STATUS_CHECK_SECONDS", 3)
+STRIPE_STATUS_CHECK_SECONDS = env.int("STRIPE_STATUS_CHECK_SECONDS", 3)
 # The catalog's cards and a listing's times are rendered at most this often per process; the
 # seat counts they show are never older (changes made through the site re-render them at once,
 # in every process when the cache is shared through REDIS_URL). 0 turns the cache off.
-STOREFRONT_CACHE_SECONDS = env_int("STOREFRONT_CACHE_SECONDS", 5)
+STOREFRONT_CACHE_SECONDS = env.int("STOREFRONT_CACHE_SECONDS", 5)
 # A final booking's status panel is kept this long, and dropped when the booking changes.
-FINAL_STATUS_CACHE_SECONDS = env_int("FINAL_STATUS_CACHE_SECONDS", 60)
+FINAL_STATUS_CACHE_SECONDS = env.int("FINAL_STATUS_CACHE_SECONDS", 60)
 # A sign-in link e-mailed to a customer (to open their receipts) works once, for this long.
-CUSTOMER_SIGNIN_LINK_MINUTES = env_int("CUSTOMER_SIGNIN_LINK_MINUTES", 15)
+CUSTOMER_SIGNIN_LINK_MINUTES = env.int("CUSTOMER_SIGNIN_LINK_MINUTES", 15)
 
 # Production hardening: on whenever DEBUG is off.
-SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("DJANGO_BEHIND_PROXY", True) else None
-SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("DJANGO_BEHIND_PROXY", True) else None
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", 0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
 SECURE_HSTS_PRELOAD = not DEBUG
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
-SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
@@ -276,13 +280,13 @@ X_FRAME_OPTIONS = "DENY"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
 # Request bodies: forms are small; the webhook view has its own, larger limit.
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 256 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", 256 * 1024)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
-WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)
+WEBHOOK_MAX_BODY_BYTES = env.int("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)
 
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOG_LEVEL = env.str("LOG_LEVEL", "INFO")
 # JSON lines for log collectors in production; key=value lines to read in a terminal.
-LOG_FORMAT = env_str("LOG_FORMAT", "plain" if DEBUG else "json")
+LOG_FORMAT = env.str("LOG_FORMAT", "plain" if DEBUG else "json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
