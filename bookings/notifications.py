@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from bookings.logs import log_event
+from common.logs import log_event
 from bookings.models import Booking, Refund, RefundReason
 from bookings.selectors import booking_money_back
 

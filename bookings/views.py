@@ -38,7 +38,7 @@ from bookings.forms import (
 from bookings.models import Booking, BookingStatus, Listing, RefundStatus, Slot
 from bookings.money import format_money, from_minor_units
 from bookings.services import BookingError
-from shop import ratelimits
+from common import ratelimits
 
 BOOKINGS_PER_PAGE = 50
 SLOTS_PER_PAGE = 50
@@ -644,7 +644,7 @@ def profile(request, merchant):
 
 
 # Accounts: Django's views. Failed sign-ins are limited in the authentication backend
-# (shop.ratelimits.SignInLimitedBackend, for every sign-in form, the admin's too) and reset
+# (common.ratelimits.SignInLimitedBackend, for every sign-in form, the admin's too) and reset
 # e-mails per address (settings.RATE_LIMITS), so that passwords cannot be guessed and inboxes
 # cannot be flooded.
 

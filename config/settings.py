@@ -83,8 +83,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "shop.middleware.SecurityHeadersMiddleware",
-    "shop.middleware.MalformedRequestMiddleware",
+    "common.middleware.SecurityHeadersMiddleware",
+    "common.middleware.MalformedRequestMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -157,7 +157,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Django's ModelBackend behind the sign-in limits, so that every sign-in form (the admin's too)
 # is limited the same way.
-AUTHENTICATION_BACKENDS = ["shop.ratelimits.SignInLimitedBackend"]
+AUTHENTICATION_BACKENDS = ["common.ratelimits.SignInLimitedBackend"]
 LOGIN_URL = "accounts:login"
 LOGIN_REDIRECT_URL = "bookings:dashboard"
 LOGOUT_REDIRECT_URL = "shop:catalog"
@@ -202,7 +202,7 @@ CACHES = {
     )
 }
 RATELIMIT_USE_CACHE = "default"
-RATELIMIT_IP_META_KEY = "shop.ratelimits.client_ip"
+RATELIMIT_IP_META_KEY = "common.ratelimits.client_ip"
 # django-ratelimit refuses a per-process cache; one process (development, tests) is fine with it.
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.E003", "django_ratelimit.W001"]
 # How many proxies in front of the site append to X-Forwarded-For (0: trust REMOTE_ADDR only).
@@ -292,7 +292,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-        "json": {"()": "bookings.logs.JsonLogFormatter"},
+        "json": {"()": "common.logs.JsonLogFormatter"},
     },
     "handlers": {
         "console": {"class": "logging.StreamHandler", "formatter": "json" if LOG_FORMAT == "json" else "plain"},

@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from bookings import selectors
 from bookings.customers import customer_email_normalise, proven_customer_record
-from bookings.logs import log_event
+from common.logs import log_event
 from bookings.models import Booking, BookingStatus, Slot
 from bookings.selectors import pending_checkouts_unsellable
 from bookings.services import (

@@ -17,7 +17,7 @@ from django.conf import settings
 from django.utils import formats, timezone
 
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, RefundReceipt
-from bookings.logs import log_event
+from common.logs import log_event
 from bookings.models import Booking
 from bookings.services import booking_reference
 

@@ -23,9 +23,10 @@ from bookings.customers import (
     customer_signin_link_send,
     customer_signin_link_use,
 )
-from bookings.logs import log_event
+from common.logs import log_event
 from bookings.models import Booking
-from shop import payments, ratelimits
+from common import ratelimits
+from shop import payments
 from shop.forms import ReceiptsLinkForm
 
 log = logging.getLogger("shop.receipts")

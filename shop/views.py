@@ -27,11 +27,12 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
 from bookings import selectors
-from bookings.logs import log_event
+from common.logs import log_event
 from bookings.models import Booking, Listing
 from bookings.services import BookingError
 from bookings.storefront_cache import final_status_key, storefront_version
-from shop import payments, ratelimits, receipts
+from common import ratelimits
+from shop import payments, receipts
 from shop.checkout import (
     CHECKOUT_DRAFT_MARKER,
     booking_status_refresh,

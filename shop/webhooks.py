@@ -9,7 +9,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from bookings.logs import log_event
+from common.logs import log_event
 from bookings.models import Booking, Refund, RefundStatus, StripeEvent
 from bookings.services import (
     PaymentFactsMismatch,

@@ -8,7 +8,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from bookings.logs import JsonLogFormatter, log_event
+from common.logs import JsonLogFormatter, log_event
 from tests.conftest import TEST_SECRET_KEY, TEST_WEBHOOK_SECRET
 from tests.factories import make_slot
 from tests.shop.customer_signin import prove_email, signin_token_sent_to

@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from bookings.models import Booking
-from shop.ratelimits import client_ip, client_network
+from common.ratelimits import client_ip, client_network
 from tests.factories import make_slot
 
 pytestmark = pytest.mark.django_db
