@@ -38,7 +38,8 @@ def build_round(*, bookings: int, slots: int) -> list[int]:
     """A fresh hot-slot workload: `slots` slots sharing `bookings` pending one-seat bookings."""
     from django.utils import timezone
 
-    from bookings.models import Booking, Listing, Merchant, Refund, Slot, StripeEvent
+    from bookings.models import Booking, Listing, Merchant, Refund, Slot
+    from payments.models import StripeEvent
     from django.contrib.auth import get_user_model
 
     Refund.objects.all().delete()

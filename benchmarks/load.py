@@ -55,7 +55,7 @@ from django.conf import settings  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 
 from stripe_emulator import Emulator  # noqa: E402
-from tests.shop.webhook_signing import event_payload, session_object, stripe_signature  # noqa: E402
+from tests.payments.webhook_signing import event_payload, session_object, stripe_signature  # noqa: E402
 
 LUA_SCRIPT = ROOT / "benchmarks" / "load.lua"
 WEBHOOK_SECRET = os.environ["STRIPE_WEBHOOK_SECRET"]
@@ -114,7 +114,7 @@ def seed(*, webhook_bookings: int) -> Seeded:
         merchant_create,
         slot_series_create,
     )
-    from shop.checkout import checkout_start
+    from payments.checkout import checkout_start
 
     today = timezone.localdate()
     merchants = [
@@ -600,7 +600,7 @@ def main() -> None:
 
         # Webhooks: distinct signed events, signed now (Stripe's tolerance is 5 minutes), sent at a
         # fixed rate; the bare view gets the same bodies at the same rate just before.
-        from bookings.models import StripeEvent
+        from payments.models import StripeEvent
 
         events = webhook_events(seeded.webhook_bookings)
         warm, events = events[:20], events[20:]

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "django_ratelimit",
     "bookings",
+    "payments",
     "shop",
 ]
 
@@ -306,4 +307,4 @@ LOGGING = {
 }
 
 # The booking domain asks for refunds through this class, the only one that knows Stripe.
-BOOKINGS_PAYMENT_GATEWAY = "shop.payments.StripeRefundGateway"
+BOOKINGS_PAYMENT_GATEWAY = "payments.stripe_api.StripeRefundGateway"

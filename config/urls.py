@@ -17,12 +17,12 @@ shop_patterns = [
     path("receipts/sign-in/", receipts.receipts_signin, name="receipts_signin"),
     path("receipts/sign-out/", receipts.receipts_signout, name="receipts_signout"),
     path("receipts/portal/", receipts.receipts_portal, name="receipts_portal"),
-    path("stripe/webhook/", views.stripe_webhook, name="stripe_webhook"),
     path("healthz", views.healthz, name="healthz"),
 ]
 
 urlpatterns = [
     path("", include((shop_patterns, "shop"))),
+    path("", include("payments.urls")),
     path("merchant/", include("bookings.urls")),
     path("accounts/", include("bookings.account_urls")),
     path("admin/", admin.site.urls),

@@ -1,6 +1,6 @@
 """Cancelling a slot: every confirmed booking is refunded once, seats come back, customers are
 told, and running it again does nothing more. Stripe is not configured here, so refunds stay
-recorded and unsent; tests/bookings/test_refunds_stripe.py runs the same against the emulator."""
+recorded and unsent; tests/payments/test_refunds_stripe.py runs the same against the emulator."""
 
 import pytest
 from django.core import mail

@@ -12,7 +12,7 @@ from common.logs import JsonLogFormatter, log_event
 from tests.conftest import TEST_SECRET_KEY, TEST_WEBHOOK_SECRET
 from tests.factories import make_slot
 from tests.shop.customer_signin import prove_email, signin_token_sent_to
-from tests.shop.stripe_flow import deliver_events, open_checkout
+from tests.payments.stripe_flow import deliver_events, open_checkout
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,7 +51,7 @@ def test_a_full_run_logs_every_transition_and_no_secret_signature_or_card(client
     prove_email(client, "win@example.com")
     signin_token = signin_token_sent_to("win@example.com")
     assert client.post(reverse("shop:booking_portal", args=[winner.public_token])).status_code == 303
-    client.post(reverse("shop:stripe_webhook"), data=b"{}", content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=" + "ab" * 32)
+    client.post(reverse("payments:stripe_webhook"), data=b"{}", content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=" + "ab" * 32)
 
     logs = every_log_line.getvalue()
 

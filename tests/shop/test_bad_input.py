@@ -25,10 +25,11 @@ from django.utils.http import urlsafe_base64_encode
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, Slot, StripeEvent
+from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, Slot
+from payments.models import StripeEvent
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import make_confirmed_booking, make_listing, make_merchant, make_slot
-from tests.shop.webhook_signing import session_object, stripe_signature
+from tests.payments.webhook_signing import session_object, stripe_signature
 
 pytestmark = pytest.mark.django_db
 
@@ -138,7 +139,7 @@ FIELDS = {
     "shop:receipts_signin": {"token": "1:1aBcDe:" + "A" * 43},
     "shop:receipts_signout": None,
     "shop:receipts_portal": None,
-    "shop:stripe_webhook": None,  # its bodies: test_no_webhook_body_makes_a_server_error
+    "payments:stripe_webhook": None,  # its bodies: test_no_webhook_body_makes_a_server_error
     "shop:healthz": None,
     "bookings:dashboard": None,
     "bookings:listing_list": {"show": "archived"},
@@ -427,7 +428,7 @@ def test_no_request_to_any_url_makes_a_server_error_when_signed_out(world):
 
 @pytest.mark.parametrize(
     "name",
-    sorted(name for name, fields in FIELDS.items() if fields and name != "shop:stripe_webhook"),
+    sorted(name for name, fields in FIELDS.items() if fields and name != "payments:stripe_webhook"),
 )
 def test_no_value_in_any_form_field_makes_a_server_error_or_a_partial_write(world, name):
     """Each page with a form, on its own: every field with generated values, the rest valid."""
@@ -561,7 +562,7 @@ def test_no_webhook_body_makes_a_server_error(client, stripe_emulator, booking):
         extra = {"HTTP_STRIPE_SIGNATURE": signature} if signature is not None else {}
         with transaction.atomic():
             before = Snapshot.take()
-            response = client.post(reverse("shop:stripe_webhook"), data=body, content_type="application/json", **extra)
+            response = client.post(reverse("payments:stripe_webhook"), data=body, content_type="application/json", **extra)
             after = Snapshot.take()
             fresh = Booking.objects.select_related("slot").get(pk=booking.pk)
             transaction.set_rollback(True)
@@ -660,7 +661,7 @@ def test_no_header_value_on_any_url_makes_a_server_error_or_a_write(world, route
     arguments = {key: world["path_values"][key][0] for key in route.converters}
     url = reverse(route.name, kwargs=arguments)
 
-    webhook = route.name == "shop:stripe_webhook"
+    webhook = route.name == "payments:stripe_webhook"
     # The webhook always gets a signature: shaped like Stripe's, with any value in it, or any value.
     signatures = st.one_of(header_values, header_values.map(lambda value: f"t=1,v1={value}"))
     own = st.fixed_dictionaries({"Stripe-Signature": signatures}) if webhook else st.just({})
@@ -686,7 +687,7 @@ def test_no_header_value_on_any_url_makes_a_server_error_or_a_write(world, route
             if method == "GET":
                 response = client.get(url, fields, **meta)
             else:
-                if route.name == "shop:stripe_webhook":
+                if route.name == "payments:stripe_webhook":
                     body, content_type = session_event_body(world), "application/json"
                 else:
                     body, content_type = urlencode(fields, doseq=True).encode(), "application/x-www-form-urlencoded"

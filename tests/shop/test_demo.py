@@ -9,9 +9,9 @@ from django.urls import reverse
 from bookings.demo import DEMO_PASSWORD
 from bookings.models import Booking, BookingStatus, Listing, Merchant, Slot
 from bookings.money import from_minor_units
-from shop import payments
+from payments import stripe_api
 from shop.demo import DEMO_FREE_PROMOTION_CODE
-from tests.shop.stripe_flow import deliver_events, open_checkout
+from tests.payments.stripe_flow import deliver_events, open_checkout
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ def test_demo_bookings_are_real_payments_confirmed_through_the_state_machine(
     for slot in Slot.objects.filter(bookings__isnull=False).distinct():
         sold = sum(b.quantity for b in slot.bookings.all())
         assert slot.capacity - slot.seats_left == sold
-    intent = payments.stripe_client().v1.payment_intents.retrieve(bookings[0].payment_intent_id)
+    intent = stripe_api.stripe_client().v1.payment_intents.retrieve(bookings[0].payment_intent_id)
     assert intent.status == "succeeded"
     assert intent.amount == bookings[0].amount_paid
     assert mail.outbox == []
@@ -86,7 +86,7 @@ def test_a_demo_booking_can_be_refunded_from_the_dashboard(client, stripe_emulat
     booking.refresh_from_db()
     assert response.status_code == 302
     assert booking.status == BookingStatus.REFUNDED
-    refunds = payments.stripe_client().v1.refunds.list(params={"payment_intent": booking.payment_intent_id}).data
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": booking.payment_intent_id}).data
     assert [r.amount for r in refunds] == [booking.amount_paid]
 
 
@@ -98,7 +98,7 @@ def test_the_100_percent_off_code_the_readme_advertises_exists_once_and_books_a_
     call_command("loaddemo", days=3)
     call_command("loaddemo", days=3)
     assert capsys.readouterr().out.count(f"Promotion code {DEMO_FREE_PROMOTION_CODE}: 100% off") == 2
-    [code] = payments.stripe_client().v1.promotion_codes.list(params={"code": DEMO_FREE_PROMOTION_CODE}).data
+    [code] = stripe_api.stripe_client().v1.promotion_codes.list(params={"code": DEMO_FREE_PROMOTION_CODE}).data
     assert code.active and code.coupon.percent_off == 100
 
     slot = Slot.objects.filter(listing__slug="sea-cave-explorer", bookings__isnull=True).first()

@@ -6,7 +6,7 @@ import pytest
 from django.db import DatabaseError
 from django.urls import reverse
 
-from bookings.models import StripeEvent
+from payments.models import StripeEvent
 from tests.factories import make_booking, make_slot
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,7 @@ def confirmed_booking(slot):
 
 
 def test_every_response_carries_the_security_headers(client, confirmed_booking):
-    for url in pages(confirmed_booking) + [reverse("shop:stripe_webhook")]:
+    for url in pages(confirmed_booking) + [reverse("payments:stripe_webhook")]:
         response = client.get(url)
         csp = response.headers["Content-Security-Policy"]
         script_src = re.search(r"script-src ([^;]+)", csp).group(1)
@@ -116,7 +116,7 @@ def test_a_webhook_body_over_the_limit_is_refused_with_413_and_nothing_recorded(
     settings.WEBHOOK_MAX_BODY_BYTES = 1000
 
     response = client.post(
-        reverse("shop:stripe_webhook"), data=b"x" * 1001, content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=a"
+        reverse("payments:stripe_webhook"), data=b"x" * 1001, content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=a"
     )
 
     assert response.status_code == 413

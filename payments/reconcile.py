@@ -21,9 +21,9 @@ from bookings.services import (
     refund_record_update,
     refund_submit,
 )
-from shop import payments
-from shop.checkout import booking_status_refresh
-from shop.webhooks import EventResult, stripe_event_process, stripe_event_receive, stripe_events_unfinished
+from payments import stripe_api
+from payments.checkout import booking_status_refresh
+from payments.webhooks import EventResult, stripe_event_process, stripe_event_receive, stripe_events_unfinished
 
 log = logging.getLogger("shop.reconcile")
 
@@ -119,8 +119,8 @@ def _settle_pending_refunds(summary: ReconcileSummary) -> None:
     pending = Refund.objects.filter(status=RefundStatus.PENDING, stripe_refund_id__isnull=False)
     for refund_id, stripe_refund_id in pending.values_list("pk", "stripe_refund_id"):
         try:
-            receipt = payments.refund_retrieve(stripe_refund_id)
-        except payments.PaymentsUnavailable as error:
+            receipt = stripe_api.refund_retrieve(stripe_refund_id)
+        except stripe_api.PaymentsUnavailable as error:
             summary.errors.append(f"refund {refund_id}: {error}")
             continue
         before = Refund.objects.values_list("status", flat=True).get(pk=refund_id)
@@ -136,8 +136,8 @@ def _learn_refund_failures(summary: ReconcileSummary, now) -> None:
     """A refund Stripe created (even as succeeded) can fail days later; when the webhook saying
     so was lost, Stripe's own events still tell. Each is received like a webhook: once by id."""
     try:
-        events = payments.refund_failure_events(since=now - REFUND_FAILURE_LOOKBACK)
-    except payments.PaymentsUnavailable as error:
+        events = stripe_api.refund_failure_events(since=now - REFUND_FAILURE_LOOKBACK)
+    except stripe_api.PaymentsUnavailable as error:
         summary.errors.append(f"refund events: {error}")
         return
     for event in events:

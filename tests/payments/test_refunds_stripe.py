@@ -7,10 +7,10 @@ from django.urls import reverse
 
 from bookings.models import Booking, BookingStatus, Refund, RefundReason, RefundStatus
 from bookings.services import booking_confirm, booking_refund, slot_cancel
-from shop import payments
-from shop.checkout import checkout_start
+from payments import stripe_api
+from payments.checkout import checkout_start
 from tests.factories import make_slot
-from tests.shop.stripe_flow import deliver_events
+from tests.payments.stripe_flow import deliver_events
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +35,7 @@ def pay(stripe_emulator, django_capture_on_commit_callbacks):
         session_id = started.booking.checkout_session_id
         stripe_emulator.pay_session(session_id, card=card)
         with django_capture_on_commit_callbacks(execute=True):
-            booking_confirm(facts=payments.checkout_facts(session_id))
+            booking_confirm(facts=stripe_api.checkout_facts(session_id))
         booking = Booking.objects.get(pk=started.booking.pk)
         assert booking.status == BookingStatus.CONFIRMED
         return booking
@@ -44,7 +44,7 @@ def pay(stripe_emulator, django_capture_on_commit_callbacks):
 
 
 def stripe_refunds(booking: Booking) -> list[dict]:
-    return payments.refunds_of_payment(booking.payment_intent_id)
+    return stripe_api.refunds_of_payment(booking.payment_intent_id)
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand
 
-from shop.reconcile import reconcile_run
+from payments.reconcile import reconcile_run
 
 
 class Command(BaseCommand):

@@ -26,7 +26,7 @@ from bookings.services import (
     booking_start,
     checkouts_close,
 )
-from shop import payments
+from payments import stripe_api
 
 log = logging.getLogger("shop.checkout")
 
@@ -75,14 +75,14 @@ def _checkout_customer(booking: Booking, proven_email: str) -> str:
     gets a Customer of the booking's own, whose receipts only a proven owner of the address opens."""
     address = customer_email_normalise(booking.customer_email)
     if not proven_email or proven_email != address:
-        return payments.customer_create(
+        return stripe_api.customer_create(
             email=booking.customer_email, name=booking.customer_name, idempotency_key=f"booking-{booking.pk}-customer"
         )
     known = selectors.proven_customer_of(address)
     if known is not None:
         return known.stripe_customer_id
     digest = hashlib.sha256(f"{address}\n{booking.customer_name}".encode()).hexdigest()[:40]
-    created = payments.customer_create(
+    created = stripe_api.customer_create(
         email=booking.customer_email, name=booking.customer_name, idempotency_key=f"proven-customer-{digest}"
     )
     return proven_customer_record(email=address, stripe_customer_id=created).stripe_customer_id
@@ -109,10 +109,10 @@ def checkout_start(
     try:
         cancel_url = cancel_url.replace(CHECKOUT_DRAFT_MARKER, checkout_draft_reference(booking))
         customer_id = _checkout_customer(booking, proven_email)
-        opened = payments.checkout_open(
+        opened = stripe_api.checkout_open(
             booking=booking, customer_id=customer_id, success_url=success_url, cancel_url=cancel_url
         )
-    except payments.PaymentsUnavailable:
+    except stripe_api.PaymentsUnavailable:
         booking_checkout_abandon(booking=booking)
         raise
     booking_checkout_attach(
@@ -152,8 +152,8 @@ def booking_status_refresh(booking: Booking, *, throttled: bool = True) -> Statu
         return StatusCheck(booking)
     problem = ""
     try:
-        booking_confirm(facts=payments.checkout_facts(booking.checkout_session_id))
-    except payments.PaymentsUnavailable:
+        booking_confirm(facts=stripe_api.checkout_facts(booking.checkout_session_id))
+    except stripe_api.PaymentsUnavailable:
         problem = "We are still checking your payment with Stripe."
     except RefundNotCreated:
         log_event(log, "status_refund_pending", level=logging.WARNING, booking=booking.pk)

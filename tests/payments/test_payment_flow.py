@@ -7,13 +7,14 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from bookings.models import BookingStatus, Refund, RefundStatus, StripeEvent
-from shop import payments
-from shop.reconcile import reconcile_run
+from bookings.models import BookingStatus, Refund, RefundStatus
+from payments.models import StripeEvent
+from payments import stripe_api
+from payments.reconcile import reconcile_run
 from stripe_emulator.control import PaymentDeclined
 from tests.factories import make_slot
 from tests.shop.customer_signin import prove_email
-from tests.shop.stripe_flow import deliver_events, open_checkout, poll, stripe_session_reads
+from tests.payments.stripe_flow import deliver_events, open_checkout, poll, stripe_session_reads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +27,7 @@ def _stripe(stripe_emulator):
 def test_checkout_opens_a_stripe_session_describing_the_booking(client, slot):
     booking, url = open_checkout(client, slot, quantity=2)
 
-    session = payments.stripe_client().v1.checkout.sessions.retrieve(
+    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(
         booking.checkout_session_id, params={"expand": ["line_items"]}
     )
     assert url == session.url
@@ -49,7 +50,7 @@ def test_an_unproven_email_gets_a_customer_of_each_booking_and_stripe_is_never_s
 
     assert first.stripe_customer_id and second.stripe_customer_id
     assert first.stripe_customer_id != second.stripe_customer_id
-    customer = payments.stripe_client().v1.customers.retrieve(first.stripe_customer_id)
+    customer = stripe_api.stripe_client().v1.customers.retrieve(first.stripe_customer_id)
     assert (customer.email, customer.name) == ("same@example.com", "Ada Lovelace")
     searches = [r for r in stripe_emulator.requests() if r["method"] == "GET" and r["path"] in ("/v1/customers", "/v1/customers/search")]
     assert searches == []
@@ -108,7 +109,7 @@ def test_webhook_alone_confirms_and_a_later_poll_changes_nothing(client, slot, s
 
 def test_a_100_percent_promotion_code_confirms_with_nothing_paid(client, slot, stripe_emulator, settings):
     settings.STRIPE_STATUS_CHECK_SECONDS = 0
-    api = payments.stripe_client()
+    api = stripe_api.stripe_client()
     coupon = api.v1.coupons.create(params={"percent_off": 100, "duration": "once"})
     api.v1.promotion_codes.create(params={"coupon": coupon.id, "code": "FREEBIE"})
     booking, _ = open_checkout(client, slot)
@@ -139,7 +140,7 @@ def test_the_slot_selling_out_while_paying_refunds_the_payment_exactly_once(clie
     assert "Sold out while you paid" in sold_out.content.decode()
     assert loser.status == BookingStatus.REFUNDED
     assert loser.amount_refunded == loser.amount_paid == loser.amount_total
-    refunds = payments.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
     assert [(r.amount, r.metadata["reason"]) for r in refunds] == [(loser.amount_total, "sold_out")]
     assert slot.seats_left == 0
     apologies = [m for m in mail.outbox if m.to == ["second@example.com"]]
@@ -174,7 +175,7 @@ def test_a_refund_stripe_answers_500_to_is_retried_with_a_new_key_and_made_once(
     loser.refresh_from_db()
     assert summary.refunds_submitted == 1
     assert loser.status == BookingStatus.REFUNDED
-    refunds = payments.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
     assert len(refunds) == 1
     assert Refund.objects.get(booking=loser).attempts == 2
 
@@ -192,7 +193,7 @@ def test_a_refund_whose_answer_was_lost_is_recorded_without_a_second_refund(clie
     reconcile_run()
 
     loser.refresh_from_db()
-    refunds = payments.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
     assert loser.status == BookingStatus.REFUNDED
     assert len(refunds) == 1
     assert Refund.objects.get(booking=loser).stripe_refund_id == refunds[0].id

@@ -5,13 +5,14 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from bookings.models import BookingStatus, StripeEvent
-from tests.shop.webhook_signing import event_payload, session_object, stripe_signature
+from bookings.models import BookingStatus
+from payments.models import StripeEvent
+from tests.payments.webhook_signing import event_payload, session_object, stripe_signature
 
 pytestmark = pytest.mark.django_db
 
 SECRET = "whsec_webhook_tests"
-URL = reverse("shop:stripe_webhook")
+URL = reverse("payments:stripe_webhook")
 
 
 @pytest.fixture(autouse=True)
@@ -169,7 +170,7 @@ def test_a_session_of_another_application_is_ignored(client, booking):
 
 def _signed_post(client, body: bytes):
     return client.post(
-        reverse("shop:stripe_webhook"),
+        reverse("payments:stripe_webhook"),
         data=body,
         content_type="application/json",
         HTTP_STRIPE_SIGNATURE=stripe_signature(body, SECRET),

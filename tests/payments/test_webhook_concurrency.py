@@ -9,11 +9,12 @@ from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from bookings.models import BookingStatus, StripeEvent
-from shop import payments, webhooks
+from bookings.models import BookingStatus
+from payments.models import StripeEvent
+from payments import stripe_api, webhooks
 from tests.concurrency import run_concurrently
 from tests.factories import make_booking, make_slot
-from tests.shop.webhook_signing import event_payload, session_object, stripe_signature
+from tests.payments.webhook_signing import event_payload, session_object, stripe_signature
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +29,7 @@ def webhook_secret(settings):
 
 def deliver(payload: bytes):
     response = Client().post(
-        reverse("shop:stripe_webhook"),
+        reverse("payments:stripe_webhook"),
         data=payload,
         content_type="application/json",
         HTTP_STRIPE_SIGNATURE=stripe_signature(payload, SECRET),
@@ -99,7 +100,7 @@ def test_a_delivery_turned_away_while_the_first_fails_is_processed_when_stripe_s
     slot = make_slot(capacity=5)
     booking = make_booking(slot=slot, quantity=1)
     payload = event_payload("checkout.session.completed", session_object(booking), event_id="evt_race_2")
-    held = HeldDispatch(others=DELIVERIES - 1, fail_first_with=payments.PaymentsUnavailable("Stripe timed out"))
+    held = HeldDispatch(others=DELIVERIES - 1, fail_first_with=stripe_api.PaymentsUnavailable("Stripe timed out"))
 
     with mock.patch.object(webhooks, "_dispatch", held):
         answers = run_concurrently([lambda: held.deliver(payload)] * DELIVERIES)
@@ -121,7 +122,7 @@ def test_an_event_whose_processing_died_with_its_process_is_taken_over_after_the
 
     booking = make_booking(slot=make_slot(capacity=5))
     payload = event_payload("checkout.session.completed", session_object(booking), event_id="evt_race_3")
-    event = payments.webhook_event(payload=payload, signature_header=stripe_signature(payload, SECRET))
+    event = stripe_api.webhook_event(payload=payload, signature_header=stripe_signature(payload, SECRET))
     StripeEvent.objects.create(
         event_id="evt_race_3", type=event["type"], payload=event, attempts=1,
         status=StripeEvent.Status.PROCESSING, claimed_at=timezone.now(),

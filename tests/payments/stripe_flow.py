@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from bookings.models import Booking
 from tests.conftest import TEST_WEBHOOK_SECRET
-from tests.shop.webhook_signing import stripe_signature
+from tests.payments.webhook_signing import stripe_signature
 
 
 def open_checkout(client, slot, *, quantity: int = 1, email: str = "ada@example.com", name: str = "Ada Lovelace"):
@@ -29,7 +29,7 @@ def deliver_events(client, control, *, types: set[str] | None = None) -> list:
         payload = json.dumps(event).encode()
         responses.append(
             client.post(
-                reverse("shop:stripe_webhook"),
+                reverse("payments:stripe_webhook"),
                 data=payload,
                 content_type="application/json",
                 HTTP_STRIPE_SIGNATURE=stripe_signature(payload, TEST_WEBHOOK_SECRET),

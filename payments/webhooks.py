@@ -10,7 +10,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from common.logs import log_event
-from bookings.models import Booking, Refund, RefundStatus, StripeEvent
+from bookings.models import Booking, Refund, RefundStatus
+from payments.models import StripeEvent
 from bookings.services import (
     PaymentFactsMismatch,
     RefundNotCreated,
@@ -19,7 +20,7 @@ from bookings.services import (
     refund_record_created,
     refund_record_update,
 )
-from shop import payments
+from payments import stripe_api
 
 log = logging.getLogger("shop.webhooks")
 
@@ -147,7 +148,7 @@ def stripe_event_process(row: StripeEvent) -> EventResult:
 def _process(row: StripeEvent) -> EventResult:
     try:
         result = _dispatch(row.payload)
-    except (RefundNotCreated, payments.PaymentsUnavailable) as error:
+    except (RefundNotCreated, stripe_api.PaymentsUnavailable) as error:
         _finish(row, StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}")
         return EventResult.FAILED_RETRY
     except PaymentFactsMismatch as error:
@@ -176,7 +177,7 @@ def _dispatch(event: dict) -> EventResult:
         return EventResult.IGNORED
     obj = _checked_object(event_type, (event.get("data") or {}).get("object") or {})
     if event_type in CONFIRMING_EVENTS:
-        result = booking_confirm(facts=payments.checkout_facts_from_session(obj))
+        result = booking_confirm(facts=stripe_api.checkout_facts_from_session(obj))
         return EventResult.IGNORED if result.booking is None else EventResult.PROCESSED
     if event_type in EXPIRING_EVENTS:
         booking = Booking.objects.filter(checkout_session_id=obj.get("id")).first()
@@ -218,9 +219,9 @@ def _refund_settle(refund_object: dict) -> EventResult:
 
 
 def _charge_refunds_settle(charge: dict) -> EventResult:
-    payment_intent_id = payments.id_of(charge.get("payment_intent"))
+    payment_intent_id = stripe_api.id_of(charge.get("payment_intent"))
     if not payment_intent_id or not Refund.objects.filter(booking__payment_intent_id=payment_intent_id).exists():
         return EventResult.IGNORED
-    for refund_object in payments.refunds_of_payment(payment_intent_id):
+    for refund_object in stripe_api.refunds_of_payment(payment_intent_id):
         _refund_settle(refund_object)
     return EventResult.PROCESSED
