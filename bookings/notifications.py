@@ -144,7 +144,7 @@ def refund_failed_alert_send(*, refund: Refund, booking: Booking) -> bool:
         context={
             **_booking_context(booking),
             "refund": refund,
-            "booking_admin_url": absolute_url(reverse("bookings:booking_detail", args=[booking.pk])),
+            "booking_admin_url": absolute_url(reverse("merchant:booking_detail", args=[booking.pk])),
         },
     )
 

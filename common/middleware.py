@@ -9,7 +9,7 @@ from django.utils.cache import patch_cache_control
 
 # The merchant's pages, the sign-in and password pages, the CSV export and the admin: never kept
 # by a shared cache or on disk.
-PRIVATE_NAMESPACES = frozenset({"bookings", "accounts", "admin"})
+PRIVATE_NAMESPACES = frozenset({"merchant", "accounts", "admin"})
 
 
 def _origin(url: str) -> str:

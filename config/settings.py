@@ -80,6 +80,7 @@ INSTALLED_APPS = [
     "bookings",
     "payments",
     "shop",
+    "merchant",
 ]
 
 MIDDLEWARE = [
@@ -160,7 +161,7 @@ AUTH_PASSWORD_VALIDATORS = [
 # is limited the same way.
 AUTHENTICATION_BACKENDS = ["common.ratelimits.SignInLimitedBackend"]
 LOGIN_URL = "accounts:login"
-LOGIN_REDIRECT_URL = "bookings:dashboard"
+LOGIN_REDIRECT_URL = "merchant:dashboard"
 LOGOUT_REDIRECT_URL = "shop:catalog"
 
 LANGUAGE_CODE = "en-gb"

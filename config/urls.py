@@ -23,8 +23,8 @@ shop_patterns = [
 urlpatterns = [
     path("", include((shop_patterns, "shop"))),
     path("", include("payments.urls")),
-    path("merchant/", include("bookings.urls")),
-    path("accounts/", include("bookings.account_urls")),
+    path("merchant/", include("merchant.urls")),
+    path("accounts/", include("merchant.account_urls")),
     path("admin/", admin.site.urls),
 ]
 

@@ -83,7 +83,7 @@ def test_a_partial_refund_not_yet_at_stripe_is_not_refunded_again_by_the_cancell
 def test_the_cancel_page_says_what_it_will_do_and_the_post_says_what_it_did(client, busy_slot):
     slot, paid, free, pending = busy_slot
     client.force_login(slot.listing.merchant.user)
-    url = reverse("bookings:slot_cancel", args=[slot.pk])
+    url = reverse("merchant:slot_cancel", args=[slot.pk])
 
     confirm = client.get(url, headers={"HX-Request": "true"}).content.decode()
     done = client.post(url, follow=True).content.decode()

@@ -61,7 +61,7 @@ def test_a_full_refund_is_made_once_at_stripe_and_returns_the_seats(
     mail.outbox.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = merchant_client.post(reverse("bookings:booking_refund", args=[booking.pk]), {"amount": "50.00"})
+        response = merchant_client.post(reverse("merchant:booking_refund", args=[booking.pk]), {"amount": "50.00"})
 
     booking.refresh_from_db()
     slot.refresh_from_db()
@@ -73,7 +73,7 @@ def test_a_full_refund_is_made_once_at_stripe_and_returns_the_seats(
     assert refund.stripe_refund_id.startswith("re_")
     assert [(r["id"], r["amount"], r["status"]) for r in stripe_refunds(booking)] == [(refund.stripe_refund_id, 5000, "succeeded")]
     assert [m.to for m in mail.outbox] == [[booking.customer_email]]
-    page = merchant_client.get(reverse("bookings:booking_detail", args=[booking.pk])).content.decode()
+    page = merchant_client.get(reverse("merchant:booking_detail", args=[booking.pk])).content.decode()
     assert refund.stripe_refund_id in page
 
 
@@ -82,7 +82,7 @@ def test_partial_refunds_leave_the_booking_until_everything_is_refunded(
 ):
     slot = make_slot(listing=listing, capacity=4)
     booking = pay(slot, quantity=2)
-    url = reverse("bookings:booking_refund", args=[booking.pk])
+    url = reverse("merchant:booking_refund", args=[booking.pk])
 
     with django_capture_on_commit_callbacks(execute=True):
         merchant_client.post(url, {"amount": "10.00"})
@@ -111,16 +111,16 @@ def test_a_refund_stripe_could_not_take_is_sent_again_from_the_booking_page(
     stripe_emulator.fail_refunds(count=1, mode="error")
 
     with django_capture_on_commit_callbacks(execute=True):
-        merchant_client.post(reverse("bookings:booking_refund", args=[booking.pk]), {"amount": "25.00"})
+        merchant_client.post(reverse("merchant:booking_refund", args=[booking.pk]), {"amount": "25.00"})
     booking.refresh_from_db()
     assert booking.status == BookingStatus.REFUND_DUE
     assert booking.refunds.get().status == RefundStatus.REQUESTED
     assert stripe_refunds(booking) == []
-    page = merchant_client.get(reverse("bookings:booking_detail", args=[booking.pk])).content.decode()
+    page = merchant_client.get(reverse("merchant:booking_detail", args=[booking.pk])).content.decode()
     assert "Send the refund to Stripe now" in page
 
     with django_capture_on_commit_callbacks(execute=True):
-        response = merchant_client.post(reverse("bookings:booking_refund_resubmit", args=[booking.pk]), follow=True)
+        response = merchant_client.post(reverse("merchant:booking_refund_resubmit", args=[booking.pk]), follow=True)
 
     booking.refresh_from_db()
     assert "Stripe has every refund of this booking now." in response.content.decode()
@@ -144,12 +144,12 @@ def test_a_refund_that_fails_later_is_retried_by_the_merchant(
     assert booking.status == BookingStatus.REFUND_FAILED
     assert booking.refunds.get().failure_reason
     alert = [m for m in mail.outbox if "refund failed" in m.subject]
-    assert len(alert) == 1 and reverse("bookings:booking_detail", args=[booking.pk]) in alert[0].body
-    dashboard = merchant_client.get(reverse("bookings:dashboard")).content.decode()
+    assert len(alert) == 1 and reverse("merchant:booking_detail", args=[booking.pk]) in alert[0].body
+    dashboard = merchant_client.get(reverse("merchant:dashboard")).content.decode()
     assert "Needs your attention" in dashboard and f"#{booking.pk}" in dashboard
 
     with django_capture_on_commit_callbacks(execute=True):
-        merchant_client.post(reverse("bookings:booking_refund_retry", args=[booking.pk]))
+        merchant_client.post(reverse("merchant:booking_refund_retry", args=[booking.pk]))
 
     booking.refresh_from_db()
     statuses = list(booking.refunds.order_by("pk").values_list("status", flat=True))
@@ -166,9 +166,9 @@ def test_cancelling_a_slot_refunds_every_customer_once_at_stripe_even_when_run_t
     mail.outbox.clear()
 
     with django_capture_on_commit_callbacks(execute=True):
-        first = merchant_client.post(reverse("bookings:slot_cancel", args=[slot.pk]), follow=True)
+        first = merchant_client.post(reverse("merchant:slot_cancel", args=[slot.pk]), follow=True)
     with django_capture_on_commit_callbacks(execute=True):
-        second = merchant_client.post(reverse("bookings:slot_cancel", args=[slot.pk]), follow=True)
+        second = merchant_client.post(reverse("merchant:slot_cancel", args=[slot.pk]), follow=True)
     with django_capture_on_commit_callbacks(execute=True):
         slot_cancel(slot=slot)  # and once more, from code
 

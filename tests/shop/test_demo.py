@@ -65,13 +65,13 @@ def test_each_demo_merchant_sees_a_dashboard_with_only_their_own_bookings(client
 
     for merchant in Merchant.objects.all():
         assert client.login(username=merchant.user.username, password=DEMO_PASSWORD)
-        html = client.get(reverse("bookings:booking_list")).content.decode()
+        html = client.get(reverse("merchant:booking_list")).content.decode()
         theirs = Booking.objects.filter(slot__listing__merchant=merchant)
         others = Booking.objects.exclude(slot__listing__merchant=merchant)
         assert theirs.exists()
         assert all(f"#{b.pk}<" in html for b in theirs)
         assert not any(f"#{b.pk}<" in html for b in others)
-        assert "seats sold" in client.get(reverse("bookings:dashboard")).content.decode()
+        assert "seats sold" in client.get(reverse("merchant:dashboard")).content.decode()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -81,7 +81,7 @@ def test_a_demo_booking_can_be_refunded_from_the_dashboard(client, stripe_emulat
     client.login(username=booking.slot.listing.merchant.user.username, password=DEMO_PASSWORD)
 
     full_amount = str(from_minor_units(booking.amount_paid, booking.currency))
-    response = client.post(reverse("bookings:booking_refund", args=[booking.pk]), {"amount": full_amount})
+    response = client.post(reverse("merchant:booking_refund", args=[booking.pk]), {"amount": full_amount})
 
     booking.refresh_from_db()
     assert response.status_code == 302

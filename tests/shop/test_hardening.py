@@ -150,11 +150,11 @@ def test_merchant_account_admin_pages_and_the_export_are_never_cached(client, co
     merchant = confirmed_booking.slot.listing.merchant
     client.force_login(merchant.user)
     private = [
-        reverse("bookings:dashboard"),
-        reverse("bookings:booking_list"),
-        reverse("bookings:booking_export"),
-        reverse("bookings:booking_detail", args=[confirmed_booking.pk]),
-        reverse("bookings:profile"),
+        reverse("merchant:dashboard"),
+        reverse("merchant:booking_list"),
+        reverse("merchant:booking_export"),
+        reverse("merchant:booking_detail", args=[confirmed_booking.pk]),
+        reverse("merchant:profile"),
         reverse("accounts:password_change"),
     ]
     for url in private:
@@ -163,7 +163,7 @@ def test_merchant_account_admin_pages_and_the_export_are_never_cached(client, co
         directives = {part.strip() for part in response["Cache-Control"].split(",")}
         assert {"private", "no-store"} <= directives, url
     client.logout()
-    for url in (reverse("accounts:login"), reverse("accounts:password_reset"), reverse("bookings:dashboard")):
+    for url in (reverse("accounts:login"), reverse("accounts:password_reset"), reverse("merchant:dashboard")):
         directives = {part.strip() for part in client.get(url)["Cache-Control"].split(",")}
         assert {"private", "no-store"} <= directives, url
     client.force_login(make_staff_user())

@@ -238,7 +238,7 @@ def test_a_merchant_form_shows_the_same_summary_with_valid_descriptions(client, 
     client.force_login(merchant.user)
 
     response = client.post(
-        reverse("bookings:listing_create"),
+        reverse("merchant:listing_create"),
         {"title": "", "description": "", "price": "abc", "currency": "eur", "duration_minutes": "0"},
     )
 

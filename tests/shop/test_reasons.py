@@ -214,7 +214,7 @@ def test_cancelling_a_time_expires_its_open_checkouts_after_commit_and_they_cann
     booking, _ = open_checkout(client, paris_slot)
     client.force_login(paris_slot.listing.merchant.user)
 
-    response = client.post(reverse("bookings:slot_cancel", args=[paris_slot.pk]))
+    response = client.post(reverse("merchant:slot_cancel", args=[paris_slot.pk]))
 
     assert response.status_code == 302
     session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id)

@@ -473,7 +473,7 @@ class ScenarioRun:
             return
         amount = str(from_minor_units(max(booking.amount_paid - booking.amount_refunded, 1), "eur"))
         response = self.world.merchant_client.post(
-            reverse("bookings:booking_refund", args=[booking.pk]), {"amount": amount}
+            reverse("merchant:booking_refund", args=[booking.pk]), {"amount": amount}
         )
         self.answered(f"merchant refund of {c.name}", response)
         booking.refresh_from_db()
@@ -481,7 +481,7 @@ class ScenarioRun:
 
     def op_cancel_slot(self, slot_index: int) -> None:
         slot = self.slots[slot_index]
-        response = self.world.merchant_client.post(reverse("bookings:slot_cancel", args=[slot.pk]))
+        response = self.world.merchant_client.post(reverse("merchant:slot_cancel", args=[slot.pk]))
         self.answered(f"cancelling slot {slot_index}", response)
         self.note(f"merchant cancels slot {slot_index} ({response.status_code})")
 
