@@ -4,7 +4,7 @@ import sys
 
 
 def main() -> None:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     if sys.argv[1:2] == ["demo"]:
         # The demo is the development site (it runs its server with DEBUG on too), so it may use
         # the development secret key; everything else with DEBUG off needs DJANGO_SECRET_KEY.

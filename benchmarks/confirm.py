@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # A benchmark runs with DEBUG off, as production does, so it needs a secret key of its own.
 os.environ.setdefault("DJANGO_SECRET_KEY", "slotbook-benchmark-only-secret-key-never-used-for-a-real-site")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
@@ -38,7 +38,8 @@ def build_round(*, bookings: int, slots: int) -> list[int]:
     """A fresh hot-slot workload: `slots` slots sharing `bookings` pending one-seat bookings."""
     from django.utils import timezone
 
-    from bookings.models import Booking, Listing, Merchant, Refund, Slot, StripeEvent
+    from bookings.models import Booking, Listing, Merchant, Refund, Slot
+    from payments.models import StripeEvent
     from django.contrib.auth import get_user_model
 
     Refund.objects.all().delete()

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/slotbook")
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 # A benchmark runs with DEBUG off, as production does, so it needs a secret key of its own.
 os.environ.setdefault("DJANGO_SECRET_KEY", "slotbook-benchmark-only-secret-key-never-used-for-a-real-site")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -55,7 +55,7 @@ from django.conf import settings  # noqa: E402
 from django.db import connection, connections  # noqa: E402
 
 from stripe_emulator import Emulator  # noqa: E402
-from tests.shop.webhook_signing import event_payload, session_object, stripe_signature  # noqa: E402
+from tests.payments.webhook_signing import event_payload, session_object, stripe_signature  # noqa: E402
 
 LUA_SCRIPT = ROOT / "benchmarks" / "load.lua"
 WEBHOOK_SECRET = os.environ["STRIPE_WEBHOOK_SECRET"]
@@ -114,7 +114,7 @@ def seed(*, webhook_bookings: int) -> Seeded:
         merchant_create,
         slot_series_create,
     )
-    from shop.checkout import checkout_start
+    from payments.checkout import checkout_start
 
     today = timezone.localdate()
     merchants = [
@@ -283,7 +283,7 @@ def start_gunicorn(
         "LOG_LEVEL": "INFO",
     }
     command = [
-        sys.executable, "-m", "gunicorn", "shop.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
         "--access-logfile", "-", "--forwarded-allow-ips=*",
     ]
     log = log_path.open("w")
@@ -600,7 +600,7 @@ def main() -> None:
 
         # Webhooks: distinct signed events, signed now (Stripe's tolerance is 5 minutes), sent at a
         # fixed rate; the bare view gets the same bodies at the same rate just before.
-        from bookings.models import StripeEvent
+        from payments.models import StripeEvent
 
         events = webhook_events(seeded.webhook_bookings)
         warm, events = events[:20], events[20:]

@@ -4,7 +4,7 @@ so nobody can move a booking or a seat count around it."""
 
 from django.contrib import admin
 
-from bookings.models import Booking, Listing, Merchant, Refund, Slot, StripeEvent
+from bookings.models import Booking, Listing, Merchant, Refund, Slot
 from bookings.money import format_money
 
 
@@ -121,11 +121,3 @@ class RefundAdmin(ReadOnlyAdmin):
     @admin.display(description="Amount", ordering="amount")
     def amount_display(self, refund):
         return format_money(refund.amount, refund.booking.currency)
-
-
-@admin.register(StripeEvent)
-class StripeEventAdmin(ReadOnlyAdmin):
-    list_display = ["event_id", "type", "status", "attempts", "received_at", "processed_at"]
-    list_filter = ["status", "type"]
-    search_fields = ["event_id", "type", "error"]
-    date_hierarchy = "received_at"

@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from bookings import notifications
-from bookings.logs import log_event
+from common.logs import log_event
 from bookings.models import CustomerSignInLink, ProvenCustomer
 
 log = logging.getLogger("bookings.customers")

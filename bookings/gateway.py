@@ -1,6 +1,6 @@
 """What the booking domain needs from the payment provider, without knowing which one it is.
 
-`shop.payments` implements it with Stripe; `settings.BOOKINGS_PAYMENT_GATEWAY` names the
+`payments.stripe_api` implements it with Stripe; `settings.BOOKINGS_PAYMENT_GATEWAY` names the
 implementation, so this app never imports `stripe`.
 """
 

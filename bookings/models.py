@@ -267,35 +267,6 @@ class Refund(models.Model):
         return base if attempt <= 1 else f"{base}-attempt-{attempt}"
 
 
-class StripeEvent(models.Model):
-    """Every webhook event received, so each is processed once and a failed one can be replayed."""
-
-    class Status(models.TextChoices):
-        RECEIVED = "received", "Received"
-        PROCESSING = "processing", "Processing"
-        PROCESSED = "processed", "Processed"
-        IGNORED = "ignored", "Ignored"
-        FAILED = "failed", "Failed"
-
-    event_id = models.CharField(max_length=255, unique=True)
-    type = models.CharField(max_length=100)
-    payload = models.JSONField()
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
-    error = models.TextField(blank=True)
-    attempts = models.PositiveIntegerField(default=0)
-    received_at = models.DateTimeField(default=django_timezone.now)
-    # When a delivery claimed the event for processing (status "processing"): one at a time.
-    claimed_at = models.DateTimeField(null=True, blank=True)
-    processed_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-received_at", "-pk"]
-        indexes = [models.Index(fields=["status", "received_at"], name="stripe_event_status_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.type} {self.event_id} ({self.status})"
-
-
 class ProvenCustomer(models.Model):
     """The one Stripe Customer of an e-mail address its owner has proved (by following a sign-in
     link sent to it). Bookings made by that owner while signed in are paid as this Customer, so

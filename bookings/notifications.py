@@ -14,7 +14,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 
-from bookings.logs import log_event
+from common.logs import log_event
 from bookings.models import Booking, Refund, RefundReason
 from bookings.selectors import booking_money_back
 
@@ -144,7 +144,7 @@ def refund_failed_alert_send(*, refund: Refund, booking: Booking) -> bool:
         context={
             **_booking_context(booking),
             "refund": refund,
-            "booking_admin_url": absolute_url(reverse("bookings:booking_detail", args=[booking.pk])),
+            "booking_admin_url": absolute_url(reverse("merchant:booking_detail", args=[booking.pk])),
         },
     )
 

@@ -85,7 +85,7 @@ class MoneyBackState(StrEnum):
 class MoneyBack:
     """Why a customer's money came back (or why the booking ended with nothing to refund), how
     much, and where the refund stands: what every page and e-mail tells the customer, from the
-    reason recorded when it happened. `templates/bookings/_money_back.html` says it in words."""
+    reason recorded when it happened. `templates/common/_money_back.html` says it in words."""
 
     reason: str  # a RefundReason
     booking_ended: bool  # cancelled: holds no seats

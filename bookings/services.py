@@ -23,7 +23,7 @@ from django.utils.text import slugify
 
 from bookings import notifications, selectors
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, payment_gateway
-from bookings.logs import log_event
+from common.logs import log_event
 from bookings.models import (
     Booking,
     BookingStatus,

@@ -9,8 +9,8 @@ from bookings.demo import DEMO_MERCHANTS
 from bookings.models import Booking, Listing
 from bookings.notifications import absolute_url
 from bookings.services import booking_confirm
-from shop import payments
-from shop.checkout import checkout_start
+from payments import stripe_api
+from payments.checkout import checkout_start
 
 DEMO_CUSTOMER_DOMAIN = "customers.example.com"
 DEMO_CUSTOMERS = (
@@ -56,7 +56,7 @@ def demo_promotion_code_load() -> str | None:
     an emulator (a real Stripe account's promotion codes are its owner's to make)."""
     if emulator_control() is None:
         return None
-    payments.promotion_code_ensure(code=DEMO_FREE_PROMOTION_CODE, percent_off=100, name="Slotbook demo: free")
+    stripe_api.promotion_code_ensure(code=DEMO_FREE_PROMOTION_CODE, percent_off=100, name="Slotbook demo: free")
     return DEMO_FREE_PROMOTION_CODE
 
 
@@ -86,6 +86,6 @@ def _listing_bookings(listing: Listing, control) -> int:
             # Made-up customers: their confirmation counts as sent, so none is printed.
             Booking.objects.filter(pk=started.booking.pk).update(confirmation_email_sent_at=timezone.now())
             control.pay_session(started.booking.checkout_session_id, "4242424242424242", email=email, name=name)
-            booking_confirm(facts=payments.checkout_facts(started.booking.checkout_session_id))
+            booking_confirm(facts=stripe_api.checkout_facts(started.booking.checkout_session_id))
             made += 1
     return made

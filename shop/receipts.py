@@ -23,9 +23,10 @@ from bookings.customers import (
     customer_signin_link_send,
     customer_signin_link_use,
 )
-from bookings.logs import log_event
+from common.logs import log_event
 from bookings.models import Booking
-from shop import payments, ratelimits
+from common import ratelimits
+from payments import stripe_api
 from shop.forms import ReceiptsLinkForm
 
 log = logging.getLogger("shop.receipts")
@@ -123,8 +124,8 @@ def receipts_portal(request):
         return redirect("shop:receipts")
     return_url = request.build_absolute_uri(reverse("shop:receipts"))
     try:
-        url = payments.portal_url(customer_id=proven.stripe_customer_id, return_url=return_url)
-    except payments.PaymentsUnavailable as error:
+        url = stripe_api.portal_url(customer_id=proven.stripe_customer_id, return_url=return_url)
+    except stripe_api.PaymentsUnavailable as error:
         messages.error(request, str(error))
         return redirect("shop:receipts")
     return HttpResponseRedirect(url, status=303)

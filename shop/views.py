@@ -12,7 +12,6 @@ from django.db import DatabaseError, connection
 from django.http import (
     Http404,
     HttpResponse,
-    HttpResponseBadRequest,
     HttpResponseRedirect,
     JsonResponse,
 )
@@ -27,12 +26,14 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
 from bookings import selectors
-from bookings.logs import log_event
+from common.logs import log_event
 from bookings.models import Booking, Listing
 from bookings.services import BookingError
 from bookings.storefront_cache import final_status_key, storefront_version
-from shop import payments, ratelimits, receipts
-from shop.checkout import (
+from common import ratelimits
+from payments import stripe_api
+from shop import receipts
+from payments.checkout import (
     CHECKOUT_DRAFT_MARKER,
     booking_status_refresh,
     checkout_draft_booking,
@@ -40,7 +41,6 @@ from shop.checkout import (
     is_checkout_session_id,
 )
 from shop.forms import BookingForm
-from shop.webhooks import EventResult, stripe_event_receive
 
 log = logging.getLogger("shop.views")
 
@@ -371,7 +371,7 @@ def checkout_create(request, slug: str):
     except BookingError as error:
         form.add_error(None, str(error))
         return _listing_page(request, listing, form, status=409, week=week)
-    except payments.PaymentsUnavailable as error:
+    except stripe_api.PaymentsUnavailable as error:
         form.add_error(None, str(error))
         return _listing_page(request, listing, form, status=503, week=week)
     return HttpResponseRedirect(started.url, status=303)
@@ -506,41 +506,9 @@ def booking_portal(request, token: str):
         return redirect("shop:booking", token=booking.public_token)
     return_url = request.build_absolute_uri(reverse("shop:booking", args=[booking.public_token]))
     try:
-        url = payments.portal_url(customer_id=booking.stripe_customer_id, return_url=return_url)
-    except payments.PaymentsUnavailable as error:
+        url = stripe_api.portal_url(customer_id=booking.stripe_customer_id, return_url=return_url)
+    except stripe_api.PaymentsUnavailable as error:
         messages.error(request, str(error))
         return redirect("shop:booking", token=booking.public_token)
     return HttpResponseRedirect(url, status=303)
 
-
-def _webhook_body(request) -> bytes | None:
-    """The raw body, read past the forms' size limit up to the webhook's own; None when too large."""
-    length = request.META.get("CONTENT_LENGTH") or ""
-    if not length.isdigit() or int(length) > settings.WEBHOOK_MAX_BODY_BYTES:
-        return None
-    return request.read(int(length))
-
-
-@csrf_exempt
-@require_POST
-def stripe_webhook(request):
-    payload = _webhook_body(request)
-    if payload is None:
-        return HttpResponse("Webhook refused: body missing or too large.", status=413, content_type="text/plain")
-    signature = request.headers.get("Stripe-Signature")
-    try:
-        event = payments.webhook_event(payload=payload, signature_header=signature)
-    except payments.WebhookRejected as error:
-        log_event(
-            log,
-            "webhook_rejected",
-            level=logging.WARNING,
-            reason=str(error),
-            signature_fingerprint=payments.signature_fingerprint(signature),
-        )
-        return HttpResponseBadRequest(f"Webhook refused: {error}.", content_type="text/plain")
-    result = stripe_event_receive(event)
-    log_event(log, "webhook_received", event_id=event.get("id"), type=event.get("type"), result=result.value)
-    if result in (EventResult.FAILED_RETRY, EventResult.IN_PROGRESS):
-        return HttpResponse("Not processed yet; please retry.", status=500, content_type="text/plain")
-    return HttpResponse(result.value, content_type="text/plain")

@@ -10,7 +10,6 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from . import payments
-from .api.checkout import expire_session
 from .api.dispatch import ApiApp
 from .backend import Backend
 from .errors import InvalidRequestError, ResourceMissing, StripeError
@@ -228,7 +227,7 @@ class ControlApp:
                     f"This Checkout Session has a status of `{session['status']}`.",
                 )
             api_version = store.get_internal(session_id).get("api_version")
-            session = expire_session(self.backend, self.backend.system_action(api_version), session)
+            session = payments.expire_session(self.backend, self.backend.system_action(api_version), session)
         return Response.json(200, session)
 
     def pay(self, request: Request, body: dict[str, Any], session_id: str) -> Response:

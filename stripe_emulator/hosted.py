@@ -14,7 +14,6 @@ import re
 from typing import Any
 
 from . import payments
-from .api.checkout import load_open_session
 from .backend import Backend
 from .html import date, e, page
 from .money import format_amount
@@ -74,7 +73,7 @@ class HostedApp:
             session = store.get(session_id, "checkout.session")
             if session is None:
                 return _not_found("This Checkout Session does not exist.")
-            open_session = load_open_session(self.backend, session_id)
+            open_session = payments.load_open_session(self.backend, session_id)
             session = store.get(session_id, "checkout.session")
             items = payments.line_items_of(self.backend, session_id)
             product_descriptions = _product_descriptions(self.backend, items)

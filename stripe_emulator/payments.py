@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from .api.coupons import INVALID_CODE_MESSAGE, find_promotion_code, promotion_code_refusal, redeem
+from .api.coupons import INVALID_CODE_MESSAGE, allocate_discount, find_promotion_code, promotion_code_refusal, redeem
 from .api.customers import check_email, new_customer
 from .backend import Action, Backend
 from .cards import AUTHENTICATION_FAILED_MESSAGE, CardDetails, CardFormError, Decline, card_details, check_card
 from .errors import DOC_URL_BASE
 from .events import changed, emit
 from .ids import new_fingerprint, new_id, new_secret
+from .timers import timer_handler
 
 
 @dataclass
@@ -468,7 +469,6 @@ def line_items_of(backend: Backend, session_id: str) -> list[dict[str, Any]]:
 
 def apply_promotion_code(backend: Backend, session_id: str, code: str) -> tuple[dict[str, Any], str | None]:
     """Apply a code typed by the customer; returns the session and the refusal, if any."""
-    from .api.checkout import apply_discount, load_open_session
 
     with backend.store.transaction():
         session = load_open_session(backend, session_id)
@@ -498,7 +498,6 @@ def apply_promotion_code(backend: Backend, session_id: str, code: str) -> tuple[
 
 
 def remove_promotion_code(backend: Backend, session_id: str) -> dict[str, Any]:
-    from .api.checkout import apply_discount, load_open_session
 
     with backend.store.transaction():
         session = load_open_session(backend, session_id)
@@ -528,7 +527,6 @@ def pay(
 ) -> PayOutcome:
     """Pay a session with a card (``fallback_email`` is used when neither the form nor the
     session knows the customer's e-mail)."""
-    from .api.checkout import load_open_session
 
     if promotion_code:
         session, refusal = apply_promotion_code(backend, session_id, promotion_code)
@@ -565,7 +563,6 @@ def pay(
 
 def authenticate(backend: Backend, session_id: str, result: str) -> PayOutcome:
     """The customer's answer on the 3-D Secure challenge page: ``complete`` or ``fail``."""
-    from .api.checkout import load_open_session
 
     with backend.store.transaction():
         session = load_open_session(backend, session_id)
@@ -726,7 +723,6 @@ def _customer_for(backend: Backend, action: Action, session: dict[str, Any], *, 
 def _complete(backend: Backend, action: Action, session: dict[str, Any], *, email: str, name: str | None,
               intent: dict[str, Any] | None, charge: dict[str, Any] | None, payment_method: dict[str, Any] | None,
               customer: dict[str, Any] | None = None) -> PayOutcome:
-    from .api.checkout import TIMER_EXPIRE
 
     if customer is None:
         customer = _customer_for(backend, action, session, email=email, name=name)
@@ -763,3 +759,72 @@ def _complete(backend: Backend, action: Action, session: dict[str, Any], *, emai
     backend.timers.cancel(TIMER_EXPIRE, session["id"])
     emit(backend, action, "checkout.session.completed", session)
     return PayOutcome("completed", session, payment_intent=intent, charge=charge, payment_method=payment_method)
+
+
+# Checkout Sessions: discounts, and expiry (by the API, the control API or the session's timer).
+
+TIMER_EXPIRE = "checkout_session_expiry"
+
+
+def apply_discount(backend: Backend, session: dict[str, Any], coupon_id: str | None,
+                   promotion_code_id: str | None) -> dict[str, Any]:
+    """Set (or with ``coupon_id`` None, remove) the session's discount and recompute every
+    amount: each item's ``amount_discount``/``amount_total``, the totals and ``total_details``."""
+    internal = backend.store.get_internal(session["id"])
+    items = line_items_of(backend, session["id"])
+    coupon = backend.store.get(coupon_id, "coupon") if coupon_id else None
+    if coupon is None:
+        shares = [0] * len(items)
+    else:
+        applies_to = backend.store.get_internal(coupon["id"]).get("applies_to")
+        lines = [{"product": item["price"]["product"], "amount_subtotal": item["amount_subtotal"]} for item in items]
+        shares = allocate_discount(coupon, applies_to, lines)
+    discount_id = new_id("di") if coupon else None
+    for item, share in zip(items, shares):
+        item["amount_discount"] = share
+        item["amount_total"] = item["amount_subtotal"] - share
+        backend.store.save(item)
+        item_internal = backend.store.get_internal(item["id"])
+        item_internal["discounts"] = [{"amount": share, "discount_id": discount_id}] if coupon and share else []
+        backend.store.set_internal(item["id"], item_internal)
+    total_discount = sum(shares)
+    session["amount_total"] = session["amount_subtotal"] - total_discount
+    session["total_details"]["amount_discount"] = total_discount
+    session["discounts"] = [{"coupon": coupon["id"], "promotion_code": promotion_code_id}] if coupon else []
+    backend.store.save(session)
+    internal["discount"] = {"coupon": coupon["id"], "promotion_code": promotion_code_id, "id": discount_id,
+                            "start": backend.now()} if coupon else None
+    backend.store.set_internal(session["id"], internal)
+    return session
+
+
+def load_open_session(backend: Backend, session_id: str) -> dict[str, Any] | None:
+    """The session if a customer can still pay it; a session past ``expires_at`` whose timer
+    has not fired yet is expired now. Call inside a transaction."""
+    session = backend.store.get(session_id, "checkout.session")
+    if session is None or session["status"] != "open":
+        return None
+    if session["expires_at"] <= backend.now():
+        expire_session(backend, backend.system_action(backend.store.get_internal(session_id).get("api_version")), session)
+        return None
+    return session
+
+
+def expire_session(backend: Backend, action: Action, session: dict[str, Any]) -> dict[str, Any]:
+    internal = backend.store.get_internal(session["id"])
+    if internal.get("payment_intent"):
+        cancel_payment_intent(backend, action, internal["payment_intent"])
+    session["status"] = "expired"
+    session["url"] = None
+    backend.store.save(session)
+    backend.timers.cancel(TIMER_EXPIRE, session["id"])
+    emit(backend, action, "checkout.session.expired", session)
+    return session
+
+
+@timer_handler(TIMER_EXPIRE)
+def expire_when_due(backend: Backend, session_id: str) -> None:
+    session = backend.store.get(session_id, "checkout.session")
+    if session is not None and session["status"] == "open":
+        internal = backend.store.get_internal(session_id)
+        expire_session(backend, backend.system_action(internal.get("api_version")), session)

@@ -9,13 +9,12 @@ from typing import Any
 
 from ..backend import Action, Backend, missing_param
 from ..errors import InvalidRequestError, NotEmulated
-from ..events import emit
 from ..expand import expand, includer, present
 from ..ids import new_id
 from ..money import format_amount
-from ..timers import timer_handler
+from ..payments import TIMER_EXPIRE, apply_discount, expire_session, line_items_of, load_open_session
 from .common import check_limit, exclusive, list_page, new_metadata
-from .coupons import coupon_is_valid, promotion_code_refusal, allocate_discount
+from .coupons import coupon_is_valid, promotion_code_refusal
 from .customers import check_email, load_live_customer
 from .products import check_currency, new_price, new_product, unit_amount_of
 from .routing import route
@@ -23,7 +22,6 @@ from .routing import route
 # Stripe takes at most eight digits in the minor unit for one payment.
 AMOUNT_MAX = 99_999_999
 
-TIMER_EXPIRE = "checkout_session_expiry"
 MIN_LIFETIME = 30 * 60
 MAX_LIFETIME = 24 * 3600
 # A caller computing "now + 30 minutes" on its own clock is a moment behind ours by the time the
@@ -376,40 +374,6 @@ def create_session(backend: Backend, action: Action, params: dict[str, Any]) -> 
     return respond_session(backend, session, params)
 
 
-def apply_discount(backend: Backend, session: dict[str, Any], coupon_id: str | None,
-                   promotion_code_id: str | None) -> dict[str, Any]:
-    """Set (or with ``coupon_id`` None, remove) the session's discount and recompute every
-    amount: each item's ``amount_discount``/``amount_total``, the totals and ``total_details``."""
-    from ..payments import line_items_of
-
-    internal = backend.store.get_internal(session["id"])
-    items = line_items_of(backend, session["id"])
-    coupon = backend.store.get(coupon_id, "coupon") if coupon_id else None
-    if coupon is None:
-        shares = [0] * len(items)
-    else:
-        applies_to = backend.store.get_internal(coupon["id"]).get("applies_to")
-        lines = [{"product": item["price"]["product"], "amount_subtotal": item["amount_subtotal"]} for item in items]
-        shares = allocate_discount(coupon, applies_to, lines)
-    discount_id = new_id("di") if coupon else None
-    for item, share in zip(items, shares):
-        item["amount_discount"] = share
-        item["amount_total"] = item["amount_subtotal"] - share
-        backend.store.save(item)
-        item_internal = backend.store.get_internal(item["id"])
-        item_internal["discounts"] = [{"amount": share, "discount_id": discount_id}] if coupon and share else []
-        backend.store.set_internal(item["id"], item_internal)
-    total_discount = sum(shares)
-    session["amount_total"] = session["amount_subtotal"] - total_discount
-    session["total_details"]["amount_discount"] = total_discount
-    session["discounts"] = [{"coupon": coupon["id"], "promotion_code": promotion_code_id}] if coupon else []
-    backend.store.save(session)
-    internal["discount"] = {"coupon": coupon["id"], "promotion_code": promotion_code_id, "id": discount_id,
-                            "start": backend.now()} if coupon else None
-    backend.store.set_internal(session["id"], internal)
-    return session
-
-
 def discount_object(backend: Backend, session_id: str, discount: dict[str, Any]) -> dict[str, Any]:
     coupon = backend.store.get(discount["coupon"], "coupon")
     return {
@@ -502,40 +466,6 @@ def line_items_page(backend: Backend, session_id: str, params: dict[str, Any]) -
         "has_more": has_more,
         "url": f"/v1/checkout/sessions/{session_id}/line_items",
     }
-
-
-def load_open_session(backend: Backend, session_id: str) -> dict[str, Any] | None:
-    """The session if a customer can still pay it; a session past ``expires_at`` whose timer
-    has not fired yet is expired now. Call inside a transaction."""
-    session = backend.store.get(session_id, "checkout.session")
-    if session is None or session["status"] != "open":
-        return None
-    if session["expires_at"] <= backend.now():
-        expire_session(backend, backend.system_action(backend.store.get_internal(session_id).get("api_version")), session)
-        return None
-    return session
-
-
-def expire_session(backend: Backend, action: Action, session: dict[str, Any]) -> dict[str, Any]:
-    from ..payments import cancel_payment_intent
-
-    internal = backend.store.get_internal(session["id"])
-    if internal.get("payment_intent"):
-        cancel_payment_intent(backend, action, internal["payment_intent"])
-    session["status"] = "expired"
-    session["url"] = None
-    backend.store.save(session)
-    backend.timers.cancel(TIMER_EXPIRE, session["id"])
-    emit(backend, action, "checkout.session.expired", session)
-    return session
-
-
-@timer_handler(TIMER_EXPIRE)
-def expire_when_due(backend: Backend, session_id: str) -> None:
-    session = backend.store.get(session_id, "checkout.session")
-    if session is not None and session["status"] == "open":
-        internal = backend.store.get_internal(session_id)
-        expire_session(backend, backend.system_action(internal.get("api_version")), session)
 
 
 def _fresh(backend: Backend, session_id: str, param: str = "session") -> dict[str, Any]:

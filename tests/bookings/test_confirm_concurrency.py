@@ -46,8 +46,8 @@ def test_the_last_seat_goes_to_exactly_one_of_many_free_bookings():
 
 def test_30_paid_sessions_competing_for_10_seats_confirm_10_and_refund_20_once_each(stripe_emulator, settings):
     from bookings.models import Refund
-    from shop import payments
-    from shop.checkout import checkout_start
+    from payments import stripe_api
+    from payments.checkout import checkout_start
 
     settings.STRIPE_MAX_NETWORK_RETRIES = 2
     slot = make_slot(capacity=10)
@@ -63,7 +63,7 @@ def test_30_paid_sessions_competing_for_10_seats_confirm_10_and_refund_20_once_e
         )
         stripe_emulator.pay_session(started.booking.checkout_session_id, "4242424242424242")
         bookings.append(started.booking)
-    facts = [payments.checkout_facts(b.checkout_session_id) for b in bookings]
+    facts = [stripe_api.checkout_facts(b.checkout_session_id) for b in bookings]
 
     results = run_concurrently([lambda f=f: booking_confirm(facts=f) for f in facts])
 
@@ -75,7 +75,7 @@ def test_30_paid_sessions_competing_for_10_seats_confirm_10_and_refund_20_once_e
     assert slot.seats_left == 0
     statuses = sorted(b.status for b in type(bookings[0]).objects.filter(slot=slot))
     assert statuses == ["confirmed"] * 10 + ["refunded"] * 20
-    stripe_refunds = list(payments.stripe_client().v1.refunds.list(params={"limit": 100}).auto_paging_iter())
+    stripe_refunds = list(stripe_api.stripe_client().v1.refunds.list(params={"limit": 100}).auto_paging_iter())
     refunded_intents = [r.payment_intent for r in stripe_refunds]
     assert len(refunded_intents) == 20 == len(set(refunded_intents))
     assert Refund.objects.filter(reason="sold_out").count() == 20

@@ -1,6 +1,6 @@
 """Cancelling a slot: every confirmed booking is refunded once, seats come back, customers are
 told, and running it again does nothing more. Stripe is not configured here, so refunds stay
-recorded and unsent; tests/bookings/test_refunds_stripe.py runs the same against the emulator."""
+recorded and unsent; tests/payments/test_refunds_stripe.py runs the same against the emulator."""
 
 import pytest
 from django.core import mail
@@ -83,7 +83,7 @@ def test_a_partial_refund_not_yet_at_stripe_is_not_refunded_again_by_the_cancell
 def test_the_cancel_page_says_what_it_will_do_and_the_post_says_what_it_did(client, busy_slot):
     slot, paid, free, pending = busy_slot
     client.force_login(slot.listing.merchant.user)
-    url = reverse("bookings:slot_cancel", args=[slot.pk])
+    url = reverse("merchant:slot_cancel", args=[slot.pk])
 
     confirm = client.get(url, headers={"HX-Request": "true"}).content.decode()
     done = client.post(url, follow=True).content.decode()

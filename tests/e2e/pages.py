@@ -191,7 +191,7 @@ def sign_in(page: Page, base_url: str, username: str, password: str = MERCHANT_P
     page.fill("#id_username", username)
     page.fill("#id_password", password)
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(base_url + reverse("bookings:dashboard"))
+    page.wait_for_url(base_url + reverse("merchant:dashboard"))
 
 
 SIGNIN_LINK = re.compile(r"https?://\S+/receipts/sign-in/\?token=\S+")

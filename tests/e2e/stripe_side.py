@@ -8,7 +8,7 @@ until every webhook has been answered.
 import time
 from collections.abc import Callable
 
-from shop import payments
+from payments import stripe_api
 from stripe_emulator.control import EmulatorControl
 
 
@@ -38,7 +38,7 @@ class EmulatedStripe:
         return [delivery["status"] for delivery in self.control.deliveries()]
 
     def refunds_of(self, payment_intent_id: str) -> list[dict]:
-        return payments.refunds_of_payment(payment_intent_id)
+        return stripe_api.refunds_of_payment(payment_intent_id)
 
     def create_free_promotion_code(self, code: str) -> str:
         return _create_free_promotion_code(code)
@@ -66,10 +66,10 @@ class RealStripe:
             time.sleep(0.5)
 
     def expire_session(self, session_id: str) -> None:
-        payments.stripe_client().v1.checkout.sessions.expire(session_id)
+        stripe_api.stripe_client().v1.checkout.sessions.expire(session_id)
 
     def refunds_of(self, payment_intent_id: str) -> list[dict]:
-        return payments.refunds_of_payment(payment_intent_id)
+        return stripe_api.refunds_of_payment(payment_intent_id)
 
     def create_free_promotion_code(self, code: str) -> str:
         # Codes are unique per account and live on between runs.
@@ -77,7 +77,7 @@ class RealStripe:
 
 
 def _create_free_promotion_code(code: str) -> str:
-    client = payments.stripe_client()
+    client = stripe_api.stripe_client()
     coupon = client.v1.coupons.create(params={"percent_off": 100, "duration": "once", "name": "Free seat"})
     client.v1.promotion_codes.create(params={"promotion": {"type": "coupon", "coupon": coupon.id}, "code": code})
     return code

@@ -13,7 +13,7 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from bookings.models import Booking, BookingStatus, Slot
-from shop import payments
+from payments import stripe_api
 from tests.e2e.conftest import both_stripes
 from tests.e2e.pages import (
     AUTHENTICATION_FAILED,
@@ -163,7 +163,7 @@ def test_failing_3d_secure_charges_nothing_and_the_booking_expires_with_its_sess
     checkout.authentication("test-source-fail-3ds").click()
 
     checkout.expect_error(AUTHENTICATION_FAILED)
-    session = payments.stripe_client().v1.checkout.sessions.retrieve(checkout.session_id, params={"expand": ["payment_intent"]})
+    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(checkout.session_id, params={"expand": ["payment_intent"]})
     assert (session.status, session.payment_status) == ("open", "unpaid")
     assert session.payment_intent is None or session.payment_intent.amount_received == 0
 

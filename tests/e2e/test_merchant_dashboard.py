@@ -27,7 +27,7 @@ def test_capacity_is_edited_inline_and_the_rule_is_shown_beside_the_field(signed
     listing = make_listing(merchant=page.merchant)
     slot = make_slot(listing=listing, capacity=5)
     make_confirmed_booking(slot=slot, quantity=3)
-    url = live_server.url + reverse("bookings:listing_detail", args=[listing.pk])
+    url = live_server.url + reverse("merchant:listing_detail", args=[listing.pk])
     page.goto(url)
 
     page.locator(f"#slot-{slot.pk}").get_by_role("link", name="Change").click()
@@ -50,7 +50,7 @@ def test_capacity_is_edited_inline_and_the_rule_is_shown_beside_the_field(signed
 def test_the_series_preview_appears_as_the_form_is_filled_and_nothing_is_saved_before_create(signed_in, live_server):
     page = signed_in
     listing = make_listing(merchant=page.merchant)
-    page.goto(live_server.url + reverse("bookings:slot_series", args=[listing.pk]))
+    page.goto(live_server.url + reverse("merchant:slot_series", args=[listing.pk]))
     monday = timezone.now().astimezone(page.merchant.zone).date()
     monday += dt.timedelta(days=7 - monday.weekday())
 
@@ -63,7 +63,7 @@ def test_the_series_preview_appears_as_the_form_is_filled_and_nothing_is_saved_b
     assert not Slot.objects.filter(listing=listing).exists()
 
     page.get_by_role("button", name="Create these times").click()
-    page.wait_for_url(f"**{reverse('bookings:listing_detail', args=[listing.pk])}")
+    page.wait_for_url(f"**{reverse('merchant:listing_detail', args=[listing.pk])}")
     assert Slot.objects.filter(listing=listing).count() == 4
 
 
@@ -72,7 +72,7 @@ def test_booking_filters_update_the_table_and_push_their_address(signed_in, live
     slot = make_slot(listing=make_listing(merchant=page.merchant), capacity=10)
     make_confirmed_booking(slot=slot, customer_email="ada@example.com")
     make_confirmed_booking(slot=slot, customer_email="bob@example.com")
-    page.goto(live_server.url + reverse("bookings:booking_list"))
+    page.goto(live_server.url + reverse("merchant:booking_list"))
 
     page.fill("#id_q", "ada")
     page.wait_for_url("**?q=ada")
@@ -81,4 +81,4 @@ def test_booking_filters_update_the_table_and_push_their_address(signed_in, live
     assert "ada@example.com" in results.inner_text()
     assert "bob@example.com" not in results.inner_text()
     page.go_back()
-    page.wait_for_url(f"**{reverse('bookings:booking_list')}")
+    page.wait_for_url(f"**{reverse('merchant:booking_list')}")

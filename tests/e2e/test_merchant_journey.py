@@ -46,7 +46,7 @@ def test_a_merchant_sells_a_series_a_customer_books_it_and_the_refund_frees_the_
     expect(page.locator("#series-preview")).to_contain_text("4 new times")
     page.get_by_role("button", name="Create these times").click()
     listing = Listing.objects.get(merchant=merchant, title="Evening paddle")
-    page.wait_for_url(shop.url(reverse("bookings:listing_detail", args=[listing.pk])))
+    page.wait_for_url(shop.url(reverse("merchant:listing_detail", args=[listing.pk])))
     slots = list(listing.slots.order_by("starts_at"))
     assert [timezone.localtime(s.starts_at, merchant.zone).strftime("%a %H:%M") for s in slots] == [
         "Tue 18:30", "Thu 18:30", "Tue 18:30", "Thu 18:30"

@@ -7,7 +7,7 @@ from playwright.sync_api import expect
 
 from bookings.models import Booking
 from bookings.services import booking_refund, slot_cancel
-from shop.checkout import checkout_start
+from payments.checkout import checkout_start
 from tests.e2e.test_pages import SCREENSHOTS, WIDTHS, fits_the_width
 from tests.factories import make_listing, make_merchant, make_slot
 

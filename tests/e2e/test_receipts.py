@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from shop import payments
+from payments import stripe_api
 from tests.e2e.pages import SUCCESS_URL, expect_status, prove_email_by_link, start_booking
 from tests.factories import make_listing, make_slot
 
@@ -19,13 +19,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def portals_opened(monkeypatch):
     """The Customer of every billing portal session the site (the live server's thread) asks for."""
     opened = []
-    real = payments.portal_url
+    real = stripe_api.portal_url
 
     def spy(*, customer_id, return_url):
         opened.append(customer_id)
         return real(customer_id=customer_id, return_url=return_url)
 
-    monkeypatch.setattr(payments, "portal_url", spy)
+    monkeypatch.setattr(stripe_api, "portal_url", spy)
     return opened
 
 

@@ -25,10 +25,11 @@ from django.utils.http import urlsafe_base64_encode
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, Slot, StripeEvent
+from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, Slot
+from payments.models import StripeEvent
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import make_confirmed_booking, make_listing, make_merchant, make_slot
-from tests.shop.webhook_signing import session_object, stripe_signature
+from tests.payments.webhook_signing import session_object, stripe_signature
 
 pytestmark = pytest.mark.django_db
 
@@ -138,29 +139,29 @@ FIELDS = {
     "shop:receipts_signin": {"token": "1:1aBcDe:" + "A" * 43},
     "shop:receipts_signout": None,
     "shop:receipts_portal": None,
-    "shop:stripe_webhook": None,  # its bodies: test_no_webhook_body_makes_a_server_error
+    "payments:stripe_webhook": None,  # its bodies: test_no_webhook_body_makes_a_server_error
     "shop:healthz": None,
-    "bookings:dashboard": None,
-    "bookings:listing_list": {"show": "archived"},
-    "bookings:listing_create": {
+    "merchant:dashboard": None,
+    "merchant:listing_list": {"show": "archived"},
+    "merchant:listing_create": {
         "title": "Sea kayak",
         "description": "Bring a towel.",
         "price": "45.00",
         "currency": "eur",
         "duration_minutes": "90",
     },
-    "bookings:listing_detail": {"when": "past", "page": "1"},
-    "bookings:listing_edit": {
+    "merchant:listing_detail": {"when": "past", "page": "1"},
+    "merchant:listing_edit": {
         "title": "Sea kayak",
         "description": "",
         "price": "45.00",
         "currency": "gbp",
         "duration_minutes": "60",
     },
-    "bookings:listing_archive": {"next": "/merchant/"},
-    "bookings:listing_restore": {"next": "/merchant/"},
-    "bookings:slot_create": {"starts_at": "{in_three_days}", "capacity": "8"},
-    "bookings:slot_series": {
+    "merchant:listing_archive": {"next": "/merchant/"},
+    "merchant:listing_restore": {"next": "/merchant/"},
+    "merchant:slot_create": {"starts_at": "{in_three_days}", "capacity": "8"},
+    "merchant:slot_series": {
         "weekdays": ["1", "3"],
         "start_times": "10:00, 14:30",
         "first_day": "{tomorrow}",
@@ -168,11 +169,11 @@ FIELDS = {
         "capacity": "6",
         "action": "create",
     },
-    "bookings:slot_detail": None,
-    "bookings:slot_capacity": {"capacity": "7", "cancel": "1", "next": "/merchant/"},
-    "bookings:slot_selling": {"on_sale": "0", "next": "/merchant/"},
-    "bookings:slot_cancel": None,
-    "bookings:booking_list": {
+    "merchant:slot_detail": None,
+    "merchant:slot_capacity": {"capacity": "7", "cancel": "1", "next": "/merchant/"},
+    "merchant:slot_selling": {"on_sale": "0", "next": "/merchant/"},
+    "merchant:slot_cancel": None,
+    "merchant:booking_list": {
         "status": "confirmed",
         "listing": "{listing}",
         "date_from": "{tomorrow}",
@@ -181,12 +182,12 @@ FIELDS = {
         "slot": "{slot}",
         "page": "1",
     },
-    "bookings:booking_export": {"status": "attention", "date_from": "{tomorrow}", "q": "@", "listing": "{listing}"},
-    "bookings:booking_detail": None,
-    "bookings:booking_refund": {"amount": "1.00"},
-    "bookings:booking_refund_retry": None,
-    "bookings:booking_refund_resubmit": None,
-    "bookings:profile": {"display_name": "Harbour Kayaks", "timezone": "Pacific/Auckland", "support_email": ""},
+    "merchant:booking_export": {"status": "attention", "date_from": "{tomorrow}", "q": "@", "listing": "{listing}"},
+    "merchant:booking_detail": None,
+    "merchant:booking_refund": {"amount": "1.00"},
+    "merchant:booking_refund_retry": None,
+    "merchant:booking_refund_resubmit": None,
+    "merchant:profile": {"display_name": "Harbour Kayaks", "timezone": "Pacific/Auckland", "support_email": ""},
     "accounts:login": {"username": "{username}", "password": "wrong", "next": "/merchant/"},
     "accounts:logout": None,
     "accounts:password_reset": {"email": "{email}"},
@@ -302,7 +303,7 @@ class Snapshot:
 
 
 # Pages whose accepted POST (a redirect) must have created rows.
-CREATING = {"shop:checkout_create", "bookings:listing_create", "bookings:slot_create", "bookings:booking_refund"}
+CREATING = {"shop:checkout_create", "merchant:listing_create", "merchant:slot_create", "merchant:booking_refund"}
 
 
 def assert_whole(route: Route, response, before: Snapshot, after: Snapshot) -> None:
@@ -316,15 +317,15 @@ def assert_whole(route: Route, response, before: Snapshot, after: Snapshot) -> N
         assert booking.checkout_session_id and booking.checkout_session_id.startswith("cs_test_")
         assert response["Location"].startswith("http")
         assert after.seats == before.seats
-    elif route.name == "bookings:listing_create":
+    elif route.name == "merchant:listing_create":
         assert added == [1, 0, 0, 0, 0, 0]
-    elif route.name in ("bookings:slot_create", "bookings:slot_series"):
+    elif route.name in ("merchant:slot_create", "merchant:slot_series"):
         assert added[0] == 0 and added[1] >= 1 and added[2:] == [0, 0, 0, 0]
         new = Slot.objects.order_by("-pk")[: added[1]]
         assert all(slot.seats_left == slot.capacity for slot in new)
-    elif route.name == "bookings:booking_refund":
+    elif route.name == "merchant:booking_refund":
         assert added == [0, 0, 0, 1, 0, 0]
-    elif route.name == "bookings:slot_cancel":
+    elif route.name == "merchant:slot_cancel":
         # One refund for each booking it cancelled, and the slot no longer on sale.
         assert added[:3] == [0, 0, 0] and added[4:] == [0, 0]
         open_before = sum(1 for slot in before.slots if slot[4] is None)
@@ -394,7 +395,7 @@ def _fuzz_case(world):
 
 
 def _signed_in(route: Route) -> bool:
-    return route.name.startswith("bookings:") or route.name.startswith("accounts:password_change")
+    return route.name.startswith("merchant:") or route.name.startswith("accounts:password_change")
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=[route.name for route in ROUTES])
@@ -427,7 +428,7 @@ def test_no_request_to_any_url_makes_a_server_error_when_signed_out(world):
 
 @pytest.mark.parametrize(
     "name",
-    sorted(name for name, fields in FIELDS.items() if fields and name != "shop:stripe_webhook"),
+    sorted(name for name, fields in FIELDS.items() if fields and name != "payments:stripe_webhook"),
 )
 def test_no_value_in_any_form_field_makes_a_server_error_or_a_partial_write(world, name):
     """Each page with a form, on its own: every field with generated values, the rest valid."""
@@ -453,10 +454,10 @@ GET_FORMS = {
     "shop:listing",
     "shop:checkout_success",
     "shop:checkout_status",
-    "bookings:listing_list",
-    "bookings:listing_detail",
-    "bookings:booking_list",
-    "bookings:booking_export",
+    "merchant:listing_list",
+    "merchant:listing_detail",
+    "merchant:booking_list",
+    "merchant:booking_export",
 }
 
 
@@ -561,7 +562,7 @@ def test_no_webhook_body_makes_a_server_error(client, stripe_emulator, booking):
         extra = {"HTTP_STRIPE_SIGNATURE": signature} if signature is not None else {}
         with transaction.atomic():
             before = Snapshot.take()
-            response = client.post(reverse("shop:stripe_webhook"), data=body, content_type="application/json", **extra)
+            response = client.post(reverse("payments:stripe_webhook"), data=body, content_type="application/json", **extra)
             after = Snapshot.take()
             fresh = Booking.objects.select_related("slot").get(pk=booking.pk)
             transaction.set_rollback(True)
@@ -660,7 +661,7 @@ def test_no_header_value_on_any_url_makes_a_server_error_or_a_write(world, route
     arguments = {key: world["path_values"][key][0] for key in route.converters}
     url = reverse(route.name, kwargs=arguments)
 
-    webhook = route.name == "shop:stripe_webhook"
+    webhook = route.name == "payments:stripe_webhook"
     # The webhook always gets a signature: shaped like Stripe's, with any value in it, or any value.
     signatures = st.one_of(header_values, header_values.map(lambda value: f"t=1,v1={value}"))
     own = st.fixed_dictionaries({"Stripe-Signature": signatures}) if webhook else st.just({})
@@ -686,7 +687,7 @@ def test_no_header_value_on_any_url_makes_a_server_error_or_a_write(world, route
             if method == "GET":
                 response = client.get(url, fields, **meta)
             else:
-                if route.name == "shop:stripe_webhook":
+                if route.name == "payments:stripe_webhook":
                     body, content_type = session_event_body(world), "application/json"
                 else:
                     body, content_type = urlencode(fields, doseq=True).encode(), "application/x-www-form-urlencoded"
@@ -761,17 +762,17 @@ def test_names_with_html_are_escaped_on_every_dashboard_page(client, hostile):
     client.force_login(hostile["merchant"].user)
     booking, listing, slot = hostile["booking"], hostile["listing"], hostile["slot"]
     pages = {
-        reverse("bookings:dashboard"): ["Listing ", "Merchant "],
-        reverse("bookings:listing_list"): ["Listing "],
-        reverse("bookings:listing_detail", args=[listing.pk]): ["Listing "],
-        reverse("bookings:listing_edit", args=[listing.pk]): ["Listing "],
-        reverse("bookings:slot_detail", args=[slot.pk]): ["Listing ", "Customer ", "Pending "],
-        reverse("bookings:slot_cancel", args=[slot.pk]): ["Listing "],
-        reverse("bookings:booking_list"): ["Listing ", "Customer ", "Pending "],
-        reverse("bookings:booking_list") + f"?listing={listing.pk}&q=%3Cscript%3E": [],
-        reverse("bookings:booking_detail", args=[booking.pk]): ["Listing ", "Customer "],
-        reverse("bookings:booking_refund", args=[booking.pk]): ["Listing ", "Customer "],
-        reverse("bookings:profile"): ["Merchant "],
+        reverse("merchant:dashboard"): ["Listing ", "Merchant "],
+        reverse("merchant:listing_list"): ["Listing "],
+        reverse("merchant:listing_detail", args=[listing.pk]): ["Listing "],
+        reverse("merchant:listing_edit", args=[listing.pk]): ["Listing "],
+        reverse("merchant:slot_detail", args=[slot.pk]): ["Listing ", "Customer ", "Pending "],
+        reverse("merchant:slot_cancel", args=[slot.pk]): ["Listing "],
+        reverse("merchant:booking_list"): ["Listing ", "Customer ", "Pending "],
+        reverse("merchant:booking_list") + f"?listing={listing.pk}&q=%3Cscript%3E": [],
+        reverse("merchant:booking_detail", args=[booking.pk]): ["Listing ", "Customer "],
+        reverse("merchant:booking_refund", args=[booking.pk]): ["Listing ", "Customer "],
+        reverse("merchant:profile"): ["Merchant "],
     }
     for url, names in pages.items():
         response = client.get(url)
@@ -782,7 +783,7 @@ def test_names_with_html_are_escaped_on_every_dashboard_page(client, hostile):
 def test_the_csv_export_is_plain_text_with_names_as_typed(client, hostile):
     client.force_login(hostile["merchant"].user)
 
-    response = client.get(reverse("bookings:booking_export"))
+    response = client.get(reverse("merchant:booking_export"))
 
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     text = b"".join(response.streaming_content).decode()

@@ -9,9 +9,9 @@ from django.urls import reverse
 from bookings.demo import DEMO_PASSWORD
 from bookings.models import Booking, BookingStatus, Listing, Merchant, Slot
 from bookings.money import from_minor_units
-from shop import payments
+from payments import stripe_api
 from shop.demo import DEMO_FREE_PROMOTION_CODE
-from tests.shop.stripe_flow import deliver_events, open_checkout
+from tests.payments.stripe_flow import deliver_events, open_checkout
 
 pytestmark = pytest.mark.django_db
 
@@ -43,7 +43,7 @@ def test_demo_bookings_are_real_payments_confirmed_through_the_state_machine(
     for slot in Slot.objects.filter(bookings__isnull=False).distinct():
         sold = sum(b.quantity for b in slot.bookings.all())
         assert slot.capacity - slot.seats_left == sold
-    intent = payments.stripe_client().v1.payment_intents.retrieve(bookings[0].payment_intent_id)
+    intent = stripe_api.stripe_client().v1.payment_intents.retrieve(bookings[0].payment_intent_id)
     assert intent.status == "succeeded"
     assert intent.amount == bookings[0].amount_paid
     assert mail.outbox == []
@@ -65,13 +65,13 @@ def test_each_demo_merchant_sees_a_dashboard_with_only_their_own_bookings(client
 
     for merchant in Merchant.objects.all():
         assert client.login(username=merchant.user.username, password=DEMO_PASSWORD)
-        html = client.get(reverse("bookings:booking_list")).content.decode()
+        html = client.get(reverse("merchant:booking_list")).content.decode()
         theirs = Booking.objects.filter(slot__listing__merchant=merchant)
         others = Booking.objects.exclude(slot__listing__merchant=merchant)
         assert theirs.exists()
         assert all(f"#{b.pk}<" in html for b in theirs)
         assert not any(f"#{b.pk}<" in html for b in others)
-        assert "seats sold" in client.get(reverse("bookings:dashboard")).content.decode()
+        assert "seats sold" in client.get(reverse("merchant:dashboard")).content.decode()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -81,12 +81,12 @@ def test_a_demo_booking_can_be_refunded_from_the_dashboard(client, stripe_emulat
     client.login(username=booking.slot.listing.merchant.user.username, password=DEMO_PASSWORD)
 
     full_amount = str(from_minor_units(booking.amount_paid, booking.currency))
-    response = client.post(reverse("bookings:booking_refund", args=[booking.pk]), {"amount": full_amount})
+    response = client.post(reverse("merchant:booking_refund", args=[booking.pk]), {"amount": full_amount})
 
     booking.refresh_from_db()
     assert response.status_code == 302
     assert booking.status == BookingStatus.REFUNDED
-    refunds = payments.stripe_client().v1.refunds.list(params={"payment_intent": booking.payment_intent_id}).data
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": booking.payment_intent_id}).data
     assert [r.amount for r in refunds] == [booking.amount_paid]
 
 
@@ -98,7 +98,7 @@ def test_the_100_percent_off_code_the_readme_advertises_exists_once_and_books_a_
     call_command("loaddemo", days=3)
     call_command("loaddemo", days=3)
     assert capsys.readouterr().out.count(f"Promotion code {DEMO_FREE_PROMOTION_CODE}: 100% off") == 2
-    [code] = payments.stripe_client().v1.promotion_codes.list(params={"code": DEMO_FREE_PROMOTION_CODE}).data
+    [code] = stripe_api.stripe_client().v1.promotion_codes.list(params={"code": DEMO_FREE_PROMOTION_CODE}).data
     assert code.active and code.coupon.percent_off == 100
 
     slot = Slot.objects.filter(listing__slug="sea-cave-explorer", bookings__isnull=True).first()

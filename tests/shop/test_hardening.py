@@ -6,7 +6,7 @@ import pytest
 from django.db import DatabaseError
 from django.urls import reverse
 
-from bookings.models import StripeEvent
+from payments.models import StripeEvent
 from tests.factories import make_booking, make_slot
 
 pytestmark = pytest.mark.django_db
@@ -29,7 +29,7 @@ def confirmed_booking(slot):
 
 
 def test_every_response_carries_the_security_headers(client, confirmed_booking):
-    for url in pages(confirmed_booking) + [reverse("shop:stripe_webhook")]:
+    for url in pages(confirmed_booking) + [reverse("payments:stripe_webhook")]:
         response = client.get(url)
         csp = response.headers["Content-Security-Policy"]
         script_src = re.search(r"script-src ([^;]+)", csp).group(1)
@@ -116,7 +116,7 @@ def test_a_webhook_body_over_the_limit_is_refused_with_413_and_nothing_recorded(
     settings.WEBHOOK_MAX_BODY_BYTES = 1000
 
     response = client.post(
-        reverse("shop:stripe_webhook"), data=b"x" * 1001, content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=a"
+        reverse("payments:stripe_webhook"), data=b"x" * 1001, content_type="application/json", HTTP_STRIPE_SIGNATURE="t=1,v1=a"
     )
 
     assert response.status_code == 413
@@ -150,11 +150,11 @@ def test_merchant_account_admin_pages_and_the_export_are_never_cached(client, co
     merchant = confirmed_booking.slot.listing.merchant
     client.force_login(merchant.user)
     private = [
-        reverse("bookings:dashboard"),
-        reverse("bookings:booking_list"),
-        reverse("bookings:booking_export"),
-        reverse("bookings:booking_detail", args=[confirmed_booking.pk]),
-        reverse("bookings:profile"),
+        reverse("merchant:dashboard"),
+        reverse("merchant:booking_list"),
+        reverse("merchant:booking_export"),
+        reverse("merchant:booking_detail", args=[confirmed_booking.pk]),
+        reverse("merchant:profile"),
         reverse("accounts:password_change"),
     ]
     for url in private:
@@ -163,7 +163,7 @@ def test_merchant_account_admin_pages_and_the_export_are_never_cached(client, co
         directives = {part.strip() for part in response["Cache-Control"].split(",")}
         assert {"private", "no-store"} <= directives, url
     client.logout()
-    for url in (reverse("accounts:login"), reverse("accounts:password_reset"), reverse("bookings:dashboard")):
+    for url in (reverse("accounts:login"), reverse("accounts:password_reset"), reverse("merchant:dashboard")):
         directives = {part.strip() for part in client.get(url)["Cache-Control"].split(",")}
         assert {"private", "no-store"} <= directives, url
     client.force_login(make_staff_user())

@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus, Slot
-from shop import payments
+from payments import stripe_api
 from tests.factories import make_booking, make_listing, make_merchant, make_slot
 
 pytestmark = pytest.mark.django_db
@@ -238,7 +238,7 @@ def test_a_merchant_form_shows_the_same_summary_with_valid_descriptions(client, 
     client.force_login(merchant.user)
 
     response = client.post(
-        reverse("bookings:listing_create"),
+        reverse("merchant:listing_create"),
         {"title": "", "description": "", "price": "abc", "currency": "eur", "duration_minutes": "0"},
     )
 
@@ -266,13 +266,13 @@ def checkout_opened(monkeypatch):
 
     def checkout_open(*, booking, customer_id, success_url, cancel_url):
         opened["cancel_url"] = cancel_url
-        return payments.OpenedCheckout(
+        return stripe_api.OpenedCheckout(
             session_id=f"cs_test_{booking.pk:08d}", url="https://checkout.example/pay",
             expires_at=timezone.now() + dt.timedelta(minutes=30), customer_id="",
         )
 
-    monkeypatch.setattr(payments, "checkout_open", checkout_open)
-    monkeypatch.setattr(payments, "customer_create", lambda **kwargs: "cus_test_own")
+    monkeypatch.setattr(stripe_api, "checkout_open", checkout_open)
+    monkeypatch.setattr(stripe_api, "customer_create", lambda **kwargs: "cus_test_own")
     return opened
 
 
@@ -314,7 +314,7 @@ def test_a_cancelled_checkout_brings_the_customer_s_form_back_filled_in(client, 
 
 
 def test_a_paid_booking_or_another_listing_s_reference_fills_nothing_in(client, paris_listing):
-    from shop.checkout import checkout_draft_reference
+    from payments.checkout import checkout_draft_reference
 
     slot = make_slot(listing=paris_listing)
     paid = make_booking(slot=slot, customer_name="Bea", customer_email="bea@example.com", status=BookingStatus.CONFIRMED)

@@ -4,7 +4,7 @@ import pytest
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives, EmailMessage
 
-from tests.shop.stripe_flow import deliver_events, open_checkout
+from tests.payments.stripe_flow import deliver_events, open_checkout
 
 
 @pytest.fixture

@@ -15,11 +15,11 @@ from bookings import services
 from bookings.gateway import PaymentGatewayError
 from bookings.models import Booking, BookingStatus, RefundReason
 from bookings.services import RefundNotCreated, booking_confirm, booking_refund, listing_archive, slot_cancel, slot_selling_set
-from shop import payments
-from shop.reconcile import reconcile_run
+from payments import stripe_api
+from payments.reconcile import reconcile_run
 from stripe_emulator.control import ControlError
 from tests.factories import make_listing, make_merchant, make_slot, paid_facts
-from tests.shop.stripe_flow import open_checkout, poll
+from tests.payments.stripe_flow import open_checkout, poll
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -214,10 +214,10 @@ def test_cancelling_a_time_expires_its_open_checkouts_after_commit_and_they_cann
     booking, _ = open_checkout(client, paris_slot)
     client.force_login(paris_slot.listing.merchant.user)
 
-    response = client.post(reverse("bookings:slot_cancel", args=[paris_slot.pk]))
+    response = client.post(reverse("merchant:slot_cancel", args=[paris_slot.pk]))
 
     assert response.status_code == 302
-    session = payments.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id)
+    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id)
     assert session.status == "expired"
     booking.refresh_from_db()
     assert booking.status == BookingStatus.EXPIRED
@@ -235,7 +235,7 @@ def test_stopping_sales_or_archiving_expires_open_checkouts(client, stripe_emula
     else:
         listing_archive(listing=paris_slot.listing)
 
-    assert payments.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id).status == "expired"
+    assert stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id).status == "expired"
     assert Booking.objects.get(pk=booking.pk).status == BookingStatus.EXPIRED
 
 
@@ -243,7 +243,7 @@ def _expiring_fails(monkeypatch):
     def unreachable(self, *, session_id):
         raise PaymentGatewayError("Stripe unreachable", retryable=True)
 
-    monkeypatch.setattr(payments.StripeRefundGateway, "checkout_expire", unreachable)
+    monkeypatch.setattr(stripe_api.StripeRefundGateway, "checkout_expire", unreachable)
 
 
 def test_a_payment_for_a_cancelled_time_whose_expiry_failed_is_refunded_as_cancelled(
@@ -259,7 +259,7 @@ def test_a_payment_for_a_cancelled_time_whose_expiry_failed_is_refunded_as_cance
     booking.refresh_from_db()
     assert (booking.status, booking.ended_reason) == (BookingStatus.REFUNDED, RefundReason.SLOT_CANCELLED)
     assert [r.reason for r in booking.refunds.all()] == [RefundReason.SLOT_CANCELLED]
-    refunds = payments.refunds_of_payment(booking.payment_intent_id)
+    refunds = stripe_api.refunds_of_payment(booking.payment_intent_id)
     assert [(r["amount"], r["metadata"]["reason"]) for r in refunds] == [(5000, "slot_cancelled")]
     reads = _customer_reads(client, booking)
     assert reads["e-mail (text)"].startswith("Pottery evening is cancelled: your payment is refunded")
@@ -327,11 +327,11 @@ def test_reconcile_expires_checkouts_a_crash_left_open(client, stripe_emulator, 
         else:
             listing_archive(listing=paris_slot.listing)
     session_id = booking.checkout_session_id
-    assert payments.stripe_client().v1.checkout.sessions.retrieve(session_id).status == "open"
+    assert stripe_api.stripe_client().v1.checkout.sessions.retrieve(session_id).status == "open"
 
     summary = reconcile_run()
 
     assert summary.checkouts_closed == 1
-    assert payments.stripe_client().v1.checkout.sessions.retrieve(session_id).status == "expired"
+    assert stripe_api.stripe_client().v1.checkout.sessions.retrieve(session_id).status == "expired"
     assert Booking.objects.get(pk=booking.pk).status == BookingStatus.EXPIRED
     assert reconcile_run().checkouts_closed == 0

@@ -7,9 +7,9 @@ from django.test import Client
 from django.urls import reverse
 
 from bookings.models import BookingStatus, ProvenCustomer
-from shop import payments
+from payments import stripe_api
 from tests.shop.customer_signin import prove_email
-from tests.shop.stripe_flow import open_checkout, poll
+from tests.payments.stripe_flow import open_checkout, poll
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,13 +26,13 @@ def _stripe(stripe_emulator, settings):
 def portals_opened(monkeypatch):
     """The Customer of every billing portal session the site asks Stripe for."""
     opened = []
-    real = payments.portal_url
+    real = stripe_api.portal_url
 
     def spy(*, customer_id, return_url):
         opened.append(customer_id)
         return real(customer_id=customer_id, return_url=return_url)
 
-    monkeypatch.setattr(payments, "portal_url", spy)
+    monkeypatch.setattr(stripe_api, "portal_url", spy)
     return opened
 
 
@@ -54,7 +54,7 @@ def paid_booking(client, slot, stripe_emulator, *, email=VICTIM, name="Vic Tim",
 
 
 def free_promotion_code() -> str:
-    api = payments.stripe_client()
+    api = stripe_api.stripe_client()
     coupon = api.v1.coupons.create(params={"percent_off": 100, "duration": "once"})
     api.v1.promotion_codes.create(params={"coupon": coupon.id, "code": "ALLFREE"})
     return "ALLFREE"

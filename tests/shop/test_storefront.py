@@ -194,7 +194,7 @@ def test_a_booking_token_with_a_nul_byte_is_a_404_not_a_database_error(client, b
 
 
 def test_a_session_id_with_a_trailing_newline_is_not_a_checkout_session_id():
-    from shop.checkout import is_checkout_session_id
+    from payments.checkout import is_checkout_session_id
 
     assert is_checkout_session_id("cs_test_abc")
     assert not is_checkout_session_id("cs_test_abc\n")

@@ -14,7 +14,7 @@ from django.urls import reverse
 
 from bookings.models import Slot
 from bookings.services import booking_confirm, booking_refund, listing_archive, slot_capacity_change
-from shop import payments
+from payments import stripe_api
 from tests.factories import make_booking, make_confirmed_booking, make_slot, paid_facts
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,7 @@ def stripe_forbidden(monkeypatch):
         calls.append(session_id)
         raise AssertionError("a final booking's status asked Stripe")
 
-    monkeypatch.setattr(payments, "checkout_facts", refuse)
+    monkeypatch.setattr(stripe_api, "checkout_facts", refuse)
     return calls
 
 

@@ -8,7 +8,7 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from tests.shop.stripe_flow import open_checkout, poll
+from tests.payments.stripe_flow import open_checkout, poll
 from tests.zoned import CLOCKS, KOLKATA, PARIS, zoned_slot
 
 pytestmark = pytest.mark.django_db(transaction=True)

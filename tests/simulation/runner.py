@@ -31,12 +31,13 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from stripe._http_client import HTTPClient
 
-from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, RefundStatus, Slot, StripeEvent
+from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, RefundStatus, Slot
+from payments.models import StripeEvent
 from bookings.money import from_minor_units
-from shop import payments
-from shop.webhooks import HANDLED_EVENTS
+from payments import stripe_api
+from payments.webhooks import HANDLED_EVENTS
 from stripe_emulator.control import ControlError, EmulatorControl, PaymentDeclined
-from tests.shop.webhook_signing import stripe_signature
+from tests.payments.webhook_signing import stripe_signature
 from tests.simulation.scenario import CARDS, Customer, Scenario, generate
 
 RETRY_ANSWER = "Not processed yet; please retry."
@@ -265,7 +266,7 @@ class ScenarioRun:
             self.slots.append(Slot.objects.create(listing=listing, starts_at=starts, capacity=capacity,
                                                   seats_left=capacity))
         if any(c.method == "free" for c in self.scenario.customers):
-            api = payments.stripe_client()
+            api = stripe_api.stripe_client()
             coupon = api.v1.coupons.create(params={"percent_off": 100, "duration": "once"})
             api.v1.promotion_codes.create(params={"coupon": coupon.id, "code": "FREEBIE"})
         for step in self.scenario.steps:
@@ -406,14 +407,14 @@ class ScenarioRun:
             if kind == "checkout" and event["type"] in CHECKOUT_EVENTS and obj.get("id") == session_id:
                 mine.append(event)
             elif (kind == "refund" and event["type"] not in CHECKOUT_EVENTS and payment_intent
-                  and payments.id_of(obj.get("payment_intent")) == payment_intent):
+                  and stripe_api.id_of(obj.get("payment_intent")) == payment_intent):
                 mine.append(event)
         return mine
 
     def post_event(self, event: dict) -> int:
         payload = json.dumps(event).encode()
         response = self.world.client().post(
-            reverse("shop:stripe_webhook"),
+            reverse("payments:stripe_webhook"),
             data=payload,
             content_type="application/json",
             HTTP_STRIPE_SIGNATURE=stripe_signature(payload, self.world.secret),
@@ -472,7 +473,7 @@ class ScenarioRun:
             return
         amount = str(from_minor_units(max(booking.amount_paid - booking.amount_refunded, 1), "eur"))
         response = self.world.merchant_client.post(
-            reverse("bookings:booking_refund", args=[booking.pk]), {"amount": amount}
+            reverse("merchant:booking_refund", args=[booking.pk]), {"amount": amount}
         )
         self.answered(f"merchant refund of {c.name}", response)
         booking.refresh_from_db()
@@ -480,7 +481,7 @@ class ScenarioRun:
 
     def op_cancel_slot(self, slot_index: int) -> None:
         slot = self.slots[slot_index]
-        response = self.world.merchant_client.post(reverse("bookings:slot_cancel", args=[slot.pk]))
+        response = self.world.merchant_client.post(reverse("merchant:slot_cancel", args=[slot.pk]))
         self.answered(f"cancelling slot {slot_index}", response)
         self.note(f"merchant cancels slot {slot_index} ({response.status_code})")
 
@@ -540,7 +541,7 @@ class ScenarioRun:
 
     def check_invariants(self) -> None:
         self.check_seats("after settling")
-        api = payments.stripe_client()
+        api = stripe_api.stripe_client()
         outbox = list(mail.outbox)
         sessions = {s.id: s for s in api.v1.checkout.sessions.list(params={"limit": 100}).auto_paging_iter()}
         refunds: dict[str, list] = {}

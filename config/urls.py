@@ -1,0 +1,32 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+
+from shop import receipts, views
+
+shop_patterns = [
+    path("", views.catalog, name="catalog"),
+    path("l/<slug:slug>/", views.listing_detail, name="listing"),
+    path("l/<slug:slug>/book/", views.checkout_create, name="checkout_create"),
+    path("checkout/success/", views.checkout_success, name="checkout_success"),
+    path("checkout/status/<str:session_id>/", views.checkout_status, name="checkout_status"),
+    path("b/<str:token>/", views.booking_page, name="booking"),
+    path("b/<str:token>/portal/", views.booking_portal, name="booking_portal"),
+    path("receipts/", receipts.receipts_home, name="receipts"),
+    path("receipts/link/", receipts.receipts_link_request, name="receipts_link"),
+    path("receipts/sign-in/", receipts.receipts_signin, name="receipts_signin"),
+    path("receipts/sign-out/", receipts.receipts_signout, name="receipts_signout"),
+    path("receipts/portal/", receipts.receipts_portal, name="receipts_portal"),
+    path("healthz", views.healthz, name="healthz"),
+]
+
+urlpatterns = [
+    path("", include((shop_patterns, "shop"))),
+    path("", include("payments.urls")),
+    path("merchant/", include("merchant.urls")),
+    path("accounts/", include("merchant.account_urls")),
+    path("admin/", admin.site.urls),
+]
+
+if settings.BENCHMARK_BARE_VIEW:
+    urlpatterns.append(path("_benchmark/bare/", views.benchmark_bare, name="benchmark_bare"))

@@ -1,0 +1,164 @@
+"""The customer's path through payment: open a checkout, then learn how it ended."""
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing
+from django.db.models import Q
+from django.utils import timezone
+
+from bookings import selectors
+from bookings.customers import customer_email_normalise, proven_customer_record
+from common.logs import log_event
+from bookings.models import Booking, BookingStatus, Slot
+from bookings.selectors import pending_checkouts_unsellable
+from bookings.services import (
+    BookingError,
+    PaymentFactsMismatch,
+    RefundNotCreated,
+    booking_checkout_abandon,
+    booking_checkout_attach,
+    booking_confirm,
+    booking_start,
+    checkouts_close,
+)
+from payments import stripe_api
+
+log = logging.getLogger("shop.checkout")
+
+CHECKOUT_SESSION_ID = re.compile(r"cs_(test|live)_[A-Za-z0-9]{1,250}")
+
+
+def is_checkout_session_id(value: str) -> bool:
+    # fullmatch: "$" would also accept a trailing newline.
+    return bool(CHECKOUT_SESSION_ID.fullmatch(value or ""))
+
+
+# In a cancel_url, stands for the booking's signed reference (checkout_draft_reference), so that
+# the listing can fill the form in again with the customer's choices when they come back.
+CHECKOUT_DRAFT_MARKER = "{BOOKING_DRAFT}"
+_DRAFT_SALT = "shop.checkout.draft"
+# How long after the checkout opened its cancel address still fills the form in.
+CHECKOUT_DRAFT_MAX_AGE = timedelta(days=1)
+
+
+def checkout_draft_reference(booking: Booking) -> str:
+    """An unguessable reference to the booking (signed with SECRET_KEY, dated), for its cancel_url."""
+    return signing.dumps(booking.pk, salt=_DRAFT_SALT)
+
+
+def checkout_draft_booking(reference: str, *, listing) -> Booking | None:
+    """The not-yet-paid booking of this listing a cancel address names, if the reference is
+    genuine and recent; None otherwise (nothing of anyone is shown for a wrong one)."""
+    try:
+        booking_id = signing.loads(reference, salt=_DRAFT_SALT, max_age=CHECKOUT_DRAFT_MAX_AGE)
+    except signing.BadSignature:
+        return None
+    if not isinstance(booking_id, int):
+        return None
+    return selectors.unpaid_booking_of_listing(booking_id=booking_id, listing=listing)
+
+
+@dataclass(frozen=True)
+class StartedCheckout:
+    booking: Booking
+    url: str
+
+
+def _checkout_customer(booking: Booking, proven_email: str) -> str:
+    """The Stripe Customer a booking is paid as. A visitor who has proved the booking's address
+    pays as that address's one Customer (so its portal shows all their receipts); anyone else
+    gets a Customer of the booking's own, whose receipts only a proven owner of the address opens."""
+    address = customer_email_normalise(booking.customer_email)
+    if not proven_email or proven_email != address:
+        return stripe_api.customer_create(
+            email=booking.customer_email, name=booking.customer_name, idempotency_key=f"booking-{booking.pk}-customer"
+        )
+    known = selectors.proven_customer_of(address)
+    if known is not None:
+        return known.stripe_customer_id
+    digest = hashlib.sha256(f"{address}\n{booking.customer_name}".encode()).hexdigest()[:40]
+    created = stripe_api.customer_create(
+        email=booking.customer_email, name=booking.customer_name, idempotency_key=f"proven-customer-{digest}"
+    )
+    return proven_customer_record(email=address, stripe_customer_id=created).stripe_customer_id
+
+
+def checkout_start(
+    *,
+    slot: Slot,
+    quantity: int,
+    customer_email: str,
+    customer_name: str,
+    success_url: str,
+    cancel_url: str,
+    proven_email: str = "",
+) -> StartedCheckout:
+    """Create a pending booking and its Stripe Checkout Session. `proven_email` is the address
+    the visitor has proved (normalised), if any: see `_checkout_customer`.
+
+    Raises BookingError when the slot cannot be booked (also when its sales stopped while the
+    session was opening: the session is then expired) and PaymentsUnavailable when Stripe could
+    not open a session; the booking then expires at once, so nothing is left half-made.
+    """
+    booking = booking_start(slot=slot, quantity=quantity, customer_email=customer_email, customer_name=customer_name)
+    try:
+        cancel_url = cancel_url.replace(CHECKOUT_DRAFT_MARKER, checkout_draft_reference(booking))
+        customer_id = _checkout_customer(booking, proven_email)
+        opened = stripe_api.checkout_open(
+            booking=booking, customer_id=customer_id, success_url=success_url, cancel_url=cancel_url
+        )
+    except stripe_api.PaymentsUnavailable:
+        booking_checkout_abandon(booking=booking)
+        raise
+    booking_checkout_attach(
+        booking=booking, session_id=opened.session_id, expires_at=opened.expires_at, customer_id=opened.customer_id
+    )
+    if pending_checkouts_unsellable(slot_id=slot.pk).filter(pk=booking.pk).exists():
+        # The merchant stopped selling this time while the session was being opened, after
+        # their own sweep of open sessions had looked: this session is closed here instead.
+        checkouts_close(slot_id=slot.pk)
+        raise BookingError("This time is no longer on sale. Please pick another one.")
+    return StartedCheckout(booking=booking, url=opened.url)
+
+
+@dataclass(frozen=True)
+class StatusCheck:
+    booking: Booking
+    problem: str = ""
+
+
+def booking_status_refresh(booking: Booking, *, throttled: bool = True) -> StatusCheck:
+    """What the success page shows. A final booking is answered from the database alone; a
+    pending one asks Stripe, at most once every few seconds per booking across all processes,
+    and confirms through the same function as the webhook.
+
+    `reconcile` passes `throttled=False`: it must ask Stripe about every pending booking, even
+    one whose success page asked a moment ago (before the payment went through)."""
+    if booking.status != BookingStatus.PENDING or not booking.checkout_session_id:
+        return StatusCheck(booking)
+    now = timezone.now()
+    recently = now - timedelta(seconds=settings.STRIPE_STATUS_CHECK_SECONDS)
+    claim = Booking.objects.filter(pk=booking.pk, status=BookingStatus.PENDING)
+    if throttled:
+        claim = claim.filter(Q(stripe_checked_at__isnull=True) | Q(stripe_checked_at__lte=recently))
+    claimed = claim.update(stripe_checked_at=now)
+    if not claimed:
+        booking.refresh_from_db()
+        return StatusCheck(booking)
+    problem = ""
+    try:
+        booking_confirm(facts=stripe_api.checkout_facts(booking.checkout_session_id))
+    except stripe_api.PaymentsUnavailable:
+        problem = "We are still checking your payment with Stripe."
+    except RefundNotCreated:
+        log_event(log, "status_refund_pending", level=logging.WARNING, booking=booking.pk)
+    except PaymentFactsMismatch as error:
+        log_event(log, "payment_facts_mismatch", level=logging.ERROR, booking=booking.pk, error=str(error))
+        problem = "We could not match your payment to this booking. We have been alerted and will contact you."
+    booking.refresh_from_db()
+    return StatusCheck(booking, problem)

@@ -1,0 +1,388 @@
+"""The payments layer: the only code in the project that talks to Stripe.
+
+It speaks to real Stripe or to the local emulator alike; only `STRIPE_SECRET_KEY`,
+`STRIPE_WEBHOOK_SECRET` and `STRIPE_API_BASE` differ.
+"""
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+import stripe
+from django.conf import settings
+from django.utils import formats, timezone
+
+from bookings.gateway import CheckoutFacts, PaymentGatewayError, RefundReceipt
+from common.logs import log_event
+from bookings.models import Booking
+from bookings.services import booking_reference
+
+log = logging.getLogger("shop.payments")
+
+# Stripe answers within a second or two; a hung call must not hold a customer's page or a
+# webhook delivery for the SDK's default 80 s.
+STRIPE_TIMEOUT_SECONDS = 20
+
+
+class PaymentsUnavailable(Exception):
+    """Stripe could not be reached or refused; the message is safe to show to a customer."""
+
+
+@cache
+def _client(api_key: str, api_base: str, max_retries: int) -> stripe.StripeClient:
+    bases = {"api": api_base, "connect": api_base, "files": api_base, "meter_events": api_base} if api_base else None
+    return stripe.StripeClient(
+        api_key,
+        base_addresses=bases,
+        max_network_retries=max_retries,
+        http_client=stripe.RequestsClient(timeout=STRIPE_TIMEOUT_SECONDS),
+    )
+
+
+def stripe_client() -> stripe.StripeClient:
+    if not settings.STRIPE_SECRET_KEY:
+        raise PaymentsUnavailable("Payments are not set up on this site yet. Please try again later.")
+    return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_MAX_NETWORK_RETRIES)
+
+
+def _as_dict(stripe_object: Any) -> dict:
+    return stripe_object.to_dict() if hasattr(stripe_object, "to_dict") else dict(stripe_object)
+
+
+def id_of(value: Any) -> str | None:
+    """An expandable field is an id or, expanded, an object with one."""
+    if value is None or isinstance(value, str):
+        return value
+    return value.get("id")
+
+
+# Checkout
+
+
+@dataclass(frozen=True)
+class OpenedCheckout:
+    session_id: str
+    url: str
+    expires_at: dt.datetime
+    customer_id: str
+
+
+def customer_create(*, email: str, name: str, idempotency_key: str) -> str:
+    """Create a Stripe Customer. A Customer is never looked up by e-mail: an address typed into a
+    form proves nothing, and attaching a booking to someone else's Customer would open their
+    receipts and saved cards to whoever typed it. Raises PaymentsUnavailable."""
+    try:
+        created = stripe_client().v1.customers.create(
+            params={"email": email, "name": name}, options={"idempotency_key": idempotency_key}
+        )
+    except stripe.StripeError as error:
+        log_event(log, "customer_create_failed", level=logging.WARNING, error=_describe(error))
+        raise PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.") from error
+    return created.id
+
+
+def checkout_open(*, booking: Booking, customer_id: str, success_url: str, cancel_url: str) -> OpenedCheckout:
+    """Open a Stripe Checkout Session for a pending booking, paid as Customer `customer_id`.
+    `success_url` must contain `{CHECKOUT_SESSION_ID}`. Raises PaymentsUnavailable when Stripe
+    cannot be used."""
+    listing = booking.slot.listing
+    expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=max(settings.CHECKOUT_SESSION_MINUTES, 30))
+    try:
+        session = stripe_client().v1.checkout.sessions.create(
+            params={
+                "mode": "payment",
+                "line_items": [
+                    {
+                        "price_data": {
+                            "currency": booking.currency,
+                            # The price the booking was started at: the merchant may have changed the listing's since.
+                            "unit_amount": booking.amount_total // booking.quantity,
+                            "product_data": {
+                                "name": listing.title,
+                                "description": _slot_description(booking),
+                            },
+                        },
+                        "quantity": booking.quantity,
+                    }
+                ],
+                "customer": customer_id,
+                "client_reference_id": booking_reference(booking),
+                "metadata": {"booking_id": str(booking.pk), "slot_id": str(booking.slot_id)},
+                "payment_intent_data": {"metadata": {"booking_id": str(booking.pk)}},
+                "success_url": success_url,
+                "cancel_url": cancel_url,
+                "expires_at": int(expires_at.timestamp()),
+                "allow_promotion_codes": True,
+                "invoice_creation": {"enabled": True},
+            },
+            options={"idempotency_key": f"booking-{booking.pk}-checkout"},
+        )
+    except stripe.StripeError as error:
+        log_event(log, "checkout_open_failed", level=logging.WARNING, booking=booking.pk, error=_describe(error))
+        raise PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.") from error
+    return OpenedCheckout(
+        session_id=session.id,
+        url=session.url,
+        expires_at=dt.datetime.fromtimestamp(session.expires_at, dt.UTC),
+        customer_id=customer_id,
+    )
+
+
+def _slot_description(booking: Booking) -> str:
+    slot = booking.slot
+    merchant = slot.listing.merchant
+    with timezone.override(merchant.zone):
+        when = formats.date_format(timezone.localtime(slot.starts_at), "l j F Y, H:i")
+    return f"{when} ({merchant.timezone}) · {merchant.display_name}"
+
+
+def checkout_facts_from_session(session: dict) -> CheckoutFacts:
+    """The facts of a Checkout Session object, from the API or from a webhook event."""
+    metadata = session.get("metadata") or {}
+    return CheckoutFacts(
+        session_id=session["id"],
+        client_reference_id=session.get("client_reference_id"),
+        metadata_booking_id=metadata.get("booking_id"),
+        status=session.get("status") or "",
+        payment_status=session.get("payment_status") or "",
+        amount_subtotal=session.get("amount_subtotal"),
+        amount_total=session.get("amount_total"),
+        currency=session.get("currency"),
+        payment_intent_id=id_of(session.get("payment_intent")),
+        customer_id=id_of(session.get("customer")),
+    )
+
+
+def checkout_facts(session_id: str) -> CheckoutFacts:
+    """Read a Checkout Session from Stripe. Raises PaymentsUnavailable when Stripe cannot say."""
+    try:
+        session = stripe_client().v1.checkout.sessions.retrieve(session_id)
+    except stripe.StripeError as error:
+        log_event(log, "checkout_read_failed", level=logging.WARNING, session=session_id, error=_describe(error))
+        raise PaymentsUnavailable("We could not check your payment with our payment provider just now.") from error
+    return checkout_facts_from_session(_as_dict(session))
+
+
+def checkout_expire(session_id: str) -> CheckoutFacts:
+    """Expire an open session so that it can no longer be paid, and return what Stripe then says
+    of it. Stripe refuses (400) to expire a session that is no longer open, paid or expired
+    already: the session is then read, so the caller learns which. Raises PaymentsUnavailable
+    when Stripe cannot be reached."""
+    try:
+        session = stripe_client().v1.checkout.sessions.expire(session_id)
+    except stripe.InvalidRequestError as error:
+        log_event(log, "checkout_expire_refused", session=session_id, error=_describe(error))
+        return checkout_facts(session_id)
+    except stripe.StripeError as error:
+        log_event(log, "checkout_expire_failed", level=logging.WARNING, session=session_id, error=_describe(error))
+        raise PaymentsUnavailable("We could not reach our payment provider.") from error
+    return checkout_facts_from_session(_as_dict(session))
+
+
+# Refunds
+
+
+def _refund_receipt(refund: Any) -> RefundReceipt:
+    return RefundReceipt(
+        refund_id=refund.id,
+        status=refund.status,
+        amount=refund.amount,
+        failure_reason=getattr(refund, "failure_reason", None) or "",
+    )
+
+
+def _refunds_listed(client: stripe.StripeClient, payment_intent_id: str) -> list[Any]:
+    return list(client.v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100}).auto_paging_iter())
+
+
+def _refund_made_earlier(client: stripe.StripeClient, payment_intent_id: str, metadata: dict[str, str]) -> Any:
+    for refund in _refunds_listed(client, payment_intent_id):
+        made_for = refund.metadata.to_dict() if refund.metadata else {}
+        if made_for.get("refund_id") == metadata["refund_id"]:
+            return refund
+    return None
+
+
+def refunds_of_payment(payment_intent_id: str) -> list[dict]:
+    """Every refund of a payment, as plain dicts."""
+    try:
+        return [_as_dict(refund) for refund in _refunds_listed(stripe_client(), payment_intent_id)]
+    except stripe.StripeError as error:
+        raise PaymentsUnavailable("We could not reach our payment provider.") from error
+
+
+class StripeRefundGateway:
+    """The booking domain's PaymentGateway, with Stripe."""
+
+    def checkout_expire(self, *, session_id: str) -> CheckoutFacts:
+        try:
+            return checkout_expire(session_id)
+        except PaymentsUnavailable as error:
+            raise PaymentGatewayError(str(error), retryable=True) from error
+
+    def refund_create(
+        self,
+        *,
+        payment_intent_id: str,
+        amount: int,
+        idempotency_key: str,
+        metadata: dict[str, str],
+        look_first: bool,
+    ) -> RefundReceipt:
+        try:
+            client = stripe_client()
+            if look_first:
+                earlier = _refund_made_earlier(client, payment_intent_id, metadata)
+                if earlier is not None:
+                    return _refund_receipt(earlier)
+            refund = client.v1.refunds.create(
+                params={
+                    "payment_intent": payment_intent_id,
+                    "amount": amount,
+                    "reason": "requested_by_customer",
+                    "metadata": metadata,
+                },
+                options={"idempotency_key": idempotency_key},
+            )
+        except PaymentsUnavailable as error:
+            raise PaymentGatewayError(str(error), retryable=True) from error
+        except (stripe.InvalidRequestError, stripe.AuthenticationError, stripe.PermissionError) as error:
+            raise PaymentGatewayError(_describe(error), retryable=False) from error
+        except stripe.StripeError as error:
+            raise PaymentGatewayError(_describe(error), retryable=True) from error
+        return _refund_receipt(refund)
+
+
+def refund_retrieve(refund_id: str) -> RefundReceipt:
+    try:
+        return _refund_receipt(stripe_client().v1.refunds.retrieve(refund_id))
+    except stripe.StripeError as error:
+        raise PaymentsUnavailable("We could not reach our payment provider.") from error
+
+
+REFUND_FAILURE_EVENTS = ("refund.failed", "refund.updated")
+
+
+def refund_failure_events(*, since: dt.datetime) -> list[dict]:
+    """The events since `since` that say a refund failed, oldest first, as plain dicts: what
+    `reconcile` learns from when the webhook telling of the failure never came."""
+    params = {"types": list(REFUND_FAILURE_EVENTS), "created": {"gte": int(since.timestamp())}, "limit": 100}
+    try:
+        listed = stripe_client().v1.events.list(params=params).auto_paging_iter()
+        events = [event.to_dict(for_json=True) for event in listed]
+    except stripe.StripeError as error:
+        raise PaymentsUnavailable("We could not reach our payment provider.") from error
+    failed = [e for e in events if ((e.get("data") or {}).get("object") or {}).get("status") in ("failed", "canceled")]
+    return sorted(failed, key=lambda event: event.get("created") or 0)
+
+
+# Customer portal
+
+
+def portal_url(*, customer_id: str, return_url: str) -> str:
+    try:
+        portal = stripe_client().v1.billing_portal.sessions.create(
+            params={"customer": customer_id, "return_url": return_url}
+        )
+    except stripe.StripeError as error:
+        log_event(log, "portal_open_failed", level=logging.WARNING, customer=customer_id, error=_describe(error))
+        raise PaymentsUnavailable("We could not open your payment details just now. Please try again.") from error
+    return portal.url
+
+
+# Promotion codes
+
+
+def promotion_code_ensure(*, code: str, percent_off: int, name: str) -> str:
+    """The active promotion code `code` (Stripe matches codes without regard to case), created
+    with a coupon of `percent_off` percent when there is none; returns its id. Safe to call again."""
+    client = stripe_client()
+    for existing in client.v1.promotion_codes.list(params={"code": code, "limit": 10}).data:
+        if existing.active:
+            return existing.id
+    coupon = client.v1.coupons.create(params={"percent_off": percent_off, "duration": "once", "name": name})
+    return client.v1.promotion_codes.create(params={"coupon": coupon.id, "code": code}).id
+
+
+# Webhooks
+
+
+class WebhookRejected(Exception):
+    """The request is not a genuine, readable Stripe event."""
+
+
+# Stripe's ids are a few dozen characters; StripeEvent stores at most these.
+EVENT_ID_MAX_LENGTH = 255
+EVENT_TYPE_MAX_LENGTH = 100
+
+
+def webhook_event(*, payload: bytes, signature_header: str | None) -> dict:
+    """Verify a webhook against every configured secret (several while rotating) and return the
+    event: a JSON object with a string id and type, whose `data.object` is an object. NUL
+    characters in its strings, which PostgreSQL cannot store, are replaced by U+FFFD."""
+    if not signature_header:
+        raise WebhookRejected("missing Stripe-Signature header")
+    if not signature_header.isascii():
+        # Stripe's signatures are ASCII; the SDK's hmac.compare_digest refuses anything else.
+        raise WebhookRejected("the Stripe-Signature header is not ASCII")
+    if not settings.STRIPE_WEBHOOK_SECRETS:
+        raise WebhookRejected("no webhook secret is configured")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise WebhookRejected("body is not UTF-8 JSON") from error
+    for secret in settings.STRIPE_WEBHOOK_SECRETS:
+        try:
+            # The signature alone: the SDK's construct_event would also build an Event object,
+            # which fails with other errors than ValueError on JSON that is not an object.
+            stripe.WebhookSignature.verify_header(text, signature_header, secret, stripe.Webhook.DEFAULT_TOLERANCE)
+        except stripe.SignatureVerificationError:
+            continue
+        return _event_from_json(text)
+    raise WebhookRejected("signature does not match")
+
+
+def _event_from_json(text: str) -> dict:
+    try:
+        # Plain JSON, not the SDK's object, which turns some numbers into Decimals.
+        event = json.loads(text)
+    except ValueError as error:
+        raise WebhookRejected("body is not JSON") from error
+    if not isinstance(event, dict):
+        raise WebhookRejected("body is not a Stripe event")
+    event = _without_nul(event)
+    event_id, event_type, data = event.get("id"), event.get("type"), event.get("data")
+    if not isinstance(event_id, str) or not 0 < len(event_id) <= EVENT_ID_MAX_LENGTH:
+        raise WebhookRejected("body is not a Stripe event: its id is missing or malformed")
+    if not isinstance(event_type, str) or not 0 < len(event_type) <= EVENT_TYPE_MAX_LENGTH:
+        raise WebhookRejected("body is not a Stripe event: its type is missing or malformed")
+    if not isinstance(data, dict) or not isinstance(data.get("object"), dict):
+        raise WebhookRejected("body is not a Stripe event: it has no data.object")
+    return event
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    return value
+
+
+def signature_fingerprint(signature_header: str | None) -> str:
+    """Enough of a signature to tell deliveries apart in logs, never the signature itself."""
+    if not signature_header:
+        return "-"
+    return hashlib.sha256(signature_header.encode()).hexdigest()[:12]
+
+
+def _describe(error: stripe.StripeError) -> str:
+    code = getattr(error, "code", None) or type(error).__name__
+    status = getattr(error, "http_status", None)
+    return f"{code} (HTTP {status}): {getattr(error, 'user_message', None) or str(error)[:200]}"

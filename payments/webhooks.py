@@ -1,0 +1,227 @@
+"""What a verified Stripe event means for bookings. Each event calls the same services as the
+success page and `reconcile`, so the order in which they arrive does not matter."""
+
+import datetime as dt
+import logging
+from enum import StrEnum
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from common.logs import log_event
+from bookings.models import Booking, Refund, RefundStatus
+from payments.models import StripeEvent
+from bookings.services import (
+    PaymentFactsMismatch,
+    RefundNotCreated,
+    booking_confirm,
+    booking_expire,
+    refund_record_created,
+    refund_record_update,
+)
+from payments import stripe_api
+
+log = logging.getLogger("shop.webhooks")
+
+
+class EventResult(StrEnum):
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    DUPLICATE = "duplicate"
+    IN_PROGRESS = "in_progress"  # another delivery is processing it: answer 500 so that Stripe sends it again
+    FAILED_RETRY = "failed_retry"  # answer 500 so that Stripe sends it again
+    FAILED_FINAL = "failed_final"  # recorded for a person to look at; a retry cannot help
+
+
+CONFIRMING_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
+EXPIRING_EVENTS = {"checkout.session.expired", "checkout.session.async_payment_failed"}
+REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
+HANDLED_EVENTS = CONFIRMING_EVENTS | EXPIRING_EVENTS | REFUND_EVENTS | {"charge.refunded"}
+
+
+class MalformedEvent(Exception):
+    """A verified event whose object is not shaped as Stripe's are: a retry would bring the same."""
+
+
+_OPTIONAL_STRING = (str, type(None))
+_OPTIONAL_INT = (int, type(None))
+_EXPANDABLE = (str, dict, type(None))
+# The fields each handled object must have the type of, when present: what _dispatch reads.
+_SHAPES = {
+    "checkout.session": {
+        "client_reference_id": _OPTIONAL_STRING,
+        "metadata": (dict, type(None)),
+        "status": _OPTIONAL_STRING,
+        "payment_status": _OPTIONAL_STRING,
+        "amount_subtotal": _OPTIONAL_INT,
+        "amount_total": _OPTIONAL_INT,
+        "currency": _OPTIONAL_STRING,
+        "payment_intent": _EXPANDABLE,
+        "customer": _EXPANDABLE,
+    },
+    "refund": {"metadata": (dict, type(None)), "status": _OPTIONAL_STRING, "failure_reason": _OPTIONAL_STRING},
+    "charge": {"payment_intent": _EXPANDABLE},
+}
+
+
+def _checked_object(event_type: str, obj: dict) -> dict:
+    """The event's object, with the fields this module reads checked for their types."""
+    if event_type in CONFIRMING_EVENTS | EXPIRING_EVENTS:
+        shape = _SHAPES["checkout.session"]
+    elif event_type in REFUND_EVENTS:
+        shape = _SHAPES["refund"]
+    else:
+        shape = _SHAPES["charge"]
+    if event_type != "charge.refunded" and not isinstance(obj.get("id"), str):
+        raise MalformedEvent(f"{event_type} has no object id")
+    for field, types in shape.items():
+        value = obj.get(field)
+        # bool is an int to Python, never to Stripe.
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise MalformedEvent(f"{event_type} has a malformed {field}")
+    metadata = obj.get("metadata") or {}
+    if not all(isinstance(value, str) for value in metadata.values()):
+        raise MalformedEvent(f"{event_type} has metadata that is not text")
+    for field in ("payment_intent", "customer"):
+        if isinstance(obj.get(field), dict) and not isinstance(obj[field].get("id"), str):
+            raise MalformedEvent(f"{event_type} has a malformed {field}")
+    return obj
+
+
+# A claim older than this is taken to belong to a process that died while processing the event.
+EVENT_CLAIM_LEASE = dt.timedelta(minutes=10)
+
+
+def _claimable(now) -> Q:
+    return Q(status__in=[StripeEvent.Status.RECEIVED, StripeEvent.Status.FAILED]) | Q(
+        status=StripeEvent.Status.PROCESSING, claimed_at__lt=now - EVENT_CLAIM_LEASE
+    )
+
+
+def stripe_events_unfinished():
+    """Recorded events no delivery is processing that still need it: failed ones, and ones whose
+    processing died with its process."""
+    return StripeEvent.objects.filter(_claimable(timezone.now()))
+
+
+def stripe_event_receive(event: dict) -> EventResult:
+    """Record a verified event once by its id and process it, however many identical deliveries
+    arrive at once: exactly one processes it at a time (the one that recorded it, or that claimed
+    it by a conditional update); a repeat of a processed event does nothing, and one that arrives
+    while another delivery processes it is answered IN_PROGRESS, so that Stripe sends it again
+    and it is not lost if that processing fails."""
+    # Most deliveries are new: insert first, already claimed (its first attempt counted in the
+    # same row), and read the recorded event only when its id is already taken.
+    try:
+        with transaction.atomic():
+            row = StripeEvent.objects.create(
+                event_id=event["id"],
+                type=event["type"],
+                payload=event,
+                attempts=1,
+                status=StripeEvent.Status.PROCESSING,
+                claimed_at=timezone.now(),
+            )
+    except IntegrityError:
+        row = StripeEvent.objects.get(event_id=event["id"])
+    else:
+        return _process(row)
+    return stripe_event_process(row)
+
+
+def stripe_event_process(row: StripeEvent) -> EventResult:
+    """Claim a recorded event and process it (again, for one that failed) and record how it went.
+    The claim is one conditional update, so two callers never process the event at once."""
+    now = timezone.now()
+    claimed = StripeEvent.objects.filter(_claimable(now), pk=row.pk).update(
+        status=StripeEvent.Status.PROCESSING, claimed_at=now, attempts=F("attempts") + 1
+    )
+    if not claimed:
+        status = StripeEvent.objects.filter(pk=row.pk).values_list("status", flat=True).first()
+        if status in (StripeEvent.Status.PROCESSED, StripeEvent.Status.IGNORED):
+            return EventResult.DUPLICATE
+        return EventResult.IN_PROGRESS
+    return _process(row)
+
+
+def _process(row: StripeEvent) -> EventResult:
+    try:
+        result = _dispatch(row.payload)
+    except (RefundNotCreated, stripe_api.PaymentsUnavailable) as error:
+        _finish(row, StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}")
+        return EventResult.FAILED_RETRY
+    except PaymentFactsMismatch as error:
+        log_event(log, "payment_facts_mismatch", level=logging.ERROR, event_id=row.event_id, error=str(error))
+        _finish(row, StripeEvent.Status.FAILED, f"PaymentFactsMismatch: {error}")
+        return EventResult.FAILED_FINAL
+    except MalformedEvent as error:
+        log_event(log, "webhook_event_malformed", level=logging.ERROR, event_id=row.event_id, error=str(error))
+        _finish(row, StripeEvent.Status.FAILED, f"MalformedEvent: {error}")
+        return EventResult.FAILED_FINAL
+    except Exception as error:
+        log_event(log, "webhook_event_crashed", level=logging.ERROR, exc_info=True, event_id=row.event_id, type=row.type)
+        _finish(row, StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}")
+        return EventResult.FAILED_RETRY
+    _finish(row, StripeEvent.Status.PROCESSED if result == EventResult.PROCESSED else StripeEvent.Status.IGNORED, "")
+    return result
+
+
+def _finish(row: StripeEvent, status: str, error: str) -> None:
+    StripeEvent.objects.filter(pk=row.pk).update(status=status, error=error[:2000], processed_at=timezone.now())
+
+
+def _dispatch(event: dict) -> EventResult:
+    event_type = event.get("type")
+    if event_type not in HANDLED_EVENTS:
+        return EventResult.IGNORED
+    obj = _checked_object(event_type, (event.get("data") or {}).get("object") or {})
+    if event_type in CONFIRMING_EVENTS:
+        result = booking_confirm(facts=stripe_api.checkout_facts_from_session(obj))
+        return EventResult.IGNORED if result.booking is None else EventResult.PROCESSED
+    if event_type in EXPIRING_EVENTS:
+        booking = Booking.objects.filter(checkout_session_id=obj.get("id")).first()
+        if booking is None:
+            return EventResult.IGNORED
+        booking_expire(booking=booking)
+        return EventResult.PROCESSED
+    if event_type in REFUND_EVENTS:
+        return _refund_settle(obj)
+    if event_type == "charge.refunded":
+        return _charge_refunds_settle(obj)
+    return EventResult.IGNORED
+
+
+def _refund_row(refund_object: dict) -> Refund | None:
+    row = Refund.objects.filter(stripe_refund_id=refund_object.get("id")).first()
+    if row is not None:
+        return row
+    # Created by us, but its answer was lost before we stored the id: the metadata names it.
+    refund_id = (refund_object.get("metadata") or {}).get("refund_id", "")
+    if refund_id.isdigit():
+        return Refund.objects.filter(pk=int(refund_id), stripe_refund_id__isnull=True).first()
+    return None
+
+
+def _refund_settle(refund_object: dict) -> EventResult:
+    row = _refund_row(refund_object)
+    if row is None:
+        return EventResult.IGNORED
+    status = refund_object.get("status") or ""
+    failure_reason = refund_object.get("failure_reason") or ""
+    if row.status == RefundStatus.REQUESTED:
+        refund_record_created(
+            refund_id=row.pk, receipt_id=refund_object["id"], status=status, failure_reason=failure_reason
+        )
+    else:
+        refund_record_update(refund_id=row.pk, status=status, failure_reason=failure_reason)
+    return EventResult.PROCESSED
+
+
+def _charge_refunds_settle(charge: dict) -> EventResult:
+    payment_intent_id = stripe_api.id_of(charge.get("payment_intent"))
+    if not payment_intent_id or not Refund.objects.filter(booking__payment_intent_id=payment_intent_id).exists():
+        return EventResult.IGNORED
+    for refund_object in stripe_api.refunds_of_payment(payment_intent_id):
+        _refund_settle(refund_object)
+    return EventResult.PROCESSED

@@ -1,0 +1,293 @@
+"""The storefront's payment path end to end against the Stripe emulator: checkout, the polled
+status view, webhooks, sold-out refunds and refund failures."""
+
+import time
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from bookings.models import BookingStatus, Refund, RefundStatus
+from payments.models import StripeEvent
+from payments import stripe_api
+from payments.reconcile import reconcile_run
+from stripe_emulator.control import PaymentDeclined
+from tests.factories import make_slot
+from tests.shop.customer_signin import prove_email
+from tests.payments.stripe_flow import deliver_events, open_checkout, poll, stripe_session_reads
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _stripe(stripe_emulator):
+    return stripe_emulator
+
+
+def test_checkout_opens_a_stripe_session_describing_the_booking(client, slot):
+    booking, url = open_checkout(client, slot, quantity=2)
+
+    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(
+        booking.checkout_session_id, params={"expand": ["line_items"]}
+    )
+    assert url == session.url
+    assert booking.status == BookingStatus.PENDING
+    assert session.client_reference_id == f"booking-{booking.pk}"
+    assert session.metadata["booking_id"] == str(booking.pk)
+    assert session.customer == booking.stripe_customer_id
+    assert session.amount_total == 2 * slot.listing.price_amount == booking.amount_total
+    assert session.currency == slot.listing.currency
+    assert session.line_items.data[0].quantity == 2
+    assert session.allow_promotion_codes is True
+    assert session.invoice_creation.enabled is True
+    assert 29 * 60 < session.expires_at - session.created <= 31 * 60
+    assert session.success_url.endswith("/checkout/success/?session_id={CHECKOUT_SESSION_ID}")
+
+
+def test_an_unproven_email_gets_a_customer_of_each_booking_and_stripe_is_never_searched(client, slot, stripe_emulator):
+    first, _ = open_checkout(client, slot, email="same@example.com")
+    second, _ = open_checkout(client, slot, email="same@example.com")
+
+    assert first.stripe_customer_id and second.stripe_customer_id
+    assert first.stripe_customer_id != second.stripe_customer_id
+    customer = stripe_api.stripe_client().v1.customers.retrieve(first.stripe_customer_id)
+    assert (customer.email, customer.name) == ("same@example.com", "Ada Lovelace")
+    searches = [r for r in stripe_emulator.requests() if r["method"] == "GET" and r["path"] in ("/v1/customers", "/v1/customers/search")]
+    assert searches == []
+
+
+def test_status_view_confirms_once_paid_and_stops_asking_stripe_once_final(client, slot, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    booking, _ = open_checkout(client, slot)
+
+    pending = poll(client, booking)
+    assert pending.status_code == 200
+    assert 'data-status="pending"' in pending.content.decode()
+    assert "hx-trigger" in pending.content.decode()
+
+    stripe_emulator.pay_session(booking.checkout_session_id, "4242424242424242")
+    confirmed = poll(client, booking)
+    assert confirmed.status_code == 286
+    assert 'data-status="confirmed"' in confirmed.content.decode()
+    assert "hx-trigger" not in confirmed.content.decode()
+
+    reads = stripe_session_reads(stripe_emulator, booking.checkout_session_id)
+    for _ in range(3):
+        assert poll(client, booking).status_code == 286
+    assert stripe_session_reads(stripe_emulator, booking.checkout_session_id) == reads
+    slot.refresh_from_db()
+    assert slot.seats_left == slot.capacity - 1
+    assert len(mail.outbox) == 1
+
+
+def test_status_view_asks_stripe_at_most_once_per_interval(client, slot, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 60
+    booking, _ = open_checkout(client, slot)
+
+    for _ in range(5):
+        poll(client, booking)
+
+    assert stripe_session_reads(stripe_emulator, booking.checkout_session_id) == 1
+
+
+def test_webhook_alone_confirms_and_a_later_poll_changes_nothing(client, slot, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    booking, _ = open_checkout(client, slot)
+    stripe_emulator.pay_session(booking.checkout_session_id, "4242424242424242")
+
+    responses = deliver_events(client, stripe_emulator)
+
+    assert all(r.status_code == 200 for r in responses)
+    booking.refresh_from_db()
+    assert booking.status == BookingStatus.CONFIRMED
+    assert poll(client, booking).status_code == 286
+    slot.refresh_from_db()
+    assert slot.seats_left == slot.capacity - 1
+    assert len(mail.outbox) == 1
+    assert StripeEvent.objects.filter(type="checkout.session.completed", status="processed").count() == 1
+
+
+def test_a_100_percent_promotion_code_confirms_with_nothing_paid(client, slot, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    api = stripe_api.stripe_client()
+    coupon = api.v1.coupons.create(params={"percent_off": 100, "duration": "once"})
+    api.v1.promotion_codes.create(params={"coupon": coupon.id, "code": "FREEBIE"})
+    booking, _ = open_checkout(client, slot)
+
+    stripe_emulator.pay_session(booking.checkout_session_id, promotion_code="FREEBIE")
+    poll(client, booking)
+
+    booking.refresh_from_db()
+    assert booking.status == BookingStatus.CONFIRMED
+    assert booking.amount_paid == 0
+    assert booking.payment_intent_id == ""
+
+
+def test_the_slot_selling_out_while_paying_refunds_the_payment_exactly_once(client, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    slot = make_slot(capacity=1)
+    winner, _ = open_checkout(client, slot, email="first@example.com")
+    loser, _ = open_checkout(client, slot, email="second@example.com")
+    for booking in (winner, loser):
+        stripe_emulator.pay_session(booking.checkout_session_id, "4242424242424242")
+
+    assert poll(client, winner).status_code == 286
+    sold_out = poll(client, loser)
+    deliver_events(client, stripe_emulator)  # the webhooks arrive afterwards: nothing changes
+
+    loser.refresh_from_db()
+    slot.refresh_from_db()
+    assert "Sold out while you paid" in sold_out.content.decode()
+    assert loser.status == BookingStatus.REFUNDED
+    assert loser.amount_refunded == loser.amount_paid == loser.amount_total
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    assert [(r.amount, r.metadata["reason"]) for r in refunds] == [(loser.amount_total, "sold_out")]
+    assert slot.seats_left == 0
+    apologies = [m for m in mail.outbox if m.to == ["second@example.com"]]
+    assert len(apologies) == 1 and "sold out" in apologies[0].subject
+
+
+def sold_out_booking(client, stripe_emulator, *, card="4242424242424242"):
+    slot = make_slot(capacity=1)
+    winner, _ = open_checkout(client, slot, email="first@example.com")
+    loser, _ = open_checkout(client, slot, email="second@example.com")
+    stripe_emulator.pay_session(winner.checkout_session_id, "4242424242424242")
+    stripe_emulator.pay_session(loser.checkout_session_id, card)
+    poll(client, winner)
+    return loser
+
+
+def test_a_refund_stripe_answers_500_to_is_retried_with_a_new_key_and_made_once(client, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    loser = sold_out_booking(client, stripe_emulator)
+    stripe_emulator.fail_refunds(1, mode="error")
+
+    webhook_answers = deliver_events(client, stripe_emulator, types={"checkout.session.completed"})
+
+    loser.refresh_from_db()
+    assert [r.status_code for r in webhook_answers] == [200, 500]  # Stripe will send the second again
+    assert loser.status == BookingStatus.REFUND_DUE
+    assert StripeEvent.objects.filter(status="failed").count() == 1
+
+    # Stripe replays a saved 500 to the same key: the retry looks for a refund, then uses a new key.
+    summary = reconcile_run()
+
+    loser.refresh_from_db()
+    assert summary.refunds_submitted == 1
+    assert loser.status == BookingStatus.REFUNDED
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    assert len(refunds) == 1
+    assert Refund.objects.get(booking=loser).attempts == 2
+
+
+def test_a_refund_whose_answer_was_lost_is_recorded_without_a_second_refund(client, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    loser = sold_out_booking(client, stripe_emulator)
+    stripe_emulator.fail_refunds(1, mode="lost_response")
+
+    poll(client, loser)  # creates the refund at Stripe, but never hears back
+    loser.refresh_from_db()
+    assert loser.status == BookingStatus.REFUND_DUE
+
+    reconcile_run()
+
+    loser.refresh_from_db()
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    assert loser.status == BookingStatus.REFUNDED
+    assert len(refunds) == 1
+    assert Refund.objects.get(booking=loser).stripe_refund_id == refunds[0].id
+
+
+def test_a_refund_that_fails_later_marks_the_booking_and_alerts_the_merchant(client, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    loser = sold_out_booking(client, stripe_emulator, card="4000000000005126")
+    poll(client, loser)
+    loser.refresh_from_db()
+    assert loser.status == BookingStatus.REFUNDED
+
+    stripe_emulator.advance_clock(5)
+    wait_for_event(stripe_emulator, "refund.failed")
+    deliver_events(client, stripe_emulator, types={"refund.updated", "refund.failed"})
+
+    loser.refresh_from_db()
+    refund = Refund.objects.get(booking=loser)
+    assert loser.status == BookingStatus.REFUND_FAILED
+    assert loser.amount_refunded == 0
+    assert refund.status == RefundStatus.FAILED
+    assert refund.failure_reason == "expired_or_canceled_card"
+    merchant_email = loser.slot.listing.merchant.support_email
+    alerts = [m for m in mail.outbox if m.to == [merchant_email]]
+    assert len(alerts) == 1 and "refund failed" in alerts[0].subject
+
+
+def wait_for_event(control, event_type: str) -> None:
+    deadline = time.monotonic() + 10
+    while not control.events(type=event_type):
+        assert time.monotonic() < deadline, f"no {event_type} event"
+        control.advance_clock(1)
+
+
+def test_the_customer_portal_opens_for_the_bookings_customer(client, slot, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    booking, _ = open_checkout(client, slot)
+    stripe_emulator.pay_session(booking.checkout_session_id)
+    poll(client, booking)
+    prove_email(client, booking.customer_email)
+
+    response = client.post(reverse("shop:booking_portal", args=[booking.public_token]))
+
+    assert response.status_code == 303
+    assert response["Location"].startswith(stripe_emulator.base_url + "/p/session/bps_")
+
+
+def test_reconcile_confirms_a_paid_booking_whose_webhook_never_came(client, slot, stripe_emulator):
+    booking, _ = open_checkout(client, slot)
+    stripe_emulator.pay_session(booking.checkout_session_id)
+
+    summary = reconcile_run()
+
+    booking.refresh_from_db()
+    assert summary.confirmed == 1
+    assert booking.status == BookingStatus.CONFIRMED
+
+
+def test_reconcile_expires_a_booking_whose_session_expired(client, slot, stripe_emulator):
+    booking, _ = open_checkout(client, slot)
+    stripe_emulator.expire_session(booking.checkout_session_id)
+
+    summary = reconcile_run()
+
+    booking.refresh_from_db()
+    assert summary.expired == 1
+    assert booking.status == BookingStatus.EXPIRED
+
+
+def test_a_stripe_outage_at_checkout_is_a_polite_message_and_no_pending_booking(client, slot, settings):
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens there
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+
+    response = client.post(
+        reverse("shop:checkout_create", args=[slot.listing.slug]),
+        {"slot": slot.pk, "quantity": 1, "customer_email": "a@example.com", "customer_name": "A"},
+    )
+
+    assert response.status_code == 503
+    assert "We could not reach our payment provider" in response.content.decode()
+    assert slot.bookings.get().status == BookingStatus.EXPIRED
+
+
+def test_declined_card_leaves_the_booking_pending_until_the_session_expires(client, slot, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    booking, _ = open_checkout(client, slot)
+
+    with pytest.raises(PaymentDeclined) as declined:
+        stripe_emulator.pay_session(booking.checkout_session_id, "4000000000000002")
+    assert "declined" in str(declined.value).lower()
+    assert poll(client, booking).status_code == 200
+
+    stripe_emulator.expire_session(booking.checkout_session_id)
+    final = poll(client, booking)
+
+    assert final.status_code == 286
+    assert "Payment not completed" in final.content.decode()

@@ -1,0 +1,186 @@
+"""Merchant refunds and slot cancellations against the Stripe emulator: bookings paid for real
+through Checkout, refunds created at "Stripe" exactly once, whatever is run twice."""
+
+import pytest
+from django.core import mail
+from django.urls import reverse
+
+from bookings.models import Booking, BookingStatus, Refund, RefundReason, RefundStatus
+from bookings.services import booking_confirm, booking_refund, slot_cancel
+from payments import stripe_api
+from payments.checkout import checkout_start
+from tests.factories import make_slot
+from tests.payments.stripe_flow import deliver_events
+
+pytestmark = pytest.mark.django_db
+
+CARD_OK = "4242424242424242"
+CARD_REFUND_FAILS_LATER = "4000000000005126"
+
+
+@pytest.fixture
+def pay(stripe_emulator, django_capture_on_commit_callbacks):
+    """Book and pay for real: open a Checkout Session, pay it on the emulator, confirm the booking."""
+
+    def paid_booking(slot, *, quantity=1, card=CARD_OK, email=None):
+        email = email or f"guest{Booking.objects.count() + 1}@example.com"
+        started = checkout_start(
+            slot=slot,
+            quantity=quantity,
+            customer_email=email,
+            customer_name="Guest",
+            success_url="http://testserver/checkout/success/?session_id={CHECKOUT_SESSION_ID}",
+            cancel_url="http://testserver/",
+        )
+        session_id = started.booking.checkout_session_id
+        stripe_emulator.pay_session(session_id, card=card)
+        with django_capture_on_commit_callbacks(execute=True):
+            booking_confirm(facts=stripe_api.checkout_facts(session_id))
+        booking = Booking.objects.get(pk=started.booking.pk)
+        assert booking.status == BookingStatus.CONFIRMED
+        return booking
+
+    return paid_booking
+
+
+def stripe_refunds(booking: Booking) -> list[dict]:
+    return stripe_api.refunds_of_payment(booking.payment_intent_id)
+
+
+@pytest.fixture
+def merchant_client(client, listing):
+    client.force_login(listing.merchant.user)
+    return client
+
+
+def test_a_full_refund_is_made_once_at_stripe_and_returns_the_seats(
+    merchant_client, listing, pay, django_capture_on_commit_callbacks
+):
+    slot = make_slot(listing=listing, capacity=4)
+    booking = pay(slot, quantity=2)
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = merchant_client.post(reverse("merchant:booking_refund", args=[booking.pk]), {"amount": "50.00"})
+
+    booking.refresh_from_db()
+    slot.refresh_from_db()
+    refund = booking.refunds.get()
+    assert response.status_code == 302
+    assert booking.status == BookingStatus.REFUNDED
+    assert booking.amount_refunded == booking.amount_paid == 5000
+    assert slot.seats_left == 4
+    assert refund.stripe_refund_id.startswith("re_")
+    assert [(r["id"], r["amount"], r["status"]) for r in stripe_refunds(booking)] == [(refund.stripe_refund_id, 5000, "succeeded")]
+    assert [m.to for m in mail.outbox] == [[booking.customer_email]]
+    page = merchant_client.get(reverse("merchant:booking_detail", args=[booking.pk])).content.decode()
+    assert refund.stripe_refund_id in page
+
+
+def test_partial_refunds_leave_the_booking_until_everything_is_refunded(
+    merchant_client, listing, pay, django_capture_on_commit_callbacks
+):
+    slot = make_slot(listing=listing, capacity=4)
+    booking = pay(slot, quantity=2)
+    url = reverse("merchant:booking_refund", args=[booking.pk])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        merchant_client.post(url, {"amount": "10.00"})
+    booking.refresh_from_db()
+    slot.refresh_from_db()
+    assert (booking.status, booking.amount_refunded, slot.seats_left) == (BookingStatus.CONFIRMED, 1000, 2)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        too_much = merchant_client.post(url, {"amount": "40.01"})
+        rest = merchant_client.post(url, {"amount": "40.00"})
+
+    booking.refresh_from_db()
+    slot.refresh_from_db()
+    assert too_much.status_code == 400 and "You can refund at most €40.00" in too_much.content.decode()
+    assert rest.status_code == 302
+    assert (booking.status, booking.amount_refunded, slot.seats_left) == (BookingStatus.REFUNDED, 5000, 4)
+    assert sorted(r["amount"] for r in stripe_refunds(booking)) == [1000, 4000]
+    assert len([m for m in mail.outbox if "refund" in m.subject.lower()]) == 2
+
+
+def test_a_refund_stripe_could_not_take_is_sent_again_from_the_booking_page(
+    merchant_client, listing, pay, stripe_emulator, django_capture_on_commit_callbacks, settings
+):
+    booking = pay(make_slot(listing=listing))
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0  # one failure is one attempt
+    stripe_emulator.fail_refunds(count=1, mode="error")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        merchant_client.post(reverse("merchant:booking_refund", args=[booking.pk]), {"amount": "25.00"})
+    booking.refresh_from_db()
+    assert booking.status == BookingStatus.REFUND_DUE
+    assert booking.refunds.get().status == RefundStatus.REQUESTED
+    assert stripe_refunds(booking) == []
+    page = merchant_client.get(reverse("merchant:booking_detail", args=[booking.pk])).content.decode()
+    assert "Send the refund to Stripe now" in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = merchant_client.post(reverse("merchant:booking_refund_resubmit", args=[booking.pk]), follow=True)
+
+    booking.refresh_from_db()
+    assert "Stripe has every refund of this booking now." in response.content.decode()
+    assert booking.status == BookingStatus.REFUNDED
+    assert len(stripe_refunds(booking)) == 1
+
+
+def test_a_refund_that_fails_later_is_retried_by_the_merchant(
+    merchant_client, listing, pay, stripe_emulator, django_capture_on_commit_callbacks
+):
+    booking = pay(make_slot(listing=listing), card=CARD_REFUND_FAILS_LATER)
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_refund(booking=booking)
+    stripe_emulator.advance_clock(60)  # the refund of this card fails a moment after it succeeded
+    with django_capture_on_commit_callbacks(execute=True):
+        refund_events = {"refund.created", "refund.updated", "refund.failed"}
+        responses = deliver_events(merchant_client, stripe_emulator, types=refund_events)
+    assert {response.status_code for response in responses} == {200}
+
+    booking.refresh_from_db()
+    assert booking.status == BookingStatus.REFUND_FAILED
+    assert booking.refunds.get().failure_reason
+    alert = [m for m in mail.outbox if "refund failed" in m.subject]
+    assert len(alert) == 1 and reverse("merchant:booking_detail", args=[booking.pk]) in alert[0].body
+    dashboard = merchant_client.get(reverse("merchant:dashboard")).content.decode()
+    assert "Needs your attention" in dashboard and f"#{booking.pk}" in dashboard
+
+    with django_capture_on_commit_callbacks(execute=True):
+        merchant_client.post(reverse("merchant:booking_refund_retry", args=[booking.pk]))
+
+    booking.refresh_from_db()
+    statuses = list(booking.refunds.order_by("pk").values_list("status", flat=True))
+    assert statuses[0] == RefundStatus.FAILED
+    assert len(statuses) == 2 and statuses[1] != RefundStatus.REQUESTED
+    assert len(stripe_refunds(booking)) == 2
+
+
+def test_cancelling_a_slot_refunds_every_customer_once_at_stripe_even_when_run_twice(
+    merchant_client, listing, pay, django_capture_on_commit_callbacks
+):
+    slot = make_slot(listing=listing, capacity=10)
+    paid = [pay(slot, quantity=q) for q in (1, 2, 3)]
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        first = merchant_client.post(reverse("merchant:slot_cancel", args=[slot.pk]), follow=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        second = merchant_client.post(reverse("merchant:slot_cancel", args=[slot.pk]), follow=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        slot_cancel(slot=slot)  # and once more, from code
+
+    slot.refresh_from_db()
+    assert "3 bookings cancelled and 3 refunds sent to Stripe" in first.content.decode()
+    assert "was already cancelled" in second.content.decode()
+    assert slot.seats_left == slot.capacity
+    for booking in paid:
+        booking.refresh_from_db()
+        refunds = stripe_refunds(booking)
+        assert booking.status == BookingStatus.REFUNDED
+        assert [(r["amount"], r["metadata"]["reason"]) for r in refunds] == [(booking.amount_paid, RefundReason.SLOT_CANCELLED)]
+        assert Refund.objects.filter(booking=booking).count() == 1
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(b.customer_email for b in paid)
+    assert all("is cancelled" in m.subject for m in mail.outbox)

@@ -1,0 +1,77 @@
+"""Bugs the race-and-fault simulation (tests/simulation) found, each pinned by a plain test."""
+
+import pytest
+from django.core import mail
+
+from bookings.models import BookingStatus, Refund, RefundStatus
+from payments import stripe_api
+from payments.reconcile import reconcile_run
+from tests.factories import make_slot
+from tests.payments.stripe_flow import deliver_events, open_checkout, poll
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+def _stripe(stripe_emulator):
+    return stripe_emulator
+
+
+def sold_out_booking(client, stripe_emulator, *, card="4242424242424242"):
+    slot = make_slot(capacity=1)
+    winner, _ = open_checkout(client, slot, email="first@example.com")
+    loser, _ = open_checkout(client, slot, email="second@example.com")
+    stripe_emulator.pay_session(winner.checkout_session_id, "4242424242424242")
+    stripe_emulator.pay_session(loser.checkout_session_id, card)
+    deliver_events(client, stripe_emulator, types={"checkout.session.completed"})
+    loser.refresh_from_db()
+    return loser
+
+
+def test_reconcile_asks_stripe_even_when_the_success_page_just_did(client, slot, stripe_emulator, settings):
+    settings.STRIPE_STATUS_CHECK_SECONDS = 60
+    booking, _ = open_checkout(client, slot)
+    poll(client, booking)  # the success page asked a moment ago, before the payment went through
+    stripe_emulator.pay_session(booking.checkout_session_id)
+
+    summary = reconcile_run()
+
+    booking.refresh_from_db()
+    assert summary.confirmed == 1
+    assert booking.status == BookingStatus.CONFIRMED
+
+
+def test_a_retried_webhook_asks_again_for_a_sold_out_refund_that_was_not_made(client, stripe_emulator, settings):
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    stripe_emulator.fail_refunds(1, mode="error")
+    loser = sold_out_booking(client, stripe_emulator)
+    assert loser.status == BookingStatus.REFUND_DUE
+
+    # Stripe sends the event that answered 500 again: this time the refund must be asked for.
+    retried = deliver_events(client, stripe_emulator, types={"checkout.session.completed"})
+
+    loser.refresh_from_db()
+    assert [r.status_code for r in retried] == [200, 200]
+    assert loser.status == BookingStatus.REFUNDED
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    assert len(refunds) == 1
+
+
+def test_reconcile_learns_of_a_refund_that_failed_later_when_its_webhook_never_came(
+    client, stripe_emulator, settings
+):
+    loser = sold_out_booking(client, stripe_emulator, card="4000000000005126")
+    assert loser.status == BookingStatus.REFUNDED
+    stripe_emulator.advance_clock(60)  # the refund fails at Stripe; its webhooks are lost
+    assert stripe_emulator.events(type="refund.failed")
+
+    reconcile_run()
+    reconcile_run()  # a second run changes nothing and alerts nobody twice
+
+    loser.refresh_from_db()
+    refund = Refund.objects.get(booking=loser)
+    assert loser.status == BookingStatus.REFUND_FAILED
+    assert loser.amount_refunded == 0
+    assert refund.status == RefundStatus.FAILED
+    alerts = [m for m in mail.outbox if "refund failed" in m.subject]
+    assert len(alerts) == 1
