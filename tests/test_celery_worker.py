@@ -26,6 +26,7 @@ from bookings.services import booking_confirm, booking_refund
 from config import celery_app
 from shop import payments
 from shop.checkout import checkout_start
+from tests.celery_broker import celery_publisher_reset
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import make_booking, make_slot, paid_facts
 
@@ -172,9 +173,10 @@ def processes(redis_broker, django_db_setup, django_db_blocker, stripe_emulator_
     # This process enqueues to the same queue (tasks go out through the app's producer pool).
     previous = {"broker_url": celery_app.conf.broker_url, "task_default_queue": celery_app.conf.task_default_queue}
     celery_app.conf.update(broker_url=redis_broker, task_default_queue=queue)
+    celery_publisher_reset()
     yield running
     celery_app.conf.update(previous)
-    celery_app.pool.force_close_all()
+    celery_publisher_reset()
     for child in reversed(running.children):
         running.stop(child)
     redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB).delete(queue)
