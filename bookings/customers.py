@@ -16,7 +16,8 @@ from django.core import signing
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from bookings import notifications
+from bookings import tasks
+from bookings.background import enqueue_after_commit
 from common.logs import log_event
 from bookings.models import CustomerSignInLink, ProvenCustomer
 
@@ -54,14 +55,19 @@ def _signer(email: str) -> signing.TimestampSigner:
     return signing.TimestampSigner(salt=f"bookings.customer-signin:{email}")
 
 
+def customer_signin_token(link: CustomerSignInLink) -> str:
+    """A fresh token for a sign-in link: made where the e-mail is sent, so that it never travels
+    through the broker (task arguments are stored there) and exists only in the e-mail."""
+    return _signer(link.email).sign(str(link.pk))
+
+
 def customer_signin_link_send(*, email: str, next_path: str = "") -> CustomerSignInLink:
     """Record a sign-in link for `email` and e-mail it after commit. `next_path` must already be
     a path on this site. The token exists only in the e-mail."""
     address = customer_email_normalise(email)
     with transaction.atomic():
         link = CustomerSignInLink.objects.create(email=address, next_path=next_path)
-        token = _signer(address).sign(str(link.pk))
-        transaction.on_commit(lambda: notifications.customer_signin_link_send(link=link, token=token))
+        enqueue_after_commit(tasks.customer_signin_link_send, link_id=link.pk)
     log_event(log, "customer_signin_link_created", link=link.pk)
     return link
 

@@ -292,6 +292,8 @@ class CustomerSignInLink(models.Model):
     next_path = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=django_timezone.now)
     used_at = models.DateTimeField(null=True, blank=True)
+    # Claimed before the e-mail is sent, so a task delivered twice sends it once.
+    sent_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-pk"]

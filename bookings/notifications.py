@@ -150,7 +150,10 @@ def refund_failed_alert_send(*, refund: Refund, booking: Booking) -> bool:
 
 
 def customer_signin_link_send(*, link, token: str) -> bool:
-    """E-mail a sign-in link to its address. The token is in the e-mail only: never logged."""
+    """E-mail a sign-in link to its address, once (claimed by its `sent_at`). The token is in the
+    e-mail only: never logged."""
+    if not _claim(type(link), link.pk, "sent_at"):
+        return False
     url = absolute_url(reverse("shop:receipts_signin") + "?token=" + token)
     # Every name the templates look up is given: a failed lookup is logged with the whole context.
     context = {
@@ -169,6 +172,7 @@ def customer_signin_link_send(*, link, token: str) -> bool:
     try:
         message.send()
     except Exception:
+        _release(type(link), link.pk, "sent_at")
         log_event(log, "email_failed", level=logging.ERROR, template="customer_signin_link", link=link.pk)
         return False
     log_event(log, "email_sent", template="customer_signin_link", link=link.pk)

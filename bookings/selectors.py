@@ -147,6 +147,19 @@ def booking_money_back(booking: Booking, *, refund: Refund | None = None) -> Mon
     return MoneyBack(reason=booking.ended_reason, state=state, amount=amount, **facts)
 
 
+def bookings_owing_email() -> QuerySet[Booking]:
+    """Bookings with an e-mail owed and not sent: a confirmation, a cancellation, a refund notice
+    to the customer, or a failed refund's alert to the merchant."""
+    unsent_confirmation = Q(status=BookingStatus.CONFIRMED, confirmation_email_sent_at__isnull=True)
+    unsent_cancellation = Q(status=BookingStatus.CANCELLED, cancellation_email_sent_at__isnull=True)
+    unsent_refund_notice = Q(
+        refunds__status__in=[RefundStatus.PENDING, RefundStatus.SUCCEEDED], refunds__customer_notified_at__isnull=True
+    )
+    unsent_alert = Q(refunds__status=RefundStatus.FAILED, refunds__merchant_alerted_at__isnull=True)
+    owing = unsent_confirmation | unsent_cancellation | unsent_refund_notice | unsent_alert
+    return Booking.objects.filter(owing).distinct()
+
+
 def pending_checkouts_unsellable(*, slot_id: int | None = None, listing_id: int | None = None) -> QuerySet[Booking]:
     """Pending bookings with a checkout session open at the provider for a time that can no
     longer be sold (cancelled, off sale, or its listing archived), of one slot or listing or all."""

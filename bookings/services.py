@@ -11,7 +11,6 @@ import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
-from functools import partial
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -21,7 +20,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.text import slugify
 
-from bookings import notifications, selectors
+from bookings import notifications, selectors, tasks
+from bookings.background import enqueue_after_commit
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, payment_gateway
 from common.logs import log_event
 from bookings.models import (
@@ -331,7 +331,7 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
         if seats_taken:
             booking_transition(booking, S.CONFIRMED, confirmed_at=timezone.now(), **payment)
             # A booking just confirmed has no refunds: its only follow-up is the confirmation e-mail.
-            transaction.on_commit(partial(notifications.booking_confirmation_send, booking=booking))
+            enqueue_after_commit(tasks.booking_confirmation_send, booking_id=booking.pk)
             return ConfirmResult(ConfirmOutcome.CONFIRMED, booking)
         slot_cancelled = Slot.objects.filter(pk=booking.slot_id, cancelled_at__isnull=False).exists()
         reason = RefundReason.SLOT_CANCELLED if slot_cancelled else RefundReason.SOLD_OUT
@@ -348,7 +348,7 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
                 if slot_cancelled
                 else ConfirmOutcome.SOLD_OUT_NOTHING_CHARGED
             )
-        transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk))
+        enqueue_after_commit(tasks.booking_follow_up, booking_id=booking.pk)
     return ConfirmResult(outcome, booking)
 
 
@@ -405,7 +405,7 @@ def booking_refund(*, booking: Booking, amount: int | None = None) -> Refund | N
             _release_seats(booking)
         else:
             refund = _refund_open(booking, amount=amount, reason=RefundReason.MERCHANT)
-        transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
+        enqueue_after_commit(tasks.booking_follow_up, booking_id=booking.pk, raise_refund_errors=False)
     return refund
 
 
@@ -456,8 +456,8 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
     pending_refunds = Refund.objects.filter(booking__slot_id=slot.pk, status=RefundStatus.REQUESTED)
     follow_ups = set(booking_ids) | set(pending_refunds.values_list("booking_id", flat=True))
     for booking_id in sorted(follow_ups):
-        transaction.on_commit(partial(booking_follow_up, booking_id=booking_id, raise_refund_errors=False))
-    transaction.on_commit(partial(checkouts_close, slot_id=slot.pk))
+        enqueue_after_commit(tasks.booking_follow_up, booking_id=booking_id, raise_refund_errors=False)
+    enqueue_after_commit(tasks.checkouts_close, slot_id=slot.pk)
     log_event(log, "slot_cancelled", slot=slot.pk, bookings=cancelled, refunds=refunds_opened)
     return SlotCancellation(cancelled, refunds_opened, already_cancelled)
 
@@ -575,7 +575,7 @@ def refund_record_created(*, refund_id: int, receipt_id: str, status: str, failu
         refund_transition(refund, RefundStatus.PENDING, stripe_refund_id=receipt_id, submit_lease_until=None)
         if booking.status in (S.REFUND_DUE, S.REFUND_FAILED) and booking.amount_refunded == booking.amount_paid:
             booking_transition(booking, S.REFUNDED)
-        transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
+        enqueue_after_commit(tasks.booking_follow_up, booking_id=booking.pk, raise_refund_errors=False)
     return refund_record_update(refund_id=refund_id, status=status, failure_reason=failure_reason)
 
 
@@ -603,7 +603,7 @@ def refund_record_failure(*, refund_id: int, failure_reason: str) -> Refund:
         )
         if booking.status in (S.REFUND_DUE, S.REFUNDED):
             booking_transition(booking, S.REFUND_FAILED)
-        transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
+        enqueue_after_commit(tasks.booking_follow_up, booking_id=booking.pk, raise_refund_errors=False)
     log_event(
         log,
         "refund_failed",
@@ -624,7 +624,7 @@ def booking_refund_retry(*, booking: Booking) -> Refund:
             raise BookingError("Only a booking whose refund failed can be refunded again.")
         refund = _refund_open(booking, amount=selectors.booking_refund_outstanding(booking), reason=RefundReason.MERCHANT)
         booking_transition(booking, S.REFUND_DUE)
-        transaction.on_commit(partial(booking_follow_up, booking_id=booking.pk, raise_refund_errors=False))
+        enqueue_after_commit(tasks.booking_follow_up, booking_id=booking.pk, raise_refund_errors=False)
     return refund
 
 
@@ -774,7 +774,7 @@ def listing_archive(*, listing: Listing) -> bool:
     raced the archiving is honoured while seats are left. Returns False when it was already
     archived."""
     changed = Listing.objects.filter(pk=listing.pk, is_active=True).update(is_active=False, updated_at=timezone.now())
-    transaction.on_commit(partial(checkouts_close, listing_id=listing.pk))
+    enqueue_after_commit(tasks.checkouts_close, listing_id=listing.pk)
     listing.is_active = False
     return bool(changed)
 
@@ -948,7 +948,7 @@ def slot_selling_set(*, slot: Slot, on_sale: bool) -> bool:
     selling = Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).exclude(is_on_sale=on_sale)
     changed = selling.update(is_on_sale=on_sale)
     if not on_sale:
-        transaction.on_commit(partial(checkouts_close, slot_id=slot.pk))
+        enqueue_after_commit(tasks.checkouts_close, slot_id=slot.pk)
     slot.is_on_sale = on_sale if changed else Slot.objects.values_list("is_on_sale", flat=True).get(pk=slot.pk)
     return bool(changed)
 

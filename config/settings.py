@@ -268,6 +268,40 @@ FINAL_STATUS_CACHE_SECONDS = env.int("FINAL_STATUS_CACHE_SECONDS", 60)
 # A sign-in link e-mailed to a customer (to open their receipts) works once, for this long.
 CUSTOMER_SIGNIN_LINK_MINUTES = env.int("CUSTOMER_SIGNIN_LINK_MINUTES", 15)
 
+# Background work (README, "Background work"). With CELERY_BROKER_URL set (Redis in production),
+# e-mails, refund submissions, booking follow-ups and checkout closing are tasks for the `worker`
+# processes, enqueued after commit, and `beat` runs reconcile every RECONCILE_EVERY_SECONDS. Unset
+# (the demo, a laptop, the test suite), the same tasks run in the process that committed, right
+# after the commit, and `manage.py demo` runs reconcile itself.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="")
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="slotbook")
+# A task is acknowledged when it has finished, not when a worker takes it: a worker that dies
+# mid-task leaves it to be delivered again (its claims make the second run do nothing twice).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Redis gives an unacknowledged task to another worker after this long: longer than any task
+# with its retries' countdowns (TASK_RETRY_BACKOFF_MAX_SECONDS).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 900)}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# A task whose Stripe or SMTP call failed is tried again after 2, 4, 8, ... seconds (with
+# jitter, at most this long apart), this many times; reconcile finishes whatever is left.
+TASK_RETRY_MAX = env.int("TASK_RETRY_MAX", 8)
+TASK_RETRY_BACKOFF_MAX_SECONDS = env.int("TASK_RETRY_BACKOFF_MAX_SECONDS", 300)
+RECONCILE_EVERY_SECONDS = env.int("RECONCILE_EVERY_SECONDS", 60)
+CELERY_BEAT_SCHEDULE = {
+    "reconcile": {
+        "task": "slotbook.reconcile",
+        "schedule": RECONCILE_EVERY_SECONDS,
+        # A run still queued when the next one is due is dropped: the next one does its work.
+        "options": {"expires": RECONCILE_EVERY_SECONDS},
+    },
+}
+
 # Production hardening: on whenever DEBUG is off.
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
@@ -306,6 +340,7 @@ LOGGING = {
     "loggers": {
         "bookings": {"level": LOG_LEVEL},
         "shop": {"level": LOG_LEVEL},
+        "celery": {"level": LOG_LEVEL},
         "django.request": {"level": "ERROR"},
     },
 }

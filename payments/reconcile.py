@@ -13,6 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus, Refund, RefundStatus
+from bookings.selectors import bookings_owing_email
 from bookings.services import (
     RefundNotCreated,
     booking_checkout_abandon,
@@ -160,15 +161,6 @@ def _replay_failed_events(summary: ReconcileSummary) -> None:
 
 
 def _finish_follow_ups(summary: ReconcileSummary) -> None:
-    unconfirmed_mail = Q(status=BookingStatus.CONFIRMED, confirmation_email_sent_at__isnull=True)
-    unsent_cancellation = Q(status=BookingStatus.CANCELLED, cancellation_email_sent_at__isnull=True)
-    unsent_refund_notice = Q(
-        refunds__status__in=[RefundStatus.PENDING, RefundStatus.SUCCEEDED], refunds__customer_notified_at__isnull=True
-    )
-    unsent_alert = Q(refunds__status=RefundStatus.FAILED, refunds__merchant_alerted_at__isnull=True)
-    outstanding = Booking.objects.filter(
-        unconfirmed_mail | unsent_cancellation | unsent_refund_notice | unsent_alert
-    ).distinct()
-    for booking_id in outstanding.values_list("pk", flat=True):
+    for booking_id in bookings_owing_email().values_list("pk", flat=True):
         booking_follow_up(booking_id=booking_id, raise_refund_errors=False)
         summary.follow_ups += 1

@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from bookings.forms import CapacityForm, SeriesForm, SlotForm
+from merchant.forms import CapacityForm, SeriesForm, SlotForm
 from bookings.services import BookingError, slot_capacity_change, slot_create, slot_series_create
 from tests.factories import make_confirmed_booking, make_slot
 

@@ -1,5 +1,7 @@
 """`manage.py loaddemo`: two merchants with listings and slots, and bookings paid through the emulator."""
 
+import os
+
 import pytest
 from django.core import mail
 from django.conf import settings
@@ -115,3 +117,31 @@ def test_the_100_percent_off_code_the_readme_advertises_exists_once_and_books_a_
     assert booking.status == BookingStatus.CONFIRMED
     assert (booking.amount_total, booking.amount_paid) == (2 * 6500, 0)
     assert slot.seats_left == slot.capacity - 2
+
+
+def test_the_demo_runs_the_periodic_reconcile_itself_and_passes_on_what_is_not_settled(tmp_path):
+    import sys
+    import threading
+    import time
+
+    from shop.management.commands.demo import reconcile_every
+
+    runs = tmp_path / "runs"
+    command = [
+        sys.executable,
+        "-c",
+        f"import sys; open({str(runs)!r}, 'a').write('run\\n'); sys.stderr.write('not settled yet: refund 7\\n')",
+    ]
+    stop = threading.Event()
+    written: list[str] = []
+
+    thread = reconcile_every(0.05, command, env=dict(os.environ), stop=stop, write=written.append)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (runs.exists() and runs.read_text().count("run") >= 2):
+        time.sleep(0.02)
+    stop.set()
+    thread.join(timeout=30)
+
+    assert not thread.is_alive()
+    assert runs.read_text().count("run") >= 2
+    assert written[:2] == ["not settled yet: refund 7", "not settled yet: refund 7"]

@@ -1,7 +1,8 @@
 """`python manage.py demo`: the whole site on one machine, with no Stripe account needed.
 
 Starts the local Stripe emulator (unless STRIPE_SECRET_KEY is set, in which case that Stripe
-is used), migrates, loads the demo data, serves the site, and prints the address to open.
+is used), migrates, loads the demo data, serves the site, and prints the address to open. With
+no Celery broker (CELERY_BROKER_URL unset) it runs `reconcile` every minute itself, as beat would.
 E-mails the site sends are written one file each to the outbox folder it prints.
 """
 
@@ -10,7 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from django.conf import settings
@@ -64,6 +67,24 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def reconcile_every(
+    seconds: float, command: list[str], *, env: dict, stop: threading.Event, write: Callable[[str], None]
+) -> threading.Thread:
+    """The periodic work Celery beat does in production, for a demo with no broker: run `command`
+    (`manage.py reconcile`) every `seconds` until `stop` is set, passing on what it could not
+    settle (its stderr) to `write`."""
+
+    def loop() -> None:
+        while not stop.wait(seconds):
+            run = subprocess.run(command, env=env, capture_output=True, text=True)
+            for line in run.stderr.splitlines():
+                write(line)
+
+    thread = threading.Thread(target=loop, name="demo-reconcile", daemon=True)
+    thread.start()
+    return thread
 
 
 class Command(BaseCommand):
@@ -125,7 +146,10 @@ class Command(BaseCommand):
         children: list[subprocess.Popen] = []
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
 
+        stop_reconciling = threading.Event()
+
         def stop_children(*_):
+            stop_reconciling.set()
             for child in reversed(children):
                 if child.poll() is None:
                     child.terminate()
@@ -205,6 +229,16 @@ class Command(BaseCommand):
                 + mail_line
                 + "\nCtrl-C stops everything."
             )
+            if env.get("CELERY_BROKER_URL"):
+                self.stdout.write("CELERY_BROKER_URL is set: run `celery -A config worker` and `celery -A config beat` too.")
+            else:
+                reconcile_every(
+                    settings.RECONCILE_EVERY_SECONDS,
+                    [*manage, "reconcile"],
+                    env=env,
+                    stop=stop_reconciling,
+                    write=self.stderr.write,
+                )
             signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
             while all(child.poll() is None for child in children):
                 time.sleep(0.5)

@@ -1,0 +1,20 @@
+"""The periodic work of the Stripe side, run by Celery beat (CELERY_BEAT_SCHEDULE)."""
+
+import logging
+from dataclasses import asdict
+
+from celery import shared_task
+
+from common.logs import log_event
+from payments.reconcile import reconcile_run
+
+log = logging.getLogger("shop.reconcile")
+
+
+@shared_task(name="slotbook.reconcile")
+def reconcile() -> None:
+    """`reconcile_run` every minute: finishes whatever a lost webhook, a crash between commit and
+    enqueue, or a Stripe outage left undone. Idempotent, so an overlapping run repeats nothing."""
+    summary = reconcile_run()
+    counts = {name: value for name, value in asdict(summary).items() if name != "errors"}
+    log_event(log, "reconciled", **counts, not_settled=len(summary.errors))

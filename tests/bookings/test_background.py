@@ -1,0 +1,65 @@
+"""The seam between a committed decision and the task that carries it out."""
+
+import inspect
+import logging
+
+import pytest
+
+from bookings import tasks
+from bookings.models import Refund, RefundStatus
+from bookings.services import booking_refund
+from tests.celery_broker import celery_broker
+from tests.factories import make_confirmed_booking
+
+pytestmark = pytest.mark.django_db
+
+
+def test_with_no_broker_the_task_runs_in_this_process_only_after_commit(
+    django_capture_on_commit_callbacks, stripe_settings_unset
+):
+    booking = make_confirmed_booking()
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        booking_refund(booking=booking)
+    assert Refund.objects.get(booking=booking).attempts == 0  # nothing asked before the commit
+
+    for callback in callbacks:  # the commit: the follow-up runs here, and Stripe (unset) cannot be reached
+        callback()
+
+    refund = Refund.objects.get(booking=booking)
+    assert (refund.status, refund.attempts) == (RefundStatus.REQUESTED, 1)
+
+
+def test_a_broker_that_does_not_answer_after_commit_is_logged_and_leaves_the_work_to_reconcile(
+    settings, caplog, django_capture_on_commit_callbacks
+):
+    booking = make_confirmed_booking()
+    caplog.set_level(logging.ERROR, logger="bookings.background")
+
+    with celery_broker(settings, "redis://127.0.0.1:9/0"):  # nothing listens on port 9
+        with django_capture_on_commit_callbacks(execute=True):
+            booking_refund(booking=booking)
+
+    refund = Refund.objects.get(booking=booking)
+    assert (refund.status, refund.attempts) == (RefundStatus.REQUESTED, 0)  # owed, for reconcile to ask
+    assert "task_not_enqueued task=slotbook.booking_follow_up" in caplog.text
+
+
+def test_task_arguments_are_ids_never_model_instances_nor_tokens(django_capture_on_commit_callbacks, monkeypatch):
+    sent = []
+    monkeypatch.setattr(tasks.customer_signin_link_send, "run", lambda **kwargs: sent.append(kwargs))
+    from bookings.customers import customer_signin_link_send
+
+    with django_capture_on_commit_callbacks(execute=True):
+        link = customer_signin_link_send(email="Ada@Example.com")
+
+    assert sent == [{"link_id": link.pk}]
+
+
+def test_every_side_effect_of_the_domain_goes_through_the_one_seam():
+    from bookings import customers, services
+
+    for module in (services, customers):
+        source = inspect.getsource(module)
+        assert "transaction.on_commit(" not in source
+        assert "enqueue_after_commit(tasks." in source
