@@ -99,7 +99,7 @@ def test_times_in_the_servers_zone_are_a_violation(stripe_emulator, monkeypatch,
     violations = _play(stripe_emulator, _written_out(zone)).violations
     text = "\n".join(violations)
 
-    assert f"e-mail 'You're booked: Sea kayak tour' (text) does not give the time as" in text
-    assert f"e-mail 'You're booked: Sea kayak tour' (HTML) states other times of day" in text
+    assert "e-mail 'You're booked: Sea kayak tour' (text) does not give the time as" in text
+    assert "e-mail 'You're booked: Sea kayak tour' (HTML) states other times of day" in text
     assert "the booking page does not give the time as" in text and "the status panel does not give the time" in text
     assert all("time" in v for v in violations)  # only times are wrong: the reasons still hold
