@@ -44,6 +44,7 @@ from tests.simulation.scenario import CARDS, Customer, Scenario, SlotTime, gener
 
 RETRY_ANSWER = "Not processed yet; please retry."
 MAX_RACERS = 48
+FINAL_STATUS_CACHE_SECONDS = 60  # shop/settings.py's default
 PRICE = 2500
 TITLE = "Sea kayak tour"
 CHECKOUT_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded",
@@ -235,7 +236,9 @@ class World:
         self.merchant.timezone = scenario.zone
         started = time.perf_counter()
         run = ScenarioRun(self, scenario)
-        with override_settings(STRIPE_STATUS_CHECK_SECONDS=scenario.status_check_seconds):
+        # Final status panels are kept as in production (the test suite turns that off).
+        with override_settings(STRIPE_STATUS_CHECK_SECONDS=scenario.status_check_seconds,
+                               FINAL_STATUS_CACHE_SECONDS=FINAL_STATUS_CACHE_SECONDS):
             try:
                 run.play()
             except Exception:  # noqa: BLE001 - an unhandled error is a finding, reported with its trace
