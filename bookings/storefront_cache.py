@@ -55,14 +55,40 @@ def connect() -> None:
             signal.connect(_rows_changed, sender=model, dispatch_uid=f"storefront-{model.__name__}")
 
 
+# How long a booking's panel version is kept: well beyond any kept panel. A version evicted or
+# expired early only makes a new one, under which no panel is kept yet.
+_STATUS_VERSION_SECONDS = 24 * 3600
+
+
+def _status_version_key(session_id: str) -> str:
+    return "storefront:status-version:" + hashlib.sha256(session_id.encode()).hexdigest()[:40]
+
+
 def final_status_key(session_id: str) -> str:
-    return "storefront:status:" + hashlib.sha256(session_id.encode()).hexdigest()[:40]
+    """The key of a booking's kept status panel. It holds the booking's panel version, which
+    moves with every change of the booking: read it before the booking, and a panel rendered
+    from rows read before a change is kept under a key that nobody reads after it."""
+    key = _status_version_key(session_id)
+    version = cache.get(key)
+    if version is None:
+        cache.add(key, time.time_ns(), _STATUS_VERSION_SECONDS)
+        version = cache.get(key, 0)
+    return f"storefront:status:{key.rsplit(':', 1)[1]}:{version}"
+
+
+def _bump_status_version(key: str) -> None:
+    cache.set(key, time.time_ns(), _STATUS_VERSION_SECONDS)
 
 
 def booking_changed(session_id: str | None) -> None:
-    """A booking's status changed: its cached status panel (if any) is dropped, now and after commit."""
+    """A booking's status changed: its kept status panel (if any) is no longer read.
+
+    Called inside the writing transaction. The panel version moves now and again after commit
+    (as the storefront's does), so a poll that read the booking before the commit cannot keep
+    its panel for later polls: deleting the panel instead would lose to a poll that stores it
+    after the delete."""
     if not session_id:
         return
-    key = final_status_key(session_id)
-    cache.delete(key)
-    transaction.on_commit(lambda: cache.delete(key))
+    key = _status_version_key(session_id)
+    _bump_status_version(key)
+    transaction.on_commit(lambda: _bump_status_version(key))

@@ -435,8 +435,10 @@ def checkout_status(request, session_id: str):
         raise GuessingBlocked
     # The kept panel is the one for visitors who have not proved an e-mail (no portal button).
     seconds = 0 if receipts.proven_email(request) else settings.FINAL_STATUS_CACHE_SECONDS
-    if seconds > 0 and is_checkout_session_id(session_id):
-        pieces = cache.get(final_status_key(session_id))
+    # The key is taken before the booking is read: a change meanwhile moves it (storefront_cache).
+    key = final_status_key(session_id) if seconds > 0 and is_checkout_session_id(session_id) else None
+    if key:
+        pieces = cache.get(key)
         if pieces is not None:
             return _final_status_response(request, pieces)
     booking = _booking_by_session_or_404(request, session_id)
@@ -449,8 +451,8 @@ def checkout_status(request, session_id: str):
             "shop/_checkout_status.html", {**context, "csrf_token": CSRF_TOKEN_MARKER}, request=request
         )
     pieces = _pieces(html)
-    if seconds > 0 and not check.problem:
-        cache.set(final_status_key(session_id), pieces, seconds)
+    if key and not check.problem:
+        cache.set(key, pieces, seconds)
     return _final_status_response(request, pieces)
 
 

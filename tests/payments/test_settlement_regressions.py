@@ -75,3 +75,32 @@ def test_reconcile_learns_of_a_refund_that_failed_later_when_its_webhook_never_c
     assert refund.status == RefundStatus.FAILED
     alerts = [m for m in mail.outbox if "refund failed" in m.subject]
     assert len(alerts) == 1
+
+
+def test_a_status_panel_rendered_while_its_booking_changed_is_not_kept(client, stripe_emulator, settings, monkeypatch):
+    """Simulation seed 100343: a poll read a sold-out booking as refund due and, while it was
+    rendering, the refund was made (dropping the kept panel); the poll then kept its stale panel,
+    so for FINAL_STATUS_CACHE_SECONDS it said the payment "is being refunded" after it had been."""
+    from shop import views
+
+    settings.FINAL_STATUS_CACHE_SECONDS = 60
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    stripe_emulator.fail_refunds(1, mode="error")
+    loser = sold_out_booking(client, stripe_emulator)
+    assert loser.status == BookingStatus.REFUND_DUE
+    real_render = views.render_to_string
+
+    def render_while_the_refund_is_made(*args, **kwargs):
+        html = real_render(*args, **kwargs)
+        monkeypatch.setattr(views, "render_to_string", real_render)
+        reconcile_run()  # another process makes the refund meanwhile
+        return html
+
+    monkeypatch.setattr(views, "render_to_string", render_while_the_refund_is_made)
+    during = poll(client, loser).content.decode()
+    loser.refresh_from_db()
+    after = poll(client, loser).content.decode()
+
+    assert loser.status == BookingStatus.REFUNDED
+    assert "Your payment of €25.00 is being refunded in full" in during
+    assert "Your payment of €25.00 has been refunded in full" in after

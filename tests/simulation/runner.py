@@ -9,6 +9,7 @@ concurrently, out of order or never.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import logging
@@ -19,6 +20,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
 
 from django.core import mail
 from django.core.cache import cache
@@ -38,14 +40,41 @@ from payments import stripe_api
 from payments.webhooks import HANDLED_EVENTS
 from stripe_emulator.control import ControlError, EmulatorControl, PaymentDeclined
 from tests.payments.webhook_signing import stripe_signature
-from tests.simulation.scenario import CARDS, Customer, Scenario, generate
+from tests.simulation import told
+from tests.simulation.scenario import CARDS, Customer, Scenario, SlotTime, generate
 
 RETRY_ANSWER = "Not processed yet; please retry."
 MAX_RACERS = 48
+FINAL_STATUS_CACHE_SECONDS = 60  # shop/settings.py's default
 PRICE = 2500
 TITLE = "Sea kayak tour"
 CHECKOUT_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded",
                    "checkout.session.expired", "checkout.session.async_payment_failed"}
+
+
+def next_clock_change(zone: ZoneInfo, after: dt.date) -> dt.date | None:
+    """The first day from `after` on which the zone's clocks change (its UTC offset at the
+    next midnight differs from this midnight's), if they change in the coming year."""
+    day = after
+    for _ in range(400):
+        midnight = dt.datetime(day.year, day.month, day.day, tzinfo=zone)
+        following = day + dt.timedelta(days=1)
+        if midnight.utcoffset() != dt.datetime(following.year, following.month, following.day, tzinfo=zone).utcoffset():
+            return day
+        day = following
+    return None
+
+
+def slot_start(zone_name: str, when: SlotTime, n: int, now: dt.datetime) -> dt.datetime:
+    """The instant a planned time starts: its wall-clock time in the merchant's zone on its
+    day (a few days ahead, or the zone's next clock-change day at least two days ahead). A time
+    in a spring-forward gap is the instant zoneinfo gives it (fold 0); a repeated one, the first."""
+    zone = ZoneInfo(zone_name)
+    today = now.astimezone(zone).date()
+    day = next_clock_change(zone, today + dt.timedelta(days=2)) if when.day == "clock_change" else None
+    day = day or today + dt.timedelta(days=3 + n)
+    local = dt.datetime(day.year, day.month, day.day, when.hour, when.minute, tzinfo=zone)
+    return local.astimezone(dt.UTC)
 
 
 @dataclass
@@ -58,6 +87,8 @@ class Totals:
     reconciles: int = 0
     refunds: int = 0
     customers: int = 0
+    emails_checked: int = 0
+    pages_checked: int = 0
     seconds: float = 0.0
 
     def add(self, other: Totals) -> None:
@@ -196,11 +227,19 @@ class World:
         self.errors.records.clear()
 
     def run(self, seed: int) -> Outcome:
-        scenario = generate(seed)
+        return self.play(generate(seed))
+
+    def play(self, scenario: Scenario) -> Outcome:
+        """Run one scenario (planned from a seed, or written out by a test) and check it."""
         self.reset()
+        # One merchant for every scenario, in the zone this scenario puts it.
+        Merchant.objects.filter(pk=self.merchant.pk).update(timezone=scenario.zone)
+        self.merchant.timezone = scenario.zone
         started = time.perf_counter()
         run = ScenarioRun(self, scenario)
-        with override_settings(STRIPE_STATUS_CHECK_SECONDS=scenario.status_check_seconds):
+        # Final status panels are kept as in production (the test suite turns that off).
+        with override_settings(STRIPE_STATUS_CHECK_SECONDS=scenario.status_check_seconds,
+                               FINAL_STATUS_CACHE_SECONDS=FINAL_STATUS_CACHE_SECONDS):
             try:
                 run.play()
             except Exception:  # noqa: BLE001 - an unhandled error is a finding, reported with its trace
@@ -261,8 +300,14 @@ class ScenarioRun:
         )
         from django.utils import timezone
 
+        now, taken = timezone.now(), set()
         for n, capacity in enumerate(self.scenario.capacities):
-            starts = timezone.now() + timezone.timedelta(days=3, hours=n)
+            starts = slot_start(self.scenario.zone, self.scenario.slot_times[n], n, now)
+            while starts in taken:  # two times planned at the same moment: the second an hour on
+                starts += dt.timedelta(hours=1)
+            taken.add(starts)
+            self.note(f"slot {n} starts {told.wall_clock(starts, self.scenario.zone)[0]} {self.scenario.zone} "
+                      f"({starts:%Y-%m-%d %H:%M} UTC)")
             self.slots.append(Slot.objects.create(listing=listing, starts_at=starts, capacity=capacity,
                                                   seats_left=capacity))
         if any(c.method == "free" for c in self.scenario.customers):
@@ -466,18 +511,19 @@ class ScenarioRun:
         self.control.fail_refunds(count, mode=mode, seconds=0.01 if mode == "timeout" else None)
         self.note(f"Stripe's refunds fail ({mode}) for the next {count} attempt(s)")
 
-    def op_merchant_refund(self, index: int) -> None:
+    def op_merchant_refund(self, index: int, part: int | None = None) -> None:
         c = self.customers[index]
         booking = self.booking(c)
         if booking is None:
             return
-        amount = str(from_minor_units(max(booking.amount_paid - booking.amount_refunded, 1), "eur"))
+        outstanding = max(booking.amount_paid - booking.amount_refunded, 1)
+        amount = str(from_minor_units(min(part, outstanding) if part else outstanding, "eur"))
         response = self.world.merchant_client.post(
             reverse("merchant:booking_refund", args=[booking.pk]), {"amount": amount}
         )
         self.answered(f"merchant refund of {c.name}", response)
         booking.refresh_from_db()
-        self.note(f"merchant refunds {c.name} ({response.status_code}): booking now {booking.status}")
+        self.note(f"merchant refunds {amount} to {c.name} ({response.status_code}): booking now {booking.status}")
 
     def op_cancel_slot(self, slot_index: int) -> None:
         slot = self.slots[slot_index]
@@ -576,6 +622,7 @@ class ScenarioRun:
         alerts = sum(1 for m in outbox if m.subject == f"Action needed: a refund failed for booking #{booking.pk}")
         if alerts != len(failed_rows):
             self.violation(f"{who}: {alerts} merchant alerts for {len(failed_rows)} failed refund(s)")
+        self.check_told(c, booking, refunds_here, outbox)
         if not booking.checkout_session_id:
             return
         session = sessions[booking.checkout_session_id]
@@ -598,7 +645,9 @@ class ScenarioRun:
             if booking.amount_paid != session.amount_total:
                 self.violation(f"{who}: paid {session.amount_total} at Stripe, the site says {booking.amount_paid}")
             if booking.status == BookingStatus.CONFIRMED:
-                if refunded:
+                # Only the merchant's refund of a part leaves a booking standing.
+                if refunded and (refunded >= session.amount_total
+                                 or any(m.get("reason") != "merchant" for m in metadata)):
                     self.violation(f"{who}: confirmed AND refunded {refunded}")
             elif booking.status == BookingStatus.REFUNDED:
                 if refunded != session.amount_total:
@@ -616,6 +665,78 @@ class ScenarioRun:
                 self.violation(f"{who}: an unpaid session ({session.status}) ended {booking.status}")
             if session.status == "open":
                 self.violation(f"{who}: its session is still open after settling")
+
+
+    def check_told(self, c: Customer, booking: Booking, refunds: list[Refund], outbox) -> None:
+        """What the customer was told, in every e-mail and on the success page's status panel and
+        the booking page, against what is recorded: the reason money came back (and how much),
+        and the slot's wall-clock time in the merchant's zone (see told.py)."""
+        who = f"{c.name} (booking {booking.pk}, {booking.status})"
+        merchant = self.world.merchant
+        zone = self.scenario.zone
+        starts_at = next(slot.starts_at for slot in self.slots if slot.pk == booking.slot_id)
+        when, time_of_day = told.wall_clock(starts_at, zone)
+        facts = dict(when=when, time=time_of_day, zone=zone, merchant=merchant.display_name)
+        notified = [r for r in refunds if r.customer_notified_at]
+        for message in (m for m in outbox if m.to == [c.email]):
+            self.count("emails_checked")
+            kind, reason = EMAIL_SUBJECTS.get(message.subject, (None, None))
+            if kind == "confirmed":
+                expected, allowed = None, set()
+            elif kind == "refund":
+                mine = [r for r in notified if r.reason == reason]
+                if not mine:
+                    self.violation(f"{who} got '{message.subject}' with no {reason} refund notified")
+                    continue
+                sentences = [told.refund_email_sentence(reason=reason, amount=r.amount, paid=booking.amount_paid,
+                                                        currency=booking.currency, merchant=merchant.display_name)
+                             for r in mine]
+                expected = next((s for s in sentences if s in message.body), sentences[0])
+                allowed = {reason}
+            elif kind == "cancelled":
+                if booking.ended_reason != reason or booking.amount_paid:
+                    self.violation(f"{who} got '{message.subject}'; recorded: {booking.ended_reason or 'no'} reason, "
+                                   f"{booking.amount_paid} paid")
+                expected, allowed = told.cancelled_email_sentence(reason=reason, merchant=merchant.display_name), {reason}
+            else:
+                self.violation(f"{who} got an e-mail nobody expects: '{message.subject}'")
+                continue
+            for problem in told.check_email(message, expected_sentence=expected, allowed_reasons=allowed, **facts):
+                self.violation(f"{who}: {problem}")
+        # The pages, once everything has settled.
+        expected = told.page_sentence(booking, refunds, merchant=merchant.display_name,
+                                      support_email=merchant.support_email)
+        if booking.status == BookingStatus.CONFIRMED:
+            stated = {"merchant"} if any(r.status != RefundStatus.FAILED for r in refunds) else set()
+        else:
+            stated = {booking.ended_reason} - {""}
+        listed = {r.reason for r in refunds if r.stripe_refund_id}  # the booking page lists each refund
+        pages = [("booking page", reverse("shop:booking", args=[booking.public_token]), {}, stated | listed, when)]
+        if booking.checkout_session_id:
+            pages.append(("status panel", reverse("shop:checkout_status", args=[booking.checkout_session_id]),
+                          {"HX-Request": "true"}, stated, when if booking.status == BookingStatus.CONFIRMED else None))
+        for name, url, headers, allowed, shown_when in pages:
+            response = self.client(c).get(url, headers=headers)
+            self.count("pages_checked")
+            if response.status_code not in (200, 286):
+                self.violation(f"{who}: the {name} answered {response.status_code}")
+                continue
+            problems = told.check_page(f"the {name}", response.content.decode(), expected_sentence=expected,
+                                       allowed_reasons=allowed, **{**facts, "when": shown_when})
+            for problem in problems:
+                self.violation(f"{who}: {problem}")
+
+
+# Every e-mail a customer can get: (kind, the reason it tells).
+EMAIL_SUBJECTS = {
+    f"You're booked: {TITLE}": ("confirmed", None),
+    f"Sorry, {TITLE} sold out: your payment is refunded": ("refund", "sold_out"),
+    f"{TITLE} is cancelled: your payment is refunded": ("refund", "slot_cancelled"),
+    f"A refund for your booking: {TITLE}": ("refund", "merchant"),
+    f"Sorry, {TITLE} sold out": ("cancelled", "sold_out"),
+    f"{TITLE} is cancelled": ("cancelled", "slot_cancelled"),
+    f"Your booking was cancelled: {TITLE}": ("cancelled", "merchant"),
+}
 
 
 def run_seeds(world: World, seeds, *, on_failure=print, progress=None) -> tuple[Totals, list[Outcome]]:

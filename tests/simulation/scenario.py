@@ -29,11 +29,33 @@ CARDS = {
 }
 # What happens to the webhooks about a customer's checkout and refunds.
 WEBHOOK_FATES = {"on_time": 30, "late": 20, "twice": 15, "concurrent": 15, "reversed": 8, "never": 12}
+# The merchant's zone: the server's own (TIME_ZONE), one with daylight saving on another date
+# than London's, one behind UTC, and two with offsets that are not whole hours.
+ZONES = {"Europe/London": 2, "Europe/Paris": 2, "America/New_York": 2, "Asia/Kolkata": 1, "Asia/Kathmandu": 1}
+ZONES_WITH_CLOCK_CHANGES = {"Europe/London", "Europe/Paris", "America/New_York"}
+# Which day a time is on: an ordinary one, the zone's next clock-change day (in the small hours,
+# around the change itself, or later that day), or near midnight so that the date in UTC differs.
+SLOT_DAYS = {"ordinary": 5, "clock_change": 3, "other_utc_day": 2}
 
 
 def _pick(rng: random.Random, weights: dict[str, int]) -> str:
     names = [name for name, weight in weights.items() if weight]
     return rng.choices(names, weights=[weights[name] for name in names])[0]
+
+
+@dataclass(frozen=True)
+class SlotTime:
+    """When a time starts, as the merchant set it: a kind of day and a wall-clock time there.
+    The runner turns it into an instant from today's date (see runner.slot_start)."""
+
+    day: str  # a SLOT_DAYS key
+    hour: int
+    minute: int
+
+    def describe(self) -> str:
+        day = {"ordinary": "in a few days", "clock_change": "on the next clock-change day",
+               "other_utc_day": "in a few days, on another date in UTC"}[self.day]
+        return f"{self.hour:02d}:{self.minute:02d} {day}"
 
 
 @dataclass
@@ -72,10 +94,14 @@ class Scenario:
     customers: list[Customer]
     status_check_seconds: int
     steps: list[Step] = field(default_factory=list)
+    zone: str = "Europe/London"
+    slot_times: list[SlotTime] = field(default_factory=list)
 
     def describe(self) -> list[str]:
         lines = [
             f"seed {self.seed}: slots {self.capacities} (seats), poll throttle {self.status_check_seconds}s",
+            f"  merchant in {self.zone}; slots at "
+            + ", ".join(f"{n}: {t.describe()}" for n, t in enumerate(self.slot_times)),
         ]
         for c in self.customers:
             extra = ", pays again after the decline" if c.method == "decline" and c.pays_again_after_decline else ""
@@ -110,8 +136,29 @@ def generate(seed: int) -> Scenario:
     scenario = Scenario(
         seed=seed, capacities=capacities, customers=customers, status_check_seconds=rng.choice([0, 0, 3])
     )
-    scenario.steps = _plan(rng, scenario)
+    # Where and when, and how much a merchant refunds, from a second generator of the same seed:
+    # the plans of the money races stay those they were before zones were added.
+    told = random.Random(f"zone-{seed}")
+    scenario.zone = _pick(told, ZONES)
+    scenario.slot_times = [_slot_time(told, scenario.zone) for _ in capacities]
+    scenario.steps = _plan(rng, scenario, told)
     return scenario
+
+
+def _slot_time(rng: random.Random, zone: str) -> SlotTime:
+    day = _pick(rng, SLOT_DAYS)
+    if day == "clock_change" and zone not in ZONES_WITH_CLOCK_CHANGES:
+        day = "other_utc_day"
+    if day == "clock_change":
+        # The changes happen between 01:00 and 03:00 local time: before, in the gap or the
+        # repeated hour, just after, or later in the day.
+        hour = rng.choice([0, 1, 1, 2, 2, 3, 9, 18])
+    elif day == "other_utc_day":
+        # East of UTC the small hours are yesterday in UTC; west of it, late evening is tomorrow.
+        hour = rng.choice([20, 21, 22, 23]) if zone.startswith("America/") else rng.choice([0, 1, 2, 3])
+    else:
+        hour = rng.randint(7, 20)
+    return SlotTime(day=day, hour=hour, minute=rng.choice([0, 0, 15, 30, 45]))
 
 
 def _timeline(rng: random.Random, c: Customer) -> list[Step]:
@@ -149,7 +196,7 @@ def _webhook_step(rng: random.Random, c: Customer, fate: str | None = None, kind
     return (("deliver", c.index, copies, fate == "reversed", kind),)
 
 
-def _plan(rng: random.Random, scenario: Scenario) -> list[Step]:
+def _plan(rng: random.Random, scenario: Scenario, told: random.Random) -> list[Step]:
     timelines = [_timeline(rng, c) for c in scenario.customers]
     steps: list[Step] = []
     # Interleave the customers' timelines at random, each in its own order.
@@ -171,7 +218,8 @@ def _plan(rng: random.Random, scenario: Scenario) -> list[Step]:
         extras.append((("fail_refunds", rng.randint(1, 3), rng.choice(["error", "error", "timeout"])),))
     for c in scenario.customers:
         if c.pays and rng.random() < 0.12:
-            extras.append((("merchant_refund", c.index),))
+            # In full, or part of it (in minor units): the booking then still stands.
+            extras.append((("merchant_refund", c.index, told.choice([None, None, 500, 1250])),))
         if c.checkout_webhooks == "late":
             extras.append(_webhook_step(rng, c, "on_time"))
         if c.refund_webhooks not in ("never", "late") and rng.random() < 0.6:
