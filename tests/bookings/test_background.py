@@ -57,9 +57,11 @@ def test_task_arguments_are_ids_never_model_instances_nor_tokens(django_capture_
 
 
 def test_every_side_effect_of_the_domain_goes_through_the_one_seam():
-    from bookings import customers, services
+    from bookings import customers
+    from bookings.services import catalog, lifecycle, refunds, transitions
 
-    for module in (services, customers):
-        source = inspect.getsource(module)
-        assert "transaction.on_commit(" not in source
-        assert "enqueue_after_commit(tasks." in source
+    sources = {module: inspect.getsource(module) for module in (customers, catalog, lifecycle, refunds, transitions)}
+    for module, source in sources.items():
+        assert "transaction.on_commit(" not in source, module.__name__
+    for module in (customers, catalog, refunds):
+        assert "enqueue_after_commit(tasks." in sources[module], module.__name__

@@ -1,0 +1,262 @@
+"""The booking lifecycle: starting a booking, attaching its checkout, the one confirm transaction
+both the webhook and the polled success page call, expiry, and closing the checkouts of times
+that can no longer be sold."""
+
+import logging
+from dataclasses import dataclass
+from enum import StrEnum
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from bookings import selectors, tasks
+from bookings.background import enqueue_after_commit
+from bookings.gateway import CheckoutFacts, PaymentGatewayError, payment_gateway
+from bookings.models import (
+    Booking,
+    Refund,
+    RefundReason,
+    RefundStatus,
+    Slot,
+)
+from bookings.services.refunds import booking_follow_up
+from bookings.services.transitions import (
+    BookingError,
+    PaymentFactsMismatch,
+    RefundNotCreated,
+    S,
+    _locked,
+    booking_transition,
+)
+from common.logs import log_event
+
+log = logging.getLogger("bookings.transitions")
+
+# Starting a booking
+
+
+def booking_start(*, slot: Slot, quantity: int, customer_email: str, customer_name: str) -> Booking:
+    """Create a pending booking for a checkout. Takes no seat: seats are taken when payment is confirmed."""
+    max_quantity = settings.BOOKING_MAX_QUANTITY
+    if not 1 <= quantity <= max_quantity:
+        raise BookingError(f"Choose between 1 and {max_quantity} seats.")
+    slot = Slot.objects.select_related("listing").get(pk=slot.pk)
+    if slot.is_cancelled or not slot.is_on_sale or not slot.listing.is_active:
+        raise BookingError("This time is no longer on sale. Please pick another one.")
+    if slot.starts_at <= timezone.now():
+        raise BookingError("This time has already started. Please pick a later one.")
+    if slot.seats_left == 0:
+        raise BookingError("This time is sold out. Please pick another one.")
+    if quantity > slot.seats_left:
+        seats = "seat is" if slot.seats_left == 1 else "seats are"
+        raise BookingError(f"Only {slot.seats_left} {seats} left at this time. Please choose fewer.")
+    booking = Booking.objects.create(
+        slot=slot,
+        quantity=quantity,
+        customer_email=customer_email,
+        customer_name=customer_name,
+        amount_total=slot.listing.price_amount * quantity,
+        currency=slot.listing.currency,
+    )
+    log_event(log, "booking_started", booking=booking.pk, slot=slot.pk, quantity=quantity)
+    return booking
+
+
+def booking_reference(booking: Booking) -> str:
+    """The reference a checkout session carries back to us (its `client_reference_id`)."""
+    return f"booking-{booking.pk}"
+
+
+def booking_checkout_attach(*, booking: Booking, session_id: str, expires_at, customer_id: str) -> None:
+    """Record the checkout session opened for a pending booking."""
+    Booking.objects.filter(pk=booking.pk, checkout_session_id__isnull=True).update(
+        checkout_session_id=session_id,
+        checkout_expires_at=expires_at,
+        stripe_customer_id=customer_id,
+        updated_at=timezone.now(),
+    )
+    booking.checkout_session_id = session_id
+    booking.checkout_expires_at = expires_at
+    booking.stripe_customer_id = customer_id
+
+
+def booking_checkout_abandon(*, booking: Booking) -> bool:
+    """A checkout that could not be opened: the pending booking expires at once."""
+    with transaction.atomic():
+        locked = _locked(booking.pk)
+        if locked.status != S.PENDING or locked.checkout_session_id:
+            return False
+        return booking_transition(locked, S.EXPIRED)
+
+
+# Confirming: the one transaction both the webhook and the polled success page call
+
+
+class ConfirmOutcome(StrEnum):
+    CONFIRMED = "confirmed"
+    SOLD_OUT_REFUND_DUE = "sold_out_refund_due"
+    SOLD_OUT_NOTHING_CHARGED = "sold_out_nothing_charged"
+    SLOT_CANCELLED_REFUND_DUE = "slot_cancelled_refund_due"
+    SLOT_CANCELLED_NOTHING_CHARGED = "slot_cancelled_nothing_charged"
+    ALREADY_DONE = "already_done"
+    NOT_PAID_YET = "not_paid_yet"
+    EXPIRED = "expired"
+    UNKNOWN_SESSION = "unknown_session"
+
+
+@dataclass(frozen=True)
+class ConfirmResult:
+    outcome: ConfirmOutcome
+    booking: Booking | None
+
+
+def _booking_for_session(facts: CheckoutFacts, *, lock: bool = False) -> Booking | None:
+    # Locking fetches what the confirmation e-mail needs too, so that it is sent without another read.
+    bookings = (
+        Booking.objects.select_for_update(of=("self",)).select_related("slot__listing__merchant")
+        if lock
+        else Booking.objects.all()
+    )
+    try:
+        return bookings.get(checkout_session_id=facts.session_id)
+    except Booking.DoesNotExist:
+        pass
+    # The session was opened but we crashed before storing its id: its reference still finds the booking.
+    reference = facts.client_reference_id or ""
+    if reference.startswith("booking-") and reference[8:].isdigit():
+        return bookings.filter(pk=int(reference[8:]), checkout_session_id__isnull=True).first()
+    return None
+
+
+def _check_payment_facts(booking: Booking, facts: CheckoutFacts) -> None:
+    if facts.client_reference_id != booking_reference(booking):
+        raise PaymentFactsMismatch(
+            f"Session {facts.session_id} names {facts.client_reference_id!r}, not booking {booking.pk}."
+        )
+    if facts.metadata_booking_id is not None and facts.metadata_booking_id != str(booking.pk):
+        raise PaymentFactsMismatch(f"Session {facts.session_id} metadata names booking {facts.metadata_booking_id}.")
+    if (facts.currency or "").lower() != booking.currency:
+        raise PaymentFactsMismatch(f"Session {facts.session_id} is in {facts.currency}, booking in {booking.currency}.")
+    if facts.amount_subtotal != booking.amount_total:
+        raise PaymentFactsMismatch(
+            f"Session {facts.session_id} is for {facts.amount_subtotal}, booking costs {booking.amount_total}."
+        )
+    if facts.amount_total is None or not 0 <= facts.amount_total <= booking.amount_total:
+        raise PaymentFactsMismatch(f"Session {facts.session_id} total {facts.amount_total} is not a valid payment.")
+    if facts.is_settled and facts.amount_total > 0 and not facts.payment_intent_id:
+        raise PaymentFactsMismatch(f"Session {facts.session_id} is paid but names no PaymentIntent.")
+
+
+def booking_confirm(*, facts: CheckoutFacts) -> ConfirmResult:
+    """Settle a booking from its checkout session: confirm it and take its seats, exactly once.
+
+    In one transaction: only a pending booking moves; seats are taken only if enough are left
+    (a conditional decrement, with the database's check constraint as the last guard); a paid
+    booking that finds its slot sold out, or cancelled by the merchant, becomes `refund_due` (or
+    `cancelled` when nothing was paid) with that reason recorded. A slot whose sales stopped, or
+    whose listing was archived, still happens: a payment that raced the stop is honoured while
+    seats are left. Whoever comes second gets ALREADY_DONE and changes nothing. E-mails and refunds run
+    after commit. Raises PaymentFactsMismatch when the session does not describe the booking.
+    """
+    if facts.status == "expired" or not facts.is_settled:
+        booking = _booking_for_session(facts)
+        if booking is None:
+            return ConfirmResult(ConfirmOutcome.UNKNOWN_SESSION, None)
+        _check_payment_facts(booking, facts)
+        if facts.status == "expired":
+            return booking_expire(booking=booking)
+        return ConfirmResult(ConfirmOutcome.NOT_PAID_YET, booking)
+
+    result = _booking_confirm_paid(facts)
+    if result.outcome == ConfirmOutcome.ALREADY_DONE and _refund_still_to_ask(result.booking):
+        # The payment's news again (Stripe retrying the webhook that answered 500, a late poll):
+        # the moment to ask once more for a refund the first attempt could not make, not a no-op.
+        booking_follow_up(booking_id=result.booking.pk)
+    return result
+
+
+def _refund_still_to_ask(booking: Booking) -> bool:
+    return Refund.objects.filter(booking=booking, status=RefundStatus.REQUESTED).exists()
+
+
+def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
+    with transaction.atomic():
+        booking = _booking_for_session(facts, lock=True)
+        if booking is None:
+            return ConfirmResult(ConfirmOutcome.UNKNOWN_SESSION, None)
+        _check_payment_facts(booking, facts)
+        if booking.status not in (S.PENDING, S.EXPIRED):
+            return ConfirmResult(ConfirmOutcome.ALREADY_DONE, booking)
+        payment = {
+            "checkout_session_id": facts.session_id,
+            "payment_intent_id": facts.payment_intent_id or "",
+            "stripe_customer_id": facts.customer_id or booking.stripe_customer_id,
+            "amount_paid": facts.amount_total,
+        }
+        seats_taken = Slot.objects.filter(
+            pk=booking.slot_id, cancelled_at__isnull=True, seats_left__gte=booking.quantity
+        ).update(seats_left=F("seats_left") - booking.quantity)
+        if seats_taken:
+            booking_transition(booking, S.CONFIRMED, confirmed_at=timezone.now(), **payment)
+            # A booking just confirmed has no refunds: its only follow-up is the confirmation e-mail.
+            enqueue_after_commit(tasks.booking_confirmation_send, booking_id=booking.pk)
+            return ConfirmResult(ConfirmOutcome.CONFIRMED, booking)
+        slot_cancelled = Slot.objects.filter(pk=booking.slot_id, cancelled_at__isnull=False).exists()
+        reason = RefundReason.SLOT_CANCELLED if slot_cancelled else RefundReason.SOLD_OUT
+        if facts.amount_total > 0:
+            booking_transition(booking, S.REFUND_DUE, ended_reason=reason, **payment)
+            Refund.objects.create(booking=booking, amount=facts.amount_total, reason=reason)
+            outcome = (
+                ConfirmOutcome.SLOT_CANCELLED_REFUND_DUE if slot_cancelled else ConfirmOutcome.SOLD_OUT_REFUND_DUE
+            )
+        else:
+            booking_transition(booking, S.CANCELLED, ended_reason=reason, **payment)
+            outcome = (
+                ConfirmOutcome.SLOT_CANCELLED_NOTHING_CHARGED
+                if slot_cancelled
+                else ConfirmOutcome.SOLD_OUT_NOTHING_CHARGED
+            )
+        enqueue_after_commit(tasks.booking_follow_up, booking_id=booking.pk)
+    return ConfirmResult(outcome, booking)
+
+
+def booking_expire(*, booking: Booking) -> ConfirmResult:
+    """The checkout session expired or its payment failed: a pending booking expires. No seat was taken."""
+    with transaction.atomic():
+        booking = _locked(booking.pk)
+        if booking.status != S.PENDING:
+            return ConfirmResult(ConfirmOutcome.ALREADY_DONE, booking)
+        booking_transition(booking, S.EXPIRED)
+    return ConfirmResult(ConfirmOutcome.EXPIRED, booking)
+
+
+def checkouts_close(*, slot_id: int | None = None, listing_id: int | None = None) -> int:
+    """Make unpayable the open checkout of every pending booking of a time that can no longer be
+    sold (of one slot, one listing, or all), and settle each booking from what the provider then
+    says: the session expired, so the booking expires; or the payment got there first, so it is
+    confirmed while seats are left, or refunded with the time's cancellation as its reason.
+
+    Asks the provider, so it runs after commit and never under a lock. A checkout the provider
+    could not be asked about stays pending for `reconcile`, which calls this again. Returns the
+    number of bookings settled.
+    """
+    settled = 0
+    gateway = payment_gateway()
+    for booking in selectors.pending_checkouts_unsellable(slot_id=slot_id, listing_id=listing_id):
+        try:
+            facts = gateway.checkout_expire(session_id=booking.checkout_session_id)
+            booking_confirm(facts=facts)
+        except PaymentGatewayError as error:
+            log_event(log, "checkout_close_failed", level=logging.WARNING, booking=booking.pk, error=str(error)[:200])
+            continue
+        except PaymentFactsMismatch as error:
+            log_event(log, "payment_facts_mismatch", level=logging.ERROR, booking=booking.pk, error=str(error))
+            continue
+        except RefundNotCreated:
+            pass  # the booking is settled; its refund is asked for again by reconcile
+        settled += 1
+    if settled:
+        log_event(log, "checkouts_closed", slot=slot_id, listing=listing_id, bookings=settled)
+    return settled
