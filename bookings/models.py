@@ -139,7 +139,7 @@ class Slot(models.Model):
 
 class RefundReason(models.TextChoices):
     SOLD_OUT = "sold_out", "Sold out while paying"
-    SLOT_CANCELLED = "slot_cancelled", "Slot cancelled"
+    SLOT_CANCELLED = "slot_cancelled", "Time cancelled by the merchant"
     MERCHANT = "merchant", "Refunded by the merchant"
 
 
@@ -235,6 +235,9 @@ class Refund(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     # One process at a time asks the provider for this refund; a crashed one's lease runs out.
     submit_lease_until = models.DateTimeField(null=True, blank=True)
+    # Opened when the merchant asked again after an earlier refund of the same reason failed: it
+    # keeps that reason (what the customer is told) but is a refund of its own at the provider.
+    asked_again = models.BooleanField(default=False)
     customer_notified_at = models.DateTimeField(null=True, blank=True)
     merchant_alerted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=django_timezone.now)
@@ -244,10 +247,11 @@ class Refund(models.Model):
         ordering = ["created_at", "pk"]
         constraints = [
             models.CheckConstraint(condition=Q(amount__gte=1), name="refund_amount_positive"),
-            # A booking is refunded for selling out, or for a cancelled slot, at most once.
+            # A booking is refunded for selling out, or for a cancelled slot, at most once (a refund
+            # the merchant asks for again after that one failed is the only other).
             models.UniqueConstraint(
                 fields=["booking", "reason"],
-                condition=Q(reason__in=["sold_out", "slot_cancelled"]),
+                condition=Q(reason__in=["sold_out", "slot_cancelled"], asked_again=False),
                 name="refund_once_per_booking_and_automatic_reason",
             ),
         ]
@@ -260,7 +264,7 @@ class Refund(models.Model):
         """The first attempt's key is derived from the booking alone. Stripe replays a saved 500
         for a reused key, so a later attempt, made only after looking for a refund the earlier
         one may have created, needs a key of its own."""
-        if self.reason in (RefundReason.SOLD_OUT, RefundReason.SLOT_CANCELLED):
+        if self.reason in (RefundReason.SOLD_OUT, RefundReason.SLOT_CANCELLED) and not self.asked_again:
             base = f"booking-{self.booking_id}-{self.reason}-refund"
         else:
             base = f"booking-{self.booking_id}-refund-{self.pk}"

@@ -36,7 +36,7 @@ log = logging.getLogger("bookings.transitions")
 # Refunds
 
 
-def _refund_open(booking: Booking, *, amount: int, reason: str) -> Refund:
+def _refund_open(booking: Booking, *, amount: int, reason: str, asked_again: bool = False) -> Refund:
     outstanding = selectors.booking_refund_outstanding(booking)
     if outstanding < 1:
         raise BookingError("Everything paid for this booking is already refunded or being refunded.")
@@ -44,7 +44,7 @@ def _refund_open(booking: Booking, *, amount: int, reason: str) -> Refund:
         most = format_money(outstanding, booking.currency)
         least = format_money(1, booking.currency)
         raise BookingError(f"Enter a refund between {least} and {most} (what is left to refund).")
-    refund = Refund.objects.create(booking=booking, amount=amount, reason=reason)
+    refund = Refund.objects.create(booking=booking, amount=amount, reason=reason, asked_again=asked_again)
     booking_changed(booking.checkout_session_id)  # its status panel tells of refunds
     return refund
 
@@ -205,12 +205,17 @@ def refund_record_failure(*, refund_id: int, failure_reason: str) -> Refund:
 
 
 def booking_refund_retry(*, booking: Booking) -> Refund:
-    """A merchant asks again for the refund of a booking whose refund failed."""
+    """A merchant asks again for the refund of a booking whose refund failed. The new refund keeps
+    the failed one's reason, so the customer is told again why the money comes back."""
     with transaction.atomic():
         booking = _locked(booking.pk)
         if booking.status != S.REFUND_FAILED:
             raise BookingError("Only a booking whose refund failed can be refunded again.")
-        refund = _refund_open(booking, amount=selectors.booking_refund_outstanding(booking), reason=RefundReason.MERCHANT)
+        failed = booking.refunds.filter(status=RefundStatus.FAILED).order_by("-pk").first()
+        reason = failed.reason if failed else (booking.ended_reason or RefundReason.MERCHANT)
+        refund = _refund_open(
+            booking, amount=selectors.booking_refund_outstanding(booking), reason=reason, asked_again=True
+        )
         booking_transition(booking, S.REFUND_DUE)
         enqueue_after_commit(tasks.booking_follow_up, booking_id=booking.pk, raise_refund_errors=False)
     return refund

@@ -184,3 +184,41 @@ def test_cancelling_a_slot_refunds_every_customer_once_at_stripe_even_when_run_t
         assert Refund.objects.filter(booking=booking).count() == 1
     assert sorted(m.to[0] for m in mail.outbox) == sorted(b.customer_email for b in paid)
     assert all("is cancelled" in m.subject for m in mail.outbox)
+
+
+def test_a_sold_out_refund_asked_again_by_the_merchant_keeps_its_reason(
+    merchant_client, client, listing, pay, stripe_emulator, django_capture_on_commit_callbacks
+):
+    slot = make_slot(listing=listing, capacity=1)
+    late = checkout_start(
+        slot=slot, quantity=1, customer_email="late@example.com", customer_name="Late",
+        success_url="http://testserver/checkout/success/?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url="http://testserver/",
+    ).booking
+    pay(slot)  # someone else takes the only seat first
+    stripe_emulator.pay_session(late.checkout_session_id, card=CARD_REFUND_FAILS_LATER)
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_confirm(facts=stripe_api.checkout_facts(late.checkout_session_id))
+    stripe_emulator.advance_clock(60)
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver_events(merchant_client, stripe_emulator, types={"refund.created", "refund.updated", "refund.failed"})
+    late.refresh_from_db()
+    assert late.status == BookingStatus.REFUND_FAILED
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        merchant_client.post(reverse("merchant:booking_refund_retry", args=[late.pk]))
+
+    late.refresh_from_db()
+    first, again = late.refunds.order_by("pk")
+    assert (first.reason, first.status) == (RefundReason.SOLD_OUT, RefundStatus.FAILED)
+    assert again.reason == RefundReason.SOLD_OUT and again.asked_again
+    assert late.ended_reason == RefundReason.SOLD_OUT
+    assert [r["metadata"]["reason"] for r in stripe_refunds(late)] == [RefundReason.SOLD_OUT] * 2
+    assert len({r["id"] for r in stripe_refunds(late)}) == 2
+    notice = [m for m in mail.outbox if m.to == ["late@example.com"]]
+    assert len(notice) == 1 and "sold out" in notice[0].subject
+    assert "The last seats went to someone else while you were paying." in notice[0].body
+    assert "cancelled your booking" not in notice[0].body and "cancelled this time" not in notice[0].body
+    page = client.get(reverse("shop:booking", args=[late.public_token])).content.decode()
+    assert "Sold out while you paid" in page and "cancelled your booking" not in page
