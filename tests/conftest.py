@@ -90,3 +90,19 @@ def booking(slot):
 def stripe_settings_unset(settings):
     """No Stripe account configured: any attempt to call Stripe fails as PaymentsUnavailable."""
     settings.STRIPE_SECRET_KEY = ""
+
+
+@pytest.fixture
+def portals_opened(monkeypatch):
+    """The Customer of every billing portal session the site (the live server's thread too) asks for."""
+    from payments import stripe_api
+
+    opened = []
+    real = stripe_api.portal_url
+
+    def spy(*, customer_id, return_url):
+        opened.append(customer_id)
+        return real(customer_id=customer_id, return_url=return_url)
+
+    monkeypatch.setattr(stripe_api, "portal_url", spy)
+    return opened

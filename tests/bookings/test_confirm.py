@@ -3,7 +3,7 @@
 import pytest
 from django.core import mail
 
-from bookings.models import Booking, BookingStatus, Refund
+from bookings.models import BookingStatus, Refund
 from bookings.services import ConfirmOutcome, PaymentFactsMismatch, booking_confirm
 from tests.factories import make_booking, make_slot, paid_facts
 

@@ -8,25 +8,10 @@ import pytest
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from payments import stripe_api
 from tests.e2e.pages import SUCCESS_URL, expect_status, prove_email_by_link, start_booking
 from tests.factories import make_listing, make_slot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def portals_opened(monkeypatch):
-    """The Customer of every billing portal session the site (the live server's thread) asks for."""
-    opened = []
-    real = stripe_api.portal_url
-
-    def spy(*, customer_id, return_url):
-        opened.append(customer_id)
-        return real(customer_id=customer_id, return_url=return_url)
-
-    monkeypatch.setattr(stripe_api, "portal_url", spy)
-    return opened
 
 
 def test_an_unproven_visitor_follows_the_emailed_link_to_the_portal_of_their_own_customer(

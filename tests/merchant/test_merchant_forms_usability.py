@@ -2,7 +2,6 @@
 summary every form shows after a failed submit."""
 
 import re
-from html.parser import HTMLParser
 
 import pytest
 from django.core.management import call_command

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from bookings.models import Booking, BookingStatus, Slot
+from bookings.models import BookingStatus, Slot
 from payments import stripe_api
 from tests.factories import make_booking, make_listing, make_merchant, make_slot
 

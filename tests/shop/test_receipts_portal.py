@@ -22,20 +22,6 @@ def _stripe(stripe_emulator, settings):
     return stripe_emulator
 
 
-@pytest.fixture
-def portals_opened(monkeypatch):
-    """The Customer of every billing portal session the site asks Stripe for."""
-    opened = []
-    real = stripe_api.portal_url
-
-    def spy(*, customer_id, return_url):
-        opened.append(customer_id)
-        return real(customer_id=customer_id, return_url=return_url)
-
-    monkeypatch.setattr(stripe_api, "portal_url", spy)
-    return opened
-
-
 def portal_session_requests(stripe_emulator) -> int:
     return sum(
         1

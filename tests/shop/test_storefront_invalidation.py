@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from bookings import services
-from tests.factories import make_booking, make_confirmed_booking, make_listing, make_slot, paid_facts
+from tests.factories import make_booking, make_confirmed_booking, make_slot, paid_facts
 
 pytestmark = pytest.mark.django_db
 
