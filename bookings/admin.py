@@ -58,14 +58,15 @@ class ListingAdmin(admin.ModelAdmin):
 
 @admin.register(Slot)
 class SlotAdmin(admin.ModelAdmin):
-    list_display = ["starts_at", "listing", "capacity", "seats_left", "is_on_sale", "cancelled_at"]
+    list_display = ["starts_at", "listing", "capacity", "seats_left", "seats_held", "is_on_sale", "cancelled_at"]
     list_filter = ["is_on_sale", ("cancelled_at", admin.EmptyFieldListFilter), "listing__merchant"]
     search_fields = ["listing__title", "listing__merchant__display_name"]
     list_select_related = ["listing"]
     date_hierarchy = "starts_at"
     # Capacity and seats move together in one conditional update (the dashboard's capacity
     # form); cancelling refunds everyone (the dashboard's cancel). Neither is edited here.
-    readonly_fields = ["listing", "starts_at", "capacity", "seats_left", "cancelled_at", "created_at"]
+    # Held seats move only with their holds.
+    readonly_fields = ["listing", "starts_at", "capacity", "seats_left", "seats_held", "cancelled_at", "created_at"]
 
     def has_add_permission(self, request):
         return False

@@ -3,6 +3,7 @@ import zoneinfo
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.dispatch import Signal
@@ -67,6 +68,13 @@ class Listing(models.Model):
     price_amount = models.PositiveIntegerField(help_text="Price per seat in the currency's minor unit (cents, pence…).")
     currency = models.CharField(max_length=3, default="eur")
     duration_minutes = models.PositiveIntegerField(default=60)
+    # How long a checkout holds its seats, when this listing needs longer than settings.HOLD_MINUTES.
+    hold_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(30), MaxValueValidator(24 * 60)],
+        help_text="Minutes a customer has to pay while their seats are held (30 to 1440); empty: the site's default.",
+    )
     is_active = models.BooleanField(default=True, help_text="Archived listings leave the catalog but keep their bookings.")
     created_at = models.DateTimeField(default=django_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
@@ -89,7 +97,9 @@ class Slot(models.Model):
     listing = models.ForeignKey(Listing, on_delete=models.PROTECT, related_name="slots")
     starts_at = models.DateTimeField()
     capacity = models.PositiveIntegerField()
+    # Free to sell: capacity less the seats sold and the seats held by open checkouts (seats_held).
     seats_left = models.PositiveIntegerField()
+    seats_held = models.PositiveIntegerField(default=0)
     is_on_sale = models.BooleanField(default=True)
     cancelled_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=django_timezone.now)
@@ -103,6 +113,11 @@ class Slot(models.Model):
             models.CheckConstraint(
                 condition=Q(seats_left__gte=0) & Q(seats_left__lte=F("capacity")),
                 name="slot_seats_left_within_capacity",
+            ),
+            # Sold + held + free = capacity, with sold never negative: no seat is held or sold twice.
+            models.CheckConstraint(
+                condition=Q(seats_held__gte=0) & Q(seats_held__lte=F("capacity") - F("seats_left")),
+                name="slot_seats_held_within_capacity",
             ),
             # A listing sells a given time once; a cancelled time may be added again.
             models.UniqueConstraint(
@@ -118,7 +133,7 @@ class Slot(models.Model):
 
     @property
     def seats_sold(self) -> int:
-        return self.capacity - self.seats_left
+        return self.capacity - self.seats_left - self.seats_held
 
     @property
     def is_sold_out(self) -> bool:
@@ -210,6 +225,52 @@ class Booking(models.Model):
     @property
     def amount_refundable(self) -> int:
         return self.amount_paid - self.amount_refunded
+
+
+class HoldKind(models.TextChoices):
+    # Seats held while a customer pays on Checkout. Other kinds (a waitlist offer) share the count.
+    CHECKOUT = "checkout", "Checkout"
+
+
+class HoldEnd(models.TextChoices):
+    CONVERTED = "converted", "Converted into a sale"
+    RELEASED = "released", "Released"
+    LAPSED = "lapsed", "Lapsed"
+
+
+class Hold(models.Model):
+    """Seats of a slot kept for someone until `expires_at`, counted in `Slot.seats_held` while
+    `ended_at` is empty. Taken and ended only by bookings.services.holds, each exactly once."""
+
+    Kind = HoldKind
+    End = HoldEnd
+
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="holds")
+    booking = models.OneToOneField(Booking, on_delete=models.PROTECT, related_name="hold", null=True, blank=True)
+    kind = models.CharField(max_length=16, choices=HoldKind.choices, default=HoldKind.CHECKOUT)
+    quantity = models.PositiveIntegerField()
+    expires_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=django_timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    end = models.CharField(max_length=16, choices=HoldEnd.choices, blank=True)
+
+    class Meta:
+        ordering = ["expires_at", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="hold_quantity_at_least_one"),
+            models.CheckConstraint(
+                condition=Q(ended_at__isnull=True, end="") | Q(ended_at__isnull=False) & ~Q(end=""),
+                name="hold_end_recorded_with_its_time",
+            ),
+        ]
+        indexes = [models.Index(fields=["ended_at", "expires_at"], name="hold_open_expiry_idx")]
+
+    def __str__(self) -> str:
+        return f"Hold {self.pk} of {self.quantity} on slot {self.slot_id} ({self.end or 'open'})"
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
 
 
 class RefundStatus(models.TextChoices):

@@ -11,6 +11,7 @@ from django.utils import timezone
 from bookings.models import (
     Booking,
     BookingStatus,
+    Hold,
     Listing,
     Merchant,
     ProvenCustomer,
@@ -175,6 +176,16 @@ def pending_checkouts_unsellable(*, slot_id: int | None = None, listing_id: int 
 # The merchant's side. Every selector takes the merchant and only ever returns their rows.
 
 
+def booking_open_hold(booking: Booking) -> Hold | None:
+    """The hold a booking still has on its seats, if any."""
+    return Hold.objects.filter(booking=booking, ended_at__isnull=True).first()
+
+
+def holds_lapsed(*, now: dt.datetime) -> QuerySet[Hold]:
+    """Open holds whose time is up, oldest first, with their booking."""
+    return Hold.objects.filter(ended_at__isnull=True, expires_at__lte=now).select_related("booking").order_by("expires_at", "pk")
+
+
 def unpaid_booking_of_listing(*, booking_id: int, listing: Listing) -> Booking | None:
     """The booking, if it is of this listing and nothing was paid for it (pending or expired)."""
     return (
@@ -207,8 +218,9 @@ def merchant_listings(merchant: Merchant, *, archived: bool = False) -> QuerySet
             upcoming_slots=Count("slots", filter=upcoming),
             upcoming_capacity=Coalesce(Sum("slots__capacity", filter=upcoming), 0),
             upcoming_seats_left=Coalesce(Sum("slots__seats_left", filter=upcoming), 0),
+            upcoming_held=Coalesce(Sum("slots__seats_held", filter=upcoming), 0),
         )
-        .annotate(upcoming_sold=F("upcoming_capacity") - F("upcoming_seats_left"))
+        .annotate(upcoming_sold=F("upcoming_capacity") - F("upcoming_seats_left") - F("upcoming_held"))
         .order_by("title", "pk")
     )
 
@@ -278,7 +290,7 @@ NEEDS_ATTENTION = (BookingStatus.REFUND_FAILED, BookingStatus.REFUND_DUE)
 
 
 def merchant_bookings(merchant: Merchant) -> QuerySet[Booking]:
-    return Booking.objects.filter(slot__listing__merchant=merchant).select_related("slot__listing__merchant")
+    return Booking.objects.filter(slot__listing__merchant=merchant).select_related("slot__listing__merchant", "hold")
 
 
 @dataclass(frozen=True)
@@ -329,6 +341,7 @@ def merchant_upcoming_totals(merchant: Merchant) -> dict[str, int]:
         slots=Count("pk"),
         capacity=Coalesce(Sum("capacity"), 0),
         seats_left=Coalesce(Sum("seats_left"), 0),
+        seats_held=Coalesce(Sum("seats_held"), 0),
     )
 
 

@@ -257,6 +257,11 @@ BOOKING_MAX_QUANTITY = env.int("BOOKING_MAX_QUANTITY", 10)
 # The currency a merchant's first listing is offered in; later ones default to their latest listing's.
 LISTING_DEFAULT_CURRENCY = env.str("LISTING_DEFAULT_CURRENCY", "eur").lower()
 CHECKOUT_SESSION_MINUTES = env.int("CHECKOUT_SESSION_MINUTES", 30)
+# Opening a checkout holds its seats this long (a listing's hold_minutes may say longer); the
+# Checkout Session expires when the hold ends. Stripe accepts 30 minutes to 24 hours.
+HOLD_MINUTES = env.int("HOLD_MINUTES", CHECKOUT_SESSION_MINUTES)
+if not 30 <= HOLD_MINUTES <= 24 * 60:
+    raise ImproperlyConfigured(f"HOLD_MINUTES must be between 30 and 1440 (Stripe's limits), not {HOLD_MINUTES}.")
 # The success page reads the Checkout Session from Stripe at most this often per booking.
 STRIPE_STATUS_CHECK_SECONDS = env.int("STRIPE_STATUS_CHECK_SECONDS", 3)
 # The catalog's cards and a listing's times are rendered at most this often per process; the

@@ -329,14 +329,18 @@ class CapacityForm(forms.Form):
         kwargs.setdefault("initial", {"capacity": slot.capacity})
         super().__init__(*args, **kwargs)
         self.slot = slot
-        sold = slot.seats_sold
+        sold = slot.seats_sold + slot.seats_held
         field = self.fields["capacity"]
         field.widget.attrs.update(min=max(sold, 1), max=SLOT_CAPACITY_MAX)
         field.help_text = capacity_help(sold)
 
     def clean_capacity(self):
         capacity = self.cleaned_data["capacity"]
-        service_rule(lambda value: validate_capacity_floor(capacity=value, seats_sold=self.slot.seats_sold))(capacity)
+        service_rule(
+            lambda value: validate_capacity_floor(
+                capacity=value, seats_sold=self.slot.seats_sold, seats_held=self.slot.seats_held
+            )
+        )(capacity)
         return capacity
 
 

@@ -132,7 +132,7 @@ def dashboard(request, merchant):
         "section": "overview",
         "attention": attention,
         "upcoming": list(selectors.merchant_upcoming_slots(merchant)[:DASHBOARD_UPCOMING_SLOTS]),
-        "totals": {**totals, "sold": totals["capacity"] - totals["seats_left"]},
+        "totals": {**totals, "sold": totals["capacity"] - totals["seats_left"] - totals["seats_held"]},
         "listings": list(selectors.merchant_listings(merchant)),
         "revenue": revenue,
         "revenue_totals": selectors.revenue_totals(revenue),

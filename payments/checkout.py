@@ -98,19 +98,26 @@ def checkout_start(
     cancel_url: str,
     proven_email: str = "",
 ) -> StartedCheckout:
-    """Create a pending booking and its Stripe Checkout Session. `proven_email` is the address
-    the visitor has proved (normalised), if any: see `_checkout_customer`.
+    """Create a pending booking holding its seats, and its Stripe Checkout Session, which
+    expires when the hold ends. `proven_email` is the address the visitor has proved
+    (normalised), if any: see `_checkout_customer`.
 
     Raises BookingError when the slot cannot be booked (also when its sales stopped while the
     session was opening: the session is then expired) and PaymentsUnavailable when Stripe could
-    not open a session; the booking then expires at once, so nothing is left half-made.
+    not open a session; the booking then expires and its seats are released at once, so nothing
+    is left half-made.
     """
     booking = booking_start(slot=slot, quantity=quantity, customer_email=customer_email, customer_name=customer_name)
     try:
         cancel_url = cancel_url.replace(CHECKOUT_DRAFT_MARKER, checkout_draft_reference(booking))
         customer_id = _checkout_customer(booking, proven_email)
+        hold = selectors.booking_open_hold(booking)
         opened = stripe_api.checkout_open(
-            booking=booking, customer_id=customer_id, success_url=success_url, cancel_url=cancel_url
+            booking=booking,
+            customer_id=customer_id,
+            success_url=success_url,
+            cancel_url=cancel_url,
+            hold_until=hold.expires_at if hold else None,
         )
     except stripe_api.PaymentsUnavailable:
         booking_checkout_abandon(booking=booking)
@@ -124,6 +131,25 @@ def checkout_start(
         checkouts_close(slot_id=slot.pk)
         raise BookingError("This time is no longer on sale. Please pick another one.")
     return StartedCheckout(booking=booking, url=opened.url)
+
+
+def checkout_cancel(*, booking: Booking) -> Booking:
+    """The customer cancelled on Checkout: expire the session at Stripe and settle the booking
+    from what Stripe then says, so its held seats are free for others at once (or, if the
+    payment got there first, it is confirmed). Never under a lock. A Stripe outage leaves the
+    booking pending: its hold then lapses with the session, swept by `reconcile`."""
+    if booking.status != BookingStatus.PENDING or not booking.checkout_session_id:
+        return booking
+    try:
+        booking_confirm(facts=stripe_api.checkout_expire(booking.checkout_session_id))
+    except stripe_api.PaymentsUnavailable:
+        log_event(log, "checkout_cancel_unreachable", level=logging.WARNING, booking=booking.pk)
+    except RefundNotCreated:
+        pass  # settled; the refund is asked for again by reconcile
+    except PaymentFactsMismatch as error:
+        log_event(log, "payment_facts_mismatch", level=logging.ERROR, booking=booking.pk, error=str(error))
+    booking.refresh_from_db()
+    return booking
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from bookings.services import (
     booking_checkout_abandon,
     booking_follow_up,
     checkouts_close,
+    holds_lapse,
     refund_record_update,
     refund_submit,
 )
@@ -32,6 +33,7 @@ log = logging.getLogger("shop.reconcile")
 @dataclass
 class ReconcileSummary:
     checkouts_closed: int = 0
+    holds_lapsed: int = 0
     pending_checked: int = 0
     confirmed: int = 0
     expired: int = 0
@@ -49,6 +51,7 @@ class ReconcileSummary:
     def lines(self) -> list[str]:
         return [
             f"open checkouts of cancelled, stopped or archived times closed: {self.checkouts_closed}",
+            f"holds whose time was up, ended (session expired at Stripe): {self.holds_lapsed}",
             f"pending bookings checked with Stripe: {self.pending_checked} "
             f"(confirmed {self.confirmed}, refund due {self.refunds_due}, expired {self.expired})",
             f"pending bookings that never reached Stripe, expired: {self.abandoned}",
@@ -64,6 +67,7 @@ def reconcile_run(*, now=None) -> ReconcileSummary:
     now = now or timezone.now()
     summary = ReconcileSummary()
     summary.checkouts_closed = checkouts_close()
+    summary.holds_lapsed = holds_lapse(now=now)
     _settle_pending(summary)
     _expire_never_opened(summary, now)
     _submit_requested_refunds(summary)

@@ -85,12 +85,18 @@ def customer_create(*, email: str, name: str, idempotency_key: str) -> str:
     return created.id
 
 
-def checkout_open(*, booking: Booking, customer_id: str, success_url: str, cancel_url: str) -> OpenedCheckout:
-    """Open a Stripe Checkout Session for a pending booking, paid as Customer `customer_id`.
+def checkout_open(
+    *, booking: Booking, customer_id: str, success_url: str, cancel_url: str, hold_until: dt.datetime | None = None
+) -> OpenedCheckout:
+    """Open a Stripe Checkout Session for a pending booking, paid as Customer `customer_id`,
+    expiring when the booking's seats stop being held (`hold_until`, at least 30 minutes away).
     `success_url` must contain `{CHECKOUT_SESSION_ID}`. Raises PaymentsUnavailable when Stripe
     cannot be used."""
     listing = booking.slot.listing
-    expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=max(settings.CHECKOUT_SESSION_MINUTES, 30))
+    # The session ends when the booking's hold does, never sooner than Stripe's 30 minutes from now.
+    expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)
+    if hold_until is not None:
+        expires_at = max(expires_at, hold_until)
     try:
         session = stripe_client().v1.checkout.sessions.create(
             params={

@@ -28,7 +28,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 from bookings import selectors
 from common.logs import log_event
 from bookings.models import Booking, Listing
-from bookings.services import BookingError
+from bookings.services import BookingError, hold_minutes
 from bookings.storefront_cache import final_status_key, storefront_version
 from common import ratelimits
 from payments import stripe_api
@@ -36,6 +36,7 @@ from shop import receipts
 from payments.checkout import (
     CHECKOUT_DRAFT_MARKER,
     booking_status_refresh,
+    checkout_cancel,
     checkout_draft_booking,
     checkout_start,
     is_checkout_session_id,
@@ -213,6 +214,7 @@ def _picker_html(listing: Listing, weeks: dict, week: dt.date | None, *, selecte
         "this_year": this_year,
         "selected": selected,
         "errors": errors,
+        "hold_minutes": hold_minutes(listing),
     }
     return render_to_string("shop/_slot_picker.html", context)
 
@@ -282,8 +284,14 @@ def _cancelled_checkout_page(request, slug: str):
     """Back from Stripe's Checkout page: the listing with the customer's own choices filled in,
     when the address names their booking (signed, so it cannot be guessed); never cached."""
     listing = _listing_or_404(slug)
-    messages.info(request, "Checkout cancelled. Nothing was charged; your seats are still open to book.")
     booking = checkout_draft_booking(request.GET.get("draft", ""), listing=listing)
+    if booking is not None:
+        # Its session is expired at Stripe and the seats it held are free for others at once.
+        booking = checkout_cancel(booking=booking)
+    if booking is not None and booking.status not in (Booking.Status.PENDING, Booking.Status.EXPIRED):
+        # Paid after all (the payment got there before the cancel): its own page says so.
+        return redirect("shop:booking", token=booking.public_token)
+    messages.info(request, "Checkout cancelled. Nothing was charged, and the seats you held are free again.")
     if booking is None:
         return redirect("shop:listing", slug=listing.slug)
     form = BookingForm(
@@ -404,7 +412,16 @@ def _status_context(request, check, poll: int) -> dict:
         "poll_url": reverse("shop:checkout_status", args=[booking.checkout_session_id]) + f"?poll={next_poll}",
         "poll_delay": POLL_DELAYS_SECONDS[poll],
         "owns_booking": receipts.owns_booking(request, booking),
+        "held_until": _held_until(booking),
     }
+
+
+def _held_until(booking: Booking):
+    """When the seats of a booking still being paid stop being held for it, if they are."""
+    if booking.status != Booking.Status.PENDING:
+        return None
+    hold = selectors.booking_open_hold(booking)
+    return hold.expires_at if hold else None
 
 
 def _poll_number(request) -> int:

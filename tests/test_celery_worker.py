@@ -26,6 +26,7 @@ from bookings.services import booking_confirm, booking_refund
 from config import celery_app
 from payments import stripe_api as payments
 from payments.checkout import checkout_start
+from tests.payments.stripe_flow import lose_hold
 from tests.celery_broker import celery_publisher_reset
 from tests.conftest import TEST_SECRET_KEY
 from tests.factories import make_booking, make_slot, paid_facts
@@ -253,7 +254,8 @@ def sold_out_paid_booking(stripe_emulator, *, email: str) -> Booking:
     slot = make_slot(capacity=1)
     booking = paid_checkout(slot, email=email)
     stripe_emulator.pay_session(booking.checkout_session_id, card=CARD_OK)
-    Slot.objects.filter(pk=slot.pk).update(seats_left=0)  # the last seat went to someone else meanwhile
+    lose_hold(booking)  # its hold ended before the payment was heard of,
+    Slot.objects.filter(pk=slot.pk).update(seats_left=0)  # and the last seat went to someone else meanwhile
     return booking
 
 

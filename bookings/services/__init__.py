@@ -6,8 +6,11 @@
 - `refunds`: refunds with their recorded reason, asked of the provider once; the follow-up after commit.
 - `catalog`: merchants, listings and times, the rules of a time's start, capacity and series.
 
-Seats are taken only by `booking_confirm` and given back only with a transition out of `confirmed`,
-in the same transaction. Side effects (e-mails, refunds at the payment provider) run after commit
+- `holds`: the seats a checkout holds while its customer pays; taken, converted, released or lapsed once.
+
+Seats are held by `booking_start` and sold by `booking_confirm` (the hold converted, or free seats
+taken by a late payment); held seats are freed only with a transition out of `pending`, sold ones
+only with a transition out of `confirmed`, in the same transaction. Side effects (e-mails, refunds at the payment provider) run after commit
 and are idempotent, so running them again (a retried webhook, `reconcile`) never repeats them.
 """
 
@@ -46,7 +49,9 @@ from bookings.services.lifecycle import (
     booking_reference,
     booking_start,
     checkouts_close,
+    holds_lapse,
 )
+from bookings.services.holds import hold_minutes
 from bookings.services.refunds import (
     REFUND_SUBMIT_LEASE,
     RefundInProgress,
@@ -102,6 +107,8 @@ __all__ = [
     "booking_start",
     "booking_transition",
     "checkouts_close",
+    "hold_minutes",
+    "holds_lapse",
     "listing_archive",
     "listing_create",
     "listing_restore",

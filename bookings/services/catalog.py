@@ -227,11 +227,13 @@ def validate_capacity(capacity: int) -> None:
         raise BookingError(f"A time can have at most {SLOT_CAPACITY_MAX:,} seats.", field="capacity")
 
 
-def validate_capacity_floor(*, capacity: int, seats_sold: int) -> None:
-    """A time's capacity never goes below the seats already sold."""
-    if capacity < seats_sold:
-        seats = "1 seat is" if seats_sold == 1 else f"{seats_sold} seats are"
-        raise BookingError(f"{seats} already sold, so capacity cannot go below {seats_sold}.", field="capacity")
+def validate_capacity_floor(*, capacity: int, seats_sold: int, seats_held: int = 0) -> None:
+    """A time's capacity never goes below the seats already sold plus those held by open checkouts."""
+    floor = seats_sold + seats_held
+    if capacity < floor:
+        seats = "1 seat is" if floor == 1 else f"{floor} seats are"
+        taken = "already sold" if not seats_held else "sold or held by people paying now"
+        raise BookingError(f"{seats} {taken}, so capacity cannot go below {floor}.", field="capacity")
 
 
 def validate_series_start_times(start_times: tuple[dt.time, ...]) -> None:
@@ -334,7 +336,7 @@ def slot_series_create(
 
 
 def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
-    """Set a slot's capacity, never below the seats already sold.
+    """Set a slot's capacity, never below the seats already sold and held.
 
     One conditional UPDATE moves capacity and seats left by the same difference, so a
     confirmation that takes seats at the same moment is never lost: either it comes first and
@@ -352,7 +354,7 @@ def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
             raise BookingError("This time is cancelled, so its capacity can no longer change.")
         if fresh.starts_at <= now:
             raise BookingError("This time has already started, so its capacity can no longer change.")
-        validate_capacity_floor(capacity=capacity, seats_sold=fresh.seats_sold)
+        validate_capacity_floor(capacity=capacity, seats_sold=fresh.seats_sold, seats_held=fresh.seats_held)
         # Seats given back between the refused update and this read: the floor has moved.
         raise BookingError("The seats sold changed just now. Check them and try again.", field="capacity")
     log_event(log, "slot_capacity_changed", slot=slot.pk, capacity=fresh.capacity, seats_left=fresh.seats_left)

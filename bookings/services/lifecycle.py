@@ -4,6 +4,7 @@ that can no longer be sold."""
 
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
 from django.conf import settings
@@ -21,6 +22,7 @@ from bookings.models import (
     RefundStatus,
     Slot,
 )
+from bookings.services.holds import hold_convert, hold_extend_to, hold_minutes, hold_release, hold_take
 from bookings.services.refunds import booking_follow_up
 from bookings.services.transitions import (
     BookingError,
@@ -37,29 +39,52 @@ log = logging.getLogger("bookings.transitions")
 # Starting a booking
 
 
+def _start_refusal(slot: Slot, quantity: int) -> str:
+    """Why a checkout of `quantity` seats of this slot cannot start now, or "" when it can."""
+    if slot.is_cancelled or not slot.is_on_sale or not slot.listing.is_active:
+        return "This time is no longer on sale. Please pick another one."
+    if slot.starts_at <= timezone.now():
+        return "This time has already started. Please pick a later one."
+    if slot.seats_left == 0:
+        if slot.seats_held:
+            return (
+                "This time is sold out for now: its last seats are held by people paying. "
+                f"They may free up within {hold_minutes(slot.listing)} minutes, or pick another time."
+            )
+        return "This time is sold out. Please pick another one."
+    if quantity > slot.seats_left:
+        seats = "seat is" if slot.seats_left == 1 else "seats are"
+        return f"Only {slot.seats_left} {seats} left at this time. Please choose fewer."
+    return ""
+
+
 def booking_start(*, slot: Slot, quantity: int, customer_email: str, customer_name: str) -> Booking:
-    """Create a pending booking for a checkout. Takes no seat: seats are taken when payment is confirmed."""
+    """Create a pending booking for a checkout, holding its seats (`hold_take`) in the same
+    transaction: either both exist or neither. The hold ends `hold_minutes` from now, unless the
+    checkout session, once open, says later. Raises BookingError when the seats are not free."""
     max_quantity = settings.BOOKING_MAX_QUANTITY
     if not 1 <= quantity <= max_quantity:
         raise BookingError(f"Choose between 1 and {max_quantity} seats.")
     slot = Slot.objects.select_related("listing").get(pk=slot.pk)
-    if slot.is_cancelled or not slot.is_on_sale or not slot.listing.is_active:
-        raise BookingError("This time is no longer on sale. Please pick another one.")
-    if slot.starts_at <= timezone.now():
-        raise BookingError("This time has already started. Please pick a later one.")
-    if slot.seats_left == 0:
-        raise BookingError("This time is sold out. Please pick another one.")
-    if quantity > slot.seats_left:
-        seats = "seat is" if slot.seats_left == 1 else "seats are"
-        raise BookingError(f"Only {slot.seats_left} {seats} left at this time. Please choose fewer.")
-    booking = Booking.objects.create(
-        slot=slot,
-        quantity=quantity,
-        customer_email=customer_email,
-        customer_name=customer_name,
-        amount_total=slot.listing.price_amount * quantity,
-        currency=slot.listing.currency,
-    )
+    if refusal := _start_refusal(slot, quantity):
+        raise BookingError(refusal)
+    expires_at = timezone.now() + timedelta(minutes=hold_minutes(slot.listing))
+    with transaction.atomic():
+        booking = Booking.objects.create(
+            slot=slot,
+            quantity=quantity,
+            customer_email=customer_email,
+            customer_name=customer_name,
+            amount_total=slot.listing.price_amount * quantity,
+            currency=slot.listing.currency,
+        )
+        hold = hold_take(booking=booking, expires_at=expires_at)
+        if hold is None:
+            transaction.set_rollback(True)
+    if hold is None:
+        # Someone else took or held the seats since the slot was read: say what is left now.
+        slot = Slot.objects.select_related("listing").get(pk=slot.pk)
+        raise BookingError(_start_refusal(slot, quantity) or "These seats were just taken. Please try again.")
     log_event(log, "booking_started", booking=booking.pk, slot=slot.pk, quantity=quantity)
     return booking
 
@@ -70,24 +95,27 @@ def booking_reference(booking: Booking) -> str:
 
 
 def booking_checkout_attach(*, booking: Booking, session_id: str, expires_at, customer_id: str) -> None:
-    """Record the checkout session opened for a pending booking."""
+    """Record the checkout session opened for a pending booking; its hold ends with the session."""
     Booking.objects.filter(pk=booking.pk, checkout_session_id__isnull=True).update(
         checkout_session_id=session_id,
         checkout_expires_at=expires_at,
         stripe_customer_id=customer_id,
         updated_at=timezone.now(),
     )
+    hold_extend_to(booking=booking, expires_at=expires_at)
     booking.checkout_session_id = session_id
     booking.checkout_expires_at = expires_at
     booking.stripe_customer_id = customer_id
 
 
 def booking_checkout_abandon(*, booking: Booking) -> bool:
-    """A checkout that could not be opened: the pending booking expires at once."""
+    """A checkout that could not be opened: the pending booking expires and its seats are
+    released at once, in one transaction."""
     with transaction.atomic():
         locked = _locked(booking.pk)
         if locked.status != S.PENDING or locked.checkout_session_id:
             return False
+        hold_release(booking=locked)
         return booking_transition(locked, S.EXPIRED)
 
 
@@ -152,7 +180,8 @@ def _check_payment_facts(booking: Booking, facts: CheckoutFacts) -> None:
 def booking_confirm(*, facts: CheckoutFacts) -> ConfirmResult:
     """Settle a booking from its checkout session: confirm it and take its seats, exactly once.
 
-    In one transaction: only a pending booking moves; seats are taken only if enough are left
+    In one transaction: only a pending booking moves; its open hold becomes the sale (the seats
+    never free in between); without one (it ended: a late payment) seats are taken only if enough are left
     (a conditional decrement, with the database's check constraint as the last guard); a paid
     booking that finds its slot sold out, or cancelled by the merchant, becomes `refund_due` (or
     `cancelled` when nothing was paid) with that reason recorded. A slot whose sales stopped, or
@@ -195,9 +224,14 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
             "stripe_customer_id": facts.customer_id or booking.stripe_customer_id,
             "amount_paid": facts.amount_total,
         }
-        seats_taken = Slot.objects.filter(
-            pk=booking.slot_id, cancelled_at__isnull=True, seats_left__gte=booking.quantity
-        ).update(seats_left=F("seats_left") - booking.quantity)
+        # Paid within its hold: the held seats become sold. Otherwise (no hold, its hold ended,
+        # or the time was cancelled) any seats still held go back and free seats are taken if left.
+        seats_taken = hold_convert(booking=booking)
+        if not seats_taken:
+            hold_release(booking=booking)
+            seats_taken = Slot.objects.filter(
+                pk=booking.slot_id, cancelled_at__isnull=True, seats_left__gte=booking.quantity
+            ).update(seats_left=F("seats_left") - booking.quantity)
         if seats_taken:
             booking_transition(booking, S.CONFIRMED, confirmed_at=timezone.now(), **payment)
             # A booking just confirmed has no refunds: its only follow-up is the confirmation e-mail.
@@ -223,11 +257,13 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
 
 
 def booking_expire(*, booking: Booking) -> ConfirmResult:
-    """The checkout session expired or its payment failed: a pending booking expires. No seat was taken."""
+    """The checkout session expired or its payment failed: a pending booking expires and the
+    seats it held are free again at once (`lapsed` if its time was up, else `released`). No seat was sold."""
     with transaction.atomic():
         booking = _locked(booking.pk)
         if booking.status != S.PENDING:
             return ConfirmResult(ConfirmOutcome.ALREADY_DONE, booking)
+        hold_release(booking=booking)
         booking_transition(booking, S.EXPIRED)
     return ConfirmResult(ConfirmOutcome.EXPIRED, booking)
 
@@ -260,3 +296,43 @@ def checkouts_close(*, slot_id: int | None = None, listing_id: int | None = None
     if settled:
         log_event(log, "checkouts_closed", slot=slot_id, listing=listing_id, bookings=settled)
     return settled
+
+
+# A checkout that was opened but never stored its session (a crash, or Stripe's answer lost) may
+# still have a session at the provider ending a few seconds after its hold: wait that long more.
+UNATTACHED_HOLD_GRACE = timedelta(minutes=1)
+
+
+def holds_lapse(*, now=None) -> int:
+    """End every hold whose time is up with nothing heard: make its checkout session unpayable
+    at the provider and settle the booking from what the provider then says (expired: the seats
+    are free again and the hold `lapsed`; paid just in time: confirmed on the hold). Run every
+    minute by `reconcile`, so no hold outlives its session by more than a minute.
+
+    Asks the provider, so it runs after commit and never under a lock; a hold the provider could
+    not be asked about stays for the next run. Returns the number of holds ended."""
+    now = now or timezone.now()
+    ended = 0
+    gateway = payment_gateway()
+    for hold in selectors.holds_lapsed(now=now):
+        booking = hold.booking
+        if booking is None or booking.status != S.PENDING:
+            continue
+        if not booking.checkout_session_id:
+            if hold.expires_at + UNATTACHED_HOLD_GRACE <= now:
+                ended += booking_checkout_abandon(booking=booking)
+            continue
+        try:
+            booking_confirm(facts=gateway.checkout_expire(session_id=booking.checkout_session_id))
+        except PaymentGatewayError as error:
+            log_event(log, "hold_lapse_failed", level=logging.WARNING, booking=booking.pk, error=str(error)[:200])
+            continue
+        except PaymentFactsMismatch as error:
+            log_event(log, "payment_facts_mismatch", level=logging.ERROR, booking=booking.pk, error=str(error))
+            continue
+        except RefundNotCreated:
+            pass
+        ended += 1
+    if ended:
+        log_event(log, "holds_lapsed", holds=ended)
+    return ended

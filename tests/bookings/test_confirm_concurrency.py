@@ -44,13 +44,18 @@ def test_the_last_seat_goes_to_exactly_one_of_many_free_bookings():
     assert slot.seats_left == 0
 
 
-def test_30_paid_sessions_competing_for_10_seats_confirm_10_and_refund_20_once_each(stripe_emulator, settings):
+def test_30_paid_sessions_10_within_their_hold_20_after_it_lapsed_confirm_10_and_refund_20_once_each(
+    stripe_emulator, settings
+):
+    """Holds keep 30 buyers from paying for 10 seats; a payment reported after its hold lapsed
+    (all seats sold meanwhile) is still refunded exactly once, however many confirm at once."""
     from bookings.models import Refund
+    from bookings.services import booking_expire, slot_capacity_change
     from payments import stripe_api
     from payments.checkout import checkout_start
 
     settings.STRIPE_MAX_NETWORK_RETRIES = 2
-    slot = make_slot(capacity=10)
+    slot = make_slot(capacity=30)
     bookings = []
     for i in range(30):
         started = checkout_start(
@@ -64,6 +69,10 @@ def test_30_paid_sessions_competing_for_10_seats_confirm_10_and_refund_20_once_e
         stripe_emulator.pay_session(started.booking.checkout_session_id, "4242424242424242")
         bookings.append(started.booking)
     facts = [stripe_api.checkout_facts(b.checkout_session_id) for b in bookings]
+    # 20 holds lapse before their payment is heard of, and the time shrinks to the 10 still held.
+    for late in bookings[10:]:
+        booking_expire(booking=late)
+    slot_capacity_change(slot=slot, capacity=10)
 
     results = run_concurrently([lambda f=f: booking_confirm(facts=f) for f in facts])
 

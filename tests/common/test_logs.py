@@ -12,7 +12,7 @@ from common.logs import JsonLogFormatter, log_event
 from tests.conftest import TEST_SECRET_KEY, TEST_WEBHOOK_SECRET
 from tests.factories import make_slot
 from tests.shop.customer_signin import prove_email, signin_token_sent_to
-from tests.payments.stripe_flow import deliver_events, open_checkout
+from tests.payments.stripe_flow import deliver_events, lose_hold, open_checkout
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,8 +43,9 @@ def every_log_line():
 def test_a_full_run_logs_every_transition_and_no_secret_signature_or_card(client, stripe_emulator, every_log_line, settings):
     settings.STRIPE_STATUS_CHECK_SECONDS = 0
     slot = make_slot(capacity=1)
-    winner, _ = open_checkout(client, slot, email="win@example.com")
     loser, _ = open_checkout(client, slot, email="lose@example.com")
+    lose_hold(loser)  # its payment comes after its hold ended: the seat goes to the winner
+    winner, _ = open_checkout(client, slot, email="win@example.com")
     stripe_emulator.pay_session(winner.checkout_session_id, CARDS[0], cvc="123")
     stripe_emulator.pay_session(loser.checkout_session_id, CARDS[1], cvc="987")
     deliver_events(client, stripe_emulator)

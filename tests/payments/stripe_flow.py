@@ -50,3 +50,14 @@ def poll(client, booking):
     return client.get(
         reverse("shop:checkout_status", args=[booking.checkout_session_id]), headers={"HX-Request": "true"}
     )
+
+
+def lose_hold(booking) -> None:
+    """End a booking's hold before its payment is heard of (as when the hold ended with the
+    payment still on its way), so its seats can go to someone else: its payment then comes late."""
+    from django.db import transaction
+
+    from bookings.services.holds import hold_release
+
+    with transaction.atomic():
+        hold_release(booking=Booking.objects.select_for_update().get(pk=booking.pk))

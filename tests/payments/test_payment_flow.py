@@ -14,7 +14,7 @@ from payments.reconcile import reconcile_run
 from stripe_emulator.control import PaymentDeclined
 from tests.factories import make_slot
 from tests.shop.customer_signin import prove_email
-from tests.payments.stripe_flow import deliver_events, open_checkout, poll, stripe_session_reads
+from tests.payments.stripe_flow import deliver_events, lose_hold, open_checkout, poll, stripe_session_reads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -126,8 +126,9 @@ def test_a_100_percent_promotion_code_confirms_with_nothing_paid(client, slot, s
 def test_the_slot_selling_out_while_paying_refunds_the_payment_exactly_once(client, stripe_emulator, settings):
     settings.STRIPE_STATUS_CHECK_SECONDS = 0
     slot = make_slot(capacity=1)
-    winner, _ = open_checkout(client, slot, email="first@example.com")
     loser, _ = open_checkout(client, slot, email="second@example.com")
+    lose_hold(loser)  # its payment comes after its hold ended: the seat goes to the first
+    winner, _ = open_checkout(client, slot, email="first@example.com")
     for booking in (winner, loser):
         stripe_emulator.pay_session(booking.checkout_session_id, "4242424242424242")
 
@@ -149,8 +150,9 @@ def test_the_slot_selling_out_while_paying_refunds_the_payment_exactly_once(clie
 
 def sold_out_booking(client, stripe_emulator, *, card="4242424242424242"):
     slot = make_slot(capacity=1)
-    winner, _ = open_checkout(client, slot, email="first@example.com")
     loser, _ = open_checkout(client, slot, email="second@example.com")
+    lose_hold(loser)  # its payment comes after its hold ended: the seat goes to the first
+    winner, _ = open_checkout(client, slot, email="first@example.com")
     stripe_emulator.pay_session(winner.checkout_session_id, "4242424242424242")
     stripe_emulator.pay_session(loser.checkout_session_id, card)
     poll(client, winner)

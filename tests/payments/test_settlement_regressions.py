@@ -7,7 +7,7 @@ from bookings.models import BookingStatus, Refund, RefundStatus
 from payments import stripe_api
 from payments.reconcile import reconcile_run
 from tests.factories import make_slot
-from tests.payments.stripe_flow import deliver_events, open_checkout, poll
+from tests.payments.stripe_flow import deliver_events, lose_hold, open_checkout, poll
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -19,8 +19,9 @@ def _stripe(stripe_emulator):
 
 def sold_out_booking(client, stripe_emulator, *, card="4242424242424242"):
     slot = make_slot(capacity=1)
-    winner, _ = open_checkout(client, slot, email="first@example.com")
     loser, _ = open_checkout(client, slot, email="second@example.com")
+    lose_hold(loser)  # its payment comes after its hold ended: the seat goes to the first
+    winner, _ = open_checkout(client, slot, email="first@example.com")
     stripe_emulator.pay_session(winner.checkout_session_id, "4242424242424242")
     stripe_emulator.pay_session(loser.checkout_session_id, card)
     deliver_events(client, stripe_emulator, types={"checkout.session.completed"})

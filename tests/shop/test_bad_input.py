@@ -287,10 +287,10 @@ class Snapshot:
 
     @classmethod
     def take(cls) -> "Snapshot":
-        seats = Slot.objects.aggregate(capacity=Sum("capacity"), left=Sum("seats_left"))
+        seats = Slot.objects.aggregate(capacity=Sum("capacity"), left=Sum("seats_left"), held=Sum("seats_held"))
         return cls(
             counts=tuple(model.objects.count() for model in (Listing, Slot, Booking, Refund, StripeEvent, Merchant)),
-            seats=(seats["capacity"], seats["left"]),
+            seats=(seats["capacity"], seats["left"], seats["held"]),
             listings=tuple(
                 Listing.objects.order_by("pk").values_list("pk", "title", "price_amount", "currency", "is_active")
             ),
@@ -316,7 +316,9 @@ def assert_whole(route: Route, response, before: Snapshot, after: Snapshot) -> N
         assert booking.status == BookingStatus.PENDING
         assert booking.checkout_session_id and booking.checkout_session_id.startswith("cs_test_")
         assert response["Location"].startswith("http")
-        assert after.seats == before.seats
+        # Its seats are held while the customer pays: taken from the free ones, none sold.
+        capacity, left, held = before.seats
+        assert after.seats == (capacity, left - booking.quantity, held + booking.quantity)
     elif route.name == "merchant:listing_create":
         assert added == [1, 0, 0, 0, 0, 0]
     elif route.name in ("merchant:slot_create", "merchant:slot_series"):

@@ -264,7 +264,7 @@ def checkout_opened(monkeypatch):
     """Stripe's side of checkout_open, remembering the cancel address it was given."""
     opened = {}
 
-    def checkout_open(*, booking, customer_id, success_url, cancel_url):
+    def checkout_open(*, booking, customer_id, success_url, cancel_url, hold_until=None):
         opened["cancel_url"] = cancel_url
         return stripe_api.OpenedCheckout(
             session_id=f"cs_test_{booking.pk:08d}", url="https://checkout.example/pay",

@@ -19,7 +19,7 @@ from payments import stripe_api
 from payments.reconcile import reconcile_run
 from stripe_emulator.control import ControlError
 from tests.factories import make_listing, make_merchant, make_slot, paid_facts
-from tests.payments.stripe_flow import open_checkout, poll
+from tests.payments.stripe_flow import lose_hold, open_checkout, poll
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,8 +96,9 @@ def _assert_holds_no_seats(client, booking, quantity: int) -> None:
 
 def test_sold_out_while_paying_is_told_as_sold_out(client, stripe_emulator, paris_listing):
     slot = make_slot(listing=paris_listing, capacity=2)
-    first, _ = open_checkout(client, slot, quantity=2, email="first@example.com")
     second, _ = open_checkout(client, slot, quantity=2, email="second@example.com")
+    lose_hold(second)  # its payment comes after its hold ended: the seats go to the first
+    first, _ = open_checkout(client, slot, quantity=2, email="first@example.com")
     stripe_emulator.pay_session(first.checkout_session_id)
     stripe_emulator.pay_session(second.checkout_session_id)
     poll(client, first)

@@ -33,7 +33,7 @@ from django.test import Client, override_settings
 from django.urls import reverse
 from stripe._http_client import HTTPClient
 
-from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, RefundStatus, Slot
+from bookings.models import Booking, BookingStatus, Hold, HoldEnd, Listing, Merchant, Refund, RefundStatus, Slot
 from payments.models import StripeEvent
 from bookings.money import from_minor_units
 from payments import stripe_api
@@ -221,6 +221,7 @@ class World:
         cache.clear()
         Refund.objects.all().delete()
         StripeEvent.objects.all().delete()
+        Hold.objects.all().delete()
         Booking.objects.all().delete()
         Slot.objects.all().delete()
         Listing.objects.all().delete()
@@ -570,18 +571,28 @@ class ScenarioRun:
     # -- invariants -----------------------------------------------------------------------------
 
     def check_seats(self, when: str) -> None:
+        """Sold + held + free = capacity: the seats of confirmed bookings are the sold ones, the
+        open holds are the held ones, and neither ever exceeds the capacity."""
         confirmed = Q(bookings__status=BookingStatus.CONFIRMED)
         slots = Slot.objects.filter(pk__in=[slot.pk for slot in self.slots]).annotate(
             sold=Coalesce(Sum("bookings__quantity", filter=confirmed), 0)
+        )
+        open_holds = dict(
+            Hold.objects.filter(slot__in=self.slots, ended_at__isnull=True)
+            .values("slot").annotate(seats=Sum("quantity")).values_list("slot", "seats")
         )
         numbers = {slot.pk: n for n, slot in enumerate(self.slots)}
         for slot in slots:
             n = numbers[slot.pk]
             if not 0 <= slot.seats_left <= slot.capacity:
                 self.violation(f"{when}: slot {n} has {slot.seats_left} seats left of {slot.capacity}")
-            if slot.capacity - slot.seats_left != slot.sold:
+            if slot.seats_held != open_holds.get(slot.pk, 0):
+                self.violation(f"{when}: slot {n} counts {slot.seats_held} seats held, its open holds {open_holds.get(slot.pk, 0)}")
+            if slot.seats_held + slot.sold > slot.capacity:
+                self.violation(f"{when}: slot {n} has {slot.seats_held} held + {slot.sold} sold > {slot.capacity}")
+            if slot.capacity - slot.seats_left - slot.seats_held != slot.sold:
                 self.violation(
-                    f"{when}: slot {n} sold {slot.capacity - slot.seats_left} seats, "
+                    f"{when}: slot {n} sold {slot.capacity - slot.seats_left - slot.seats_held} seats, "
                     f"confirmed bookings hold {slot.sold}"
                 )
 
@@ -606,6 +617,12 @@ class ScenarioRun:
         who = f"{c.name} (booking {booking.pk}, {booking.status})"
         if booking.status == BookingStatus.PENDING:
             self.violation(f"{who} is still pending after its session expired and reconcile ran")
+        hold = Hold.objects.filter(booking=booking).first()
+        if hold is not None and hold.ended_at is None:
+            self.violation(f"{who} still holds {hold.quantity} seat(s) after its session expired and reconcile ran")
+        # Paid within its hold (the hold open or converted): its seats were kept, never sold out.
+        if booking.ended_reason == "sold_out" and (hold is None or hold.end in ("", HoldEnd.CONVERTED)):
+            self.violation(f"{who} paid within its hold and was refunded as sold out")
         subjects = Counter(m.subject for m in outbox if m.to == [c.email])
         confirmations = subjects[f"You're booked: {TITLE}"]
         if confirmations != (1 if booking.confirmed_at else 0):
