@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bookings', '0008_signin_link_sent_at'),
+        ('bookings', '0009_refund_asked_again'),
     ]
 
     operations = [
