@@ -219,14 +219,16 @@ def _picker_html(listing: Listing, weeks: dict, week: dt.date | None, *, selecte
     return render_to_string("shop/_slot_picker.html", context)
 
 
-def _listing_content(listing: Listing, form: BookingForm, *, picker: str, has_days: bool, has_bookable: bool) -> str:
+def _listing_content(listing: Listing, form: BookingForm, *, picker: str, slots: list) -> str:
     """The listing's part of its page: description, times and the booking form. Rendered without
     the request, with a marker where the CSRF token goes, so that nothing of one customer is in it."""
     context = {
         "listing": listing,
         "form": form,
-        "has_days": has_days,
-        "has_bookable": has_bookable,
+        "has_days": bool(slots),
+        "has_bookable": any(slot.is_bookable for slot in slots),
+        "has_held": any(slot.seats_held for slot in slots),
+        "hold_minutes": hold_minutes(listing),
         "slot_picker": picker,
         "csrf_token": CSRF_TOKEN_MARKER,
     }
@@ -243,9 +245,7 @@ def _listing_page(request, listing: Listing, form: BookingForm, *, status: int =
     if chosen is not None:
         week = timezone.localdate(chosen.starts_at, listing.merchant.zone).isoformat()
     picker = _picker_html(listing, weeks, _week_wanted(week, sorted(weeks)), selected=selected, errors=form["slot"].errors)
-    content = _listing_content(
-        listing, form, picker=picker, has_days=bool(weeks), has_bookable=any(slot.is_bookable for slot in slots)
-    )
+    content = _listing_content(listing, form, picker=picker, slots=slots)
     response = render(
         request, "shop/listing.html", {"title": listing.title, "content": _with_csrf_token(request, content)}, status=status
     )
@@ -267,9 +267,7 @@ def _listing_for_customers(slug: str) -> dict | None:
     form = BookingForm(slots=selectors.slots_on_sale(listing))
     slots = list(form.fields["slot"].queryset)
     weeks = _slot_weeks(listing, slots)
-    content = _listing_content(
-        listing, form, picker=PICKER_MARKER, has_days=bool(weeks), has_bookable=any(slot.is_bookable for slot in slots)
-    )
+    content = _listing_content(listing, form, picker=PICKER_MARKER, slots=slots)
     return {
         "slug": listing.slug,
         "title": listing.title,

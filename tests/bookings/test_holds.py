@@ -42,7 +42,8 @@ def seats(slot) -> tuple[int, int, int]:
 
 
 def sessions_created(control) -> int:
-    return sum(1 for r in control.requests() if r.get("method") == "POST" and r.get("path") == "/v1/checkout/sessions")
+    """Checkout Sessions the (freshly reset) emulator holds: its request log keeps only the latest."""
+    return sum(1 for _ in stripe_api.stripe_client().v1.checkout.sessions.list(params={"limit": 100}).auto_paging_iter())
 
 
 def pay(control, booking):
@@ -267,3 +268,20 @@ def test_the_capacity_cannot_go_below_the_seats_sold_and_held(stripe_emulator):
         slot_capacity_change(slot=slot, capacity=2)
 
     assert str(refused.value) == "3 seats are sold or held by people paying now, so capacity cannot go below 3."
+
+
+def test_the_pending_success_page_says_until_when_the_seats_are_held_on_the_merchants_clock(client, stripe_emulator):
+    from zoneinfo import ZoneInfo
+
+    from django.urls import reverse
+
+    from tests.factories import make_listing, make_merchant
+
+    kolkata = make_merchant(timezone_name="Asia/Kolkata")
+    slot = make_slot(listing=make_listing(merchant=kolkata), capacity=3)
+    booking = start(slot, quantity=2)
+    until = Hold.objects.get(booking=booking).expires_at.astimezone(ZoneInfo("Asia/Kolkata")).strftime("%H:%M")
+
+    page = client.get(reverse("shop:checkout_success") + f"?session_id={booking.checkout_session_id}")
+
+    assert f"Your seats are held for you until {until} <small class=\"muted\">(Asia/Kolkata)</small>." in page.content.decode()

@@ -12,7 +12,7 @@ from django.core import mail
 from django.urls import reverse
 from playwright.sync_api import expect
 
-from bookings.models import Booking, BookingStatus, Slot
+from bookings.models import BookingStatus, Slot
 from payments import stripe_api
 from tests.e2e.conftest import both_stripes
 from tests.e2e.pages import (
@@ -34,7 +34,8 @@ from tests.e2e.pages import (
     start_booking,
     stripe_unreachable,
 )
-from tests.factories import make_listing, make_slot
+from tests.e2e.test_pages import SCREENSHOTS
+from tests.factories import make_listing, make_merchant, make_slot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -49,6 +50,11 @@ def slot():
 def seats_left(slot: Slot) -> int:
     slot.refresh_from_db()
     return slot.seats_left
+
+
+def sold_and_held(slot: Slot) -> tuple[int, int]:
+    slot.refresh_from_db()
+    return slot.seats_sold, slot.seats_held
 
 
 @both_stripes
@@ -120,7 +126,7 @@ def test_a_declined_card_can_be_retried_with_another(page, shop, stripe, slot):
 
     checkout.expect_error(DECLINED)
     assert checkout.booking.status == BookingStatus.PENDING
-    assert seats_left(slot) == 5
+    assert sold_and_held(slot) == (0, 1)  # nothing sold; the seat stays held while the customer tries again
 
     checkout.pay(CARD_OK)
 
@@ -139,7 +145,7 @@ def test_a_card_without_funds_says_so_and_books_nothing(page, shop, stripe, slot
     checkout.expect_error(INSUFFICIENT_FUNDS)
     stripe.settle()
     assert checkout.booking.status == BookingStatus.PENDING
-    assert seats_left(slot) == 5
+    assert sold_and_held(slot) == (0, 1)  # nothing sold; held until the session ends
     assert mail.outbox == []
 
 
@@ -179,7 +185,7 @@ def test_failing_3d_secure_charges_nothing_and_the_booking_expires_with_its_sess
     expect(page.locator(STATUS)).to_contain_text("nothing was charged")
     page.goto(shop.url(reverse("shop:booking", args=[checkout.booking.public_token])))
     expect(page.locator(".badge")).to_have_text("Payment not completed")
-    assert seats_left(slot) == 5
+    assert seats_left(slot) == 5 and sold_and_held(slot) == (0, 0)
     assert mail.outbox == []
 
 
@@ -282,7 +288,8 @@ def test_with_webhooks_held_the_polled_page_alone_confirms_and_late_webhooks_cha
 def test_the_last_seat_held_by_one_customer_is_shown_held_and_goes_to_the_next_once_they_cancel(
     new_context, shop, stripe
 ):
-    slot = make_slot(listing=make_listing(title="Sea cave explorer"), capacity=1)
+    paris = make_merchant(timezone_name="Europe/Paris", display_name="Atelier Nord")
+    slot = make_slot(listing=make_listing(merchant=paris, title="Sea cave explorer"), capacity=1)
     ada_page, grace_page = (new_context().new_page() for _ in range(2))
     ada = start_booking(ada_page, shop, slot, customer=Customer(name="Ada", email="ada@example.com"))
 
@@ -293,6 +300,14 @@ def test_the_last_seat_held_by_one_customer_is_shown_held_and_goes_to_the_next_o
         "1 held by people paying now; may free up within 30 minutes"
     )
     expect(grace_page.locator(f"input[name=slot][value='{slot.pk}']")).to_be_disabled()
+    expect(grace_page.locator(".callout")).to_have_text(
+        "Every upcoming time is taken for now. Seats held by people paying may free up within 30 minutes; "
+        "new times are added regularly."
+    )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    grace_page.screenshot(path=SCREENSHOTS / "listing-seat-held-desktop.png", full_page=True)
+    grace_page.set_viewport_size({"width": 390, "height": 844})
+    grace_page.screenshot(path=SCREENSHOTS / "listing-seat-held-phone.png", full_page=True)
 
     ada.cancel()  # Ada changes her mind on Stripe's page: her seat is free at once
     ada_page.wait_for_url(re.compile(re.escape(listing_url(shop, slot)) + r"\?checkout=cancelled"), timeout=stripe.timeout)

@@ -10,7 +10,7 @@ from bookings.services import booking_confirm, booking_refund, slot_cancel
 from payments import stripe_api
 from payments.checkout import checkout_start
 from tests.factories import make_slot
-from tests.payments.stripe_flow import deliver_events
+from tests.payments.stripe_flow import deliver_events, lose_hold
 
 pytestmark = pytest.mark.django_db
 
@@ -195,7 +195,8 @@ def test_a_sold_out_refund_asked_again_by_the_merchant_keeps_its_reason(
         success_url="http://testserver/checkout/success/?session_id={CHECKOUT_SESSION_ID}",
         cancel_url="http://testserver/",
     ).booking
-    pay(slot)  # someone else takes the only seat first
+    lose_hold(late)  # its hold ended with the payment still on its way ...
+    pay(slot)  # ... and someone else took the only seat
     stripe_emulator.pay_session(late.checkout_session_id, card=CARD_REFUND_FAILS_LATER)
     with django_capture_on_commit_callbacks(execute=True):
         booking_confirm(facts=stripe_api.checkout_facts(late.checkout_session_id))
