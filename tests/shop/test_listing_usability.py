@@ -317,8 +317,8 @@ def test_a_paid_booking_or_another_listing_s_reference_fills_nothing_in(client, 
     from payments.checkout import checkout_draft_reference
 
     slot = make_slot(listing=paris_listing)
-    paid = make_booking(slot=slot, customer_name="Bea", customer_email="bea@example.com", status=BookingStatus.CONFIRMED)
-    other = make_booking(slot=make_slot(), customer_name="Cy", customer_email="cy@example.com")
+    paid = make_booking(slot=slot, customer_name="Bea Paidfor", customer_email="bea@example.com", status=BookingStatus.CONFIRMED)
+    other = make_booking(slot=make_slot(), customer_name="Cy Otherlisting", customer_email="cy@example.com")
 
     for booking in (paid, other):
         url = listing_url(paris_listing, checkout="cancelled", draft=checkout_draft_reference(booking))
