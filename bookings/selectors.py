@@ -204,6 +204,15 @@ def waitlist_offers_lapsed(*, now: dt.datetime) -> QuerySet[WaitlistEntry]:
     )
 
 
+def waitlist_ahead_of(entry: WaitlistEntry) -> int:
+    """How many are in line before this entry (waiting or holding an offer)."""
+    return WaitlistEntry.objects.filter(
+        Q(created_at__lt=entry.created_at) | Q(created_at=entry.created_at, pk__lt=entry.pk),
+        slot_id=entry.slot_id,
+        status__in=WAITLIST_ACTIVE,
+    ).count()
+
+
 def waitlist_offers_owing_email() -> QuerySet[WaitlistEntry]:
     """Open offers whose e-mail has not gone out (a crash after commit, a mail server down)."""
     return WaitlistEntry.objects.filter(status=WaitlistStatus.OFFERED, offer_email_sent_at__isnull=True)

@@ -17,7 +17,6 @@ from bookings.models import (
     Refund,
     RefundReason,
     RefundStatus,
-    Slot,
 )
 from bookings.money import format_money
 from bookings.services.waitlist import seats_free_and_pass_on
