@@ -218,12 +218,10 @@ def waitlist_leave(request, token: str):
     entry = waitlist_entry_by_leave_token(token)
     if entry is None:
         return _bad_link(request)
-    left = False
     if request.method == "POST":
-        left = leave_service(entry=entry)
+        leave_service(entry=entry)
         entry.refresh_from_db()
-    elif not entry.is_active:
-        left = entry.status == WaitlistStatus.LEFT
+    left = entry.status == WaitlistStatus.LEFT
     listing = entry.slot.listing
     context = {"entry": entry, "listing": listing, "slot": entry.slot, "merchant": listing.merchant, "left": left}
     status = 200 if entry.is_active or entry.status == WaitlistStatus.LEFT else 410
