@@ -84,6 +84,8 @@ class WaitlistForm(BookingForm):
     checks as a booking (the services' own refusals are added by the view)."""
 
     def __init__(self, *args, **kwargs):
+        # Its own ids: on the listing it sits beside the booking form's fields.
+        kwargs.setdefault("auto_id", "waitlist_%s")
         super().__init__(*args, **kwargs)
         self.fields["slot"].widget = forms.HiddenInput()
         self.fields["slot"].error_messages["invalid_choice"] = "That time is no longer on sale. Please pick another one."
