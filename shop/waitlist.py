@@ -45,8 +45,9 @@ def waitlist_form_for(listing: Listing, *, data=None, initial=None) -> WaitlistF
     return WaitlistForm(data, initial=initial, slots=selectors.slots_on_sale(listing))
 
 
-def _join_page(request, listing: Listing, form: WaitlistForm, slot: Slot | None, *, status: int = 200):
+def _join_page(request, listing: Listing, form: WaitlistForm, slot: Slot | None, *, status: int = 200, refusal: str = ""):
     context = {
+        "waitlist_refusal": refusal,
         "listing": listing,
         "waitlist_form": form,
         "waitlist_slot": slot,
@@ -79,8 +80,7 @@ def waitlist_join(request, slug: str):
         if slot is None:
             raise Http404("No such time on sale.")
         if refusal := waitlist_join_refusal(slot, 1):
-            form.add_error(None, refusal)
-            return _join_page(request, listing, form, slot, status=409)
+            return _join_page(request, listing, form, slot, status=409, refusal=refusal)
         return _join_page(request, listing, form, slot)
     form = waitlist_form_for(listing, data=request.POST)
     slot = _chosen_slot(form)

@@ -201,3 +201,9 @@ def test_leaving_from_the_email_asks_first_then_passes_an_offer_on(client, paris
     assert offer.status_code == 410 and "You left the waitlist" in offer.content.decode()
     again = client.post(url)
     assert again.status_code == 200 and "You've left the waitlist" in again.content.decode()
+
+
+def test_the_waitlist_of_a_time_with_free_seats_says_to_book_instead(client, paris_slot):
+    response = client.get(join_url(paris_slot), {"slot": paris_slot.pk})
+    assert response.status_code == 409
+    assert "1 seat is free at this time: book them now instead of waiting." in response.content.decode()
