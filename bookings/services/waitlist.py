@@ -25,7 +25,6 @@ from django.utils import timezone
 
 from bookings import selectors, tasks
 from bookings.background import enqueue_after_commit
-from bookings.customers import customer_email_normalise
 from bookings.models import Hold, HoldEnd, HoldKind, Slot, WaitlistEntry, WaitlistStatus
 from bookings.services.transitions import BookingError
 from common.logs import log_event
@@ -63,6 +62,8 @@ def waitlist_join(*, slot: Slot, quantity: int, customer_email: str, customer_na
     max_quantity = settings.BOOKING_MAX_QUANTITY
     if not 1 <= quantity <= max_quantity:
         raise BookingError(f"Choose between 1 and {max_quantity} seats.", field="quantity")
+    from bookings.customers import customer_email_normalise  # customers imports the services: not at load
+
     email = customer_email_normalise(customer_email)
     try:
         with transaction.atomic():
