@@ -230,6 +230,8 @@ class Booking(models.Model):
 class HoldKind(models.TextChoices):
     # Seats held while a customer pays on Checkout. Other kinds (a waitlist offer) share the count.
     CHECKOUT = "checkout", "Checkout"
+    # Seats offered to a customer on the waitlist until they pay or the offer lapses.
+    OFFER = "offer", "Waitlist offer"
 
 
 class HoldEnd(models.TextChoices):
@@ -271,6 +273,70 @@ class Hold(models.Model):
     @property
     def is_open(self) -> bool:
         return self.ended_at is None
+
+
+class WaitlistStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    OFFERED = "offered", "Offered seats"
+    BOOKED = "booked", "Took up the offer"
+    LAPSED = "lapsed", "Offer not taken up"
+    LEFT = "left", "Left the waitlist"
+    CLOSED = "closed", "Time cancelled"
+
+
+# An entry still in line for seats, or holding an offer of them.
+WAITLIST_ACTIVE = (WaitlistStatus.WAITING, WaitlistStatus.OFFERED)
+
+
+class WaitlistEntry(models.Model):
+    """A customer waiting for seats of a sold-out time. When seats free up the first entries whose
+    count fits are offered them: an offer is a Hold (kind `offer`), so offers, checkout holds and
+    sales share one count. Written only by bookings.services.waitlist; each entry is offered once."""
+
+    Status = WaitlistStatus
+
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="waitlist_entries")
+    customer_name = models.CharField(max_length=120)
+    customer_email = models.EmailField(help_text="Normalised: trimmed and lower-case.")
+    quantity = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=WaitlistStatus.choices, default=WaitlistStatus.WAITING)
+    created_at = models.DateTimeField(default=django_timezone.now)
+    # The seats held for this entry while its offer is open (and after, as its record).
+    offer_hold = models.OneToOneField(
+        Hold, on_delete=models.PROTECT, related_name="waitlist_entry", null=True, blank=True
+    )
+    offered_at = models.DateTimeField(null=True, blank=True)
+    # The booking its offer turned into once the customer went to pay.
+    booking = models.OneToOneField(
+        Booking, on_delete=models.PROTECT, related_name="waitlist_entry", null=True, blank=True
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Claimed before each e-mail is sent, so that each is sent once.
+    joined_email_sent_at = models.DateTimeField(null=True, blank=True)
+    offer_email_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="waitlist_quantity_at_least_one"),
+            # One place in line per address and time.
+            models.UniqueConstraint(
+                fields=["slot", "customer_email"],
+                condition=Q(status__in=["waiting", "offered"]),
+                name="waitlist_once_per_email_and_slot",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="offered") | Q(offer_hold__isnull=False), name="waitlist_offer_has_hold"
+            ),
+        ]
+        indexes = [models.Index(fields=["slot", "status", "created_at"], name="waitlist_line_idx")]
+
+    def __str__(self) -> str:
+        return f"Waitlist entry {self.pk} for {self.quantity} on slot {self.slot_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in WAITLIST_ACTIVE
 
 
 class RefundStatus(models.TextChoices):

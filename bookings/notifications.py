@@ -15,7 +15,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from common.logs import log_event
-from bookings.models import Booking, Refund, RefundReason
+from bookings.models import Booking, Refund, RefundReason, WaitlistEntry
+from bookings.waitlist_links import waitlist_leave_token, waitlist_offer_token
 from bookings.selectors import booking_money_back
 
 log = logging.getLogger("bookings.notifications")
@@ -177,3 +178,53 @@ def customer_signin_link_send(*, link, token: str) -> bool:
         return False
     log_event(log, "email_sent", template="customer_signin_link", link=link.pk)
     return True
+
+
+def _waitlist_context(entry: WaitlistEntry) -> dict:
+    listing = entry.slot.listing
+    return {
+        "entry": entry,
+        "slot": entry.slot,
+        "listing": listing,
+        "merchant": listing.merchant,
+        "starts_at": entry.slot.starts_at,
+        "leave_url": absolute_url(reverse("shop:waitlist_leave", args=[waitlist_leave_token(entry)])),
+        "listing_url": absolute_url(reverse("shop:listing", args=[listing.slug])),
+    }
+
+
+def waitlist_joined_send(*, entry: WaitlistEntry) -> bool:
+    """Confirms a place on a waitlist, with the link to leave it (claimed: sent once)."""
+    listing = entry.slot.listing
+    return _send_claimed(
+        model=WaitlistEntry,
+        pk=entry.pk,
+        field="joined_email_sent_at",
+        template="waitlist_joined",
+        subject=f"You're on the waitlist: {listing.title}",
+        to=entry.customer_email,
+        context=_waitlist_context(entry),
+        reply_to=listing.merchant.support_email or None,
+    )
+
+
+def waitlist_offer_send(*, entry: WaitlistEntry) -> bool:
+    """Seats offered to a waitlist entry: the link to pay for them, and until when they are held
+    (claimed: sent once). The link is in the e-mail only: never logged."""
+    listing = entry.slot.listing
+    context = {
+        **_waitlist_context(entry),
+        "offer_url": absolute_url(reverse("shop:waitlist_offer", args=[waitlist_offer_token(entry)])),
+        "held_until": entry.offer_hold.expires_at,
+        "amount_total": listing.price_amount * entry.quantity,
+    }
+    return _send_claimed(
+        model=WaitlistEntry,
+        pk=entry.pk,
+        field="offer_email_sent_at",
+        template="waitlist_offer",
+        subject=f"Seats are free for you: {listing.title}",
+        to=entry.customer_email,
+        context=context,
+        reply_to=listing.merchant.support_email or None,
+    )

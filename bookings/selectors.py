@@ -12,13 +12,17 @@ from bookings.models import (
     Booking,
     BookingStatus,
     Hold,
+    HoldKind,
     Listing,
     Merchant,
     ProvenCustomer,
     Refund,
     RefundReason,
     RefundStatus,
+    WAITLIST_ACTIVE,
     Slot,
+    WaitlistEntry,
+    WaitlistStatus,
 )
 
 
@@ -186,6 +190,83 @@ def holds_lapsed(*, now: dt.datetime) -> QuerySet[Hold]:
     return Hold.objects.filter(ended_at__isnull=True, expires_at__lte=now).select_related("booking").order_by("expires_at", "pk")
 
 
+# The waitlist
+
+
+def waitlist_offers_lapsed(*, now: dt.datetime) -> QuerySet[WaitlistEntry]:
+    """Entries holding an offer whose time is up, oldest offer first."""
+    return (
+        WaitlistEntry.objects.filter(
+            status=WaitlistStatus.OFFERED, offer_hold__ended_at__isnull=True, offer_hold__expires_at__lte=now
+        )
+        .select_related("offer_hold")
+        .order_by("offer_hold__expires_at", "pk")
+    )
+
+
+def waitlist_ahead_of(entry: WaitlistEntry) -> int:
+    """How many are in line before this entry (waiting or holding an offer)."""
+    return WaitlistEntry.objects.filter(
+        Q(created_at__lt=entry.created_at) | Q(created_at=entry.created_at, pk__lt=entry.pk),
+        slot_id=entry.slot_id,
+        status__in=WAITLIST_ACTIVE,
+    ).count()
+
+
+def waitlist_offers_owing_email() -> QuerySet[WaitlistEntry]:
+    """Open offers whose e-mail has not gone out (a crash after commit, a mail server down)."""
+    return WaitlistEntry.objects.filter(status=WaitlistStatus.OFFERED, offer_email_sent_at__isnull=True)
+
+
+def slot_waitlist(slot: Slot) -> list[WaitlistEntry]:
+    """A time's waitlist as its merchant sees it: everyone waiting or holding an offer, in line order."""
+    return list(
+        WaitlistEntry.objects.filter(slot=slot, status__in=[WaitlistStatus.WAITING, WaitlistStatus.OFFERED])
+        .select_related("offer_hold")
+        .order_by("created_at", "pk")
+    )
+
+
+def open_offers(*, slot_id: int | None = None) -> QuerySet[Hold]:
+    """Open waitlist offers (holds of kind offer), of one slot or all, soonest to end first."""
+    offers = Hold.objects.filter(kind=HoldKind.OFFER, ended_at__isnull=True)
+    if slot_id is not None:
+        offers = offers.filter(slot_id=slot_id)
+    return offers.order_by("expires_at", "pk")
+
+
+def seats_offered_per_slot() -> dict[int, int]:
+    """Seats held by open waitlist offers, per slot (for checks: never more than a slot's held seats)."""
+    rows = open_offers().order_by().values("slot_id").annotate(seats=Sum("quantity"))
+    return {row["slot_id"]: row["seats"] for row in rows}
+
+
+def seats_held_per_slot() -> dict[int, int]:
+    """Seats of open holds of every kind, per slot: what each slot's `seats_held` must equal."""
+    rows = Hold.objects.filter(ended_at__isnull=True).order_by().values("slot_id").annotate(seats=Sum("quantity"))
+    return {row["slot_id"]: row["seats"] for row in rows}
+
+
+def waitlist_entries_offered_twice() -> QuerySet[WaitlistEntry]:
+    """Entries with more than one open offer: must always be empty."""
+    return WaitlistEntry.objects.annotate(
+        open_offers=Count("offer_hold", filter=Q(offer_hold__ended_at__isnull=True))
+    ).filter(open_offers__gt=1)
+
+
+def merchant_open_offers(merchant: Merchant, *, slot_id: int | None = None) -> list[WaitlistEntry]:
+    """The merchant's open waitlist offers on upcoming times, with their end time, soonest to end first."""
+    offers = WaitlistEntry.objects.filter(
+        slot__listing__merchant=merchant,
+        status=WaitlistStatus.OFFERED,
+        offer_hold__ended_at__isnull=True,
+        slot__starts_at__gt=timezone.now(),
+    )
+    if slot_id is not None:
+        offers = offers.filter(slot_id=slot_id)
+    return list(offers.select_related("offer_hold", "slot__listing").order_by("offer_hold__expires_at", "pk"))
+
+
 def unpaid_booking_of_listing(*, booking_id: int, listing: Listing) -> Booking | None:
     """The booking, if it is of this listing and nothing was paid for it (pending or expired)."""
     return (
@@ -247,8 +328,14 @@ def merchant_listing_counts(merchant: Merchant) -> dict[str, int]:
     return counts
 
 
+# How many are in line (waiting or holding an offer) on a slot: `waitlist_length`.
+WAITLIST_LENGTH = Count("waitlist_entries", filter=Q(waitlist_entries__status__in=WAITLIST_ACTIVE))
+
+
 def merchant_slots(merchant: Merchant) -> QuerySet[Slot]:
-    return Slot.objects.filter(listing__merchant=merchant).select_related("listing__merchant")
+    return Slot.objects.filter(listing__merchant=merchant).select_related("listing__merchant").annotate(
+        waitlist_length=WAITLIST_LENGTH
+    )
 
 
 def merchant_upcoming_slots(merchant: Merchant) -> QuerySet[Slot]:
@@ -264,7 +351,9 @@ def listing_slots(listing: Listing, *, past: bool = False) -> QuerySet[Slot]:
     """A listing's upcoming slots (cancelled ones included, so the merchant sees them), soonest
     first; or its past ones, latest first."""
     now = timezone.now()
-    slots = Slot.objects.filter(listing=listing).select_related("listing__merchant")
+    slots = Slot.objects.filter(listing=listing).select_related("listing__merchant").annotate(
+        waitlist_length=WAITLIST_LENGTH
+    )
     if past:
         return slots.filter(starts_at__lte=now).order_by("-starts_at", "-pk")
     return slots.filter(starts_at__gt=now).order_by("starts_at", "pk")

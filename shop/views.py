@@ -28,7 +28,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 from bookings import selectors
 from common.logs import log_event
 from bookings.models import Booking, Listing
-from bookings.services import BookingError, hold_minutes
+from bookings.services import BookingError, hold_minutes, waitlist_join_refusal
 from bookings.storefront_cache import final_status_key, storefront_version
 from common import ratelimits
 from payments import stripe_api
@@ -42,6 +42,7 @@ from payments.checkout import (
     is_checkout_session_id,
 )
 from shop.forms import BookingForm
+from shop.waitlist import waitlist_form_for
 
 log = logging.getLogger("shop.views")
 
@@ -219,7 +220,7 @@ def _picker_html(listing: Listing, weeks: dict, week: dt.date | None, *, selecte
     return render_to_string("shop/_slot_picker.html", context)
 
 
-def _listing_content(listing: Listing, form: BookingForm, *, picker: str, slots: list) -> str:
+def _listing_content(listing: Listing, form: BookingForm, *, picker: str, slots: list, waitlist=None) -> str:
     """The listing's part of its page: description, times and the booking form. Rendered without
     the request, with a marker where the CSRF token goes, so that nothing of one customer is in it."""
     context = {
@@ -231,11 +232,13 @@ def _listing_content(listing: Listing, form: BookingForm, *, picker: str, slots:
         "hold_minutes": hold_minutes(listing),
         "slot_picker": picker,
         "csrf_token": CSRF_TOKEN_MARKER,
+        "offer_minutes": settings.WAITLIST_OFFER_MINUTES,
+        **(waitlist or {}),
     }
     return render_to_string("shop/_listing.html", context)
 
 
-def _listing_page(request, listing: Listing, form: BookingForm, *, status: int = 200, week: str = ""):
+def _listing_page(request, listing: Listing, form: BookingForm, *, status: int = 200, week: str = "", waitlist=None):
     """The page with a form a customer sent back (errors, a refused checkout, a cancelled
     Checkout's choices): never cached. It opens on the week of the chosen time."""
     slots = list(form.fields["slot"].queryset)
@@ -245,7 +248,7 @@ def _listing_page(request, listing: Listing, form: BookingForm, *, status: int =
     if chosen is not None:
         week = timezone.localdate(chosen.starts_at, listing.merchant.zone).isoformat()
     picker = _picker_html(listing, weeks, _week_wanted(week, sorted(weeks)), selected=selected, errors=form["slot"].errors)
-    content = _listing_content(listing, form, picker=picker, slots=slots)
+    content = _listing_content(listing, form, picker=picker, slots=slots, waitlist=waitlist)
     response = render(
         request, "shop/listing.html", {"title": listing.title, "content": _with_csrf_token(request, content)}, status=status
     )
@@ -376,11 +379,35 @@ def checkout_create(request, slug: str):
         )
     except BookingError as error:
         form.add_error(None, str(error))
-        return _listing_page(request, listing, form, status=409, week=week)
+        return _listing_page(request, listing, form, status=409, week=week, waitlist=_waitlist_instead(listing, form))
     except stripe_api.PaymentsUnavailable as error:
         form.add_error(None, str(error))
         return _listing_page(request, listing, form, status=503, week=week)
     return HttpResponseRedirect(started.url, status=303)
+
+
+def _waitlist_instead(listing: Listing, form: BookingForm) -> dict | None:
+    """A checkout refused because too few seats are free: the waitlist of that time, offered
+    with the customer's choices filled in."""
+    slot = selectors.slots_on_sale(listing).filter(pk=form.cleaned_data["slot"].pk).select_related("listing").first()
+    quantity = form.cleaned_data["quantity"]
+    if slot is None or waitlist_join_refusal(slot, quantity):
+        return None
+    waitlist_form = waitlist_form_for(
+        listing,
+        initial={
+            "slot": slot.pk,
+            "quantity": quantity,
+            "customer_name": form.cleaned_data["customer_name"],
+            "customer_email": form.cleaned_data["customer_email"],
+        },
+    )
+    return {
+        "waitlist_form": waitlist_form,
+        "waitlist_slot": slot,
+        "waitlist_sentence": "Join this time's waitlist and we will e-mail you if seats free up: "
+        "the first people in line whose number of seats fits get a link that holds the seats for them.",
+    }
 
 
 def _booking_by_session_or_404(request, session_id: str) -> Booking:

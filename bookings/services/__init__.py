@@ -7,6 +7,7 @@
 - `catalog`: merchants, listings and times, the rules of a time's start, capacity and series.
 
 - `holds`: the seats a checkout holds while its customer pays; taken, converted, released or lapsed once.
+- `waitlist`: customers waiting for a sold-out time; freed seats offered to them as holds of kind offer.
 
 Seats are held by `booking_start` and sold by `booking_confirm` (the hold converted, or free seats
 taken by a late payment); held seats are freed only with a transition out of `pending`, sold ones
@@ -48,8 +49,19 @@ from bookings.services.lifecycle import (
     booking_expire,
     booking_reference,
     booking_start,
+    booking_start_from_offer,
     checkouts_close,
     holds_lapse,
+    waitlist_offer_refusal,
+)
+from bookings.services.waitlist import (
+    waitlist_join,
+    waitlist_join_refusal,
+    waitlist_leave,
+    waitlist_offer_is_expired,
+    waitlist_offer_lapse,
+    waitlist_offers_lapse,
+    waitlist_offers_make,
 )
 from bookings.services.holds import hold_minutes
 from bookings.services.refunds import (
@@ -105,6 +117,7 @@ __all__ = [
     "booking_refund_retry",
     "booking_refunds_resubmit",
     "booking_start",
+    "booking_start_from_offer",
     "booking_transition",
     "checkouts_close",
     "hold_minutes",
@@ -130,4 +143,12 @@ __all__ = [
     "validate_series_range",
     "validate_series_start_times",
     "validate_slot_start",
+    "waitlist_join",
+    "waitlist_join_refusal",
+    "waitlist_leave",
+    "waitlist_offer_is_expired",
+    "waitlist_offer_lapse",
+    "waitlist_offer_refusal",
+    "waitlist_offers_lapse",
+    "waitlist_offers_make",
 ]

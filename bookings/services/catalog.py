@@ -28,6 +28,7 @@ from bookings.money import SUPPORTED_CURRENCIES
 from bookings.selectors import slot_series_plan
 from bookings.services.refunds import _refund_open, _release_seats
 from bookings.services.transitions import BookingError, S, _locked, booking_transition
+from bookings.services.waitlist import waitlist_close, waitlist_offers_make
 from bookings.timezones import validate_selectable_timezone
 from common.logs import log_event
 
@@ -77,6 +78,7 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
                 booking_transition(booking, S.REFUND_DUE, ended_reason=RefundReason.SLOT_CANCELLED)
             _release_seats(booking)
             cancelled += 1
+    waitlist_close(slot_id=slot.pk)
     pending_refunds = Refund.objects.filter(booking__slot_id=slot.pk, status=RefundStatus.REQUESTED)
     follow_ups = set(booking_ids) | set(pending_refunds.values_list("booking_id", flat=True))
     for booking_id in sorted(follow_ups):
@@ -344,11 +346,16 @@ def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
     """
     validate_capacity(capacity)
     now = timezone.now()
-    changed = Slot.objects.filter(
-        pk=slot.pk, cancelled_at__isnull=True, starts_at__gt=now, capacity__lte=F("seats_left") + capacity
-    ).update(capacity=capacity, seats_left=F("seats_left") + capacity - F("capacity"))
+    with transaction.atomic():
+        changed = Slot.objects.filter(
+            pk=slot.pk, cancelled_at__isnull=True, starts_at__gt=now, capacity__lte=F("seats_left") + capacity
+        ).update(capacity=capacity, seats_left=F("seats_left") + capacity - F("capacity"))
+        if changed:
+            # Seats added are offered at once to the first waiting customers whose count fits.
+            waitlist_offers_make(slot_id=slot.pk, now=now)
     fresh = Slot.objects.get(pk=slot.pk)
     slot.capacity, slot.seats_left, slot.cancelled_at = fresh.capacity, fresh.seats_left, fresh.cancelled_at
+    slot.seats_held = fresh.seats_held
     if not changed:
         if fresh.is_cancelled:
             raise BookingError("This time is cancelled, so its capacity can no longer change.")
@@ -370,6 +377,9 @@ def slot_selling_set(*, slot: Slot, on_sale: bool) -> bool:
         raise BookingError("This time is cancelled and cannot be sold again. Add a new time instead.")
     selling = Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).exclude(is_on_sale=on_sale)
     changed = selling.update(is_on_sale=on_sale)
+    if on_sale and changed:
+        # Seats freed while sales were stopped go to the waitlist first.
+        waitlist_offers_make(slot_id=slot.pk)
     if not on_sale:
         enqueue_after_commit(tasks.checkouts_close, slot_id=slot.pk)
     slot.is_on_sale = on_sale if changed else Slot.objects.values_list("is_on_sale", flat=True).get(pk=slot.pk)
