@@ -65,3 +65,10 @@ def customer_signin_link_send(self, *, link_id: int) -> None:
         link.refresh_from_db(fields=["sent_at"])
         if on_worker(self) and link.sent_at is None:
             raise retry_later(self, EmailNotSent(f"Sign-in link {link_id} was not sent."))
+
+
+@shared_task(name="slotbook.reminders_send")
+def reminders_send() -> None:
+    """`services.reminders_send`, every minute on beat: the reminders due now. Each is claimed
+    before it is sent, so overlapping runs and several workers send each one once."""
+    services.reminders_send()

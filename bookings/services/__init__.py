@@ -6,6 +6,7 @@
 - `refunds`: refunds with their recorded reason, asked of the provider once; the follow-up after commit.
 - `catalog`: merchants, listings and times, the rules of a time's start, capacity and series.
 
+- `reminders`: the e-mail before a booking's time, sent at most once per booking.
 - `holds`: the seats a checkout holds while its customer pays; taken, converted, released or lapsed once.
 
 Seats are held by `booking_start` and sold by `booking_confirm` (the hold converted, or free seats
@@ -15,6 +16,8 @@ and are idempotent, so running them again (a retried webhook, `reconcile`) never
 """
 
 from bookings.services.catalog import (
+    ONLINE_URL_MAX,
+    PLACE_TEXT_MAX,
     SERIES_MAX_DAYS,
     SERIES_MAX_SLOTS,
     SERIES_MAX_START_TIMES,
@@ -35,6 +38,8 @@ from bookings.services.catalog import (
     slot_series_create,
     validate_capacity,
     validate_capacity_floor,
+    validate_place,
+    validate_reminder_hours,
     validate_series_range,
     validate_series_start_times,
     validate_slot_start,
@@ -52,6 +57,7 @@ from bookings.services.lifecycle import (
     holds_lapse,
 )
 from bookings.services.holds import hold_minutes
+from bookings.services.reminders import reminders_send
 from bookings.services.refunds import (
     REFUND_SUBMIT_LEASE,
     RefundInProgress,
@@ -82,6 +88,8 @@ __all__ = [
     "ConfirmOutcome",
     "ConfirmResult",
     "IllegalTransition",
+    "ONLINE_URL_MAX",
+    "PLACE_TEXT_MAX",
     "PaymentFactsMismatch",
     "REFUND_COUNTED",
     "REFUND_SUBMIT_LEASE",
@@ -120,6 +128,7 @@ __all__ = [
     "refund_record_update",
     "refund_submit",
     "refund_transition",
+    "reminders_send",
     "slot_cancel",
     "slot_capacity_change",
     "slot_create",
@@ -127,6 +136,8 @@ __all__ = [
     "slot_series_create",
     "validate_capacity",
     "validate_capacity_floor",
+    "validate_place",
+    "validate_reminder_hours",
     "validate_series_range",
     "validate_series_start_times",
     "validate_slot_start",
