@@ -125,6 +125,8 @@ class Listing(models.Model):
                 | Q(place_kind__in=["address", "meeting_point"], online_url="") & ~Q(place_text="")
                 | Q(place_kind="online", place_text="", online_url__startswith="https://"),
                 name="listing_place_complete",
+                violation_error_message="Give an address or meeting point with its text, or an online link "
+                "that starts with https://, or no place at all.",
             ),
             models.CheckConstraint(
                 condition=Q(reminder_hours__in=[hours for hours, _ in REMINDER_HOURS_CHOICES]),

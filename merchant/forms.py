@@ -169,6 +169,8 @@ class ListingForm(forms.Form):
         label="Reminder e-mail",
         choices=REMINDER_HOURS_CHOICES,
         coerce=int,
+        required=False,
+        empty_value=None,
         initial=REMINDER_HOURS_DEFAULT,
         help_text="Sent to each confirmed customer this long before their time (not to those who book later than that).",
         error_messages={
@@ -261,7 +263,8 @@ class ListingForm(forms.Form):
             "place_kind": data["place_kind"],
             "place_text": data["place_text"],
             "online_url": data["online_url"],
-            "reminder_hours": data["reminder_hours"],
+            # Not sent: the listing's own (or, new, the default) stays.
+            **({} if data["reminder_hours"] is None else {"reminder_hours": data["reminder_hours"]}),
         }
 
 
