@@ -33,7 +33,7 @@ def reminders_send(*, now: dt.datetime | None = None) -> int:
     """
     now = now or timezone.now()
     sent = 0
-    for booking in selectors.bookings_due_reminder(now=now).iterator(chunk_size=200):
+    for booking in selectors.bookings_due_reminder(now=now):
         if notifications.booking_reminder_send(booking=booking):
             sent += 1
     if sent:
