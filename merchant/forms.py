@@ -113,7 +113,7 @@ class ListingForm(forms.Form):
         required=False,
         max_length=5000,
         widget=forms.Textarea(attrs={"rows": 6}),
-        help_text="What customers get, where to meet, what to bring.",
+        help_text="What customers get and what to bring (where it happens goes under Place).",
         error_messages={
             "max_length": "Keep the description to %(limit_value)d characters or fewer (it has %(show_value)d)."
         },
