@@ -1,5 +1,6 @@
 import secrets
 import zoneinfo
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -60,7 +61,33 @@ class Merchant(models.Model):
         return zoneinfo.ZoneInfo(self.timezone)
 
 
+class PlaceKind(models.TextChoices):
+    NONE = "", "Not given"
+    ADDRESS = "address", "An address"
+    MEETING_POINT = "meeting_point", "A meeting point"
+    ONLINE = "online", "Online"
+
+
+# How long before a time starts its customers are reminded by e-mail (0: no reminder). A short
+# list, so that finding the reminders due is one query with a condition per choice.
+REMINDER_HOURS_CHOICES = [
+    (0, "No reminder"),
+    (1, "1 hour before"),
+    (2, "2 hours before"),
+    (3, "3 hours before"),
+    (6, "6 hours before"),
+    (12, "12 hours before"),
+    (24, "24 hours before"),
+    (48, "2 days before"),
+    (72, "3 days before"),
+    (168, "1 week before"),
+]
+REMINDER_HOURS_DEFAULT = 24
+
+
 class Listing(models.Model):
+    Place = PlaceKind
+
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="listings")
     title = models.CharField(max_length=120)
     slug = models.SlugField(max_length=140, unique=True)
@@ -76,6 +103,12 @@ class Listing(models.Model):
         help_text="Minutes a customer has to pay while their seats are held (30 to 1440); empty: the site's default.",
     )
     is_active = models.BooleanField(default=True, help_text="Archived listings leave the catalog but keep their bookings.")
+    # Where it happens. An address or a meeting point is public (an address gets a map link); an
+    # online link is given only to confirmed customers: never on the public listing.
+    place_kind = models.CharField(max_length=16, choices=PlaceKind.choices, blank=True, default=PlaceKind.NONE)
+    place_text = models.CharField(max_length=300, blank=True, help_text="The address or meeting point.")
+    online_url = models.URLField(max_length=500, blank=True, help_text="The https link to join; confirmed customers only.")
+    reminder_hours = models.PositiveSmallIntegerField(choices=REMINDER_HOURS_CHOICES, default=REMINDER_HOURS_DEFAULT)
     created_at = models.DateTimeField(default=django_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -86,11 +119,35 @@ class Listing(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(price_amount__gt=0), name="listing_price_positive"),
             models.CheckConstraint(condition=Q(duration_minutes__gt=0), name="listing_duration_positive"),
+            # The last guard of what the listing form checks: a place of each kind has what it needs.
+            models.CheckConstraint(
+                condition=Q(place_kind="", place_text="", online_url="")
+                | Q(place_kind__in=["address", "meeting_point"], online_url="") & ~Q(place_text="")
+                | Q(place_kind="online", place_text="", online_url__startswith="https://"),
+                name="listing_place_complete",
+                violation_error_message="Give an address or meeting point with its text, or an online link "
+                "that starts with https://, or no place at all.",
+            ),
+            models.CheckConstraint(
+                condition=Q(reminder_hours__in=[hours for hours, _ in REMINDER_HOURS_CHOICES]),
+                name="listing_reminder_hours_offered",
+            ),
         ]
         indexes = [models.Index(fields=["is_active", "title"], name="listing_catalog_idx")]
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def map_url(self) -> str:
+        """An OpenStreetMap search for the address (made here: nothing is fetched), or ""."""
+        if self.place_kind != PlaceKind.ADDRESS or not self.place_text:
+            return ""
+        return "https://www.openstreetmap.org/search?" + urlencode({"query": self.place_text})
+
+    @property
+    def is_online(self) -> bool:
+        return self.place_kind == PlaceKind.ONLINE
 
 
 class Slot(models.Model):
@@ -126,7 +183,10 @@ class Slot(models.Model):
                 name="slot_once_per_listing_and_time",
             ),
         ]
-        indexes = [models.Index(fields=["listing", "starts_at"], name="slot_listing_start_idx")]
+        indexes = [
+            models.Index(fields=["listing", "starts_at"], name="slot_listing_start_idx"),
+            models.Index(fields=["starts_at"], name="slot_starts_at_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.listing} at {self.starts_at:%Y-%m-%d %H:%M %Z}"
@@ -198,6 +258,12 @@ class Booking(models.Model):
     # For a booking cancelled with nothing to refund (a 100% promotion code); refunds notify per Refund.
     cancellation_email_sent_at = models.DateTimeField(null=True, blank=True)
 
+    # Claimed (set) by the one process that sends the reminder, before it sends it.
+    reminder_sent_at = models.DateTimeField(null=True, blank=True)
+    # The SEQUENCE of the booking's calendar entry: raised whenever its time changes (a
+    # reschedule), so calendars replace the entry with the same UID instead of adding one.
+    calendar_sequence = models.PositiveIntegerField(default=0)
+
     created_at = models.DateTimeField(default=django_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
@@ -213,6 +279,12 @@ class Booking(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="booking_status_created_idx"),
             models.Index(fields=["slot", "status"], name="booking_slot_status_idx"),
+            # The bookings a reminder may still be owed to, for the periodic search.
+            models.Index(
+                fields=["slot"],
+                condition=Q(status="confirmed", reminder_sent_at__isnull=True),
+                name="booking_reminder_owed_idx",
+            ),
         ]
 
     def __str__(self) -> str:

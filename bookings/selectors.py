@@ -1,7 +1,10 @@
 """Reads that pages depend on: each returns a queryset with its joins already chosen."""
 
 import datetime as dt
+import operator
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import reduce
 from enum import StrEnum
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
@@ -9,6 +12,7 @@ from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from bookings.models import (
+    REMINDER_HOURS_CHOICES,
     Booking,
     BookingStatus,
     Hold,
@@ -150,6 +154,33 @@ def booking_money_back(booking: Booking, *, refund: Refund | None = None) -> Mon
     else:
         state, amount = MoneyBackState.REFUNDED, booking.amount_refunded
     return MoneyBack(reason=booking.ended_reason, state=state, amount=amount, **facts)
+
+
+def bookings_due_reminder(*, now: dt.datetime) -> QuerySet[Booking]:
+    """Confirmed bookings whose reminder is due at `now` and not sent: their time starts within
+    its listing's reminder lead time and has not started, and they were confirmed no later than
+    the reminder time (a booking made after it gets no reminder at all). One query: a condition
+    per lead time a listing can choose."""
+    due = [
+        Q(
+            slot__listing__reminder_hours=hours,
+            slot__starts_at__lte=now + timedelta(hours=hours),
+            confirmed_at__lte=F("slot__starts_at") - timedelta(hours=hours),
+        )
+        for hours, _ in REMINDER_HOURS_CHOICES
+        if hours
+    ]
+    return (
+        Booking.objects.filter(
+            reduce(operator.or_, due),
+            status=BookingStatus.CONFIRMED,
+            reminder_sent_at__isnull=True,
+            slot__starts_at__gt=now,
+            slot__cancelled_at__isnull=True,
+        )
+        .select_related("slot__listing__merchant__user")
+        .order_by("slot__starts_at", "pk")
+    )
 
 
 def bookings_owing_email() -> QuerySet[Booking]:

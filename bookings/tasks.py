@@ -89,3 +89,10 @@ def waitlist_joined_send(self, *, entry_id: int) -> None:
         entry.refresh_from_db(fields=["joined_email_sent_at"])
         if entry.joined_email_sent_at is None:
             raise retry_later(self, EmailNotSent(f"Waitlist entry {entry_id}'s confirmation was not sent."))
+
+
+@shared_task(name="slotbook.reminders_send")
+def reminders_send() -> None:
+    """`services.reminders_send`, every minute on beat: the reminders due now. Each is claimed
+    before it is sent, so overlapping runs and several workers send each one once."""
+    services.reminders_send()

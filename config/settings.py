@@ -306,12 +306,20 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 TASK_RETRY_MAX = env.int("TASK_RETRY_MAX", 8)
 TASK_RETRY_BACKOFF_MAX_SECONDS = env.int("TASK_RETRY_BACKOFF_MAX_SECONDS", 300)
 RECONCILE_EVERY_SECONDS = env.int("RECONCILE_EVERY_SECONDS", 60)
+REMINDERS_EVERY_SECONDS = env.int("REMINDERS_EVERY_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {
         "task": "slotbook.reconcile",
         "schedule": RECONCILE_EVERY_SECONDS,
         # A run still queued when the next one is due is dropped: the next one does its work.
         "options": {"expires": RECONCILE_EVERY_SECONDS},
+    },
+    # The reminder e-mails due (README, "Reminders"): every minute, so one goes out within a
+    # minute of its time; a run still queued when the next is due is dropped.
+    "reminders": {
+        "task": "slotbook.reminders_send",
+        "schedule": REMINDERS_EVERY_SECONDS,
+        "options": {"expires": REMINDERS_EVERY_SECONDS},
     },
 }
 

@@ -15,6 +15,7 @@ shop_patterns = [
     path("checkout/status/<str:session_id>/", views.checkout_status, name="checkout_status"),
     path("b/<str:token>/", views.booking_page, name="booking"),
     path("b/<str:token>/portal/", views.booking_portal, name="booking_portal"),
+    path("b/<str:token>/calendar.ics", views.booking_calendar, name="booking_calendar"),
     path("receipts/", receipts.receipts_home, name="receipts"),
     path("receipts/link/", receipts.receipts_link_request, name="receipts_link"),
     path("receipts/sign-in/", receipts.receipts_signin, name="receipts_signin"),

@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
 from bookings import selectors
+from bookings.calendar import booking_calendar_file, booking_online_url, google_calendar_url
 from common.logs import log_event
 from bookings.models import Booking, Listing
 from bookings.services import BookingError, hold_minutes, waitlist_join_refusal
@@ -532,9 +533,30 @@ def booking_page(request, token: str):
         "refunds": [refund for refund in booking.refunds.all() if refund.stripe_refund_id],
         "owns_booking": receipts.owns_booking(request, booking),
         "money_back": selectors.booking_money_back(booking),
+        "online_url": booking_online_url(booking),
+        "google_calendar_url": google_calendar_url(booking) if booking.status == Booking.Status.CONFIRMED else "",
     }
     with timezone.override(listing.merchant.zone):
         return render(request, "shop/booking.html", context)
+
+
+@require_GET
+@guessing_limited
+def booking_calendar(request, token: str):
+    """The booking's calendar file, under its private address: for a confirmed booking only
+    (it may carry the online link)."""
+    booking = _booking_by_token_or_404(request, token)
+    if booking.status != Booking.Status.CONFIRMED:
+        return HttpResponse(
+            "There is no calendar entry for this booking: it is not confirmed. Its page says why.",
+            status=409,
+            content_type="text/plain; charset=utf-8",
+        )
+    calendar_file = booking_calendar_file(booking=booking, method="PUBLISH")
+    response = HttpResponse(calendar_file.content, content_type=calendar_file.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{calendar_file.filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @require_POST

@@ -6,6 +6,7 @@
 - `refunds`: refunds with their recorded reason, asked of the provider once; the follow-up after commit.
 - `catalog`: merchants, listings and times, the rules of a time's start, capacity and series.
 
+- `reminders`: the e-mail before a booking's time, sent at most once per booking.
 - `holds`: the seats a checkout holds while its customer pays; taken, converted, released or lapsed once.
 - `waitlist`: customers waiting for a sold-out time; freed seats offered to them as holds of kind offer.
 
@@ -16,6 +17,8 @@ and are idempotent, so running them again (a retried webhook, `reconcile`) never
 """
 
 from bookings.services.catalog import (
+    ONLINE_URL_MAX,
+    PLACE_TEXT_MAX,
     SERIES_MAX_DAYS,
     SERIES_MAX_SLOTS,
     SERIES_MAX_START_TIMES,
@@ -36,6 +39,8 @@ from bookings.services.catalog import (
     slot_series_create,
     validate_capacity,
     validate_capacity_floor,
+    validate_place,
+    validate_reminder_hours,
     validate_series_range,
     validate_series_start_times,
     validate_slot_start,
@@ -64,6 +69,7 @@ from bookings.services.waitlist import (
     waitlist_offers_make,
 )
 from bookings.services.holds import hold_minutes
+from bookings.services.reminders import reminders_send
 from bookings.services.refunds import (
     REFUND_SUBMIT_LEASE,
     RefundInProgress,
@@ -94,6 +100,8 @@ __all__ = [
     "ConfirmOutcome",
     "ConfirmResult",
     "IllegalTransition",
+    "ONLINE_URL_MAX",
+    "PLACE_TEXT_MAX",
     "PaymentFactsMismatch",
     "REFUND_COUNTED",
     "REFUND_SUBMIT_LEASE",
@@ -133,6 +141,7 @@ __all__ = [
     "refund_record_update",
     "refund_submit",
     "refund_transition",
+    "reminders_send",
     "slot_cancel",
     "slot_capacity_change",
     "slot_create",
@@ -140,6 +149,8 @@ __all__ = [
     "slot_series_create",
     "validate_capacity",
     "validate_capacity_floor",
+    "validate_place",
+    "validate_reminder_hours",
     "validate_series_range",
     "validate_series_start_times",
     "validate_slot_start",

@@ -5,6 +5,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -16,9 +17,12 @@ from django.utils.text import slugify
 from bookings import selectors, tasks
 from bookings.background import enqueue_after_commit
 from bookings.models import (
+    REMINDER_HOURS_CHOICES,
+    REMINDER_HOURS_DEFAULT,
     Booking,
     Listing,
     Merchant,
+    PlaceKind,
     Refund,
     RefundReason,
     RefundStatus,
@@ -148,13 +152,71 @@ def _listing_slug(title: str) -> str:
     return slug
 
 
+PLACE_TEXT_MAX = 300
+ONLINE_URL_MAX = 500
+
+
+def validate_place(*, kind: str, text: str, online_url: str) -> None:
+    """A listing's place is not given, or an address or meeting point with its text, or online
+    with an https link (given to confirmed customers only, so it must not leak over plain http)."""
+    if kind not in PlaceKind.values:
+        raise BookingError("Choose where it happens from the list.", field="place_kind")
+    if kind in (PlaceKind.ADDRESS, PlaceKind.MEETING_POINT):
+        what = "address" if kind == PlaceKind.ADDRESS else "meeting point"
+        if not text:
+            raise BookingError(f"Enter the {what} customers go to.", field="place_text")
+        if len(text) > PLACE_TEXT_MAX:
+            raise BookingError(f"Keep the {what} to {PLACE_TEXT_MAX} characters or fewer.", field="place_text")
+    if kind == PlaceKind.ONLINE:
+        if not online_url:
+            raise BookingError("Enter the link customers join with, such as https://meet.example.com/abc.", field="online_url")
+        parts = urlsplit(online_url)
+        if parts.scheme.lower() != "https" or not parts.hostname:
+            raise BookingError(
+                "Enter an online link that starts with https://, so that it reaches customers encrypted.",
+                field="online_url",
+            )
+        if len(online_url) > ONLINE_URL_MAX:
+            raise BookingError(f"Keep the online link to {ONLINE_URL_MAX} characters or fewer.", field="online_url")
+
+
+def validate_reminder_hours(hours: int) -> None:
+    """A reminder is sent one of the offered numbers of hours before the start, or not at all (0)."""
+    if hours not in {value for value, _ in REMINDER_HOURS_CHOICES}:
+        raise BookingError("Choose when to remind customers from the list.", field="reminder_hours")
+
+
+def _place_fields(kind: str, text: str, online_url: str) -> dict:
+    """The place's columns, with what does not belong to its kind left empty."""
+    validate_place(kind=kind, text=text, online_url=online_url)
+    if kind == PlaceKind.ONLINE:
+        online_url = "https" + online_url[len("https"):]  # the scheme in lower case, as the database checks it
+    return {
+        "place_kind": kind,
+        "place_text": text if kind in (PlaceKind.ADDRESS, PlaceKind.MEETING_POINT) else "",
+        "online_url": online_url if kind == PlaceKind.ONLINE else "",
+    }
+
+
 def listing_create(
-    *, merchant: Merchant, title: str, description: str, price_amount: int, currency: str, duration_minutes: int
+    *,
+    merchant: Merchant,
+    title: str,
+    description: str,
+    price_amount: int,
+    currency: str,
+    duration_minutes: int,
+    place_kind: str = PlaceKind.NONE,
+    place_text: str = "",
+    online_url: str = "",
+    reminder_hours: int = REMINDER_HOURS_DEFAULT,
 ) -> Listing:
     """Create an active listing with a unique slug made from its title (kept when it is renamed,
-    so links to it keep working)."""
+    so links to it keep working), with its place and reminder lead time."""
     if currency not in SUPPORTED_CURRENCIES:
         raise BookingError("Choose one of the currencies in the list.")
+    place = _place_fields(place_kind, place_text, online_url)
+    validate_reminder_hours(reminder_hours)
     for attempt in range(5):
         try:
             with transaction.atomic():
@@ -166,6 +228,8 @@ def listing_create(
                     price_amount=price_amount,
                     currency=currency,
                     duration_minutes=duration_minutes,
+                    reminder_hours=reminder_hours,
+                    **place,
                 )
         except IntegrityError:
             if attempt == 4:
@@ -177,17 +241,38 @@ def listing_create(
 
 
 def listing_update(
-    *, listing: Listing, title: str, description: str, price_amount: int, currency: str, duration_minutes: int
+    *,
+    listing: Listing,
+    title: str,
+    description: str,
+    price_amount: int,
+    currency: str,
+    duration_minutes: int,
+    place_kind: str | None = None,
+    place_text: str = "",
+    online_url: str = "",
+    reminder_hours: int | None = None,
 ) -> Listing:
-    """Change a listing. Bookings already started keep the price and currency they were made at."""
+    """Change a listing. Bookings already started keep the price and currency they were made at.
+    The place (unless `place_kind` is None: kept) and the reminder lead time (unless None) are
+    what every booking of it is told from now on, in e-mails, reminders and calendar files."""
     if currency not in SUPPORTED_CURRENCIES:
         raise BookingError("Choose one of the currencies in the list.")
+    fields = ["title", "description", "price_amount", "currency", "duration_minutes", "updated_at"]
+    if place_kind is not None:
+        for name, value in _place_fields(place_kind, place_text, online_url).items():
+            setattr(listing, name, value)
+        fields += ["place_kind", "place_text", "online_url"]
+    if reminder_hours is not None:
+        validate_reminder_hours(reminder_hours)
+        listing.reminder_hours = reminder_hours
+        fields.append("reminder_hours")
     listing.title = title
     listing.description = description
     listing.price_amount = price_amount
     listing.currency = currency
     listing.duration_minutes = duration_minutes
-    listing.save(update_fields=["title", "description", "price_amount", "currency", "duration_minutes", "updated_at"])
+    listing.save(update_fields=fields)
     return listing
 
 
