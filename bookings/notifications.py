@@ -15,7 +15,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from common.logs import log_event
-from bookings.models import Booking, Refund, RefundReason
+from bookings.models import AttendeeMessageDelivery, Booking, Refund, RefundReason
 from bookings.selectors import booking_money_back
 
 log = logging.getLogger("bookings.notifications")
@@ -177,3 +177,20 @@ def customer_signin_link_send(*, link, token: str) -> bool:
         return False
     log_event(log, "email_sent", template="customer_signin_link", link=link.pk)
     return True
+
+
+def attendee_message_send(*, delivery: AttendeeMessageDelivery) -> bool:
+    """A merchant's message to one attendee, replies going to the merchant's support address."""
+    message, booking = delivery.message, delivery.booking
+    merchant = message.slot.listing.merchant
+    booking.slot = message.slot
+    return _send_claimed(
+        model=AttendeeMessageDelivery,
+        pk=delivery.pk,
+        field="sent_at",
+        template="attendee_message",
+        subject=message.subject,
+        to=booking.customer_email,
+        context={**_booking_context(booking), "message": message},
+        reply_to=merchant.support_email or None,
+    )

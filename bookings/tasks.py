@@ -10,7 +10,7 @@ from celery import shared_task
 
 from bookings import customers, notifications, selectors, services
 from bookings.background import on_worker, retry_later
-from bookings.models import Booking, CustomerSignInLink
+from bookings.models import AttendeeMessageDelivery, Booking, CustomerSignInLink
 
 
 class EmailNotSent(Exception):
@@ -65,3 +65,16 @@ def customer_signin_link_send(self, *, link_id: int) -> None:
         link.refresh_from_db(fields=["sent_at"])
         if on_worker(self) and link.sent_at is None:
             raise retry_later(self, EmailNotSent(f"Sign-in link {link_id} was not sent."))
+
+
+@shared_task(bind=True, name="slotbook.attendee_message_deliver")
+def attendee_message_deliver(self, *, message_id: int) -> None:
+    """E-mail a merchant's message to each of its recipients not yet sent it, each delivery
+    claimed first (so a retried or duplicated task sends nobody twice)."""
+    deliveries = AttendeeMessageDelivery.objects.filter(message_id=message_id, sent_at__isnull=True).select_related(
+        "message__slot__listing__merchant", "booking"
+    )
+    for delivery in deliveries:
+        notifications.attendee_message_send(delivery=delivery)
+    if on_worker(self) and AttendeeMessageDelivery.objects.filter(message_id=message_id, sent_at__isnull=True).exists():
+        raise retry_later(self, EmailNotSent(f"Message {message_id} is not sent to everyone yet."))
