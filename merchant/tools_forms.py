@@ -105,7 +105,7 @@ class PromotionCodeForm(forms.Form):
         data["percent_value"], data["amount_value"] = percent, amount
         return data
 
-    def request_key(self) -> uuid.UUID:
+    def one_time_key(self) -> uuid.UUID:
         return self.cleaned_data.get("request_key") or uuid.uuid4()
 
 

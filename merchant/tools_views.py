@@ -44,7 +44,7 @@ def promotion_list(request, merchant):
                     currency=data.get("currency") or "",
                     max_redemptions=data.get("max_redemptions"),
                     expires_at=data.get("expires_on"),
-                    request_key=form.request_key(),
+                    request_key=form.one_time_key(),
                 )
             except (PromotionRefused, PaymentsUnavailable) as error:
                 form.add_error(None, str(error))
