@@ -70,6 +70,8 @@ class PromotionCodeForm(forms.Form):
         day = self.cleaned_data["expires_on"]
         if day is None:
             return None
+        if day >= dt.date.max - dt.timedelta(days=1):
+            raise forms.ValidationError("Choose an expiry within the next five years, or none.")
         # Works through the whole of that day on the merchant's clock.
         expires_at = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(0), tzinfo=self.merchant.zone)
         _service(lambda value: validate_promotion_expiry(expires_at=value), expires_at)

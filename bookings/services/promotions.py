@@ -11,6 +11,9 @@ from django.utils import timezone
 from bookings.models import Listing, Merchant, PromotionCode
 
 PROMOTION_CODE_PATTERN = re.compile(r"^[A-Za-z0-9]{3,40}$")
+# Stripe's largest Checkout total, in minor units; and how far ahead a code may expire.
+PROMOTION_AMOUNT_MAX = 99_999_999
+PROMOTION_EXPIRY_MAX = dt.timedelta(days=5 * 366)
 
 
 def validate_promotion_code_text(code: str) -> str:
@@ -27,11 +30,15 @@ def validate_promotion_discount(*, percent_off: int | None, amount_off: int | No
         raise ValidationError("A percentage off is a whole number from 1 to 100.")
     if amount_off is not None and amount_off < 1:
         raise ValidationError("An amount off must be more than zero.")
+    if amount_off is not None and amount_off > PROMOTION_AMOUNT_MAX:
+        raise ValidationError("That amount off is too large.")
 
 
 def validate_promotion_expiry(*, expires_at: dt.datetime | None) -> None:
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError("The expiry must be in the future.")
+    if expires_at is not None and expires_at > timezone.now() + PROMOTION_EXPIRY_MAX:
+        raise ValidationError("Choose an expiry within the next five years, or none.")
 
 
 def validate_promotion_limit(*, max_redemptions: int | None) -> None:
