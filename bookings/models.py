@@ -109,6 +109,11 @@ class Listing(models.Model):
     place_text = models.CharField(max_length=300, blank=True, help_text="The address or meeting point.")
     online_url = models.URLField(max_length=500, blank=True, help_text="The https link to join; confirmed customers only.")
     reminder_hours = models.PositiveSmallIntegerField(choices=REMINDER_HOURS_CHOICES, default=REMINDER_HOURS_DEFAULT)
+    # The listing's own product at the payment provider: its checkouts sell it, and its merchant's
+    # promotion codes apply to it (and to no other merchant's listings). Made at its first checkout.
+    stripe_product_id = models.CharField(max_length=255, blank=True)
+    # The title the provider's product was last given, so a renamed listing renames it.
+    stripe_product_title = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(default=django_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -504,3 +509,77 @@ class CustomerSignInLink(models.Model):
 
     def __str__(self) -> str:
         return f"Sign-in link {self.pk} ({'used' if self.used_at else 'unused'})"
+
+
+class PromotionCode(models.Model):
+    """A merchant's promotion code, made at the payment provider (a coupon and its code) and
+    recorded here: who owns it is this row, never the provider's metadata. Percent or amount off,
+    never both; the amount in `currency`'s minor unit."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="promotion_codes")
+    code = models.CharField(max_length=40)
+    percent_off = models.PositiveSmallIntegerField(null=True, blank=True)
+    amount_off = models.PositiveIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    max_redemptions = models.PositiveIntegerField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    stripe_coupon_id = models.CharField(max_length=255)
+    stripe_promotion_code_id = models.CharField(max_length=255, unique=True)
+    # The listings whose products the coupon applies to when it was made (Stripe fixes them then).
+    listings = models.ManyToManyField(Listing, related_name="promotion_codes", blank=True)
+    # What the provider last said of its use; the page asks again when shown.
+    times_redeemed = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=django_timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(percent_off__isnull=False, amount_off__isnull=True, percent_off__gte=1, percent_off__lte=100)
+                           | Q(percent_off__isnull=True, amount_off__isnull=False, amount_off__gte=1)),
+                name="promotion_code_one_discount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= django_timezone.now()
+
+    @property
+    def is_used_up(self) -> bool:
+        return self.max_redemptions is not None and self.times_redeemed >= self.max_redemptions
+
+
+class AttendeeMessage(models.Model):
+    """A message a merchant wrote to the confirmed attendees of a time. Its recipients are fixed
+    when it is written (one delivery per booking), each e-mailed once."""
+
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="attendee_messages")
+    subject = models.CharField(max_length=150)
+    body = models.TextField(max_length=5000)
+    # The form's one-time key: a form submitted twice writes one message.
+    submission_key = models.UUIDField(unique=True)
+    created_at = models.DateTimeField(default=django_timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class AttendeeMessageDelivery(models.Model):
+    message = models.ForeignKey(AttendeeMessage, on_delete=models.CASCADE, related_name="deliveries")
+    booking = models.ForeignKey(Booking, on_delete=models.PROTECT, related_name="attendee_messages")
+    # Claimed before the e-mail is sent, so a retried task sends it once.
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "booking"], name="attendee_message_once_per_booking"),
+        ]

@@ -17,7 +17,7 @@ from django.utils import timezone
 from common.logs import log_event
 from bookings.links import absolute_url, booking_page_url
 from bookings.calendar import booking_calendar_file, booking_online_url
-from bookings.models import Booking, BookingStatus, Refund, RefundReason, WaitlistEntry
+from bookings.models import AttendeeMessageDelivery, Booking, BookingStatus, Refund, RefundReason, WaitlistEntry
 from bookings.waitlist_links import waitlist_leave_token, waitlist_offer_token
 from bookings.selectors import booking_money_back
 
@@ -267,4 +267,21 @@ def waitlist_offer_send(*, entry: WaitlistEntry) -> bool:
         to=entry.customer_email,
         context=context,
         reply_to=listing.merchant.support_email or None,
+    )
+
+
+def attendee_message_send(*, delivery: AttendeeMessageDelivery) -> bool:
+    """A merchant's message to one attendee, replies going to the merchant's support address."""
+    message, booking = delivery.message, delivery.booking
+    merchant = message.slot.listing.merchant
+    booking.slot = message.slot
+    return _send_claimed(
+        model=AttendeeMessageDelivery,
+        pk=delivery.pk,
+        field="sent_at",
+        template="attendee_message",
+        subject=message.subject,
+        to=booking.customer_email,
+        context={**_booking_context(booking), "message": message},
+        reply_to=merchant.support_email or None,
     )

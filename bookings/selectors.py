@@ -624,3 +624,40 @@ def slot_series_plan(
             state = PlannedState.NEW
         items.append(PlannedSlot(day, start, local, state))
     return SeriesPlan(items)
+
+
+def merchant_promotion_codes(merchant: Merchant) -> QuerySet:
+    from bookings.models import PromotionCode
+
+    return PromotionCode.objects.filter(merchant=merchant).prefetch_related("listings")
+
+
+def merchant_promotion_code(merchant: Merchant, pk: int):
+    """The merchant's own code; another merchant's raises PromotionCode.DoesNotExist."""
+    from bookings.models import PromotionCode
+
+    return PromotionCode.objects.get(merchant=merchant, pk=pk)
+
+
+def slot_attendees(slot: Slot) -> QuerySet[Booking]:
+    """Everyone who booked a time and still has or had seats: confirmed first, then by name."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    shown = [BookingStatus.CONFIRMED, BookingStatus.REFUND_DUE, BookingStatus.REFUNDED, BookingStatus.REFUND_FAILED,
+             BookingStatus.CANCELLED]
+    return (
+        Booking.objects.filter(slot=slot, status__in=shown)
+        .annotate(confirmed_first=Case(When(status=BookingStatus.CONFIRMED, then=Value(0)), default=Value(1),
+                                       output_field=IntegerField()))
+        .order_by("confirmed_first", "customer_name", "pk")
+    )
+
+
+def slot_attendee_messages(slot: Slot) -> QuerySet:
+    from django.db.models import Count, Q
+
+    from bookings.models import AttendeeMessage
+
+    return AttendeeMessage.objects.filter(slot=slot).annotate(
+        recipients=Count("deliveries"), sent=Count("deliveries", filter=Q(deliveries__sent_at__isnull=False))
+    )

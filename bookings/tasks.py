@@ -10,7 +10,7 @@ from celery import shared_task
 
 from bookings import customers, notifications, selectors, services
 from bookings.background import on_worker, retry_later
-from bookings.models import Booking, CustomerSignInLink, WaitlistEntry, WaitlistStatus
+from bookings.models import AttendeeMessageDelivery, Booking, CustomerSignInLink, WaitlistEntry, WaitlistStatus
 
 
 class EmailNotSent(Exception):
@@ -96,3 +96,16 @@ def reminders_send() -> None:
     """`services.reminders_send`, every minute on beat: the reminders due now. Each is claimed
     before it is sent, so overlapping runs and several workers send each one once."""
     services.reminders_send()
+
+
+@shared_task(bind=True, name="slotbook.attendee_message_deliver")
+def attendee_message_deliver(self, *, message_id: int) -> None:
+    """E-mail a merchant's message to each of its recipients not yet sent it, each delivery
+    claimed first (so a retried or duplicated task sends nobody twice)."""
+    deliveries = AttendeeMessageDelivery.objects.filter(message_id=message_id, sent_at__isnull=True).select_related(
+        "message__slot__listing__merchant", "booking"
+    )
+    for delivery in deliveries:
+        notifications.attendee_message_send(delivery=delivery)
+    if on_worker(self) and AttendeeMessageDelivery.objects.filter(message_id=message_id, sent_at__isnull=True).exists():
+        raise retry_later(self, EmailNotSent(f"Message {message_id} is not sent to everyone yet."))

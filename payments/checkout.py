@@ -28,6 +28,7 @@ from bookings.services import (
     checkouts_close,
 )
 from payments import stripe_api
+from payments.promotions import listing_product
 
 log = logging.getLogger("shop.checkout")
 
@@ -129,12 +130,14 @@ def _checkout_open(booking: Booking, *, success_url: str, cancel_url: str, prove
         cancel_url = cancel_url.replace(CHECKOUT_DRAFT_MARKER, checkout_draft_reference(booking))
         customer_id = _checkout_customer(booking, proven_email)
         hold = selectors.booking_open_hold(booking)
+        product_id = listing_product(slot.listing)
         opened = stripe_api.checkout_open(
             booking=booking,
             customer_id=customer_id,
             success_url=success_url,
             cancel_url=cancel_url,
             hold_until=hold.expires_at if hold else None,
+            product_id=product_id,
         )
     except stripe_api.PaymentsUnavailable:
         booking_checkout_abandon(booking=booking)

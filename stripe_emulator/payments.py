@@ -490,6 +490,7 @@ def apply_promotion_code(backend: Backend, session_id: str, code: str) -> tuple[
             subtotal=session["amount_subtotal"],
             customer=session["customer"],
             creates_customer=session.get("customer_creation") == "always" or internal.get("invoice_creation", False),
+            products=[item["price"]["product"] for item in line_items_of(backend, session_id)],
         )
         if refusal:
             return session, refusal

@@ -12,7 +12,7 @@ from ..errors import InvalidRequestError, NotEmulated
 from ..expand import expand, includer, present
 from ..ids import new_id
 from ..money import format_amount
-from ..payments import TIMER_EXPIRE, apply_discount, expire_session, line_items_of, load_open_session
+from ..payments import TIMER_EXPIRE, apply_discount, expire_session, load_open_session
 from .common import check_limit, exclusive, list_page, new_metadata
 from .coupons import coupon_is_valid, promotion_code_refusal
 from .customers import check_email, load_live_customer
@@ -162,7 +162,7 @@ def _expiry(backend: Backend, params: dict[str, Any], now: int) -> int:
 
 
 def _initial_discount(backend: Backend, params: dict[str, Any], currency: str, subtotal: int,
-                      customer: str | None, creates_customer: bool) -> dict[str, Any] | None:
+                      customer: str | None, creates_customer: bool, products: list[str]) -> dict[str, Any] | None:
     discounts = params.get("discounts") or []
     if not discounts:
         return None
@@ -181,12 +181,16 @@ def _initial_discount(backend: Backend, params: dict[str, Any], currency: str, s
                 f"The coupon {coupon['id']} is in {coupon['currency']}, but this Checkout Session is in {currency}.",
                 param="discounts[0][coupon]",
             )
+        applies_to = backend.store.get_internal(coupon["id"]).get("applies_to")
+        if applies_to and not set(applies_to) & set(products):
+            raise InvalidRequestError(f"Coupon {coupon['id']} does not apply to any of this Checkout Session's line items.",
+                                      param="discounts[0][coupon]")
         return {"coupon": coupon["id"], "promotion_code": None}
     if discount.get("promotion_code"):
         promotion_code = backend.load(discount["promotion_code"], "promotion_code", "promotion code",
                                       param="discounts[0][promotion_code]")
         refusal = promotion_code_refusal(backend, promotion_code, currency=currency, subtotal=subtotal,
-                                         customer=customer, creates_customer=creates_customer)
+                                         customer=customer, creates_customer=creates_customer, products=products)
         if refusal:
             raise InvalidRequestError(f"The promotion code {promotion_code['code']} cannot be redeemed for this Checkout Session.",
                                       param="discounts[0][promotion_code]")
@@ -244,7 +248,8 @@ def create_session(backend: Backend, action: Action, params: dict[str, Any]) -> 
                                   param="invoice_creation[invoice_data]")
     customer_creation = params.get("customer_creation")
     creates_customer = customer_creation == "always" or invoice_enabled
-    discount = _initial_discount(backend, params, currency, subtotal, customer_id, creates_customer)
+    discount = _initial_discount(backend, params, currency, subtotal, customer_id, creates_customer,
+                                 [line["product"] for line in lines])
     session_id = new_id("cs_test")
     intent_data = copy.deepcopy(params.get("payment_intent_data") or {})
     intent_data["metadata"] = new_metadata(intent_data) if intent_data.get("metadata") is not None else {}

@@ -220,7 +220,7 @@ class Command(BaseCommand):
             free_code = (
                 ""
                 if using_real_stripe
-                else f"Or book for free: the 100%-off promotion code {DEMO_FREE_PROMOTION_CODE} on the payment page.\n"
+                else f"Or book for free: the 100%-off promotion code {DEMO_FREE_PROMOTION_CODE} (Harbour Kayaks) or NORD100 (Atelier Nord) on the payment page.\n"
             )
             self.stdout.write(
                 self.style.SUCCESS(f"\nSlotbook is running: open {site_url}/\n")
