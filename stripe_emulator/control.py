@@ -75,6 +75,22 @@ class EmulatorControl:
 
     # -- webhooks -----------------------------------------------------------------------------
 
+    def set_connect_forward_to(self, url: str | None) -> dict[str, Any]:
+        """Where connected accounts' events go (the Connect endpoint)."""
+        return self._call("POST", "/config", {"connect_forward_to": url})
+
+    def set_account_api_version(self, version: str) -> dict[str, Any]:
+        """The platform account's API version, in which events are rendered."""
+        return self._call("POST", "/config", {"account_api_version": version})
+
+    @property
+    def connect_webhook_secret(self) -> str:
+        return self.config()["connect_webhook_secret"]
+
+    def deauthorize_account(self, account_id: str) -> dict[str, Any]:
+        """The merchant disconnects their account: answers the ``account.application.deauthorized`` event."""
+        return self._call("POST", f"/accounts/{account_id}/deauthorize", {})
+
     def webhook_state(self) -> dict[str, Any]:
         return self._call("GET", "/webhooks")
 

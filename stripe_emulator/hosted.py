@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from . import payments
+from . import connect_pages, payments
 from .backend import Backend
 from .html import date, e, page
 from .money import format_amount
@@ -22,6 +22,7 @@ from .web import Request, Response
 _CHECKOUT = re.compile(r"^/c/pay/(?P<session>cs_[A-Za-z0-9_]+)(?P<rest>/authenticate)?/?$")
 _RECEIPT = re.compile(r"^/receipts/payment/(?P<charge>ch_[A-Za-z0-9]+)/?$")
 _INVOICE = re.compile(r"^/i/(?P<invoice>in_[A-Za-z0-9]+)/?$")
+_OBJECT_IN_PATH = re.compile(r"(cs_test_[A-Za-z0-9_]+|ch_[A-Za-z0-9]+|in_[A-Za-z0-9]+|bps_[A-Za-z0-9]+)")
 _PORTAL = re.compile(r"^/p/session/(?P<session>bps_[A-Za-z0-9]+)/?$")
 
 NOTICES = {
@@ -38,7 +39,17 @@ class HostedApp:
         self.backend = backend
 
     def handle(self, request: Request) -> Response:
+        """Each page acts on the account that owns the object it shows (a session created
+        with ``Stripe-Account`` is paid on that connected account)."""
+        found = _OBJECT_IN_PATH.search(request.path)
+        with self.backend.store.scoped_to_object(found.group(0) if found else None):
+            return self._handle(request)
+
+    def _handle(self, request: Request) -> Response:
         path = request.path
+        connect_page = connect_pages.route(self.backend, request)
+        if connect_page is not None:
+            return connect_page
         if path == "/":
             return Response.redirect("/_emulator/", 302)
         if path == "/favicon.ico":
