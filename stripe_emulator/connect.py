@@ -184,9 +184,7 @@ def new_account(backend: Backend, action: Action, params: dict[str, Any]) -> dic
         "payouts_enabled": False,
         "requirements": None,
         "settings": {
-            "bacs_debit_payments": {"display_name": None, "service_user_number": None},
             "branding": {"icon": None, "logo": None, "primary_color": None, "secondary_color": None},
-            "card_issuing": {"tos_acceptance": {"date": None, "ip": None}},
             "card_payments": {
                 "decline_on": {"avs_failure": False, "cvc_failure": False},
                 "statement_descriptor_prefix": None,
@@ -194,7 +192,6 @@ def new_account(backend: Backend, action: Action, params: dict[str, Any]) -> dic
                 "statement_descriptor_prefix_kanji": None,
             },
             "dashboard": {"display_name": name, "timezone": "Etc/UTC"},
-            "invoices": {"default_account_tax_ids": None, "hosted_payment_method_save": "offer"},
             "payments": {
                 "statement_descriptor": _descriptor(name),
                 "statement_descriptor_kana": None,
@@ -205,7 +202,6 @@ def new_account(backend: Backend, action: Action, params: dict[str, Any]) -> dic
                 "schedule": {"delay_days": 2, "interval": "daily"},
                 "statement_descriptor": None,
             },
-            "sepa_debit_payments": {},
         },
         "tos_acceptance": {"date": None, "ip": None, "user_agent": None},
         "type": account_type,
@@ -351,7 +347,7 @@ def valid_dob(day: str, month: str, year: str, today: calendar_date) -> bool:
     except (TypeError, ValueError):
         return False
     age = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-    return 13 <= age <= 120
+    return 13 <= age and born.year >= 1900
 
 
 # -- Account Links and login links --------------------------------------------------------------
