@@ -27,6 +27,8 @@ _PORTAL = re.compile(r"^/p/session/(?P<session>bps_[A-Za-z0-9]+)/?$")
 
 NOTICES = {
     "authentication_failed": payments.AUTHENTICATION_FAILED_MESSAGE,
+    "generic_decline": "Your card has been declined.",
+    "insufficient_funds": "Your card has insufficient funds.",
 }
 
 
@@ -255,6 +257,10 @@ class HostedApp:
             return Response.redirect(success_url_for(outcome.session))
         if outcome.kind == "authentication_failed":
             return Response.redirect(f"/c/pay/{session_id}?error=authentication_failed")
+        if outcome.kind == "declined" and outcome.decline is not None:
+            # Authenticated, then declined by the issuer (4000 0084 0000 1629): the decline shows on the form.
+            code = outcome.decline.decline_code if outcome.decline.decline_code in NOTICES else "generic_decline"
+            return Response.redirect(f"/c/pay/{session_id}?error={code}")
         return Response.redirect(f"/c/pay/{session_id}")
 
     def _done_page(self, session: dict[str, Any]) -> str:
