@@ -163,6 +163,19 @@ class Backend:
     def endpoint_count(self, account: str) -> int:
         return 1 if self.endpoint_for(account)[0] else 0
 
+    def business_name(self) -> str:
+        """The name the hosted pages show: the connected account's business name for what lives
+        on a connected account, else the platform's ``account_name``."""
+        account_id = self.store.current_account()
+        if account_id:
+            with self.store.scoped(""):
+                account = self.store.get(account_id, "account")
+            if account is not None:
+                name = (account.get("business_profile") or {}).get("name") or account["settings"]["dashboard"]["display_name"]
+                if name:
+                    return name
+        return self.tuning.account_name
+
     def now(self) -> int:
         return self.clock.now_int()
 

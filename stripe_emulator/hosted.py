@@ -152,9 +152,9 @@ class HostedApp:
         back = ""
         if session.get("cancel_url"):
             back = (f'<a class="Header-backLink" href="{e(session["cancel_url"])}" id="cancelLink" data-testid="business-link">'
-                    f'<span class="Header-backArrow">&larr;</span><span class="Header-business">{e(self.backend.tuning.account_name)}</span></a>')
+                    f'<span class="Header-backArrow">&larr;</span><span class="Header-business">{e(self.backend.business_name())}</span></a>')
         else:
-            back = f'<span class="Header-business">{e(self.backend.tuning.account_name)}</span>'
+            back = f'<span class="Header-business">{e(self.backend.business_name())}</span>'
         body = f"""
 <div class="App" data-session-id="{e(session_id)}">
   <div class="App-Overview">
@@ -186,7 +186,7 @@ class HostedApp:
     </div>
   </main>
 </div>"""
-        return Response.html(status, page(f"{self.backend.tuning.account_name} · Checkout", body))
+        return Response.html(status, page(f"{self.backend.business_name()} · Checkout", body))
 
     def _submit(self, session_id: str, request: Request) -> Response:
         form = request.form()
@@ -239,7 +239,7 @@ class HostedApp:
 <div class="Challenge">
   <p class="TestModeBadge" style="display:inline-block">Test mode</p>
   <h1 style="font-size:20px">3D Secure 2 Test Page</h1>
-  <p>{e(self.backend.tuning.account_name)} asks your bank to confirm a payment of <strong>{e(amount)}</strong>.</p>
+  <p>{e(self.backend.business_name())} asks your bank to confirm a payment of <strong>{e(amount)}</strong>.</p>
   <p class="Muted">This is a test page: choose how the authentication ends.</p>
   <form method="post" action="/c/pay/{e(session_id)}/authenticate" class="Challenge-buttons">
     <button type="submit" class="Button Button--primary" id="test-source-authorize-3ds" name="outcome" value="complete">Complete</button>
@@ -270,8 +270,8 @@ class HostedApp:
 <div class="Center" data-testid="already-paid">
   <span class="TestModeBadge">Test mode</span>
   <h1>This order is already paid</h1>
-  <p>{e(self.backend.tuning.account_name)} has received your payment of {e(amount)}. There is nothing more to do here.</p>
-  {f'<p><a href="{e(link)}" id="continueLink">Continue to {e(self.backend.tuning.account_name)}</a></p>' if link else ''}
+  <p>{e(self.backend.business_name())} has received your payment of {e(amount)}. There is nothing more to do here.</p>
+  {f'<p><a href="{e(link)}" id="continueLink">Continue to {e(self.backend.business_name())}</a></p>' if link else ''}
 </div>"""
         return page("Already paid", body)
 
@@ -282,7 +282,7 @@ class HostedApp:
   <span class="TestModeBadge">Test mode</span>
   <h1>This checkout session has expired</h1>
   <p>The time to pay for this order has run out, and nothing was charged.</p>
-  {f'<p><a href="{e(back)}" id="cancelLink">Return to {e(self.backend.tuning.account_name)}</a></p>' if back else ''}
+  {f'<p><a href="{e(back)}" id="cancelLink">Return to {e(self.backend.business_name())}</a></p>' if back else ''}
 </div>"""
         return page("Session expired", body)
 
@@ -310,7 +310,7 @@ class HostedApp:
         body = f"""
 <div class="Page" style="max-width:560px" data-testid="receipt">
   <span class="TestModeBadge">Test mode</span>
-  <h1>Receipt from {e(self.backend.tuning.account_name)}</h1>
+  <h1>Receipt from {e(self.backend.business_name())}</h1>
   <p class="Muted">Receipt for {e(charge_id)}</p>
   <div class="Card">
     <p><strong>Amount paid</strong><br>{e(format_amount(charge["amount"], charge["currency"]))}</p>
@@ -323,7 +323,7 @@ class HostedApp:
   </tbody></table>
   <p class="Muted">Refunded so far: {e(format_amount(charge["amount_refunded"], charge["currency"]))}</p>
 </div>"""
-        return Response.html(200, page(f"Receipt from {self.backend.tuning.account_name}", body))
+        return Response.html(200, page(f"Receipt from {self.backend.business_name()}", body))
 
     def _invoice_page(self, invoice_id: str) -> Response:
         invoice = self.backend.store.get(invoice_id, "invoice")
@@ -341,7 +341,7 @@ class HostedApp:
 <div class="Page" style="max-width:640px" data-testid="invoice">
   <span class="TestModeBadge">Test mode</span>
   <h1>Invoice {e(invoice["number"])}</h1>
-  <p class="Muted">{e(self.backend.tuning.account_name)} &middot; <span class="Status Status--ok">{e(invoice["status"])}</span></p>
+  <p class="Muted">{e(self.backend.business_name())} &middot; <span class="Status Status--ok">{e(invoice["status"])}</span></p>
   <div class="Card">
     <p><strong>Billed to</strong><br>{e(invoice["customer_name"] or "")} {e(invoice["customer_email"] or "")}</p>
     <p><strong>Date</strong><br>{e(date(invoice["created"]))}</p>
@@ -379,7 +379,7 @@ class HostedApp:
         return_link = ""
         if portal.get("return_url"):
             return_link = (f'<a class="Header-backLink" href="{e(portal["return_url"])}" id="returnLink" data-testid="return-link">'
-                           f'<span class="Header-backArrow">&larr;</span> Return to {e(tuning.account_name)}</a>')
+                           f'<span class="Header-backArrow">&larr;</span> Return to {e(self.backend.business_name())}</a>')
         if expired:
             body = f"""
 <div class="Center" data-testid="portal-expired">
@@ -418,14 +418,14 @@ class HostedApp:
         body = f"""
 <div class="Page" data-testid="customer-portal">
   <header class="Header">{return_link}<span class="TestModeBadge">Test mode</span></header>
-  <h1>{e(tuning.account_name)}</h1>
+  <h1>{e(self.backend.business_name())}</h1>
   <p class="Muted">{e((customer or {}).get("name") or "")} {e((customer or {}).get("email") or "")}</p>
   <h2>Payment method</h2>
   {card_html}
   <h2>Payment history</h2>
   {history}
 </div>"""
-        return Response.html(200, page(f"{tuning.account_name} · Billing", body))
+        return Response.html(200, page(f"{self.backend.business_name()} · Billing", body))
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -489,7 +489,7 @@ def _order_summary(backend: Backend, session: dict[str, Any], items: list[dict[s
         discount_row = (f'<div class="Totals-row Totals-row--discount" data-testid="discount"><span>{e(label)}</span>'
                         f'<span>-{e(format_amount(session["total_details"]["amount_discount"], currency))}</span></div>')
     return f"""
-      <p class="ProductSummary-label">Pay {e(backend.tuning.account_name)}</p>
+      <p class="ProductSummary-label">Pay {e(backend.business_name())}</p>
       <p class="ProductSummary-total" id="ProductSummary-totalAmount" data-testid="product-summary-total-amount">{e(format_amount(session["amount_total"], currency))}</p>
       <ul class="OrderLines">{''.join(lines)}</ul>
       <div class="Totals">

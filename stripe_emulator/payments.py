@@ -52,7 +52,7 @@ def session_action(backend: Backend, session_id: str) -> Action:
 
 
 def statement_descriptor(backend: Backend) -> str:
-    letters = "".join(ch for ch in backend.tuning.account_name.upper() if ch.isalnum() or ch == " ")
+    letters = "".join(ch for ch in backend.business_name().upper() if ch.isalnum() or ch == " ")
     return letters.split("(")[0].strip()[:22] or "STRIPE EMULATOR"
 
 
@@ -366,7 +366,7 @@ def _new_invoice(
         "id": invoice_id,
         "object": "invoice",
         "account_country": "US",
-        "account_name": backend.tuning.account_name,
+        "account_name": backend.business_name(),
         "account_tax_ids": None,
         "amount_due": total,
         "amount_overpaid": 0,

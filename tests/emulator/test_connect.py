@@ -15,7 +15,7 @@ import stripe
 from stripe_emulator import Emulator
 from stripe_emulator.control import ControlError, EmulatorControl
 
-from .helpers import FAST, WebhookReceiver, create_session, line_item, receiver_handler, sdk_client, submit_card
+from .helpers import FAST, WebhookReceiver, create_session, line_item, receiver_handler, submit_card
 from .test_schema import Checker, spec_defs  # noqa: F401  (the fixture)
 
 RETURN_URL = "https://platform.example/connect/return"
@@ -473,3 +473,19 @@ def test_control_client_sets_the_connect_endpoint(emulator):
     with pytest.raises(ControlError):
         control.set_account_api_version("yesterday")
     assert control.connect_webhook_secret == emulator.connect_webhook_secret
+
+
+def test_hosted_pages_of_a_connected_account_show_its_name(client, visitor, control):
+    account = onboarded(client, visitor)
+    session = client.v1.checkout.sessions.create(
+        params={"mode": "payment", "success_url": "https://shop.example/ok", "cancel_url": "https://shop.example/no",
+                "line_items": [line_item()]}, options=on(account.id))
+    page = visitor.get(session.url)
+    assert page.status_code == 200 and "Pay Harbour Tours" in page.text
+    paid = submit_card(visitor, session)
+    assert paid.status_code == 303 and paid.headers["Location"] == "https://shop.example/ok"
+    intent = client.v1.payment_intents.retrieve(
+        client.v1.checkout.sessions.retrieve(session.id, options=on(account.id)).payment_intent, options=on(account.id))
+    charge = client.v1.charges.retrieve(intent.latest_charge, options=on(account.id))
+    assert charge.calculated_statement_descriptor == "HARBOUR TOURS"
+    assert "Receipt from Harbour Tours" in visitor.get(charge.receipt_url).text
