@@ -116,9 +116,11 @@ class EmulatorControl:
         and held deliveries do not count); the answer's ``idle`` says whether all is delivered."""
         return self._call("POST", "/webhooks/wait", {"timeout": timeout}, timeout=timeout + 30)
 
-    def deliveries(self, *, event_id: str | None = None, type: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Delivery attempts, newest first."""
-        return self._call("GET", "/deliveries", query={"event_id": event_id, "type": type, "limit": limit})["data"]
+    def deliveries(self, *, event_id: str | None = None, type: str | None = None, target: str | None = None,
+                   limit: int = 1000) -> list[dict[str, Any]]:
+        """Delivery attempts, newest first; ``target`` "platform" or "connect" picks one endpoint's."""
+        return self._call("GET", "/deliveries", query={"event_id": event_id, "type": type, "target": target,
+                                                        "limit": limit})["data"]
 
     def events(self, *, type: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Events, newest first."""

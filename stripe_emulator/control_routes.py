@@ -173,7 +173,10 @@ class ControlApp:
             where.append("a.event_type = ?")
             values.append(args["type"])
         limit = _limit(args, 1000)
-        sql = ("SELECT a.*, d.endpoint, d.state, d.created_at AS queued_at FROM delivery_attempts a "
+        if args.get("target"):
+            where.append("d.target = ?")
+            values.append(args["target"])
+        sql = ("SELECT a.*, d.endpoint, d.target, d.state, d.created_at AS queued_at FROM delivery_attempts a "
                "JOIN deliveries d ON d.id = a.delivery_id"
                + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY a.id DESC LIMIT ?")
         rows = self.backend.store.query(sql, [*values, limit])
@@ -189,6 +192,7 @@ class ControlApp:
                 "at": row["at"],
                 "queued_at": row["queued_at"],
                 "endpoint": row["endpoint"],
+                "target": row["target"],
                 "delivery_state": row["state"],
             }
             for row in rows

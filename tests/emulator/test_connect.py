@@ -282,6 +282,15 @@ def test_objects_live_on_their_account(client, visitor, control):
                 call()
             assert missing.value.http_status == 404 and missing.value.code == "resource_missing"
     assert [r.id for r in client.v1.refunds.list(options=on(a.id)).data] == [refund.id]
+    portal = client.v1.billing_portal.sessions.create(params={"customer": customer_id, "return_url": "https://x.example"},
+                                                       options=on(a.id))
+    assert "Harbour Tours" in visitor.get(portal.url).text
+    with pytest.raises(stripe.InvalidRequestError) as no_customer:
+        client.v1.billing_portal.sessions.create(params={"customer": customer_id}, options=on(b.id))
+    assert no_customer.value.http_status == 404
+    assert client.v1.accounts.retrieve(a.id, options=on(a.id)).id == a.id  # an account may read itself
+    with pytest.raises(stripe.PermissionError):
+        client.v1.accounts.retrieve(b.id, options=on(a.id))
     assert client.v1.refunds.list().data == [] and client.v1.customers.list(options=on(b.id)).data == []
     assert {e.type for e in client.v1.events.list(options=on(a.id)).auto_paging_iter()} >= {
         "checkout.session.completed", "refund.created"}
@@ -416,6 +425,10 @@ def test_connect_events_go_to_the_connect_endpoint_only(client, visitor, control
     assert control.wait_for_webhooks(timeout=10)["idle"]
     assert "dropped@example.com" not in [e.data.object.email for e in connect_receiver.events("customer.created")]
     assert control.config()["connect_forward_to"] == connect_receiver.url
+    attempts = control.deliveries(type="checkout.session.completed", target="connect")
+    assert [a["status"] for a in reversed(attempts)] == [500, 200]
+    assert all(a["target"] == "connect" and a["endpoint"] == connect_receiver.url for a in attempts)
+    assert control.deliveries(type="checkout.session.completed", target="platform") == []
 
 
 def test_a_merchant_disconnecting_is_a_connect_event(client, visitor, control, receiver, connect_receiver):
