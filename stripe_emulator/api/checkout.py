@@ -13,7 +13,7 @@ from ..errors import InvalidRequestError, NotEmulated
 from ..expand import expand, includer, present
 from ..ids import new_id
 from ..money import format_amount
-from ..payments import TIMER_EXPIRE, apply_discount, expire_session, line_items_of, load_open_session
+from ..payments import TIMER_EXPIRE, apply_discount, expire_session, load_open_session
 from .common import check_limit, exclusive, list_page, new_metadata
 from .coupons import coupon_is_valid, promotion_code_refusal
 from .customers import check_email, load_live_customer
