@@ -43,6 +43,21 @@ NEWER_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
         "business_name": {"anyOf": [{"type": "string", "maxLength": 150}, {"type": "string", "enum": [""]}]},
         "individual_name": {"anyOf": [{"type": "string", "maxLength": 150}, {"type": "string", "enum": [""]}]},
     },
+    ("post", "/v1/accounts"): {
+        # Since 2024 an account is described by who controls it instead of its `type`.
+        "controller": {
+            "type": "object",
+            "properties": {
+                "fees": {"type": "object", "properties": {"payer": {"type": "string", "enum": ["account", "application"]}}},
+                "losses": {"type": "object", "properties": {"payments": {"type": "string", "enum": ["application", "stripe"]}}},
+                "requirement_collection": {"type": "string", "enum": ["application", "stripe"]},
+                "stripe_dashboard": {
+                    "type": "object",
+                    "properties": {"type": {"type": "string", "enum": ["express", "full", "none"]}},
+                },
+            },
+        },
+    },
     ("post", "/v1/promotion_codes"): {
         "promotion": {
             "type": "object",
