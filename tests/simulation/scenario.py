@@ -290,7 +290,7 @@ def _waitlist_steps(scenario: Scenario, steps: list[Step]) -> None:
         if wl.random() < 0.4:
             # Time passes while they wait (less than an offer's 30 minutes): abandoned checkouts
             # lapse and free their seats, which are offered to them.
-            joined = insert(("wait", wl.choice(WAITS[:4]), wl.randint(1, 59)), joined, race=0)
+            joined = insert(("wait_in_line", c.index, wl.choice(WAITS[:4]), wl.randint(1, 59)), joined, race=0)
         joins.append(joined)
         action = _pick(wl, OFFER_ACTIONS)
         if action == "lapse":
