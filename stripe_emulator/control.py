@@ -73,6 +73,17 @@ class EmulatorControl:
     def webhook_secret(self) -> str:
         return self.config()["webhook_secret"]
 
+    # -- Stripe's pace -------------------------------------------------------------------------
+
+    def pace(self) -> dict[str, Any]:
+        """Latency (median, p99 and the log-normal's mu/sigma), rate limits and counters."""
+        return self._call("GET", "/pace")
+
+    def set_pace(self, **settings: Any) -> dict[str, Any]:
+        """E.g. ``set_pace(preset="stripe-test")``, ``set_pace(write_latency="250:900", rate_limit=25)``,
+        ``set_pace(preset="off")``."""
+        return self._call("POST", "/pace", settings)
+
     # -- webhooks -----------------------------------------------------------------------------
 
     def set_connect_forward_to(self, url: str | None) -> dict[str, Any]:
