@@ -207,6 +207,7 @@ class Backend:
         self.store.reset()
         self.clock.reload()
         self.faults.clear()
+        self.pace.restore()  # the pace the emulator was started with; counters start afresh
         if self.dispatcher is not None:
             self.dispatcher.reset()
 

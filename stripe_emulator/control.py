@@ -60,7 +60,8 @@ class EmulatorControl:
     # -- state ----------------------------------------------------------------------------
 
     def reset(self) -> dict[str, Any]:
-        """Forget every object, event, delivery, idempotency key, timer and fault."""
+        """Forget every object, event, delivery, idempotency key, timer and fault; the pace goes
+        back to the one the emulator was started with."""
         return self._call("POST", "/reset")
 
     def config(self) -> dict[str, Any]:

@@ -56,6 +56,7 @@ class Emulator:
         # Stripe's latency and rate limits (``pace.py``): e.g. ``pace={"preset": "stripe-test"}``.
         self.pace = Pace()
         self.pace.configure(pace or {})
+        self.pace.remember_as_initial()
         self._given_secret = webhook_secret
         self.connect_forward_to = connect_forward_to
         self._given_connect_secret = connect_webhook_secret

@@ -167,6 +167,7 @@ class Pace:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _buckets: dict[tuple[str, str], _Bucket] = field(default_factory=dict, repr=False)
     _counts: dict[str, float] = field(default_factory=dict, repr=False)
+    _initial: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.seed is not None:
@@ -213,6 +214,15 @@ class Pace:
                 self._rng.seed(seed)
             self._buckets.clear()
             self._counts = self._zero_counts()
+
+    def remember_as_initial(self) -> None:
+        """What ``restore`` (the control API's reset) goes back to: the emulator's start options."""
+        self._initial = {"write_latency": self.write_latency, "read_latency": self.read_latency,
+                         "rate_limit": self.rate_limit, "endpoint_rate_limit": self.endpoint_rate_limit,
+                         "seed": self.seed}
+
+    def restore(self) -> None:
+        self.configure(dict(self._initial) or dict(PRESETS["off"]))
 
     def describe(self) -> dict[str, Any]:
         with self._lock:

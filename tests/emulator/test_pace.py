@@ -210,3 +210,16 @@ def test_command_line_options_and_the_emulator_keyword():
     assert state["write_latency"]["median_ms"] == 100 and state["read_latency"]["median_ms"] == 120
     assert (state["rate_limit"], state["endpoint_rate_limit"]) == (25, 25)
     assert API_KEY.startswith("sk_test_")
+
+
+def test_a_reset_goes_back_to_the_pace_the_emulator_was_started_with():
+    with Emulator(pace={"rate_limit": 40}) as emu:
+        control = EmulatorControl(emu.url)
+        control.set_pace(preset="stripe-test")
+        control.reset()
+        state = control.pace()
+    assert (state["rate_limit"], state["endpoint_rate_limit"], state["write_latency"]) == (40, 0, None)
+    with Emulator() as emu:
+        control = EmulatorControl(emu.url)
+        control.set_pace(preset="stripe-live")
+        assert control.reset() and control.pace()["active"] is False
