@@ -89,6 +89,8 @@ def http(url: str, *, data: dict | None = None, headers: dict | None = None, tim
             return Answer(answer.status, answer.read().decode(errors="replace"), answer.headers.get("Location", ""))
     except urllib.error.HTTPError as error:
         return Answer(error.code, error.read().decode(errors="replace"), error.headers.get("Location", ""))
+    except (TimeoutError, OSError) as error:  # no answer within `timeout`: the buyer gave up
+        return Answer(0, f"no answer: {error}")
 
 
 # The processes
