@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import PasswordResetForm, _unicode_ci_compare
 from django.utils import timezone
 
-from bookings.models import BookingStatus, Listing, Merchant
+from bookings.models import BookingStatus, CancellationPolicy, Listing, Merchant
 from bookings.money import (
     STRIPE_AMOUNT_MAX,
     SUPPORTED_CURRENCIES,
@@ -26,6 +26,7 @@ from bookings import selectors
 from bookings.selectors import BookingFilters
 from bookings.timezones import timezone_choices
 from bookings.services import (
+    CANCEL_FREE_HOURS_MAX,
     SLOT_CAPACITY_MAX,
     BookingError,
     validate_capacity,
@@ -133,6 +134,43 @@ class ListingForm(forms.Form):
         },
     )
 
+    cancel_policy = forms.ChoiceField(
+        label="Cancellation policy",
+        choices=[
+            (CancellationPolicy.CUSTOMER_MAY_CANCEL, "Customers may cancel and move their bookings themselves"),
+            (CancellationPolicy.NO_SELF_SERVICE, "No self-service cancellation: customers write to you"),
+        ],
+        initial=CancellationPolicy.CUSTOMER_MAY_CANCEL,
+        widget=forms.RadioSelect,
+        error_messages={"invalid_choice": "Choose one of the cancellation policies in the list.", "required": "Choose a cancellation policy."},
+    )
+    cancel_free_hours = forms.IntegerField(
+        label="Free cancellation ends (hours before the start)",
+        min_value=0,
+        max_value=CANCEL_FREE_HOURS_MAX,
+        initial=24,
+        help_text="Until then customers get everything back and may move to another time. 0: until the start.",
+        error_messages={
+            "required": "Enter how many hours before the start free cancellation ends, such as 24.",
+            "invalid": "Enter whole hours, such as 24 or 48.",
+            "min_value": "Enter 0 or more hours.",
+            "max_value": f"Free cancellation can end at most {CANCEL_FREE_HOURS_MAX} hours (a year) before the start.",
+        },
+    )
+    cancel_late_keep_percent = forms.IntegerField(
+        label="After that, you keep (% of the payment)",
+        min_value=0,
+        max_value=100,
+        initial=100,
+        help_text="100: no refund for late cancellations. 0: everything back until the start. The kept share is rounded down to the cent.",
+        error_messages={
+            "required": "Enter the share you keep of a late cancellation, from 0 to 100.",
+            "invalid": "Enter a whole percentage from 0 to 100.",
+            "min_value": "Enter a percentage from 0 to 100.",
+            "max_value": "Enter a percentage from 0 to 100.",
+        },
+    )
+
     @classmethod
     def for_new_listing(cls, merchant: Merchant, data=None) -> "ListingForm":
         """The form for a merchant's next listing: in the currency they sold in last, else the
@@ -149,6 +187,9 @@ class ListingForm(forms.Form):
                 "price": str(from_minor_units(listing.price_amount, listing.currency)),
                 "currency": listing.currency,
                 "duration_minutes": listing.duration_minutes,
+                "cancel_policy": listing.cancel_policy,
+                "cancel_free_hours": listing.cancel_free_hours,
+                "cancel_late_keep_percent": listing.cancel_late_keep_percent,
             }
         )
 
@@ -191,6 +232,9 @@ class ListingForm(forms.Form):
             "price_amount": data["price_amount"],
             "currency": data["currency"],
             "duration_minutes": data["duration_minutes"],
+            "cancel_policy": data["cancel_policy"],
+            "cancel_free_hours": data["cancel_free_hours"],
+            "cancel_late_keep_percent": data["cancel_late_keep_percent"],
         }
 
 

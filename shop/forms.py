@@ -77,3 +77,23 @@ class ReceiptsLinkForm(forms.Form):
         if not path.startswith("/") or path.startswith("//") or "\\" in path or not path.isprintable():
             return ""
         return path
+
+
+class CancelConfirmForm(forms.Form):
+    """The customer confirms a cancellation: with the refund they were shown, so that a change
+    of terms meanwhile is caught rather than silently applied."""
+
+    expected_refund = forms.IntegerField(min_value=0, max_value=STRIPE_AMOUNT_MAX, widget=forms.HiddenInput)
+
+
+class RescheduleForm(forms.Form):
+    slot = forms.IntegerField(
+        min_value=1,
+        max_value=2**62,
+        error_messages={
+            "required": "Choose the time to move your booking to.",
+            "invalid": "Choose one of the times listed.",
+            "min_value": "Choose one of the times listed.",
+            "max_value": "Choose one of the times listed.",
+        },
+    )

@@ -28,6 +28,7 @@ from django_htmx.http import HTMX_STOP_POLLING
 from bookings import selectors
 from common.logs import log_event
 from bookings.models import Booking, Listing
+from bookings.policies import cancel_quote, reschedule_refusal
 from bookings.services import BookingError, hold_minutes
 from bookings.storefront_cache import final_status_key, storefront_version
 from common import ratelimits
@@ -505,6 +506,8 @@ def booking_page(request, token: str):
         "refunds": [refund for refund in booking.refunds.all() if refund.stripe_refund_id],
         "owns_booking": receipts.owns_booking(request, booking),
         "money_back": selectors.booking_money_back(booking),
+        "can_cancel": cancel_quote(booking).allowed,
+        "can_reschedule": not reschedule_refusal(booking),
     }
     with timezone.override(listing.merchant.zone):
         return render(request, "shop/booking.html", context)

@@ -6,6 +6,7 @@
 - `refunds`: refunds with their recorded reason, asked of the provider once; the follow-up after commit.
 - `catalog`: merchants, listings and times, the rules of a time's start, capacity and series.
 
+- `customer_changes`: a customer cancels (under the terms the booking was sold with) or moves their booking.
 - `holds`: the seats a checkout holds while its customer pays; taken, converted, released or lapsed once.
 
 Seats are held by `booking_start` and sold by `booking_confirm` (the hold converted, or free seats
@@ -15,6 +16,9 @@ and are idempotent, so running them again (a retried webhook, `reconcile`) never
 """
 
 from bookings.services.catalog import (
+    CANCEL_FREE_HOURS_MAX,
+    bookings_terms_upgrade,
+    validate_cancellation_policy,
     SERIES_MAX_DAYS,
     SERIES_MAX_SLOTS,
     SERIES_MAX_START_TIMES,
@@ -51,6 +55,7 @@ from bookings.services.lifecycle import (
     checkouts_close,
     holds_lapse,
 )
+from bookings.services.customer_changes import TermsChanged, booking_customer_cancel, booking_reschedule
 from bookings.services.holds import hold_minutes
 from bookings.services.refunds import (
     REFUND_SUBMIT_LEASE,
@@ -77,6 +82,12 @@ from bookings.services.transitions import (
 )
 
 __all__ = [
+    "CANCEL_FREE_HOURS_MAX",
+    "TermsChanged",
+    "booking_customer_cancel",
+    "booking_reschedule",
+    "bookings_terms_upgrade",
+    "validate_cancellation_policy",
     "ALLOWED_TRANSITIONS",
     "BookingError",
     "ConfirmOutcome",

@@ -17,6 +17,8 @@ from bookings import selectors, tasks
 from bookings.background import enqueue_after_commit
 from bookings.models import (
     Booking,
+    BookingStatus,
+    CancellationPolicy,
     Listing,
     Merchant,
     Refund,
@@ -25,6 +27,7 @@ from bookings.models import (
     Slot,
 )
 from bookings.money import SUPPORTED_CURRENCIES
+from bookings.policies import CancellationTerms, booking_terms_fields, listing_terms
 from bookings.selectors import slot_series_plan
 from bookings.services.refunds import _refund_open, _release_seats
 from bookings.services.transitions import BookingError, S, _locked, booking_transition
@@ -147,7 +150,16 @@ def _listing_slug(title: str) -> str:
 
 
 def listing_create(
-    *, merchant: Merchant, title: str, description: str, price_amount: int, currency: str, duration_minutes: int
+    *,
+    merchant: Merchant,
+    title: str,
+    description: str,
+    price_amount: int,
+    currency: str,
+    duration_minutes: int,
+    cancel_policy: str = CancellationPolicy.CUSTOMER_MAY_CANCEL,
+    cancel_free_hours: int = 24,
+    cancel_late_keep_percent: int = 100,
 ) -> Listing:
     """Create an active listing with a unique slug made from its title (kept when it is renamed,
     so links to it keep working)."""
@@ -164,6 +176,7 @@ def listing_create(
                     price_amount=price_amount,
                     currency=currency,
                     duration_minutes=duration_minutes,
+                    **_policy_fields(cancel_policy, cancel_free_hours, cancel_late_keep_percent),
                 )
         except IntegrityError:
             if attempt == 4:
@@ -174,19 +187,96 @@ def listing_create(
     raise AssertionError("unreachable")
 
 
+def validate_cancellation_policy(*, cancel_policy: str, cancel_free_hours: int, cancel_late_keep_percent: int) -> None:
+    if cancel_policy not in CancellationPolicy.values:
+        raise BookingError("Choose one of the cancellation policies in the list.", field="cancel_policy")
+    if not 0 <= cancel_free_hours <= CANCEL_FREE_HOURS_MAX:
+        raise BookingError(
+            f"Free cancellation can end at most {CANCEL_FREE_HOURS_MAX} hours (a year) before the start.",
+            field="cancel_free_hours",
+        )
+    if not 0 <= cancel_late_keep_percent <= 100:
+        raise BookingError("The share you keep is a percentage from 0 to 100.", field="cancel_late_keep_percent")
+
+
+CANCEL_FREE_HOURS_MAX = 24 * 365
+
+
+def _policy_fields(cancel_policy: str, cancel_free_hours: int, cancel_late_keep_percent: int) -> dict:
+    validate_cancellation_policy(
+        cancel_policy=cancel_policy, cancel_free_hours=cancel_free_hours, cancel_late_keep_percent=cancel_late_keep_percent
+    )
+    terms = CancellationTerms.of(cancel_policy, cancel_free_hours, cancel_late_keep_percent)
+    return {
+        "cancel_policy": terms.policy,
+        # Without self-service the numbers are kept for when the merchant turns it back on.
+        "cancel_free_hours": terms.free_hours if terms.customer_may_cancel else cancel_free_hours,
+        "cancel_late_keep_percent": cancel_late_keep_percent,
+    }
+
+
 def listing_update(
-    *, listing: Listing, title: str, description: str, price_amount: int, currency: str, duration_minutes: int
+    *,
+    listing: Listing,
+    title: str,
+    description: str,
+    price_amount: int,
+    currency: str,
+    duration_minutes: int,
+    cancel_policy: str | None = None,
+    cancel_free_hours: int | None = None,
+    cancel_late_keep_percent: int | None = None,
 ) -> Listing:
-    """Change a listing. Bookings already started keep the price and currency they were made at."""
+    """Change a listing. Bookings already started keep the price and currency they were made at,
+    and the cancellation terms they were sold under, unless the new terms are at least as
+    lenient as theirs (bookings.policies): those not yet ended and not yet started get the new
+    terms, in the same transaction. Each booking row is updated under its lock, so a customer's
+    cancellation in flight either finishes under the old terms or reads the new ones."""
     if currency not in SUPPORTED_CURRENCIES:
         raise BookingError("Choose one of the currencies in the list.")
-    listing.title = title
-    listing.description = description
-    listing.price_amount = price_amount
-    listing.currency = currency
-    listing.duration_minutes = duration_minutes
-    listing.save(update_fields=["title", "description", "price_amount", "currency", "duration_minutes", "updated_at"])
+    policy = _policy_fields(
+        listing.cancel_policy if cancel_policy is None else cancel_policy,
+        listing.cancel_free_hours if cancel_free_hours is None else cancel_free_hours,
+        listing.cancel_late_keep_percent if cancel_late_keep_percent is None else cancel_late_keep_percent,
+    )
+    with transaction.atomic():
+        Listing.objects.select_for_update().filter(pk=listing.pk).first()
+        listing.title = title
+        listing.description = description
+        listing.price_amount = price_amount
+        listing.currency = currency
+        listing.duration_minutes = duration_minutes
+        for name, value in policy.items():
+            setattr(listing, name, value)
+        listing.save(
+            update_fields=["title", "description", "price_amount", "currency", "duration_minutes", *policy, "updated_at"]
+        )
+        upgraded = bookings_terms_upgrade(listing=listing)
+    if upgraded:
+        log_event(log, "listing_policy_upgraded_bookings", listing=listing.pk, bookings=upgraded)
     return listing
+
+
+def bookings_terms_upgrade(*, listing: Listing) -> int:
+    """Give the listing's current terms to its bookings not yet ended or started whose own terms
+    they are at least as lenient as (and differ from). Returns how many bookings changed."""
+    new_terms = listing_terms(listing)
+    live = Booking.objects.filter(
+        slot__listing=listing,
+        status__in=[BookingStatus.PENDING, BookingStatus.CONFIRMED],
+        slot__starts_at__gt=timezone.now(),
+    )
+    changed = 0
+    kept_terms = live.values_list("policy_cancel", "policy_free_hours", "policy_keep_percent").distinct()
+    for policy, free_hours, keep in kept_terms:
+        old_terms = CancellationTerms.of(policy, free_hours, keep)
+        if old_terms == new_terms and policy:
+            continue
+        if new_terms.at_least_as_lenient_as(old_terms):
+            changed += live.filter(policy_cancel=policy, policy_free_hours=free_hours, policy_keep_percent=keep).update(
+                updated_at=timezone.now(), **booking_terms_fields(new_terms)
+            )
+    return changed
 
 
 def listing_archive(*, listing: Listing) -> bool:

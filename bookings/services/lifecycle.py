@@ -22,6 +22,7 @@ from bookings.models import (
     RefundStatus,
     Slot,
 )
+from bookings.policies import booking_terms_fields, listing_terms
 from bookings.services.holds import hold_convert, hold_extend_to, hold_minutes, hold_release, hold_take
 from bookings.services.refunds import booking_follow_up
 from bookings.services.transitions import (
@@ -77,6 +78,8 @@ def booking_start(*, slot: Slot, quantity: int, customer_email: str, customer_na
             customer_name=customer_name,
             amount_total=slot.listing.price_amount * quantity,
             currency=slot.listing.currency,
+            # The policy shown before payment is the one this booking keeps.
+            **booking_terms_fields(listing_terms(slot.listing)),
         )
         hold = hold_take(booking=booking, expires_at=expires_at)
         if hold is None:

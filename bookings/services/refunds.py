@@ -260,6 +260,10 @@ def booking_follow_up(*, booking_id: int, raise_refund_errors: bool = True) -> N
         notifications.booking_confirmation_send(booking=booking)
     if booking.status == S.CANCELLED and booking.cancellation_email_sent_at is None:
         notifications.booking_cancelled_send(booking=booking)
+    if booking.status == S.CONFIRMED and booking.reschedules > booking.reschedules_notified:
+        notifications.booking_rescheduled_send(booking=booking)
+    if booking.cancelled_by_customer_at is not None and booking.merchant_cancel_notice_sent_at is None:
+        notifications.customer_cancelled_merchant_send(booking=booking)
     for refund in refunds:
         if refund.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED) and refund.customer_notified_at is None:
             notifications.refund_notice_send(refund=refund, booking=booking)

@@ -239,7 +239,16 @@ def test_a_merchant_form_shows_the_same_summary_with_valid_descriptions(client, 
 
     response = client.post(
         reverse("merchant:listing_create"),
-        {"title": "", "description": "", "price": "abc", "currency": "eur", "duration_minutes": "0"},
+        {
+            "title": "",
+            "description": "",
+            "price": "abc",
+            "currency": "eur",
+            "duration_minutes": "0",
+            "cancel_policy": "customer",
+            "cancel_free_hours": "24",
+            "cancel_late_keep_percent": "100",
+        },
     )
 
     html = response.content.decode()
