@@ -60,7 +60,9 @@ class CancellationTerms:
         """The last moment free cancellation (and rescheduling) is open; None without self-service."""
         if not self.customer_may_cancel:
             return None
-        return starts_at - dt.timedelta(hours=self.free_hours)
+        # In UTC: arithmetic on a datetime in a zone is wall-clock arithmetic in Python, which
+        # would put the deadline an hour off across a clock change.
+        return starts_at.astimezone(dt.UTC) - dt.timedelta(hours=self.free_hours)
 
     def kept(self, amount_paid: int) -> int:
         """What the merchant keeps of a late cancellation: rounded down to a whole minor unit."""

@@ -266,16 +266,19 @@ def bookings_terms_upgrade(*, listing: Listing) -> int:
         status__in=[BookingStatus.PENDING, BookingStatus.CONFIRMED],
         slot__starts_at__gt=timezone.now(),
     )
-    changed = 0
-    kept_terms = live.values_list("policy_cancel", "policy_free_hours", "policy_keep_percent").distinct()
-    for policy, free_hours, keep in kept_terms:
+    # Lock them in primary-key order (a cancellation in flight holds its booking's lock: this
+    # waits, then sees whether it still is live), then update those the new terms are kind to.
+    rows = live.select_for_update(of=("self",)).order_by("pk").values_list(
+        "pk", "policy_cancel", "policy_free_hours", "policy_keep_percent"
+    )
+    upgrade = []
+    for pk, policy, free_hours, keep in rows:
         old_terms = CancellationTerms.of(policy, free_hours, keep)
-        if old_terms == new_terms and policy:
-            continue
-        if new_terms.at_least_as_lenient_as(old_terms):
-            changed += live.filter(policy_cancel=policy, policy_free_hours=free_hours, policy_keep_percent=keep).update(
-                updated_at=timezone.now(), **booking_terms_fields(new_terms)
-            )
+        if (old_terms != new_terms or not policy) and new_terms.at_least_as_lenient_as(old_terms):
+            upgrade.append(pk)
+    changed = 0
+    if upgrade:
+        changed = Booking.objects.filter(pk__in=upgrade).update(updated_at=timezone.now(), **booking_terms_fields(new_terms))
     return changed
 
 
