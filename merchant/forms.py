@@ -135,7 +135,7 @@ class ListingForm(forms.Form):
     )
 
     cancel_policy = forms.ChoiceField(
-        label="Cancellation policy",
+        label="Who may cancel",
         choices=[
             (CancellationPolicy.CUSTOMER_MAY_CANCEL, "Customers may cancel and move their bookings themselves"),
             (CancellationPolicy.NO_SELF_SERVICE, "No self-service cancellation: customers write to you"),

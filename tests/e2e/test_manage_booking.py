@@ -123,3 +123,32 @@ def test_a_customer_signs_in_by_link_moves_then_cancels_in_the_free_window_and_s
     page.goto(shop.url(reverse("shop:my_bookings")))
     expect(page.get_by_test_id(f"my-booking-{booking.pk}")).to_contain_text("Cancelled by you")
     shoot("my-bookings-after-cancel")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_merchant_sets_a_listings_cancellation_policy_and_the_listing_shows_it(width, new_context, shop, stripe):
+    from tests.e2e.pages import sign_in
+
+    merchant = make_merchant(username="atelier", timezone_name="Europe/Paris", display_name="Atelier Lumière")
+    listing = make_listing(merchant=merchant, title="Pottery evening", price_amount=1800, currency="eur")
+    make_slot(listing=listing, capacity=4)
+    page = new_context(**WIDTHS[width]).new_page()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    sign_in(page, shop.base_url, "atelier")
+
+    page.goto(shop.url(reverse("merchant:listing_edit", args=[listing.pk])))
+    page.fill("#id_cancel_free_hours", "48")
+    page.fill("#id_cancel_late_keep_percent", "30")
+    page.screenshot(path=SCREENSHOTS / f"merchant-listing-policy-{width}.png", full_page=True)
+    assert fits_the_width(page)
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator(".messages")).to_contain_text("their cancellation terms unless the new ones are more lenient")
+
+    listing.refresh_from_db()
+    assert (listing.cancel_policy, listing.cancel_free_hours, listing.cancel_late_keep_percent) == ("customer", 48, 30)
+    page.goto(shop.url(reverse("shop:listing", args=[listing.slug])))
+    expect(page.get_by_test_id("cancellation-policy")).to_contain_text(
+        "Free cancellation until 48 hours before the start; after that, 30% of the payment is kept."
+    )
+    page.screenshot(path=SCREENSHOTS / f"listing-policy-{width}.png", full_page=True)
+    assert fits_the_width(page)
