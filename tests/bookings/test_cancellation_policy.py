@@ -488,3 +488,34 @@ def Listing_fresh(listing):  # noqa: N802 - reads like the model it returns
 def test_terms_of_is_normalised():
     assert policies.CancellationTerms.of("customer", 48, 0) == T(True, 0, 0)
     assert policies.CancellationTerms.of("none", 48, 50) == T(False)
+
+
+def test_a_late_cancel_keeping_a_share_ends_refunded_once_its_partial_refund_is_made(
+    stripe_emulator, django_capture_on_commit_callbacks
+):
+    from bookings.services import booking_confirm
+    from payments import stripe_api
+    from payments.checkout import checkout_start
+
+    listing = paris_listing(cancel_free_hours=48, cancel_late_keep_percent=50)
+    started = checkout_start(
+        slot=make_slot(listing=listing, starts_in=dt.timedelta(hours=20)),
+        quantity=1,
+        customer_email="late@example.com",
+        customer_name="Late",
+        success_url="http://testserver/s?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url="http://testserver/",
+    )
+    stripe_emulator.pay_session(started.booking.checkout_session_id, card="4242424242424242")
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_confirm(facts=stripe_api.checkout_facts(started.booking.checkout_session_id))
+    booking = Booking.objects.get(pk=started.booking.pk)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_customer_cancel(booking=booking, expected_refund=1250)
+
+    booking.refresh_from_db()
+    assert (booking.status, booking.amount_refunded, booking.amount_paid) == (BookingStatus.REFUNDED, 1250, 2500)
+    to_customer = [m for m in mail.outbox if m.subject.startswith("You cancelled your booking")]
+    assert [m.subject for m in to_customer] == [f"You cancelled your booking: {listing.title}, refund of €12.50"]
+    assert "A refund of €12.50 has been made" in to_customer[0].body
