@@ -50,6 +50,11 @@ class ListingAdmin(admin.ModelAdmin):
     readonly_fields = ["slug", "cancel_policy", "cancel_free_hours", "cancel_late_keep_percent", "created_at", "updated_at"]
     date_hierarchy = "created_at"
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "online_url":
+            kwargs["assume_scheme"] = "https"  # an online link is https only (listing_place_complete)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     @admin.display(description="Price", ordering="price_amount")
     def price(self, listing):
         return format_money(listing.price_amount, listing.currency)

@@ -24,6 +24,8 @@ class DemoListing:
     duration_minutes: int
     start_times: tuple[dt.time, ...]
     capacity: int
+    place_kind: str = ""
+    place_text: str = ""
 
 
 DEMO_MERCHANTS = {
@@ -41,6 +43,8 @@ DEMO_MERCHANTS = {
                 120,
                 (dt.time(6, 30),),
                 8,
+                "meeting_point",
+                "The slipway at the end of Harbour Road, by the blue kayak racks",
             ),
             DemoListing(
                 "sea-cave-explorer",
@@ -51,6 +55,8 @@ DEMO_MERCHANTS = {
                 180,
                 (dt.time(10, 0), dt.time(14, 0)),
                 6,
+                "meeting_point",
+                "The slipway at the end of Harbour Road, by the blue kayak racks",
             ),
         ),
     ),
@@ -68,6 +74,8 @@ DEMO_MERCHANTS = {
                 120,
                 (dt.time(18, 30),),
                 4,
+                "address",
+                "14 Rue Oberkampf, 75011 Paris",
             ),
             DemoListing(
                 "sourdough-masterclass",
@@ -78,6 +86,8 @@ DEMO_MERCHANTS = {
                 150,
                 (dt.time(9, 30),),
                 10,
+                "address",
+                "14 Rue Oberkampf, 75011 Paris",
             ),
         ),
     ),
@@ -112,6 +122,8 @@ def demo_data_load(*, days: int = 14) -> dict[str, int]:
                     "price_amount": spec.price_amount,
                     "currency": spec.currency,
                     "duration_minutes": spec.duration_minutes,
+                    "place_kind": spec.place_kind,
+                    "place_text": spec.place_text,
                 },
             )
             created["listings"] += listing_created

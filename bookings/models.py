@@ -1,5 +1,6 @@
 import secrets
 import zoneinfo
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -68,7 +69,33 @@ class CancellationPolicy(models.TextChoices):
     NO_SELF_SERVICE = "none", "No self-service cancellation"
 
 
+class PlaceKind(models.TextChoices):
+    NONE = "", "Not given"
+    ADDRESS = "address", "An address"
+    MEETING_POINT = "meeting_point", "A meeting point"
+    ONLINE = "online", "Online"
+
+
+# How long before a time starts its customers are reminded by e-mail (0: no reminder). A short
+# list, so that finding the reminders due is one query with a condition per choice.
+REMINDER_HOURS_CHOICES = [
+    (0, "No reminder"),
+    (1, "1 hour before"),
+    (2, "2 hours before"),
+    (3, "3 hours before"),
+    (6, "6 hours before"),
+    (12, "12 hours before"),
+    (24, "24 hours before"),
+    (48, "2 days before"),
+    (72, "3 days before"),
+    (168, "1 week before"),
+]
+REMINDER_HOURS_DEFAULT = 24
+
+
 class Listing(models.Model):
+    Place = PlaceKind
+
     merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="listings")
     title = models.CharField(max_length=120)
     slug = models.SlugField(max_length=140, unique=True)
@@ -91,6 +118,17 @@ class Listing(models.Model):
     cancel_free_hours = models.PositiveIntegerField(default=24, validators=[MaxValueValidator(24 * 365)])
     cancel_late_keep_percent = models.PositiveSmallIntegerField(default=100, validators=[MaxValueValidator(100)])
     is_active = models.BooleanField(default=True, help_text="Archived listings leave the catalog but keep their bookings.")
+    # Where it happens. An address or a meeting point is public (an address gets a map link); an
+    # online link is given only to confirmed customers: never on the public listing.
+    place_kind = models.CharField(max_length=16, choices=PlaceKind.choices, blank=True, default=PlaceKind.NONE)
+    place_text = models.CharField(max_length=300, blank=True, help_text="The address or meeting point.")
+    online_url = models.URLField(max_length=500, blank=True, help_text="The https link to join; confirmed customers only.")
+    reminder_hours = models.PositiveSmallIntegerField(choices=REMINDER_HOURS_CHOICES, default=REMINDER_HOURS_DEFAULT)
+    # The listing's own product at the payment provider: its checkouts sell it, and its merchant's
+    # promotion codes apply to it (and to no other merchant's listings). Made at its first checkout.
+    stripe_product_id = models.CharField(max_length=255, blank=True)
+    # The title the provider's product was last given, so a renamed listing renames it.
+    stripe_product_title = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(default=django_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -104,11 +142,35 @@ class Listing(models.Model):
             models.CheckConstraint(
                 condition=Q(cancel_late_keep_percent__lte=100), name="listing_cancel_keep_percent_at_most_100"
             ),
+            # The last guard of what the listing form checks: a place of each kind has what it needs.
+            models.CheckConstraint(
+                condition=Q(place_kind="", place_text="", online_url="")
+                | Q(place_kind__in=["address", "meeting_point"], online_url="") & ~Q(place_text="")
+                | Q(place_kind="online", place_text="", online_url__startswith="https://"),
+                name="listing_place_complete",
+                violation_error_message="Give an address or meeting point with its text, or an online link "
+                "that starts with https://, or no place at all.",
+            ),
+            models.CheckConstraint(
+                condition=Q(reminder_hours__in=[hours for hours, _ in REMINDER_HOURS_CHOICES]),
+                name="listing_reminder_hours_offered",
+            ),
         ]
         indexes = [models.Index(fields=["is_active", "title"], name="listing_catalog_idx")]
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def map_url(self) -> str:
+        """An OpenStreetMap search for the address (made here: nothing is fetched), or ""."""
+        if self.place_kind != PlaceKind.ADDRESS or not self.place_text:
+            return ""
+        return "https://www.openstreetmap.org/search?" + urlencode({"query": self.place_text})
+
+    @property
+    def is_online(self) -> bool:
+        return self.place_kind == PlaceKind.ONLINE
 
 
 class Slot(models.Model):
@@ -144,7 +206,10 @@ class Slot(models.Model):
                 name="slot_once_per_listing_and_time",
             ),
         ]
-        indexes = [models.Index(fields=["listing", "starts_at"], name="slot_listing_start_idx")]
+        indexes = [
+            models.Index(fields=["listing", "starts_at"], name="slot_listing_start_idx"),
+            models.Index(fields=["starts_at"], name="slot_starts_at_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.listing} at {self.starts_at:%Y-%m-%d %H:%M %Z}"
@@ -231,6 +296,12 @@ class Booking(models.Model):
     # For a booking cancelled with nothing to refund (a 100% promotion code); refunds notify per Refund.
     cancellation_email_sent_at = models.DateTimeField(null=True, blank=True)
 
+    # Claimed (set) by the one process that sends the reminder, before it sends it.
+    reminder_sent_at = models.DateTimeField(null=True, blank=True)
+    # The SEQUENCE of the booking's calendar entry: raised whenever its time changes (a
+    # reschedule), so calendars replace the entry with the same UID instead of adding one.
+    calendar_sequence = models.PositiveIntegerField(default=0)
+
     created_at = models.DateTimeField(default=django_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
@@ -246,6 +317,12 @@ class Booking(models.Model):
         indexes = [
             models.Index(fields=["status", "created_at"], name="booking_status_created_idx"),
             models.Index(fields=["slot", "status"], name="booking_slot_status_idx"),
+            # The bookings a reminder may still be owed to, for the periodic search.
+            models.Index(
+                fields=["slot"],
+                condition=Q(status="confirmed", reminder_sent_at__isnull=True),
+                name="booking_reminder_owed_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -263,6 +340,8 @@ class Booking(models.Model):
 class HoldKind(models.TextChoices):
     # Seats held while a customer pays on Checkout. Other kinds (a waitlist offer) share the count.
     CHECKOUT = "checkout", "Checkout"
+    # Seats offered to a customer on the waitlist until they pay or the offer lapses.
+    OFFER = "offer", "Waitlist offer"
 
 
 class HoldEnd(models.TextChoices):
@@ -304,6 +383,70 @@ class Hold(models.Model):
     @property
     def is_open(self) -> bool:
         return self.ended_at is None
+
+
+class WaitlistStatus(models.TextChoices):
+    WAITING = "waiting", "Waiting"
+    OFFERED = "offered", "Offered seats"
+    BOOKED = "booked", "Took up the offer"
+    LAPSED = "lapsed", "Offer not taken up"
+    LEFT = "left", "Left the waitlist"
+    CLOSED = "closed", "Time cancelled"
+
+
+# An entry still in line for seats, or holding an offer of them.
+WAITLIST_ACTIVE = (WaitlistStatus.WAITING, WaitlistStatus.OFFERED)
+
+
+class WaitlistEntry(models.Model):
+    """A customer waiting for seats of a sold-out time. When seats free up the first entries whose
+    count fits are offered them: an offer is a Hold (kind `offer`), so offers, checkout holds and
+    sales share one count. Written only by bookings.services.waitlist; each entry is offered once."""
+
+    Status = WaitlistStatus
+
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="waitlist_entries")
+    customer_name = models.CharField(max_length=120)
+    customer_email = models.EmailField(help_text="Normalised: trimmed and lower-case.")
+    quantity = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=WaitlistStatus.choices, default=WaitlistStatus.WAITING)
+    created_at = models.DateTimeField(default=django_timezone.now)
+    # The seats held for this entry while its offer is open (and after, as its record).
+    offer_hold = models.OneToOneField(
+        Hold, on_delete=models.PROTECT, related_name="waitlist_entry", null=True, blank=True
+    )
+    offered_at = models.DateTimeField(null=True, blank=True)
+    # The booking its offer turned into once the customer went to pay.
+    booking = models.OneToOneField(
+        Booking, on_delete=models.PROTECT, related_name="waitlist_entry", null=True, blank=True
+    )
+    ended_at = models.DateTimeField(null=True, blank=True)
+    # Claimed before each e-mail is sent, so that each is sent once.
+    joined_email_sent_at = models.DateTimeField(null=True, blank=True)
+    offer_email_sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gte=1), name="waitlist_quantity_at_least_one"),
+            # One place in line per address and time.
+            models.UniqueConstraint(
+                fields=["slot", "customer_email"],
+                condition=Q(status__in=["waiting", "offered"]),
+                name="waitlist_once_per_email_and_slot",
+            ),
+            models.CheckConstraint(
+                condition=~Q(status="offered") | Q(offer_hold__isnull=False), name="waitlist_offer_has_hold"
+            ),
+        ]
+        indexes = [models.Index(fields=["slot", "status", "created_at"], name="waitlist_line_idx")]
+
+    def __str__(self) -> str:
+        return f"Waitlist entry {self.pk} for {self.quantity} on slot {self.slot_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in WAITLIST_ACTIVE
 
 
 class RefundStatus(models.TextChoices):
@@ -399,3 +542,77 @@ class CustomerSignInLink(models.Model):
 
     def __str__(self) -> str:
         return f"Sign-in link {self.pk} ({'used' if self.used_at else 'unused'})"
+
+
+class PromotionCode(models.Model):
+    """A merchant's promotion code, made at the payment provider (a coupon and its code) and
+    recorded here: who owns it is this row, never the provider's metadata. Percent or amount off,
+    never both; the amount in `currency`'s minor unit."""
+
+    merchant = models.ForeignKey(Merchant, on_delete=models.PROTECT, related_name="promotion_codes")
+    code = models.CharField(max_length=40)
+    percent_off = models.PositiveSmallIntegerField(null=True, blank=True)
+    amount_off = models.PositiveIntegerField(null=True, blank=True)
+    currency = models.CharField(max_length=3, blank=True)
+    max_redemptions = models.PositiveIntegerField(null=True, blank=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    stripe_coupon_id = models.CharField(max_length=255)
+    stripe_promotion_code_id = models.CharField(max_length=255, unique=True)
+    # The listings whose products the coupon applies to when it was made (Stripe fixes them then).
+    listings = models.ManyToManyField(Listing, related_name="promotion_codes", blank=True)
+    # What the provider last said of its use; the page asks again when shown.
+    times_redeemed = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=django_timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(percent_off__isnull=False, amount_off__isnull=True, percent_off__gte=1, percent_off__lte=100)
+                           | Q(percent_off__isnull=True, amount_off__isnull=False, amount_off__gte=1)),
+                name="promotion_code_one_discount",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= django_timezone.now()
+
+    @property
+    def is_used_up(self) -> bool:
+        return self.max_redemptions is not None and self.times_redeemed >= self.max_redemptions
+
+
+class AttendeeMessage(models.Model):
+    """A message a merchant wrote to the confirmed attendees of a time. Its recipients are fixed
+    when it is written (one delivery per booking), each e-mailed once."""
+
+    slot = models.ForeignKey(Slot, on_delete=models.PROTECT, related_name="attendee_messages")
+    subject = models.CharField(max_length=150)
+    body = models.TextField(max_length=5000)
+    # The form's one-time key: a form submitted twice writes one message.
+    submission_key = models.UUIDField(unique=True)
+    created_at = models.DateTimeField(default=django_timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self) -> str:
+        return self.subject
+
+
+class AttendeeMessageDelivery(models.Model):
+    message = models.ForeignKey(AttendeeMessage, on_delete=models.CASCADE, related_name="deliveries")
+    booking = models.ForeignKey(Booking, on_delete=models.PROTECT, related_name="attendee_messages")
+    # Claimed before the e-mail is sent, so a retried task sends it once.
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["message", "booking"], name="attendee_message_once_per_booking"),
+        ]

@@ -15,23 +15,20 @@ from django.urls import reverse
 from django.utils import timezone
 
 from common.logs import log_event
-from bookings.models import Booking, Refund, RefundReason
+from bookings.calendar import booking_calendar_file, booking_online_url
+from bookings.links import absolute_url, booking_page_url
+from bookings.models import AttendeeMessageDelivery, Booking, BookingStatus, Refund, RefundReason, WaitlistEntry
 from bookings.money import format_money
+from bookings.waitlist_links import waitlist_leave_token, waitlist_offer_token
 from bookings.selectors import booking_money_back
 
 log = logging.getLogger("bookings.notifications")
 
 
-def absolute_url(path: str) -> str:
-    return (settings.SITE_URL or "http://localhost:8000") + path
-
-
-def booking_page_url(booking: Booking) -> str:
-    return absolute_url(reverse("shop:booking", args=[booking.public_token]))
-
-
-def _claim(model: type[Model], pk: int, field: str) -> bool:
-    return bool(model.objects.filter(pk=pk, **{f"{field}__isnull": True}).update(**{field: timezone.now()}))
+def _claim(model: type[Model], pk: int, field: str, **conditions) -> bool:
+    return bool(
+        model.objects.filter(pk=pk, **{f"{field}__isnull": True}, **conditions).update(**{field: timezone.now()})
+    )
 
 
 def _release(model: type[Model], pk: int, field: str) -> None:
@@ -39,9 +36,21 @@ def _release(model: type[Model], pk: int, field: str) -> None:
 
 
 def _send_claimed(
-    *, model: type[Model], pk: int, field: str, template: str, subject: str, to: str, context: dict, reply_to=None
+    *,
+    model: type[Model],
+    pk: int,
+    field: str,
+    template: str,
+    subject: str,
+    to: str,
+    context: dict,
+    reply_to=None,
+    calendar: tuple[Booking, str] | None = None,
+    claim_conditions: dict | None = None,
 ) -> bool:
-    if not _claim(model, pk, field):
+    """Send one e-mail once, claimed by `field` (and only while the row still meets
+    `claim_conditions`); `calendar` (a booking and a method) attaches that booking's .ics."""
+    if not _claim(model, pk, field, **(claim_conditions or {})):
         return False
     context = {**context, "site_url": absolute_url("")}
     # Every time in an e-mail is the merchant's wall clock: rendered with their zone as the current one.
@@ -50,6 +59,9 @@ def _send_claimed(
         html = render_to_string(f"bookings/email/{template}.html", context)
     message = EmailMultiAlternatives(subject=subject, body=text, to=[to], reply_to=[reply_to] if reply_to else None)
     message.attach_alternative(html, "text/html")
+    if calendar is not None:
+        booking, method = calendar
+        message.attach(booking_calendar_file(booking=booking, method=method).as_mime())
     try:
         message.send()
     except Exception:
@@ -69,7 +81,16 @@ def _booking_context(booking: Booking) -> dict:
         "merchant": merchant,
         "starts_at": booking.slot.starts_at,
         "booking_url": booking_page_url(booking),
+        "online_url": booking_online_url(booking),
     }
+
+
+def _calendar_cancel(booking: Booking) -> tuple[Booking, str] | None:
+    """A CANCEL for the calendar entry of a booking that was confirmed (so its customer may have
+    the entry) and has ended; nothing for one that never was, or is still confirmed."""
+    if booking.confirmed_at is not None and booking.status != BookingStatus.CONFIRMED:
+        return (booking, "CANCEL")
+    return None
 
 
 def booking_confirmation_send(*, booking: Booking) -> bool:
@@ -80,6 +101,24 @@ def booking_confirmation_send(*, booking: Booking) -> bool:
         field="confirmation_email_sent_at",
         template="booking_confirmed",
         subject=f"You're booked: {listing.title}",
+        to=booking.customer_email,
+        context=_booking_context(booking),
+        reply_to=listing.merchant.support_email or None,
+        calendar=(booking, "REQUEST"),
+    )
+
+
+def booking_reminder_send(*, booking: Booking) -> bool:
+    """The reminder before the booking's time. Claimed by `reminder_sent_at`, and only while the
+    booking is still confirmed for the same time (see `services.reminders_send`)."""
+    listing = booking.slot.listing
+    return _send_claimed(
+        claim_conditions={"status": BookingStatus.CONFIRMED, "slot_id": booking.slot_id},
+        model=Booking,
+        pk=booking.pk,
+        field="reminder_sent_at",
+        template="booking_reminder",
+        subject=f"Reminder: {listing.title}",
         to=booking.customer_email,
         context=_booking_context(booking),
         reply_to=listing.merchant.support_email or None,
@@ -106,6 +145,7 @@ def booking_cancelled_send(*, booking: Booking) -> bool:
         to=booking.customer_email,
         context={**_booking_context(booking), "money_back": booking_money_back(booking)},
         reply_to=listing.merchant.support_email or None,
+        calendar=_calendar_cancel(booking),
     )
 
 
@@ -130,6 +170,7 @@ def refund_notice_send(*, refund: Refund, booking: Booking) -> bool:
         to=booking.customer_email,
         context={**_booking_context(booking), "refund": refund, "money_back": booking_money_back(booking, refund=refund)},
         reply_to=listing.merchant.support_email or None,
+        calendar=_calendar_cancel(booking),
     )
 
 
@@ -235,3 +276,70 @@ def customer_signin_link_send(*, link, token: str) -> bool:
         return False
     log_event(log, "email_sent", template="customer_signin_link", link=link.pk)
     return True
+
+
+def _waitlist_context(entry: WaitlistEntry) -> dict:
+    listing = entry.slot.listing
+    return {
+        "entry": entry,
+        "slot": entry.slot,
+        "listing": listing,
+        "merchant": listing.merchant,
+        "starts_at": entry.slot.starts_at,
+        "leave_url": absolute_url(reverse("shop:waitlist_leave", args=[waitlist_leave_token(entry)])),
+        "listing_url": absolute_url(reverse("shop:listing", args=[listing.slug])),
+    }
+
+
+def waitlist_joined_send(*, entry: WaitlistEntry) -> bool:
+    """Confirms a place on a waitlist, with the link to leave it (claimed: sent once)."""
+    listing = entry.slot.listing
+    return _send_claimed(
+        model=WaitlistEntry,
+        pk=entry.pk,
+        field="joined_email_sent_at",
+        template="waitlist_joined",
+        subject=f"You're on the waitlist: {listing.title}",
+        to=entry.customer_email,
+        context=_waitlist_context(entry),
+        reply_to=listing.merchant.support_email or None,
+    )
+
+
+def waitlist_offer_send(*, entry: WaitlistEntry) -> bool:
+    """Seats offered to a waitlist entry: the link to pay for them, and until when they are held
+    (claimed: sent once). The link is in the e-mail only: never logged."""
+    listing = entry.slot.listing
+    context = {
+        **_waitlist_context(entry),
+        "offer_url": absolute_url(reverse("shop:waitlist_offer", args=[waitlist_offer_token(entry)])),
+        "held_until": entry.offer_hold.expires_at,
+        "amount_total": listing.price_amount * entry.quantity,
+    }
+    return _send_claimed(
+        model=WaitlistEntry,
+        pk=entry.pk,
+        field="offer_email_sent_at",
+        template="waitlist_offer",
+        subject=f"Seats are free for you: {listing.title}",
+        to=entry.customer_email,
+        context=context,
+        reply_to=listing.merchant.support_email or None,
+    )
+
+
+def attendee_message_send(*, delivery: AttendeeMessageDelivery) -> bool:
+    """A merchant's message to one attendee, replies going to the merchant's support address."""
+    message, booking = delivery.message, delivery.booking
+    merchant = message.slot.listing.merchant
+    booking.slot = message.slot
+    return _send_claimed(
+        model=AttendeeMessageDelivery,
+        pk=delivery.pk,
+        field="sent_at",
+        template="attendee_message",
+        subject=message.subject,
+        to=booking.customer_email,
+        context={**_booking_context(booking), "message": message},
+        reply_to=merchant.support_email or None,
+    )

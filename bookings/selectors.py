@@ -1,7 +1,10 @@
 """Reads that pages depend on: each returns a queryset with its joins already chosen."""
 
 import datetime as dt
+import operator
 from dataclasses import dataclass
+from datetime import timedelta
+from functools import reduce
 from enum import StrEnum
 
 from django.db.models import Count, F, Prefetch, Q, QuerySet, Sum
@@ -9,16 +12,21 @@ from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 
 from bookings.models import (
+    REMINDER_HOURS_CHOICES,
     Booking,
     BookingStatus,
     Hold,
+    HoldKind,
     Listing,
     Merchant,
     ProvenCustomer,
     Refund,
     RefundReason,
     RefundStatus,
+    WAITLIST_ACTIVE,
     Slot,
+    WaitlistEntry,
+    WaitlistStatus,
 )
 
 
@@ -181,6 +189,33 @@ def booking_money_back(booking: Booking, *, refund: Refund | None = None) -> Mon
     return MoneyBack(reason=booking.ended_reason, state=state, amount=amount, **facts)
 
 
+def bookings_due_reminder(*, now: dt.datetime) -> QuerySet[Booking]:
+    """Confirmed bookings whose reminder is due at `now` and not sent: their time starts within
+    its listing's reminder lead time and has not started, and they were confirmed no later than
+    the reminder time (a booking made after it gets no reminder at all). One query: a condition
+    per lead time a listing can choose."""
+    due = [
+        Q(
+            slot__listing__reminder_hours=hours,
+            slot__starts_at__lte=now + timedelta(hours=hours),
+            confirmed_at__lte=F("slot__starts_at") - timedelta(hours=hours),
+        )
+        for hours, _ in REMINDER_HOURS_CHOICES
+        if hours
+    ]
+    return (
+        Booking.objects.filter(
+            reduce(operator.or_, due),
+            status=BookingStatus.CONFIRMED,
+            reminder_sent_at__isnull=True,
+            slot__starts_at__gt=now,
+            slot__cancelled_at__isnull=True,
+        )
+        .select_related("slot__listing__merchant__user")
+        .order_by("slot__starts_at", "pk")
+    )
+
+
 def bookings_owing_email() -> QuerySet[Booking]:
     """Bookings with an e-mail owed and not sent: a confirmation, a cancellation, a refund notice
     to the customer, or a failed refund's alert to the merchant."""
@@ -226,6 +261,83 @@ def booking_open_hold(booking: Booking) -> Hold | None:
 def holds_lapsed(*, now: dt.datetime) -> QuerySet[Hold]:
     """Open holds whose time is up, oldest first, with their booking."""
     return Hold.objects.filter(ended_at__isnull=True, expires_at__lte=now).select_related("booking").order_by("expires_at", "pk")
+
+
+# The waitlist
+
+
+def waitlist_offers_lapsed(*, now: dt.datetime) -> QuerySet[WaitlistEntry]:
+    """Entries holding an offer whose time is up, oldest offer first."""
+    return (
+        WaitlistEntry.objects.filter(
+            status=WaitlistStatus.OFFERED, offer_hold__ended_at__isnull=True, offer_hold__expires_at__lte=now
+        )
+        .select_related("offer_hold")
+        .order_by("offer_hold__expires_at", "pk")
+    )
+
+
+def waitlist_ahead_of(entry: WaitlistEntry) -> int:
+    """How many are in line before this entry (waiting or holding an offer)."""
+    return WaitlistEntry.objects.filter(
+        Q(created_at__lt=entry.created_at) | Q(created_at=entry.created_at, pk__lt=entry.pk),
+        slot_id=entry.slot_id,
+        status__in=WAITLIST_ACTIVE,
+    ).count()
+
+
+def waitlist_offers_owing_email() -> QuerySet[WaitlistEntry]:
+    """Open offers whose e-mail has not gone out (a crash after commit, a mail server down)."""
+    return WaitlistEntry.objects.filter(status=WaitlistStatus.OFFERED, offer_email_sent_at__isnull=True)
+
+
+def slot_waitlist(slot: Slot) -> list[WaitlistEntry]:
+    """A time's waitlist as its merchant sees it: everyone waiting or holding an offer, in line order."""
+    return list(
+        WaitlistEntry.objects.filter(slot=slot, status__in=[WaitlistStatus.WAITING, WaitlistStatus.OFFERED])
+        .select_related("offer_hold")
+        .order_by("created_at", "pk")
+    )
+
+
+def open_offers(*, slot_id: int | None = None) -> QuerySet[Hold]:
+    """Open waitlist offers (holds of kind offer), of one slot or all, soonest to end first."""
+    offers = Hold.objects.filter(kind=HoldKind.OFFER, ended_at__isnull=True)
+    if slot_id is not None:
+        offers = offers.filter(slot_id=slot_id)
+    return offers.order_by("expires_at", "pk")
+
+
+def seats_offered_per_slot() -> dict[int, int]:
+    """Seats held by open waitlist offers, per slot (for checks: never more than a slot's held seats)."""
+    rows = open_offers().order_by().values("slot_id").annotate(seats=Sum("quantity"))
+    return {row["slot_id"]: row["seats"] for row in rows}
+
+
+def seats_held_per_slot() -> dict[int, int]:
+    """Seats of open holds of every kind, per slot: what each slot's `seats_held` must equal."""
+    rows = Hold.objects.filter(ended_at__isnull=True).order_by().values("slot_id").annotate(seats=Sum("quantity"))
+    return {row["slot_id"]: row["seats"] for row in rows}
+
+
+def waitlist_entries_offered_twice() -> QuerySet[WaitlistEntry]:
+    """Entries with more than one open offer: must always be empty."""
+    return WaitlistEntry.objects.annotate(
+        open_offers=Count("offer_hold", filter=Q(offer_hold__ended_at__isnull=True))
+    ).filter(open_offers__gt=1)
+
+
+def merchant_open_offers(merchant: Merchant, *, slot_id: int | None = None) -> list[WaitlistEntry]:
+    """The merchant's open waitlist offers on upcoming times, with their end time, soonest to end first."""
+    offers = WaitlistEntry.objects.filter(
+        slot__listing__merchant=merchant,
+        status=WaitlistStatus.OFFERED,
+        offer_hold__ended_at__isnull=True,
+        slot__starts_at__gt=timezone.now(),
+    )
+    if slot_id is not None:
+        offers = offers.filter(slot_id=slot_id)
+    return list(offers.select_related("offer_hold", "slot__listing").order_by("offer_hold__expires_at", "pk"))
 
 
 def unpaid_booking_of_listing(*, booking_id: int, listing: Listing) -> Booking | None:
@@ -289,8 +401,14 @@ def merchant_listing_counts(merchant: Merchant) -> dict[str, int]:
     return counts
 
 
+# How many are in line (waiting or holding an offer) on a slot: `waitlist_length`.
+WAITLIST_LENGTH = Count("waitlist_entries", filter=Q(waitlist_entries__status__in=WAITLIST_ACTIVE))
+
+
 def merchant_slots(merchant: Merchant) -> QuerySet[Slot]:
-    return Slot.objects.filter(listing__merchant=merchant).select_related("listing__merchant")
+    return Slot.objects.filter(listing__merchant=merchant).select_related("listing__merchant").annotate(
+        waitlist_length=WAITLIST_LENGTH
+    )
 
 
 def merchant_upcoming_slots(merchant: Merchant) -> QuerySet[Slot]:
@@ -306,7 +424,9 @@ def listing_slots(listing: Listing, *, past: bool = False) -> QuerySet[Slot]:
     """A listing's upcoming slots (cancelled ones included, so the merchant sees them), soonest
     first; or its past ones, latest first."""
     now = timezone.now()
-    slots = Slot.objects.filter(listing=listing).select_related("listing__merchant")
+    slots = Slot.objects.filter(listing=listing).select_related("listing__merchant").annotate(
+        waitlist_length=WAITLIST_LENGTH
+    )
     if past:
         return slots.filter(starts_at__lte=now).order_by("-starts_at", "-pk")
     return slots.filter(starts_at__gt=now).order_by("starts_at", "pk")
@@ -546,3 +666,40 @@ def slot_series_plan(
             state = PlannedState.NEW
         items.append(PlannedSlot(day, start, local, state))
     return SeriesPlan(items)
+
+
+def merchant_promotion_codes(merchant: Merchant) -> QuerySet:
+    from bookings.models import PromotionCode
+
+    return PromotionCode.objects.filter(merchant=merchant).prefetch_related("listings")
+
+
+def merchant_promotion_code(merchant: Merchant, pk: int):
+    """The merchant's own code; another merchant's raises PromotionCode.DoesNotExist."""
+    from bookings.models import PromotionCode
+
+    return PromotionCode.objects.get(merchant=merchant, pk=pk)
+
+
+def slot_attendees(slot: Slot) -> QuerySet[Booking]:
+    """Everyone who booked a time and still has or had seats: confirmed first, then by name."""
+    from django.db.models import Case, IntegerField, Value, When
+
+    shown = [BookingStatus.CONFIRMED, BookingStatus.REFUND_DUE, BookingStatus.REFUNDED, BookingStatus.REFUND_FAILED,
+             BookingStatus.CANCELLED]
+    return (
+        Booking.objects.filter(slot=slot, status__in=shown)
+        .annotate(confirmed_first=Case(When(status=BookingStatus.CONFIRMED, then=Value(0)), default=Value(1),
+                                       output_field=IntegerField()))
+        .order_by("confirmed_first", "customer_name", "pk")
+    )
+
+
+def slot_attendee_messages(slot: Slot) -> QuerySet:
+    from django.db.models import Count, Q
+
+    from bookings.models import AttendeeMessage
+
+    return AttendeeMessage.objects.filter(slot=slot).annotate(
+        recipients=Count("deliveries"), sent=Count("deliveries", filter=Q(deliveries__sent_at__isnull=False))
+    )

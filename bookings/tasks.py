@@ -10,7 +10,7 @@ from celery import shared_task
 
 from bookings import customers, notifications, selectors, services
 from bookings.background import on_worker, retry_later
-from bookings.models import Booking, CustomerSignInLink
+from bookings.models import AttendeeMessageDelivery, Booking, CustomerSignInLink, WaitlistEntry, WaitlistStatus
 
 
 class EmailNotSent(Exception):
@@ -65,3 +65,47 @@ def customer_signin_link_send(self, *, link_id: int) -> None:
         link.refresh_from_db(fields=["sent_at"])
         if on_worker(self) and link.sent_at is None:
             raise retry_later(self, EmailNotSent(f"Sign-in link {link_id} was not sent."))
+
+
+@shared_task(bind=True, name="slotbook.waitlist_offer_send")
+def waitlist_offer_send(self, *, entry_id: int) -> None:
+    """The e-mail offering seats to a waitlist entry, once (claimed by `offer_email_sent_at`);
+    not sent when the offer ended before it went out."""
+    entry = WaitlistEntry.objects.select_related("slot__listing__merchant", "offer_hold").get(pk=entry_id)
+    if entry.status != WaitlistStatus.OFFERED or entry.offer_email_sent_at is not None:
+        return
+    if not notifications.waitlist_offer_send(entry=entry) and on_worker(self):
+        if selectors.waitlist_offers_owing_email().filter(pk=entry_id).exists():
+            raise retry_later(self, EmailNotSent(f"Waitlist entry {entry_id}'s offer was not sent."))
+
+
+@shared_task(bind=True, name="slotbook.waitlist_joined_send")
+def waitlist_joined_send(self, *, entry_id: int) -> None:
+    """The e-mail confirming a place on a waitlist, with its leave link, once."""
+    entry = WaitlistEntry.objects.select_related("slot__listing__merchant").get(pk=entry_id)
+    if entry.joined_email_sent_at is not None or entry.status != WaitlistStatus.WAITING:
+        return
+    if not notifications.waitlist_joined_send(entry=entry) and on_worker(self):
+        entry.refresh_from_db(fields=["joined_email_sent_at"])
+        if entry.joined_email_sent_at is None:
+            raise retry_later(self, EmailNotSent(f"Waitlist entry {entry_id}'s confirmation was not sent."))
+
+
+@shared_task(name="slotbook.reminders_send")
+def reminders_send() -> None:
+    """`services.reminders_send`, every minute on beat: the reminders due now. Each is claimed
+    before it is sent, so overlapping runs and several workers send each one once."""
+    services.reminders_send()
+
+
+@shared_task(bind=True, name="slotbook.attendee_message_deliver")
+def attendee_message_deliver(self, *, message_id: int) -> None:
+    """E-mail a merchant's message to each of its recipients not yet sent it, each delivery
+    claimed first (so a retried or duplicated task sends nobody twice)."""
+    deliveries = AttendeeMessageDelivery.objects.filter(message_id=message_id, sent_at__isnull=True).select_related(
+        "message__slot__listing__merchant", "booking"
+    )
+    for delivery in deliveries:
+        notifications.attendee_message_send(delivery=delivery)
+    if on_worker(self) and AttendeeMessageDelivery.objects.filter(message_id=message_id, sent_at__isnull=True).exists():
+        raise retry_later(self, EmailNotSent(f"Message {message_id} is not sent to everyone yet."))

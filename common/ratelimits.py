@@ -87,6 +87,20 @@ def checkout_limited(request, *, email: str) -> bool:
     return by_ip or by_email
 
 
+def waitlist_limited(request, *, email: str) -> bool:
+    """Joining a waitlist sends an e-mail: limited like checkout starts, per address and more
+    tightly per e-mail from one address (never per e-mail alone)."""
+    limits = settings.RATE_LIMITS
+    by_ip = hit(request, group="waitlist-ip", rate=limits["waitlist_per_ip"])
+    by_email = hit(
+        request,
+        group="waitlist-email",
+        rate=limits["waitlist_per_email"],
+        key=lambda group, request: f"{email.lower()}\n{client_network(request)}",
+    )
+    return by_ip or by_email
+
+
 def receipts_link_limited(request, *, email: str) -> tuple[bool, bool]:
     """Asking for a sign-in link sends an e-mail: limited per address and per (normalised) e-mail.
     Returns (by address, by e-mail); both are counted on every request."""

@@ -222,6 +222,9 @@ RATE_LIMITS = {
     # Customers asking for a link to their receipts: per address, and per e-mail they ask for.
     "receipts_link_per_ip": env.str("RATE_LIMIT_RECEIPTS_LINK_PER_IP", "10/h"),
     "receipts_link_per_email": env.str("RATE_LIMIT_RECEIPTS_LINK_PER_EMAIL", "3/15m"),
+    # Joining a waitlist sends an e-mail: limited like checkout starts, per address and per e-mail from one address.
+    "waitlist_per_ip": env.str("RATE_LIMIT_WAITLIST_PER_IP", "20/10m"),
+    "waitlist_per_email": env.str("RATE_LIMIT_WAITLIST_PER_EMAIL", "10/h"),
 }
 
 EMAIL_BACKEND = env.str(
@@ -262,6 +265,11 @@ CHECKOUT_SESSION_MINUTES = env.int("CHECKOUT_SESSION_MINUTES", 30)
 HOLD_MINUTES = env.int("HOLD_MINUTES", CHECKOUT_SESSION_MINUTES)
 if not 30 <= HOLD_MINUTES <= 24 * 60:
     raise ImproperlyConfigured(f"HOLD_MINUTES must be between 30 and 1440 (Stripe's limits), not {HOLD_MINUTES}.")
+# Seats offered to the first customers on a time's waitlist are held for them this long; an
+# offer not taken up in that time passes to the next in line.
+WAITLIST_OFFER_MINUTES = env.int("WAITLIST_OFFER_MINUTES", 30)
+if not 5 <= WAITLIST_OFFER_MINUTES <= 24 * 60:
+    raise ImproperlyConfigured(f"WAITLIST_OFFER_MINUTES must be between 5 and 1440, not {WAITLIST_OFFER_MINUTES}.")
 # The success page reads the Checkout Session from Stripe at most this often per booking.
 STRIPE_STATUS_CHECK_SECONDS = env.int("STRIPE_STATUS_CHECK_SECONDS", 3)
 # The catalog's cards and a listing's times are rendered at most this often per process; the
@@ -298,12 +306,20 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 TASK_RETRY_MAX = env.int("TASK_RETRY_MAX", 8)
 TASK_RETRY_BACKOFF_MAX_SECONDS = env.int("TASK_RETRY_BACKOFF_MAX_SECONDS", 300)
 RECONCILE_EVERY_SECONDS = env.int("RECONCILE_EVERY_SECONDS", 60)
+REMINDERS_EVERY_SECONDS = env.int("REMINDERS_EVERY_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {
         "task": "slotbook.reconcile",
         "schedule": RECONCILE_EVERY_SECONDS,
         # A run still queued when the next one is due is dropped: the next one does its work.
         "options": {"expires": RECONCILE_EVERY_SECONDS},
+    },
+    # The reminder e-mails due (README, "Reminders"): every minute, so one goes out within a
+    # minute of its time; a run still queued when the next is due is dropped.
+    "reminders": {
+        "task": "slotbook.reminders_send",
+        "schedule": REMINDERS_EVERY_SECONDS,
+        "options": {"expires": REMINDERS_EVERY_SECONDS},
     },
 }
 

@@ -2,12 +2,15 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from shop import my_bookings, receipts, views
+from shop import my_bookings, receipts, views, waitlist
 
 shop_patterns = [
     path("", views.catalog, name="catalog"),
     path("l/<slug:slug>/", views.listing_detail, name="listing"),
     path("l/<slug:slug>/book/", views.checkout_create, name="checkout_create"),
+    path("l/<slug:slug>/waitlist/", waitlist.waitlist_join, name="waitlist_join"),
+    path("waitlist/offer/<str:token>/", waitlist.waitlist_offer, name="waitlist_offer"),
+    path("waitlist/leave/<str:token>/", waitlist.waitlist_leave, name="waitlist_leave"),
     path("checkout/success/", views.checkout_success, name="checkout_success"),
     path("checkout/status/<str:session_id>/", views.checkout_status, name="checkout_status"),
     path("b/<str:token>/", views.booking_page, name="booking"),
@@ -15,6 +18,7 @@ shop_patterns = [
     path("b/<str:token>/cancel/", my_bookings.booking_cancel, name="booking_cancel"),
     path("b/<str:token>/reschedule/", my_bookings.booking_reschedule_view, name="booking_reschedule"),
     path("my-bookings/", my_bookings.my_bookings, name="my_bookings"),
+    path("b/<str:token>/calendar.ics", views.booking_calendar, name="booking_calendar"),
     path("receipts/", receipts.receipts_home, name="receipts"),
     path("receipts/link/", receipts.receipts_link_request, name="receipts_link"),
     path("receipts/sign-in/", receipts.receipts_signin, name="receipts_signin"),

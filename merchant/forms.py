@@ -11,9 +11,18 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import PasswordResetForm, _unicode_ci_compare
+from django.core.validators import URLValidator
 from django.utils import timezone
 
-from bookings.models import BookingStatus, CancellationPolicy, Listing, Merchant
+from bookings.models import (
+    REMINDER_HOURS_CHOICES,
+    REMINDER_HOURS_DEFAULT,
+    BookingStatus,
+    CancellationPolicy,
+    Listing,
+    Merchant,
+    PlaceKind,
+)
 from bookings.money import (
     STRIPE_AMOUNT_MAX,
     SUPPORTED_CURRENCIES,
@@ -27,11 +36,14 @@ from bookings.selectors import BookingFilters
 from bookings.timezones import timezone_choices
 from bookings.services import (
     CANCEL_FREE_HOURS_MAX,
+    ONLINE_URL_MAX,
+    PLACE_TEXT_MAX,
     SLOT_CAPACITY_MAX,
     BookingError,
     validate_capacity,
     validate_capacity_floor,
     validate_series_range,
+    validate_place,
     validate_series_start_times,
     validate_slot_start,
 )
@@ -103,7 +115,7 @@ class ListingForm(forms.Form):
         required=False,
         max_length=5000,
         widget=forms.Textarea(attrs={"rows": 6}),
-        help_text="What customers get, where to meet, what to bring.",
+        help_text="What customers get and what to bring (where it happens goes under Place).",
         error_messages={
             "max_length": "Keep the description to %(limit_value)d characters or fewer (it has %(show_value)d)."
         },
@@ -170,6 +182,40 @@ class ListingForm(forms.Form):
             "max_value": "Enter a percentage from 0 to 100.",
         },
     )
+    place_kind = forms.ChoiceField(
+        label="Where it happens",
+        choices=PlaceKind.choices,
+        required=False,
+        error_messages={"invalid_choice": "Choose where it happens from the list."},
+    )
+    place_text = forms.CharField(
+        label="Address or meeting point",
+        required=False,
+        max_length=PLACE_TEXT_MAX,
+        help_text="Shown on the listing, the booking and in e-mails; an address gets a map link.",
+        error_messages={"max_length": "Keep the place to %(limit_value)d characters or fewer (it has %(show_value)d)."},
+    )
+    online_url = forms.CharField(
+        label="Online link",
+        required=False,
+        max_length=ONLINE_URL_MAX,
+        widget=forms.URLInput(attrs={"placeholder": "https://"}),
+        help_text="Starts with https://. Given only to confirmed customers, never on the public listing.",
+        error_messages={"max_length": "Keep the link to %(limit_value)d characters or fewer (it has %(show_value)d)."},
+    )
+    reminder_hours = forms.TypedChoiceField(
+        label="Reminder e-mail",
+        choices=REMINDER_HOURS_CHOICES,
+        coerce=int,
+        required=False,
+        empty_value=None,
+        initial=REMINDER_HOURS_DEFAULT,
+        help_text="Sent to each confirmed customer this long before their time (not to those who book later than that).",
+        error_messages={
+            "invalid_choice": "Choose when to remind customers from the list.",
+            "required": "Choose when to remind customers.",
+        },
+    )
 
     @classmethod
     def for_new_listing(cls, merchant: Merchant, data=None) -> "ListingForm":
@@ -190,6 +236,10 @@ class ListingForm(forms.Form):
                 "cancel_policy": listing.cancel_policy,
                 "cancel_free_hours": listing.cancel_free_hours,
                 "cancel_late_keep_percent": listing.cancel_late_keep_percent,
+                "place_kind": listing.place_kind,
+                "place_text": listing.place_text,
+                "online_url": listing.online_url,
+                "reminder_hours": listing.reminder_hours,
             }
         )
 
@@ -202,8 +252,27 @@ class ListingForm(forms.Form):
     def clean_description(self):
         return self.cleaned_data["description"].strip()
 
+    def clean_place_text(self):
+        return single_line(self.cleaned_data["place_text"])
+
+    def clean_online_url(self):
+        url = self.cleaned_data["online_url"].strip()
+        if url and self.cleaned_data.get("place_kind") == PlaceKind.ONLINE:
+            try:
+                URLValidator(schemes=["https"])(url)
+            except forms.ValidationError:
+                raise forms.ValidationError(
+                    "Enter a whole link that starts with https://, such as https://meet.example.com/abc."
+                ) from None
+        return url
+
     def clean(self):
         cleaned = super().clean()
+        if "place_kind" in cleaned and "place_text" in cleaned and "online_url" in cleaned:
+            try:
+                validate_place(kind=cleaned["place_kind"], text=cleaned["place_text"], online_url=cleaned["online_url"])
+            except BookingError as error:
+                self.add_error(error.field, str(error))
         currency, price = cleaned.get("currency"), cleaned.get("price")
         if currency and price is not None:
             try:
@@ -235,6 +304,11 @@ class ListingForm(forms.Form):
             "cancel_policy": data["cancel_policy"],
             "cancel_free_hours": data["cancel_free_hours"],
             "cancel_late_keep_percent": data["cancel_late_keep_percent"],
+            "place_kind": data["place_kind"],
+            "place_text": data["place_text"],
+            "online_url": data["online_url"],
+            # Not sent: the listing's own (or, new, the default) stays.
+            **({} if data["reminder_hours"] is None else {"reminder_hours": data["reminder_hours"]}),
         }
 
 

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from merchant import views
+from merchant import tools_views, views
 
 app_name = "merchant"
 
@@ -18,6 +18,11 @@ urlpatterns = [
     path("slots/<int:pk>/capacity/", views.slot_capacity, name="slot_capacity"),
     path("slots/<int:pk>/selling/", views.slot_selling, name="slot_selling"),
     path("slots/<int:pk>/cancel/", views.slot_cancel, name="slot_cancel"),
+    path("slots/<int:pk>/attendees/", tools_views.slot_attendees, name="slot_attendees"),
+    path("slots/<int:pk>/attendees.csv", tools_views.slot_attendees_export, name="slot_attendees_export"),
+    path("slots/<int:pk>/message/", tools_views.slot_message, name="slot_message"),
+    path("promotions/", tools_views.promotion_list, name="promotion_list"),
+    path("promotions/<int:pk>/active/", tools_views.promotion_active, name="promotion_active"),
     path("bookings/", views.booking_list, name="booking_list"),
     path("bookings/export.csv", views.booking_export, name="booking_export"),
     path("bookings/<int:pk>/", views.booking_detail, name="booking_detail"),

@@ -312,6 +312,8 @@ def slot_detail(request, merchant, pk: int):
         "bookings": list(bookings[:200]),
         "booking_count": bookings.count(),
         "capacity_form": CapacityForm(slot=slot),
+        "waitlist": selectors.slot_waitlist(slot),
+        "seats_offered": sum(hold.quantity for hold in selectors.open_offers(slot_id=slot.pk)),
     }
     return render(request, "merchant/slot_detail.html", context)
 
@@ -427,6 +429,7 @@ def booking_list(request, merchant):
         "page": page,
         "bookings": list(page.object_list),
         "slot": slot,
+        "open_offers": selectors.merchant_open_offers(merchant, slot_id=filters.slot_id),
     }
     response = _render(request, "merchant/booking_list.html", "merchant/_booking_table.html", context)
     if _partial_wanted(request):

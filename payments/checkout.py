@@ -14,7 +14,7 @@ from django.utils import timezone
 from bookings import selectors
 from bookings.customers import customer_email_normalise, proven_customer_record
 from common.logs import log_event
-from bookings.models import Booking, BookingStatus, Slot
+from bookings.models import Booking, BookingStatus, Slot, WaitlistEntry
 from bookings.selectors import pending_checkouts_unsellable
 from bookings.services import (
     BookingError,
@@ -24,9 +24,11 @@ from bookings.services import (
     booking_checkout_attach,
     booking_confirm,
     booking_start,
+    booking_start_from_offer,
     checkouts_close,
 )
 from payments import stripe_api
+from payments.promotions import listing_product
 
 log = logging.getLogger("shop.checkout")
 
@@ -108,16 +110,34 @@ def checkout_start(
     is left half-made.
     """
     booking = booking_start(slot=slot, quantity=quantity, customer_email=customer_email, customer_name=customer_name)
+    return _checkout_open(booking, success_url=success_url, cancel_url=cancel_url, proven_email=proven_email)
+
+
+def checkout_start_from_offer(
+    *, entry: WaitlistEntry, customer_name: str, success_url: str, cancel_url: str, proven_email: str = ""
+) -> StartedCheckout:
+    """Pay for seats offered from the waitlist through the normal checkout: the offer's hold
+    becomes the booking's checkout hold (never free in between) and its Checkout Session opens.
+    Raises BookingError when the offer cannot be taken up; when Stripe could not open a session
+    the seats go back to being the customer's offer (PaymentsUnavailable is raised)."""
+    booking = booking_start_from_offer(entry=entry, customer_name=customer_name)
+    return _checkout_open(booking, success_url=success_url, cancel_url=cancel_url, proven_email=proven_email)
+
+
+def _checkout_open(booking: Booking, *, success_url: str, cancel_url: str, proven_email: str) -> StartedCheckout:
+    slot = booking.slot
     try:
         cancel_url = cancel_url.replace(CHECKOUT_DRAFT_MARKER, checkout_draft_reference(booking))
         customer_id = _checkout_customer(booking, proven_email)
         hold = selectors.booking_open_hold(booking)
+        product_id = listing_product(slot.listing)
         opened = stripe_api.checkout_open(
             booking=booking,
             customer_id=customer_id,
             success_url=success_url,
             cancel_url=cancel_url,
             hold_until=hold.expires_at if hold else None,
+            product_id=product_id,
         )
     except stripe_api.PaymentsUnavailable:
         booking_checkout_abandon(booking=booking)

@@ -13,13 +13,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus, Refund, RefundStatus
-from bookings.selectors import bookings_owing_email
+from bookings import tasks as booking_tasks
+from bookings.selectors import bookings_owing_email, waitlist_offers_owing_email
 from bookings.services import (
     RefundNotCreated,
     booking_checkout_abandon,
     booking_follow_up,
     checkouts_close,
     holds_lapse,
+    waitlist_offers_lapse,
     refund_record_update,
     refund_submit,
 )
@@ -34,6 +36,8 @@ log = logging.getLogger("shop.reconcile")
 class ReconcileSummary:
     checkouts_closed: int = 0
     holds_lapsed: int = 0
+    offers_lapsed: int = 0
+    offer_emails_sent: int = 0
     pending_checked: int = 0
     confirmed: int = 0
     expired: int = 0
@@ -52,6 +56,8 @@ class ReconcileSummary:
         return [
             f"open checkouts of cancelled, stopped or archived times closed: {self.checkouts_closed}",
             f"holds whose time was up, ended (session expired at Stripe): {self.holds_lapsed}",
+            f"waitlist offers not taken up in time, passed on: {self.offers_lapsed}",
+            f"waitlist offer e-mails sent late: {self.offer_emails_sent}",
             f"pending bookings checked with Stripe: {self.pending_checked} "
             f"(confirmed {self.confirmed}, refund due {self.refunds_due}, expired {self.expired})",
             f"pending bookings that never reached Stripe, expired: {self.abandoned}",
@@ -68,6 +74,7 @@ def reconcile_run(*, now=None) -> ReconcileSummary:
     summary = ReconcileSummary()
     summary.checkouts_closed = checkouts_close()
     summary.holds_lapsed = holds_lapse(now=now)
+    summary.offers_lapsed = waitlist_offers_lapse(now=now)
     _settle_pending(summary)
     _expire_never_opened(summary, now)
     _submit_requested_refunds(summary)
@@ -75,6 +82,7 @@ def reconcile_run(*, now=None) -> ReconcileSummary:
     _learn_refund_failures(summary, now)
     _replay_failed_events(summary)
     _finish_follow_ups(summary)
+    _send_owed_offers(summary)
     return summary
 
 
@@ -168,3 +176,11 @@ def _finish_follow_ups(summary: ReconcileSummary) -> None:
     for booking_id in bookings_owing_email().values_list("pk", flat=True):
         booking_follow_up(booking_id=booking_id, raise_refund_errors=False)
         summary.follow_ups += 1
+
+
+def _send_owed_offers(summary: ReconcileSummary) -> None:
+    """Offers whose e-mail never went out (a crash after commit, a mail server down): each is
+    claimed before it is sent, so one a worker sends meanwhile is not sent twice."""
+    for entry_id in waitlist_offers_owing_email().values_list("pk", flat=True):
+        booking_tasks.waitlist_offer_send(entry_id=entry_id)
+        summary.offer_emails_sent += 1

@@ -87,12 +87,20 @@ def customer_create(*, email: str, name: str, idempotency_key: str) -> str:
 
 
 def checkout_open(
-    *, booking: Booking, customer_id: str, success_url: str, cancel_url: str, hold_until: dt.datetime | None = None
+    *,
+    booking: Booking,
+    customer_id: str,
+    success_url: str,
+    cancel_url: str,
+    hold_until: dt.datetime | None = None,
+    product_id: str = "",
 ) -> OpenedCheckout:
     """Open a Stripe Checkout Session for a pending booking, paid as Customer `customer_id`,
     expiring when the booking's seats stop being held (`hold_until`, at least 30 minutes away).
-    `success_url` must contain `{CHECKOUT_SESSION_ID}`. Raises PaymentsUnavailable when Stripe
-    cannot be used."""
+    `success_url` must contain `{CHECKOUT_SESSION_ID}`. With `product_id` (the listing's product,
+    `listing_product_ensure`) the line sells that product, so only codes made for it apply, and
+    the time is told under the pay button; without, an ad-hoc product names listing and time.
+    Raises PaymentsUnavailable when Stripe cannot be used."""
     listing = booking.slot.listing
     # The session ends when the booking's hold does, never sooner than Stripe's 30 minutes from now.
     expires_at = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30)
@@ -108,10 +116,11 @@ def checkout_open(
                             "currency": booking.currency,
                             # The price the booking was started at: the merchant may have changed the listing's since.
                             "unit_amount": booking.amount_total // booking.quantity,
-                            "product_data": {
-                                "name": listing.title,
-                                "description": _slot_description(booking),
-                            },
+                            **(
+                                {"product": product_id}
+                                if product_id
+                                else {"product_data": {"name": listing.title, "description": _slot_description(booking)}}
+                            ),
                         },
                         "quantity": booking.quantity,
                     }
@@ -123,8 +132,10 @@ def checkout_open(
                 "success_url": success_url,
                 "cancel_url": cancel_url,
                 "expires_at": int(expires_at.timestamp()),
+                # Codes typed on Checkout: a merchant's codes are made for their listings' products only.
                 "allow_promotion_codes": True,
                 "invoice_creation": {"enabled": True},
+                **({"custom_text": {"submit": {"message": _slot_description(booking)}}} if product_id else {}),
             },
             options={"idempotency_key": f"booking-{booking.pk}-checkout"},
         )
@@ -302,18 +313,116 @@ def portal_url(*, customer_id: str, return_url: str) -> str:
     return portal.url
 
 
-# Promotion codes
+# Products and promotion codes
 
 
-def promotion_code_ensure(*, code: str, percent_off: int, name: str) -> str:
-    """The active promotion code `code` (Stripe matches codes without regard to case), created
-    with a coupon of `percent_off` percent when there is none; returns its id. Safe to call again."""
+class PromotionRefused(Exception):
+    """Stripe refused the promotion code as asked (its text taken, ...); the message says why."""
+
+
+def listing_product_ensure(*, listing_id: int, title: str, product_id: str, synced_title: str) -> str:
+    """The listing's Stripe Product: created (once, by an idempotency key of the listing) when it
+    has none, renamed when the listing's title changed since. Raises PaymentsUnavailable."""
+    try:
+        client = stripe_client()
+        if not product_id:
+            product = client.v1.products.create(
+                params={"name": title, "metadata": {"listing_id": str(listing_id)}},
+                options={"idempotency_key": f"listing-{listing_id}-product"},
+            )
+            product_id = product.id
+            synced_title = product.name
+        if synced_title != title:
+            client.v1.products.update(product_id, params={"name": title})
+    except stripe.StripeError as error:
+        log_event(log, "product_ensure_failed", level=logging.WARNING, listing=listing_id, error=_describe(error))
+        raise PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.") from error
+    return product_id
+
+
+@dataclass(frozen=True)
+class MadePromotionCode:
+    coupon_id: str
+    promotion_code_id: str
+
+
+def promotion_code_create(
+    *,
+    code: str,
+    percent_off: int | None,
+    amount_off: int | None,
+    currency: str,
+    max_redemptions: int | None,
+    expires_at: dt.datetime | None,
+    product_ids: list[str],
+    name: str,
+    metadata: dict[str, str],
+    idempotency_key: str,
+) -> MadePromotionCode:
+    """A coupon for `product_ids` only, and its customer-facing `code`. Raises PromotionRefused when
+    Stripe refuses the code (an active code with this text exists), PaymentsUnavailable otherwise."""
+    coupon_params: dict[str, Any] = {
+        "duration": "once",
+        "name": name[:40],
+        "applies_to": {"products": product_ids},
+        "metadata": metadata,
+    }
+    if percent_off is not None:
+        coupon_params["percent_off"] = percent_off
+    else:
+        coupon_params.update(amount_off=amount_off, currency=currency)
+    code_params: dict[str, Any] = {"code": code, "metadata": metadata}
+    if max_redemptions is not None:
+        code_params["max_redemptions"] = max_redemptions
+    if expires_at is not None:
+        code_params["expires_at"] = int(expires_at.timestamp())
+    try:
+        client = stripe_client()
+        coupon = client.v1.coupons.create(params=coupon_params, options={"idempotency_key": f"{idempotency_key}-coupon"})
+        made = client.v1.promotion_codes.create(
+            params={"promotion": {"type": "coupon", "coupon": coupon.id}, **code_params},
+            options={"idempotency_key": f"{idempotency_key}-code"},
+        )
+    except stripe.InvalidRequestError as error:
+        log_event(log, "promotion_code_refused", level=logging.INFO, error=_describe(error))
+        if getattr(error, "code", None) == "resource_already_exists":
+            raise PromotionRefused(f"The code {code} is already in use. Please choose another.") from error
+        raise PromotionRefused("Our payment provider refused this code: " + (error.user_message or "")) from error
+    except stripe.StripeError as error:
+        log_event(log, "promotion_code_create_failed", level=logging.WARNING, error=_describe(error))
+        raise PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.") from error
+    return MadePromotionCode(coupon_id=coupon.id, promotion_code_id=made.id)
+
+
+@dataclass(frozen=True)
+class PromotionCodeUse:
+    active: bool
+    times_redeemed: int
+
+
+def promotion_code_active_set(*, promotion_code_id: str, active: bool) -> PromotionCodeUse:
+    """Pause or resume a code. Raises PromotionRefused when Stripe will not resume it (used up,
+    expired, its text taken by another active code), PaymentsUnavailable otherwise."""
+    try:
+        updated = stripe_client().v1.promotion_codes.update(promotion_code_id, params={"active": active})
+    except stripe.InvalidRequestError as error:
+        raise PromotionRefused(error.user_message or "Our payment provider refused the change.") from error
+    except stripe.StripeError as error:
+        raise PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.") from error
+    return PromotionCodeUse(active=updated.active, times_redeemed=updated.times_redeemed)
+
+
+def promotion_codes_use(promotion_code_ids: list[str]) -> dict[str, PromotionCodeUse]:
+    """What Stripe says of each code's use now. Raises PaymentsUnavailable."""
     client = stripe_client()
-    for existing in client.v1.promotion_codes.list(params={"code": code, "limit": 10}).data:
-        if existing.active:
-            return existing.id
-    coupon = client.v1.coupons.create(params={"percent_off": percent_off, "duration": "once", "name": name})
-    return client.v1.promotion_codes.create(params={"coupon": coupon.id, "code": code}).id
+    found: dict[str, PromotionCodeUse] = {}
+    try:
+        for promotion_code_id in promotion_code_ids:
+            code = client.v1.promotion_codes.retrieve(promotion_code_id)
+            found[promotion_code_id] = PromotionCodeUse(active=code.active, times_redeemed=code.times_redeemed)
+    except stripe.StripeError as error:
+        raise PaymentsUnavailable("We could not read your codes' use from our payment provider just now.") from error
+    return found
 
 
 # Webhooks

@@ -1,16 +1,19 @@
 """Demo bookings paid for real, by card, through the local Stripe emulator: the dashboard has
 something to show, and refunding one works exactly as it does for a customer's booking."""
 
+import uuid
+
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
 from bookings.demo import DEMO_MERCHANTS
-from bookings.models import Booking, Listing
+from bookings.models import Booking, Listing, Merchant, PromotionCode
 from bookings.notifications import absolute_url
 from bookings.services import booking_confirm
 from payments import stripe_api
 from payments.checkout import checkout_start
+from payments.promotions import promotion_create
 
 DEMO_CUSTOMER_DOMAIN = "customers.example.com"
 DEMO_CUSTOMERS = (
@@ -23,8 +26,10 @@ DEMO_CUSTOMERS = (
 )
 # Seats booked on a listing's first upcoming slots: a full one, a busy one, a quiet one.
 DEMO_SEATS = ((3, 2, 2, 1), (2, 1), (1,))
-# The 100%-off code the README advertises: on the emulator's payment page it books with no card.
+# The 100%-off codes the README advertises: on the emulator's payment page they book with no card.
+# Each is an ordinary promotion code of one demo merchant, so it works on that merchant's listings only.
 DEMO_FREE_PROMOTION_CODE = "DEMO100"
+DEMO_FREE_PROMOTION_CODES = {"harbour": DEMO_FREE_PROMOTION_CODE, "atelier": "NORD100"}
 
 
 def emulator_control():
@@ -51,13 +56,24 @@ def demo_bookings_load() -> int | None:
     return sum(_listing_bookings(listing, control) for listing in Listing.objects.filter(slug__in=slugs).order_by("pk"))
 
 
-def demo_promotion_code_load() -> str | None:
-    """Make sure the emulator has the demo's 100%-off promotion code; returns it, or None without
-    an emulator (a real Stripe account's promotion codes are its owner's to make)."""
+def demo_promotion_code_load() -> list[tuple[str, str]] | None:
+    """Give each demo merchant their 100%-off promotion code, made as any merchant makes one
+    (`payments.promotions.promotion_create`), unless they have it; returns (code, merchant name)
+    pairs, or None without an emulator (a real Stripe account's promotion codes are its owner's to make)."""
     if emulator_control() is None:
         return None
-    stripe_api.promotion_code_ensure(code=DEMO_FREE_PROMOTION_CODE, percent_off=100, name="Slotbook demo: free")
-    return DEMO_FREE_PROMOTION_CODE
+    made = []
+    for username, code in DEMO_FREE_PROMOTION_CODES.items():
+        merchant = Merchant.objects.filter(user__username=username).first()
+        if merchant is None:
+            continue
+        if not PromotionCode.objects.filter(merchant=merchant, code=code, active=True).exists():
+            promotion_create(
+                merchant=merchant, code=code, percent_off=100, amount_off=None, currency="",
+                max_redemptions=None, expires_at=None, request_key=uuid.uuid5(uuid.NAMESPACE_URL, f"demo-{code}"),
+            )
+        made.append((code, merchant.display_name))
+    return made
 
 
 def _listing_bookings(listing: Listing, control) -> int:

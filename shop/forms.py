@@ -97,3 +97,41 @@ class RescheduleForm(forms.Form):
             "max_value": "Choose one of the times listed.",
         },
     )
+
+
+class WaitlistForm(BookingForm):
+    """A place on a sold-out time's waitlist: the time, the seats wanted, who to e-mail. The same
+    checks as a booking (the services' own refusals are added by the view)."""
+
+    def __init__(self, *args, **kwargs):
+        # Its own ids: on the listing it sits beside the booking form's fields.
+        kwargs.setdefault("auto_id", "waitlist_%s")
+        super().__init__(*args, **kwargs)
+        self.fields["slot"].widget = forms.HiddenInput()
+        self.fields["slot"].error_messages["invalid_choice"] = "That time is no longer on sale. Please pick another one."
+        self.fields["customer_email"].error_messages["required"] = "We need your e-mail to tell you when seats free up."
+        self.fields["customer_email"].help_text = "We e-mail you a link that holds the seats for you if they free up."
+        self.fields["customer_name"].error_messages["required"] = "Tell us your name."
+        self.fields["quantity"].label = "Seats you need"
+
+    def clean_customer_name(self):
+        name = " ".join(self.cleaned_data["customer_name"].split())
+        if not name:
+            raise forms.ValidationError("Tell us your name.")
+        return name
+
+
+class OfferCheckoutForm(forms.Form):
+    """The name to put on the booking of seats offered from the waitlist."""
+
+    customer_name = forms.CharField(
+        label="Name on the booking",
+        max_length=120,
+        error_messages={"required": "Tell us the name to put on the booking."},
+    )
+
+    def clean_customer_name(self):
+        name = " ".join(self.cleaned_data["customer_name"].split())
+        if not name:
+            raise forms.ValidationError("Tell us the name to put on the booking.")
+        return name

@@ -26,10 +26,11 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
 from bookings import selectors
+from bookings.calendar import booking_calendar_file, booking_online_url, google_calendar_url
 from common.logs import log_event
 from bookings.models import Booking, Listing
 from bookings.policies import cancel_quote, reschedule_refusal
-from bookings.services import BookingError, hold_minutes
+from bookings.services import BookingError, hold_minutes, waitlist_join_refusal
 from bookings.storefront_cache import final_status_key, storefront_version
 from common import ratelimits
 from payments import stripe_api
@@ -43,6 +44,7 @@ from payments.checkout import (
     is_checkout_session_id,
 )
 from shop.forms import BookingForm
+from shop.waitlist import waitlist_form_for
 
 log = logging.getLogger("shop.views")
 
@@ -220,7 +222,7 @@ def _picker_html(listing: Listing, weeks: dict, week: dt.date | None, *, selecte
     return render_to_string("shop/_slot_picker.html", context)
 
 
-def _listing_content(listing: Listing, form: BookingForm, *, picker: str, slots: list) -> str:
+def _listing_content(listing: Listing, form: BookingForm, *, picker: str, slots: list, waitlist=None) -> str:
     """The listing's part of its page: description, times and the booking form. Rendered without
     the request, with a marker where the CSRF token goes, so that nothing of one customer is in it."""
     context = {
@@ -232,11 +234,13 @@ def _listing_content(listing: Listing, form: BookingForm, *, picker: str, slots:
         "hold_minutes": hold_minutes(listing),
         "slot_picker": picker,
         "csrf_token": CSRF_TOKEN_MARKER,
+        "offer_minutes": settings.WAITLIST_OFFER_MINUTES,
+        **(waitlist or {}),
     }
     return render_to_string("shop/_listing.html", context)
 
 
-def _listing_page(request, listing: Listing, form: BookingForm, *, status: int = 200, week: str = ""):
+def _listing_page(request, listing: Listing, form: BookingForm, *, status: int = 200, week: str = "", waitlist=None):
     """The page with a form a customer sent back (errors, a refused checkout, a cancelled
     Checkout's choices): never cached. It opens on the week of the chosen time."""
     slots = list(form.fields["slot"].queryset)
@@ -246,7 +250,7 @@ def _listing_page(request, listing: Listing, form: BookingForm, *, status: int =
     if chosen is not None:
         week = timezone.localdate(chosen.starts_at, listing.merchant.zone).isoformat()
     picker = _picker_html(listing, weeks, _week_wanted(week, sorted(weeks)), selected=selected, errors=form["slot"].errors)
-    content = _listing_content(listing, form, picker=picker, slots=slots)
+    content = _listing_content(listing, form, picker=picker, slots=slots, waitlist=waitlist)
     response = render(
         request, "shop/listing.html", {"title": listing.title, "content": _with_csrf_token(request, content)}, status=status
     )
@@ -377,11 +381,35 @@ def checkout_create(request, slug: str):
         )
     except BookingError as error:
         form.add_error(None, str(error))
-        return _listing_page(request, listing, form, status=409, week=week)
+        return _listing_page(request, listing, form, status=409, week=week, waitlist=_waitlist_instead(listing, form))
     except stripe_api.PaymentsUnavailable as error:
         form.add_error(None, str(error))
         return _listing_page(request, listing, form, status=503, week=week)
     return HttpResponseRedirect(started.url, status=303)
+
+
+def _waitlist_instead(listing: Listing, form: BookingForm) -> dict | None:
+    """A checkout refused because too few seats are free: the waitlist of that time, offered
+    with the customer's choices filled in."""
+    slot = selectors.slots_on_sale(listing).filter(pk=form.cleaned_data["slot"].pk).select_related("listing").first()
+    quantity = form.cleaned_data["quantity"]
+    if slot is None or waitlist_join_refusal(slot, quantity):
+        return None
+    waitlist_form = waitlist_form_for(
+        listing,
+        initial={
+            "slot": slot.pk,
+            "quantity": quantity,
+            "customer_name": form.cleaned_data["customer_name"],
+            "customer_email": form.cleaned_data["customer_email"],
+        },
+    )
+    return {
+        "waitlist_form": waitlist_form,
+        "waitlist_slot": slot,
+        "waitlist_sentence": "Join this time's waitlist and we will e-mail you if seats free up: "
+        "the first people in line whose number of seats fits get a link that holds the seats for them.",
+    }
 
 
 def _booking_by_session_or_404(request, session_id: str) -> Booking:
@@ -508,9 +536,30 @@ def booking_page(request, token: str):
         "money_back": selectors.booking_money_back(booking),
         "can_cancel": cancel_quote(booking).allowed,
         "can_reschedule": not reschedule_refusal(booking),
+        "online_url": booking_online_url(booking),
+        "google_calendar_url": google_calendar_url(booking) if booking.status == Booking.Status.CONFIRMED else "",
     }
     with timezone.override(listing.merchant.zone):
         return render(request, "shop/booking.html", context)
+
+
+@require_GET
+@guessing_limited
+def booking_calendar(request, token: str):
+    """The booking's calendar file, under its private address: for a confirmed booking only
+    (it may carry the online link)."""
+    booking = _booking_by_token_or_404(request, token)
+    if booking.status != Booking.Status.CONFIRMED:
+        return HttpResponse(
+            "There is no calendar entry for this booking: it is not confirmed. Its page says why.",
+            status=409,
+            content_type="text/plain; charset=utf-8",
+        )
+    calendar_file = booking_calendar_file(booking=booking, method="PUBLISH")
+    response = HttpResponse(calendar_file.content, content_type=calendar_file.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{calendar_file.filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
 
 
 @require_POST

@@ -25,6 +25,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--forward-to", default=None, help="URL that receives the webhooks (default: none).")
     parser.add_argument("--webhook-secret", default=None,
                         help="whsec_… secret to sign webhooks with (default: the one stored in --db, or a new one).")
+    parser.add_argument("--forward-connect-to", default=None,
+                        help="URL that receives connected accounts' events (the Connect endpoint; default: none).")
+    parser.add_argument("--connect-webhook-secret", default=None,
+                        help="whsec_… secret of the Connect endpoint (default: the one stored in --db, or a new one).")
     parser.add_argument("--public-url", default=None,
                         help="Base of the hosted page URLs (default http://HOST:PORT), e.g. when behind a proxy.")
     parser.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -48,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         webhook_secret=args.webhook_secret,
         host=args.host,
         public_url=args.public_url,
+        connect_forward_to=args.forward_connect_to,
+        connect_webhook_secret=args.connect_webhook_secret,
         **tuning,
     )
     try:
@@ -60,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Stripe emulator on {emulator.url} (state in {args.db}); overview at {emulator.public_url}/_emulator/", flush=True)
     if args.forward_to:
         print(f"Forwarding events to {args.forward_to}", flush=True)
+    if args.forward_connect_to:
+        print(f"Forwarding connected accounts' events to {args.forward_connect_to}", flush=True)
+        if not args.connect_webhook_secret:
+            print(f"Your Connect webhook signing secret is {emulator.connect_webhook_secret}", flush=True)
     if not args.webhook_secret:
         # As `stripe listen` does: the receiver needs this secret to verify signatures.
         print(f"Ready! Your webhook signing secret is {emulator.webhook_secret} (^C to quit)", flush=True)

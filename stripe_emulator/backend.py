@@ -46,6 +46,8 @@ class Tuning:
     timer_poll_interval: float = 1.0
     idempotency_key_lifetime: int = 24 * 3600
     account_name: str = "Test merchant"
+    account_api_version: str = ""
+    account_link_lifetime: int = 300
 
     @staticmethod
     def describe(name: str) -> str:
@@ -77,6 +79,8 @@ TUNING_HELP = {
     "timer_poll_interval": "longest pause of the timer thread, in seconds",
     "idempotency_key_lifetime": "seconds (emulator clock) an Idempotency-Key is remembered",
     "account_name": "business name shown on the hosted pages",
+    "account_api_version": "the platform account's API version, in which events are rendered (default: the SDK's)",
+    "account_link_lifetime": "seconds (emulator clock) an Account Link stays usable",
 }
 
 
@@ -114,6 +118,7 @@ class Action:
     api_version: str
     request_id: str | None = None
     idempotency_key: str | None = None
+    key_hint: str | None = None  # the API key as Stripe shows it in errors (``sk_test_****1234``)
 
 
 class Backend:
@@ -125,6 +130,8 @@ class Backend:
         webhook_secret: str,
         forward_to: str | None,
         tuning: Tuning,
+        connect_forward_to: str | None = None,
+        connect_webhook_secret: str = "",
     ):
         self.store = Store(db)
         self.clock = Clock(self.store)
@@ -133,14 +140,41 @@ class Backend:
         self.public_url = public_url.rstrip("/")
         self.webhook_secret = webhook_secret
         self.forward_to = forward_to
+        # The Connect endpoint: events of connected accounts, signed with its own secret.
+        self.connect_forward_to = connect_forward_to
+        self.connect_webhook_secret = connect_webhook_secret
         self.tuning = tuning
         self.faults = Faults()
         # Set when the emulator stops, to cut short anything waiting (a simulated hang).
         self.stopping = threading.Event()
         self.default_api_version = sdk_api_version()
+        self.account_api_version = tuning.account_api_version or self.default_api_version
         # Set by the Emulator once the webhook dispatcher and the timer thread exist.
         self.dispatcher: Any = None
         self.timers: Any = None
+
+    def endpoint_for(self, account: str) -> tuple[str | None, str]:
+        """Where an account's events go and the secret that signs them: the platform's own
+        endpoint for the platform's events, the Connect endpoint for connected accounts'."""
+        if account:
+            return self.connect_forward_to, self.connect_webhook_secret
+        return self.forward_to, self.webhook_secret
+
+    def endpoint_count(self, account: str) -> int:
+        return 1 if self.endpoint_for(account)[0] else 0
+
+    def business_name(self) -> str:
+        """The name the hosted pages show: the connected account's business name for what lives
+        on a connected account, else the platform's ``account_name``."""
+        account_id = self.store.current_account()
+        if account_id:
+            with self.store.scoped(""):
+                account = self.store.get(account_id, "account")
+            if account is not None:
+                name = (account.get("business_profile") or {}).get("name") or account["settings"]["dashboard"]["display_name"]
+                if name:
+                    return name
+        return self.tuning.account_name
 
     def now(self) -> int:
         return self.clock.now_int()

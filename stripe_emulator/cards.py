@@ -28,6 +28,11 @@ class TestCard:
     three_d_secure: bool = False
     refund: str = "succeeds"  # "succeeds" | "fails" (5126) | "pending" (7726)
     description: str = "Succeeds"
+    # With ``three_d_secure``, a ``decline`` comes after the customer completes authentication.
+    risk_level: str = "normal"
+    cvc_check: str = "pass"
+    address_line1_check: str | None = None
+    address_postal_code_check: str | None = None
 
 
 GENERIC_DECLINE = Decline(
@@ -54,6 +59,20 @@ LIVE_CARD_IN_TEST_MODE = Decline(
     outcome_type="invalid", network_status="not_sent_to_network",
 )
 
+CARD_VELOCITY_EXCEEDED = Decline(
+    "card_declined", "card_velocity_exceeded",
+    "Your card was declined for making repeated attempts too frequently or exceeding its amount limit.",
+)
+HIGHEST_RISK = Decline(
+    "card_declined", "fraudulent", "Your card has been declined.",
+    outcome_type="blocked", network_status="not_sent_to_network", risk_level="highest",
+    seller_message="Stripe blocked this payment as too risky.",
+)
+CVC_CHECK_FAILED = Decline(
+    "incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect.", param="cvc",
+    seller_message="The bank declined the payment because the CVC check failed.",
+)
+
 AUTHENTICATION_FAILED_MESSAGE = (
     "We are unable to authenticate your payment method. Please choose a different payment method and try again."
 )
@@ -78,6 +97,57 @@ TEST_CARDS: dict[str, TestCard] = {
         TestCard("4000002500000003", "visa", country="FR"),
         TestCard("4000002760000016", "visa", country="DE"),
         TestCard("4000008260000000", "visa", country="GB"),
+        TestCard("4012888888881881", "visa"),
+        TestCard("6205500000000000004", "unionpay", country="CN"),
+        TestCard("3530111333300000", "jcb", country="JP"),
+        TestCard("4000000760000002", "visa", country="BR"),
+        TestCard("4000001240000000", "visa", country="CA"),
+        TestCard("4000004840008001", "visa", country="MX"),
+        TestCard("4000000400000008", "visa", country="AT"),
+        TestCard("4000000560000004", "visa", country="BE"),
+        TestCard("4000002080000001", "visa", country="DK"),
+        TestCard("4000002460000001", "visa", country="FI"),
+        TestCard("4000003000000030", "visa", country="GR"),
+        TestCard("4000003720000005", "visa", country="IE"),
+        TestCard("4000003800000008", "visa", country="IT"),
+        TestCard("4000004420000006", "visa", country="LU"),
+        TestCard("4000005280000002", "visa", country="NL"),
+        TestCard("4000005780000007", "visa", country="NO"),
+        TestCard("4000006200000007", "visa", country="PT"),
+        TestCard("4000007240000007", "visa", country="ES"),
+        TestCard("4000007520000008", "visa", country="SE"),
+        TestCard("4000007560000009", "visa", country="CH"),
+        TestCard("4000000360000006", "visa", country="AU"),
+        TestCard("4000001560000002", "visa", country="CN"),
+        TestCard("4000003440000004", "visa", country="HK"),
+        TestCard("4000003920000003", "visa", country="JP"),
+        TestCard("4000005540000008", "visa", country="NZ"),
+        TestCard("4000007020000003", "visa", country="SG"),
+        TestCard("4000003560000008", "visa", country="IN"),
+        TestCard("4000000000000010", "visa", address_line1_check="fail", address_postal_code_check="fail",
+                 description="Succeeds; address_line1_check and address_postal_code_check fail"),
+        TestCard("4000000000000028", "visa", address_line1_check="fail", address_postal_code_check="pass",
+                 description="Succeeds; address_line1_check fails"),
+        TestCard("4000000000000036", "visa", address_line1_check="pass", address_postal_code_check="fail",
+                 description="Succeeds; address_postal_code_check fails"),
+        TestCard("4000000000000044", "visa", address_line1_check="unavailable", address_postal_code_check="unavailable",
+                 cvc_check="unavailable", description="Succeeds; address and CVC checks unavailable"),
+        TestCard("4000000000009235", "visa", risk_level="elevated", description="Succeeds with risk_level elevated"),
+        TestCard("4000000000004954", "visa", decline=HIGHEST_RISK, description="Blocked by Radar: risk_level highest"),
+        TestCard("4000000000000101", "visa", decline=CVC_CHECK_FAILED, cvc_check="fail",
+                 description="CVC check fails; Radar's default rule blocks the payment (incorrect_cvc)"),
+        TestCard("4000000000000341", "visa", decline=GENERIC_DECLINE,
+                 description="Attaching succeeds, every charge is declined (generic_decline)"),
+        TestCard("4000000000006975", "visa", decline=CARD_VELOCITY_EXCEEDED, description="Declined: card_velocity_exceeded"),
+        TestCard("4000000000003055", "visa", description="Supports 3-D Secure, not required: succeeds"),
+        TestCard("4000000000003063", "visa", three_d_secure=True, description="3-D Secure required"),
+        TestCard("4000008400001629", "visa", three_d_secure=True, decline=GENERIC_DECLINE,
+                 description="3-D Secure required; the payment is declined after authentication (card_declined)"),
+        TestCard("4000008400001280", "visa", three_d_secure=True, decline=GENERIC_DECLINE,
+                 description="3-D Secure required; declined after authentication (card_declined)"),
+        TestCard("4000008260003178", "visa", three_d_secure=True, decline=INSUFFICIENT_FUNDS,
+                 description="3-D Secure required; declined after authentication (insufficient_funds)"),
+        TestCard("4000000000000259", "visa", description="Succeeds (Stripe then opens a dispute; disputes are not emulated)"),
         TestCard("4000000000000077", "visa", description="Succeeds; funds are available at once"),
         TestCard("4000000000000002", "visa", decline=GENERIC_DECLINE, description="Declined: generic_decline"),
         TestCard("4000000000009995", "visa", decline=INSUFFICIENT_FUNDS, description="Declined: insufficient_funds"),

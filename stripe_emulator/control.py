@@ -75,6 +75,22 @@ class EmulatorControl:
 
     # -- webhooks -----------------------------------------------------------------------------
 
+    def set_connect_forward_to(self, url: str | None) -> dict[str, Any]:
+        """Where connected accounts' events go (the Connect endpoint)."""
+        return self._call("POST", "/config", {"connect_forward_to": url})
+
+    def set_account_api_version(self, version: str) -> dict[str, Any]:
+        """The platform account's API version, in which events are rendered."""
+        return self._call("POST", "/config", {"account_api_version": version})
+
+    @property
+    def connect_webhook_secret(self) -> str:
+        return self.config()["connect_webhook_secret"]
+
+    def deauthorize_account(self, account_id: str) -> dict[str, Any]:
+        """The merchant disconnects their account: answers the ``account.application.deauthorized`` event."""
+        return self._call("POST", f"/accounts/{account_id}/deauthorize", {})
+
     def webhook_state(self) -> dict[str, Any]:
         return self._call("GET", "/webhooks")
 
@@ -100,9 +116,11 @@ class EmulatorControl:
         and held deliveries do not count); the answer's ``idle`` says whether all is delivered."""
         return self._call("POST", "/webhooks/wait", {"timeout": timeout}, timeout=timeout + 30)
 
-    def deliveries(self, *, event_id: str | None = None, type: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Delivery attempts, newest first."""
-        return self._call("GET", "/deliveries", query={"event_id": event_id, "type": type, "limit": limit})["data"]
+    def deliveries(self, *, event_id: str | None = None, type: str | None = None, target: str | None = None,
+                   limit: int = 1000) -> list[dict[str, Any]]:
+        """Delivery attempts, newest first; ``target`` "platform" or "connect" picks one endpoint's."""
+        return self._call("GET", "/deliveries", query={"event_id": event_id, "type": type, "target": target,
+                                                        "limit": limit})["data"]
 
     def events(self, *, type: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Events, newest first."""

@@ -9,7 +9,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Callable
 
-from . import payments
+from . import connect, payments
 from .api.dispatch import ApiApp
 from .backend import Backend
 from .errors import InvalidRequestError, ResourceMissing, StripeError
@@ -53,6 +53,7 @@ class ControlApp:
             ("POST", re.compile(r"^/_emulator/refunds/fail$"), self.fail_refunds),
             ("POST", re.compile(r"^/_emulator/checkout/sessions/(?P<session_id>[^/]+)/expire$"), self.expire),
             ("POST", re.compile(r"^/_emulator/checkout/sessions/(?P<session_id>[^/]+)/pay$"), self.pay),
+            ("POST", re.compile(r"^/_emulator/accounts/(?P<account_id>acct_[A-Za-z0-9]+)/deauthorize$"), self.deauthorize),
             ("POST", re.compile(r"^/_emulator/clock/advance$"), self.advance_clock),
             ("GET", re.compile(r"^/_emulator/clock$"), self.clock),
         ]
@@ -73,7 +74,9 @@ class ControlApp:
             if not isinstance(body, dict):
                 return _error(400, "The body must be a JSON object.")
             try:
-                return handler(request, body, **found.groupdict())
+                target = next(iter(found.groupdict().values()), None)
+                with self.backend.store.scoped_to_object(target):
+                    return handler(request, body, **found.groupdict())
             except ControlError as error:
                 return _error(error.status, error.message)
         if path_matched:
@@ -90,6 +93,9 @@ class ControlApp:
         return {
             "forward_to": self.backend.forward_to,
             "webhook_secret": self.backend.webhook_secret,
+            "connect_forward_to": self.backend.connect_forward_to,
+            "connect_webhook_secret": self.backend.connect_webhook_secret,
+            "account_api_version": self.backend.account_api_version,
             "public_url": self.backend.public_url,
             "default_api_version": self.backend.default_api_version,
             "db": self.backend.store.path,
@@ -100,14 +106,24 @@ class ControlApp:
         return Response.json(200, self._config())
 
     def set_config(self, request: Request, body: dict[str, Any]) -> Response:
-        unknown = set(body) - {"forward_to"}
+        unknown = set(body) - {"forward_to", "connect_forward_to", "account_api_version"}
         if unknown:
-            raise ControlError(400, f"Only forward_to can be changed; got {', '.join(sorted(unknown))}.")
+            raise ControlError(400, "Only forward_to, connect_forward_to and account_api_version can be changed; "
+                                    f"got {', '.join(sorted(unknown))}.")
+        for name in ("forward_to", "connect_forward_to"):
+            if name in body:
+                url = body[name]
+                if url is not None and (not isinstance(url, str) or not re.match(r"^https?://", url)):
+                    raise ControlError(400, f"{name} must be an http(s) URL or null.")
+        if "account_api_version" in body:
+            version = body["account_api_version"]
+            if not isinstance(version, str) or not re.match(r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$", version):
+                raise ControlError(400, "account_api_version must look like 2025-03-31.basil.")
+            self.backend.account_api_version = version
         if "forward_to" in body:
-            forward_to = body["forward_to"]
-            if forward_to is not None and (not isinstance(forward_to, str) or not re.match(r"^https?://", forward_to)):
-                raise ControlError(400, "forward_to must be an http(s) URL or null.")
-            self.backend.forward_to = forward_to or None
+            self.backend.forward_to = body["forward_to"] or None
+        if "connect_forward_to" in body:
+            self.backend.connect_forward_to = body["connect_forward_to"] or None
         return Response.json(200, self._config())
 
     # -- webhooks ---------------------------------------------------------------------------
@@ -157,7 +173,10 @@ class ControlApp:
             where.append("a.event_type = ?")
             values.append(args["type"])
         limit = _limit(args, 1000)
-        sql = ("SELECT a.*, d.endpoint, d.state, d.created_at AS queued_at FROM delivery_attempts a "
+        if args.get("target"):
+            where.append("d.target = ?")
+            values.append(args["target"])
+        sql = ("SELECT a.*, d.endpoint, d.target, d.state, d.created_at AS queued_at FROM delivery_attempts a "
                "JOIN deliveries d ON d.id = a.delivery_id"
                + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY a.id DESC LIMIT ?")
         rows = self.backend.store.query(sql, [*values, limit])
@@ -173,6 +192,7 @@ class ControlApp:
                 "at": row["at"],
                 "queued_at": row["queued_at"],
                 "endpoint": row["endpoint"],
+                "target": row["target"],
                 "delivery_state": row["state"],
             }
             for row in rows
@@ -211,6 +231,22 @@ class ControlApp:
         count = _count(body)
         self.backend.faults.add_refund_faults(count, mode, float(seconds))
         return Response.json(200, {"pending_refund_faults": len(self.backend.faults.refund_faults)})
+
+    # -- connect ----------------------------------------------------------------------------
+
+    def deauthorize(self, request: Request, body: dict[str, Any], account_id: str) -> Response:
+        """The merchant disconnects the platform from their account (as from their Stripe
+        dashboard): ``account.application.deauthorized`` goes to the Connect endpoint, and the
+        account's ``Stripe-Account`` is refused from then on."""
+        store = self.backend.store
+        with store.transaction(), store.scoped(connect.PLATFORM):
+            account = store.get(account_id, "account")
+            if account is None:
+                raise ControlError(404, f"No such account: '{account_id}'")
+            if store.get_internal(account_id).get("deauthorized"):
+                raise ControlError(400, f"Account {account_id} is already disconnected from the platform.")
+            event = connect.deauthorize(self.backend, self.backend.system_action(self.backend.account_api_version), account)
+        return Response.json(200, event)
 
     # -- checkout ---------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from .webhooks import Dispatcher
 log = logging.getLogger("stripe_emulator")
 
 WEBHOOK_SECRET_KEY = "webhook_secret"
+CONNECT_WEBHOOK_SECRET_KEY = "connect_webhook_secret"
 
 
 class Emulator:
@@ -40,6 +41,8 @@ class Emulator:
         *,
         host: str = "127.0.0.1",
         public_url: str | None = None,
+        connect_forward_to: str | None = None,
+        connect_webhook_secret: str | None = None,
         **tuning: Any,
     ):
         self.db = db
@@ -48,6 +51,8 @@ class Emulator:
         self.forward_to = forward_to
         self.tuning = Tuning.from_options(tuning)
         self._given_secret = webhook_secret
+        self.connect_forward_to = connect_forward_to
+        self._given_connect_secret = connect_webhook_secret
         self._given_public_url = public_url
         self.webhook_secret_generated = False
         self.backend: Backend | None = None
@@ -68,8 +73,10 @@ class Emulator:
             webhook_secret="",
             forward_to=self.forward_to,
             tuning=self.tuning,
+            connect_forward_to=self.connect_forward_to,
         )
         backend.webhook_secret = self._resolve_secret(backend)
+        backend.connect_webhook_secret = self._resolve_connect_secret(backend)
         backend.dispatcher = Dispatcher(backend)
         backend.timers = Timers(backend)
         with backend.store.transaction():
@@ -95,6 +102,18 @@ class Emulator:
         with backend.store.transaction():
             backend.store.meta_set(WEBHOOK_SECRET_KEY, secret)
         self.webhook_secret_generated = True
+        return secret
+
+    def _resolve_connect_secret(self, backend: Backend) -> str:
+        """The Connect endpoint signs with a secret of its own, as Stripe's does."""
+        if self._given_connect_secret:
+            return self._given_connect_secret
+        stored = backend.store.meta_get(CONNECT_WEBHOOK_SECRET_KEY)
+        if stored:
+            return stored
+        secret = new_webhook_secret()
+        with backend.store.transaction():
+            backend.store.meta_set(CONNECT_WEBHOOK_SECRET_KEY, secret)
         return secret
 
     def stop(self) -> None:
@@ -136,6 +155,12 @@ class Emulator:
     def public_url(self) -> str:
         assert self.backend is not None
         return self.backend.public_url
+
+    @property
+    def connect_webhook_secret(self) -> str:
+        if self.backend is None:
+            raise RuntimeError("The emulator is not running.")
+        return self.backend.connect_webhook_secret
 
     @property
     def webhook_secret(self) -> str:

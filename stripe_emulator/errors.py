@@ -66,6 +66,13 @@ class ResourceMissing(InvalidRequestError):
         super().__init__(f"No such {object_name}: '{object_id}'", param=param, code="resource_missing")
 
 
+class PermissionDenied(StripeError):
+    """403, as Stripe answers a ``Stripe-Account`` the key may not act for."""
+
+    status = 403
+    type = "invalid_request_error"
+
+
 class CardError(StripeError):
     status = 402
     type = "card_error"

@@ -9,30 +9,44 @@ from .backend import Action, Backend
 from .ids import new_id
 
 
+_CURRENT = object()
+
+
 def emit(
     backend: Backend,
     action: Action,
     event_type: str,
     obj: dict[str, Any],
     previous_attributes: dict[str, Any] | None = None,
+    *,
+    account: Any = _CURRENT,
 ) -> dict[str, Any]:
     """Record an event whose ``data.object`` is a snapshot of ``obj`` now, and queue its webhook
-    delivery. Must run inside the transaction that made the change."""
+    delivery. Must run inside the transaction that made the change.
+
+    The event belongs to the account the change happened on (the current scope, unless
+    ``account`` says otherwise: ``""`` for the platform): an event of a connected account names
+    it in ``account`` and goes to Connect endpoints only, as Stripe's Connect webhooks do. Its
+    ``api_version`` is the account's API version (Stripe renders events in the account's, or
+    the endpoint's, version, never in the version of the request that caused them)."""
+    owner = backend.store.current_account() if account is _CURRENT else account
+    owner = owner or ""
     data: dict[str, Any] = {"object": copy.deepcopy(obj)}
     if previous_attributes is not None:
         data["previous_attributes"] = previous_attributes
-    event = {
-        "id": new_id("evt"),
-        "object": "event",
-        "api_version": action.api_version,
+    event: dict[str, Any] = {"id": new_id("evt"), "object": "event"}
+    if owner:
+        event["account"] = owner
+    event.update({
+        "api_version": backend.account_api_version,
         "created": backend.now(),
         "data": data,
         "livemode": False,
-        "pending_webhooks": 1 if backend.forward_to else 0,
+        "pending_webhooks": backend.endpoint_count(owner),
         "request": {"id": action.request_id, "idempotency_key": action.idempotency_key},
         "type": event_type,
-    }
-    backend.store.insert(event)
+    })
+    backend.store.insert(event, account=owner)
     if backend.dispatcher is not None:
         backend.dispatcher.enqueue(event)
     return event

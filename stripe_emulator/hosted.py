@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from . import payments
+from . import connect_pages, payments
 from .backend import Backend
 from .html import date, e, page
 from .money import format_amount
@@ -22,10 +22,13 @@ from .web import Request, Response
 _CHECKOUT = re.compile(r"^/c/pay/(?P<session>cs_[A-Za-z0-9_]+)(?P<rest>/authenticate)?/?$")
 _RECEIPT = re.compile(r"^/receipts/payment/(?P<charge>ch_[A-Za-z0-9]+)/?$")
 _INVOICE = re.compile(r"^/i/(?P<invoice>in_[A-Za-z0-9]+)/?$")
+_OBJECT_IN_PATH = re.compile(r"(cs_test_[A-Za-z0-9_]+|ch_[A-Za-z0-9]+|in_[A-Za-z0-9]+|bps_[A-Za-z0-9]+)")
 _PORTAL = re.compile(r"^/p/session/(?P<session>bps_[A-Za-z0-9]+)/?$")
 
 NOTICES = {
     "authentication_failed": payments.AUTHENTICATION_FAILED_MESSAGE,
+    "generic_decline": "Your card has been declined.",
+    "insufficient_funds": "Your card has insufficient funds.",
 }
 
 
@@ -38,7 +41,17 @@ class HostedApp:
         self.backend = backend
 
     def handle(self, request: Request) -> Response:
+        """Each page acts on the account that owns the object it shows (a session created
+        with ``Stripe-Account`` is paid on that connected account)."""
+        found = _OBJECT_IN_PATH.search(request.path)
+        with self.backend.store.scoped_to_object(found.group(0) if found else None):
+            return self._handle(request)
+
+    def _handle(self, request: Request) -> Response:
         path = request.path
+        connect_page = connect_pages.route(self.backend, request)
+        if connect_page is not None:
+            return connect_page
         if path == "/":
             return Response.redirect("/_emulator/", 302)
         if path == "/favicon.ico":
@@ -139,9 +152,9 @@ class HostedApp:
         back = ""
         if session.get("cancel_url"):
             back = (f'<a class="Header-backLink" href="{e(session["cancel_url"])}" id="cancelLink" data-testid="business-link">'
-                    f'<span class="Header-backArrow">&larr;</span><span class="Header-business">{e(self.backend.tuning.account_name)}</span></a>')
+                    f'<span class="Header-backArrow">&larr;</span><span class="Header-business">{e(self.backend.business_name())}</span></a>')
         else:
-            back = f'<span class="Header-business">{e(self.backend.tuning.account_name)}</span>'
+            back = f'<span class="Header-business">{e(self.backend.business_name())}</span>'
         body = f"""
 <div class="App" data-session-id="{e(session_id)}">
   <div class="App-Overview">
@@ -173,7 +186,7 @@ class HostedApp:
     </div>
   </main>
 </div>"""
-        return Response.html(status, page(f"{self.backend.tuning.account_name} · Checkout", body))
+        return Response.html(status, page(f"{self.backend.business_name()} · Checkout", body))
 
     def _submit(self, session_id: str, request: Request) -> Response:
         form = request.form()
@@ -226,7 +239,7 @@ class HostedApp:
 <div class="Challenge">
   <p class="TestModeBadge" style="display:inline-block">Test mode</p>
   <h1 style="font-size:20px">3D Secure 2 Test Page</h1>
-  <p>{e(self.backend.tuning.account_name)} asks your bank to confirm a payment of <strong>{e(amount)}</strong>.</p>
+  <p>{e(self.backend.business_name())} asks your bank to confirm a payment of <strong>{e(amount)}</strong>.</p>
   <p class="Muted">This is a test page: choose how the authentication ends.</p>
   <form method="post" action="/c/pay/{e(session_id)}/authenticate" class="Challenge-buttons">
     <button type="submit" class="Button Button--primary" id="test-source-authorize-3ds" name="outcome" value="complete">Complete</button>
@@ -244,6 +257,10 @@ class HostedApp:
             return Response.redirect(success_url_for(outcome.session))
         if outcome.kind == "authentication_failed":
             return Response.redirect(f"/c/pay/{session_id}?error=authentication_failed")
+        if outcome.kind == "declined" and outcome.decline is not None:
+            # Authenticated, then declined by the issuer (4000 0084 0000 1629): the decline shows on the form.
+            code = outcome.decline.decline_code if outcome.decline.decline_code in NOTICES else "generic_decline"
+            return Response.redirect(f"/c/pay/{session_id}?error={code}")
         return Response.redirect(f"/c/pay/{session_id}")
 
     def _done_page(self, session: dict[str, Any]) -> str:
@@ -253,8 +270,8 @@ class HostedApp:
 <div class="Center" data-testid="already-paid">
   <span class="TestModeBadge">Test mode</span>
   <h1>This order is already paid</h1>
-  <p>{e(self.backend.tuning.account_name)} has received your payment of {e(amount)}. There is nothing more to do here.</p>
-  {f'<p><a href="{e(link)}" id="continueLink">Continue to {e(self.backend.tuning.account_name)}</a></p>' if link else ''}
+  <p>{e(self.backend.business_name())} has received your payment of {e(amount)}. There is nothing more to do here.</p>
+  {f'<p><a href="{e(link)}" id="continueLink">Continue to {e(self.backend.business_name())}</a></p>' if link else ''}
 </div>"""
         return page("Already paid", body)
 
@@ -265,7 +282,7 @@ class HostedApp:
   <span class="TestModeBadge">Test mode</span>
   <h1>This checkout session has expired</h1>
   <p>The time to pay for this order has run out, and nothing was charged.</p>
-  {f'<p><a href="{e(back)}" id="cancelLink">Return to {e(self.backend.tuning.account_name)}</a></p>' if back else ''}
+  {f'<p><a href="{e(back)}" id="cancelLink">Return to {e(self.backend.business_name())}</a></p>' if back else ''}
 </div>"""
         return page("Session expired", body)
 
@@ -293,7 +310,7 @@ class HostedApp:
         body = f"""
 <div class="Page" style="max-width:560px" data-testid="receipt">
   <span class="TestModeBadge">Test mode</span>
-  <h1>Receipt from {e(self.backend.tuning.account_name)}</h1>
+  <h1>Receipt from {e(self.backend.business_name())}</h1>
   <p class="Muted">Receipt for {e(charge_id)}</p>
   <div class="Card">
     <p><strong>Amount paid</strong><br>{e(format_amount(charge["amount"], charge["currency"]))}</p>
@@ -306,7 +323,7 @@ class HostedApp:
   </tbody></table>
   <p class="Muted">Refunded so far: {e(format_amount(charge["amount_refunded"], charge["currency"]))}</p>
 </div>"""
-        return Response.html(200, page(f"Receipt from {self.backend.tuning.account_name}", body))
+        return Response.html(200, page(f"Receipt from {self.backend.business_name()}", body))
 
     def _invoice_page(self, invoice_id: str) -> Response:
         invoice = self.backend.store.get(invoice_id, "invoice")
@@ -324,7 +341,7 @@ class HostedApp:
 <div class="Page" style="max-width:640px" data-testid="invoice">
   <span class="TestModeBadge">Test mode</span>
   <h1>Invoice {e(invoice["number"])}</h1>
-  <p class="Muted">{e(self.backend.tuning.account_name)} &middot; <span class="Status Status--ok">{e(invoice["status"])}</span></p>
+  <p class="Muted">{e(self.backend.business_name())} &middot; <span class="Status Status--ok">{e(invoice["status"])}</span></p>
   <div class="Card">
     <p><strong>Billed to</strong><br>{e(invoice["customer_name"] or "")} {e(invoice["customer_email"] or "")}</p>
     <p><strong>Date</strong><br>{e(date(invoice["created"]))}</p>
@@ -362,7 +379,7 @@ class HostedApp:
         return_link = ""
         if portal.get("return_url"):
             return_link = (f'<a class="Header-backLink" href="{e(portal["return_url"])}" id="returnLink" data-testid="return-link">'
-                           f'<span class="Header-backArrow">&larr;</span> Return to {e(tuning.account_name)}</a>')
+                           f'<span class="Header-backArrow">&larr;</span> Return to {e(self.backend.business_name())}</a>')
         if expired:
             body = f"""
 <div class="Center" data-testid="portal-expired">
@@ -401,14 +418,14 @@ class HostedApp:
         body = f"""
 <div class="Page" data-testid="customer-portal">
   <header class="Header">{return_link}<span class="TestModeBadge">Test mode</span></header>
-  <h1>{e(tuning.account_name)}</h1>
+  <h1>{e(self.backend.business_name())}</h1>
   <p class="Muted">{e((customer or {}).get("name") or "")} {e((customer or {}).get("email") or "")}</p>
   <h2>Payment method</h2>
   {card_html}
   <h2>Payment history</h2>
   {history}
 </div>"""
-        return Response.html(200, page(f"{tuning.account_name} · Billing", body))
+        return Response.html(200, page(f"{self.backend.business_name()} · Billing", body))
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -472,7 +489,7 @@ def _order_summary(backend: Backend, session: dict[str, Any], items: list[dict[s
         discount_row = (f'<div class="Totals-row Totals-row--discount" data-testid="discount"><span>{e(label)}</span>'
                         f'<span>-{e(format_amount(session["total_details"]["amount_discount"], currency))}</span></div>')
     return f"""
-      <p class="ProductSummary-label">Pay {e(backend.tuning.account_name)}</p>
+      <p class="ProductSummary-label">Pay {e(backend.business_name())}</p>
       <p class="ProductSummary-total" id="ProductSummary-totalAmount" data-testid="product-summary-total-amount">{e(format_amount(session["amount_total"], currency))}</p>
       <ul class="OrderLines">{''.join(lines)}</ul>
       <div class="Totals">

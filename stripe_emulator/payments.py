@@ -19,6 +19,7 @@ from typing import Any
 from .api.coupons import INVALID_CODE_MESSAGE, allocate_discount, find_promotion_code, promotion_code_refusal, redeem
 from .api.customers import check_email, new_customer
 from .backend import Action, Backend
+from .connect import charge_application_fee
 from .cards import AUTHENTICATION_FAILED_MESSAGE, CardDetails, CardFormError, Decline, card_details, check_card
 from .errors import DOC_URL_BASE
 from .events import changed, emit
@@ -51,7 +52,7 @@ def session_action(backend: Backend, session_id: str) -> Action:
 
 
 def statement_descriptor(backend: Backend) -> str:
-    letters = "".join(ch for ch in backend.tuning.account_name.upper() if ch.isalnum() or ch == " ")
+    letters = "".join(ch for ch in backend.business_name().upper() if ch.isalnum() or ch == " ")
     return letters.split("(")[0].strip()[:22] or "STRIPE EMULATOR"
 
 
@@ -77,7 +78,7 @@ def new_payment_intent(backend: Backend, action: Action, session: dict[str, Any]
         "amount_details": {"tip": {}},
         "amount_received": 0,
         "application": None,
-        "application_fee_amount": None,
+        "application_fee_amount": data.get("application_fee_amount"),
         "automatic_payment_methods": None,
         "canceled_at": None,
         "cancellation_reason": None,
@@ -130,7 +131,11 @@ def new_payment_method(
         "billing_details": billing_details(email, name),
         "card": {
             "brand": brand,
-            "checks": {"address_line1_check": None, "address_postal_code_check": None, "cvc_check": "pass"},
+            "checks": {
+                "address_line1_check": card.card.address_line1_check,
+                "address_postal_code_check": card.card.address_postal_code_check,
+                "cvc_check": card.card.cvc_check,
+            },
             "country": card.card.country,
             "display_brand": brand,
             "exp_month": card.exp_month,
@@ -155,18 +160,19 @@ def new_payment_method(
     return payment_method
 
 
-def _outcome(decline: Decline | None) -> dict[str, Any]:
+def _outcome(decline: Decline | None, risk_level: str = "normal") -> dict[str, Any]:
     if decline is None:
         return {
             "advice_code": None,
             "network_advice_code": None,
             "network_decline_code": None,
             "network_status": "approved_by_network",
-            "reason": None,
-            "risk_level": "normal",
-            "risk_score": 32,
-            "seller_message": "Payment complete.",
-            "type": "authorized",
+            "reason": "elevated_risk_level" if risk_level == "elevated" else None,
+            "risk_level": risk_level,
+            "risk_score": 67 if risk_level == "elevated" else 32,
+            "seller_message": "Stripe evaluated this payment as having elevated risk, and placed it in your manual "
+                              "review queue." if risk_level == "elevated" else "Payment complete.",
+            "type": "manual_review" if risk_level == "elevated" else "authorized",
         }
     return {
         "advice_code": None,
@@ -220,7 +226,7 @@ def new_charge(
         "livemode": False,
         "metadata": copy.deepcopy(intent["metadata"]),
         "on_behalf_of": None,
-        "outcome": _outcome(decline),
+        "outcome": _outcome(decline, card.card.risk_level),
         "paid": succeeded,
         "payment_intent": intent["id"],
         "payment_method": payment_method["id"],
@@ -274,6 +280,9 @@ def new_charge(
         "transfer_data": None,
         "transfer_group": intent["transfer_group"],
     }
+    if succeeded and intent.get("application_fee_amount") is not None:
+        # A direct charge on a connected account: the platform's fee is taken from it.
+        charge_application_fee(backend, action, intent, charge)
     backend.store.insert(charge, {"test_card": card.number, "refund_behaviour": card.card.refund})
     emit(backend, action, "charge.succeeded" if succeeded else "charge.failed", charge)
     return charge
@@ -357,7 +366,7 @@ def _new_invoice(
         "id": invoice_id,
         "object": "invoice",
         "account_country": "US",
-        "account_name": backend.tuning.account_name,
+        "account_name": backend.business_name(),
         "account_tax_ids": None,
         "amount_due": total,
         "amount_overpaid": 0,
@@ -490,6 +499,7 @@ def apply_promotion_code(backend: Backend, session_id: str, code: str) -> tuple[
             subtotal=session["amount_subtotal"],
             customer=session["customer"],
             creates_customer=session.get("customer_creation") == "always" or internal.get("invoice_creation", False),
+            products=[item["price"]["product"] for item in line_items_of(backend, session_id)],
         )
         if refusal:
             return session, refusal
@@ -554,7 +564,7 @@ def pay(
             return PayOutcome("form_error", session, message=error.message, field=error.field)
         intent = _session_intent(backend, action, session)
         payment_method = new_payment_method(backend, card, email=email, name=name, customer=None)
-        if card.card.decline is not None:
+        if card.card.decline is not None and not card.card.three_d_secure:
             return _decline(backend, action, session, intent, payment_method, card)
         if card.card.three_d_secure:
             return _require_action(backend, action, session, intent, payment_method, email=email, name=name)
@@ -577,6 +587,9 @@ def authenticate(backend: Backend, session_id: str, result: str) -> PayOutcome:
         payment_method = backend.store.get(intent["payment_method"], "payment_method")
         if result == "complete":
             card = card_details(pending["card_number"], pending["exp_month"], pending["exp_year"], pending["cvc"])
+            if card.card.decline is not None:
+                # Authenticated, then declined by the issuer (4000 0084 0000 1629).
+                return _decline(backend, action, session, intent, payment_method, card, three_d_secure=True)
             return _succeed(backend, action, session, intent, payment_method, card,
                             email=pending["email"], name=pending["name"], three_d_secure=True)
         intent.update({
@@ -635,10 +648,10 @@ def _session_intent(backend: Backend, action: Action, session: dict[str, Any]) -
 
 
 def _decline(backend: Backend, action: Action, session: dict[str, Any], intent: dict[str, Any],
-             payment_method: dict[str, Any], card: CardDetails) -> PayOutcome:
+             payment_method: dict[str, Any], card: CardDetails, *, three_d_secure: bool = False) -> PayOutcome:
     decline = card.card.decline
     assert decline is not None
-    charge = new_charge(backend, action, intent, payment_method, card, decline=decline, three_d_secure=False)
+    charge = new_charge(backend, action, intent, payment_method, card, decline=decline, three_d_secure=three_d_secure)
     intent.update({
         "last_payment_error": card_error_body(decline, charge=charge, payment_method=payment_method, intent=None),
         "latest_charge": charge["id"],

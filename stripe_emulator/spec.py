@@ -43,6 +43,21 @@ NEWER_PARAMS: dict[tuple[str, str], dict[str, Any]] = {
         "business_name": {"anyOf": [{"type": "string", "maxLength": 150}, {"type": "string", "enum": [""]}]},
         "individual_name": {"anyOf": [{"type": "string", "maxLength": 150}, {"type": "string", "enum": [""]}]},
     },
+    ("post", "/v1/accounts"): {
+        # Since 2024 an account is described by who controls it instead of its `type`.
+        "controller": {
+            "type": "object",
+            "properties": {
+                "fees": {"type": "object", "properties": {"payer": {"type": "string", "enum": ["account", "application"]}}},
+                "losses": {"type": "object", "properties": {"payments": {"type": "string", "enum": ["application", "stripe"]}}},
+                "requirement_collection": {"type": "string", "enum": ["application", "stripe"]},
+                "stripe_dashboard": {
+                    "type": "object",
+                    "properties": {"type": {"type": "string", "enum": ["express", "full", "none"]}},
+                },
+            },
+        },
+    },
     ("post", "/v1/promotion_codes"): {
         "promotion": {
             "type": "object",
@@ -94,6 +109,52 @@ EXTRA_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/v1/charges/{charge}"): ONLY_EXPAND,
     ("get", "/v1/invoices/{invoice}"): ONLY_EXPAND,
     ("get", "/v1/payment_methods/{payment_method}"): ONLY_EXPAND,
+    # Updates, as Stripe's API reference lists their parameters (absent from the trimmed spec).
+    ("post", "/v1/promotion_codes/{promotion_code}"): {
+        "type": "object",
+        "properties": {
+            "active": {"type": "boolean"},
+            "expand": EXPAND,
+            "metadata": METADATA,
+            "restrictions": {
+                "type": "object",
+                "properties": {"currency_options": {"type": "object", "additionalProperties": {
+                    "type": "object", "properties": {"minimum_amount": {"type": "integer"}}}}},
+            },
+        },
+        "additionalProperties": False,
+    },
+    ("post", "/v1/coupons/{coupon}"): {
+        "type": "object",
+        "properties": {
+            "currency_options": {"type": "object", "additionalProperties": {
+                "type": "object", "properties": {"amount_off": {"type": "integer"}}, "required": ["amount_off"]}},
+            "expand": EXPAND,
+            "metadata": METADATA,
+            "name": {"type": "string", "maxLength": 40},
+        },
+        "additionalProperties": False,
+    },
+    ("post", "/v1/products/{id}"): {
+        "type": "object",
+        "properties": {
+            "active": {"type": "boolean"},
+            "default_price": {"type": "string", "maxLength": 5000},
+            "description": {"anyOf": [{"type": "string", "maxLength": 40000}, {"type": "string", "enum": [""]}]},
+            "expand": EXPAND,
+            "images": {"anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "string", "enum": [""]}]},
+            "marketing_features": {"anyOf": [{"type": "array", "items": {"type": "object"}}, {"type": "string", "enum": [""]}]},
+            "metadata": METADATA,
+            "name": {"type": "string", "maxLength": 5000},
+            "package_dimensions": {"anyOf": [{"type": "object"}, {"type": "string", "enum": [""]}]},
+            "shippable": {"type": "boolean"},
+            "statement_descriptor": {"type": "string", "maxLength": 22},
+            "tax_code": {"anyOf": [{"type": "string"}, {"type": "string", "enum": [""]}]},
+            "unit_label": {"anyOf": [{"type": "string", "maxLength": 12}, {"type": "string", "enum": [""]}]},
+            "url": {"anyOf": [{"type": "string"}, {"type": "string", "enum": [""]}]},
+        },
+        "additionalProperties": False,
+    },
 }
 
 

@@ -7,6 +7,7 @@ API call either happens completely or not at all.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import sqlite3
 import threading
@@ -20,7 +21,8 @@ CREATE TABLE IF NOT EXISTS objects (
     type TEXT NOT NULL,
     created INTEGER NOT NULL,
     data TEXT NOT NULL,
-    internal TEXT NOT NULL DEFAULT '{}'
+    internal TEXT NOT NULL DEFAULT '{}',
+    account TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS objects_by_type ON objects(type, seq);
 CREATE INDEX IF NOT EXISTS objects_by_type_created ON objects(type, created, seq);
@@ -43,7 +45,8 @@ CREATE TABLE IF NOT EXISTS deliveries (
     next_attempt_at REAL,
     created_at REAL NOT NULL,
     last_status INTEGER,
-    last_error TEXT
+    last_error TEXT,
+    target TEXT NOT NULL DEFAULT 'platform'
 );
 CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries(state, next_attempt_at);
 CREATE INDEX IF NOT EXISTS deliveries_by_event ON deliveries(event_id);
@@ -69,7 +72,8 @@ CREATE TABLE IF NOT EXISTS idempotency (
     headers TEXT,
     body BLOB,
     request_id TEXT,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    endpoint TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS idempotency_by_created ON idempotency(created);
 
@@ -88,6 +92,20 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+# Columns added after the first release, for database files made before them.
+_ADDED_COLUMNS = (
+    ("objects", "account", "TEXT NOT NULL DEFAULT ''"),
+    ("idempotency", "endpoint", "TEXT NOT NULL DEFAULT ''"),
+    ("deliveries", "target", "TEXT NOT NULL DEFAULT 'platform'"),
+)
+
+ANY_ACCOUNT = None
+"""The scope of the emulator's own work (hosted pages, timers, the control API): reads see
+every account's objects. API requests are scoped to the platform (``""``) or to the connected
+account of their ``Stripe-Account`` header, as Stripe scopes them."""
+
+_scope: contextvars.ContextVar[str | None] = contextvars.ContextVar("stripe_emulator_account", default=ANY_ACCOUNT)
+
 STATE_TABLES = ("objects", "deliveries", "delivery_attempts", "idempotency", "timers")
 
 
@@ -104,7 +122,46 @@ class Store:
             if path != ":memory:":
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
+            for table, column, declaration in _ADDED_COLUMNS:
+                columns = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+                if columns and column not in columns:
+                    self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
             self._conn.executescript(SCHEMA)
+            self._conn.execute("CREATE INDEX IF NOT EXISTS objects_by_account ON objects(account, type, seq)")
+
+    # -- account scope ------------------------------------------------------------------
+
+    @contextmanager
+    def scoped(self, account: str | None) -> Iterator[None]:
+        """Reads and writes inside see only ``account``'s objects (``""``: the platform's);
+        ``None`` lifts the scope (reads see everything; writes go to the platform)."""
+        token = _scope.set(account)
+        try:
+            yield
+        finally:
+            _scope.reset(token)
+
+    @staticmethod
+    def current_account() -> str | None:
+        return _scope.get()
+
+    def account_of(self, object_id: str) -> str | None:
+        """The account an object lives on (``""`` for the platform), whatever the scope."""
+        row = self.query_one("SELECT account FROM objects WHERE id = ?", (object_id,))
+        return row["account"] if row else None
+
+    @contextmanager
+    def scoped_to_object(self, object_id: str | None) -> Iterator[None]:
+        """Act on the account that owns ``object_id`` (a hosted page, a timer, the control API
+        acting on a session): what it creates lands on that account. Unknown ids lift the scope."""
+        with self.scoped(self.account_of(object_id) if object_id else ANY_ACCOUNT):
+            yield
+
+    def _scope_sql(self) -> tuple[str, list[Any]]:
+        account = _scope.get()
+        if account is ANY_ACCOUNT:
+            return "", []
+        return " AND account = ?", [account]
 
     def close(self) -> None:
         with self.lock:
@@ -169,10 +226,13 @@ class Store:
 
     # -- objects ------------------------------------------------------------------------
 
-    def insert(self, obj: dict[str, Any], internal: dict[str, Any] | None = None) -> dict[str, Any]:
+    def insert(self, obj: dict[str, Any], internal: dict[str, Any] | None = None, *,
+               account: str | None = None) -> dict[str, Any]:
+        """Store a new object on ``account``, by default the account of the current scope."""
+        owner = account if account is not None else (_scope.get() or "")
         self.execute(
-            "INSERT INTO objects (id, type, created, data, internal) VALUES (?, ?, ?, ?, ?)",
-            (obj["id"], obj["object"], obj.get("created", 0), json.dumps(obj), json.dumps(internal or {})),
+            "INSERT INTO objects (id, type, created, data, internal, account) VALUES (?, ?, ?, ?, ?, ?)",
+            (obj["id"], obj["object"], obj.get("created", 0), json.dumps(obj), json.dumps(internal or {}), owner),
         )
         return obj
 
@@ -181,7 +241,8 @@ class Store:
         return obj
 
     def get(self, object_id: str, object_type: str | None = None) -> dict[str, Any] | None:
-        row = self.query_one("SELECT type, data FROM objects WHERE id = ?", (object_id,))
+        scope_sql, scope_args = self._scope_sql()
+        row = self.query_one(f"SELECT type, data FROM objects WHERE id = ?{scope_sql}", (object_id, *scope_args))
         if row is None or (object_type is not None and row["type"] != object_type):
             return None
         return json.loads(row["data"])
@@ -194,7 +255,9 @@ class Store:
         self.execute("UPDATE objects SET internal = ? WHERE id = ?", (json.dumps(internal), object_id))
 
     def seq_of(self, object_id: str, object_type: str) -> int | None:
-        row = self.query_one("SELECT seq FROM objects WHERE id = ? AND type = ?", (object_id, object_type))
+        scope_sql, scope_args = self._scope_sql()
+        row = self.query_one(f"SELECT seq FROM objects WHERE id = ? AND type = ?{scope_sql}",
+                             (object_id, object_type, *scope_args))
         return row["seq"] if row else None
 
     def list(
@@ -213,6 +276,9 @@ class Store:
         value; ``after_seq``/``before_seq`` implement ``starting_after``/``ending_before``."""
         where = ["type = ?"]
         args: list[Any] = [object_type]
+        if _scope.get() is not ANY_ACCOUNT:
+            where.append("account = ?")
+            args.append(_scope.get())
         for path, value in (equals or {}).items():
             where.append(f"json_extract(data, '{path}') = ?")
             args.append(value)
@@ -289,6 +355,8 @@ class Store:
                 self.execute(f"DELETE FROM {table}")
             self.execute("DELETE FROM sqlite_sequence WHERE name IN ('objects', 'deliveries', 'delivery_attempts')")
             self.meta_delete("clock_offset")
+            self.execute("DELETE FROM meta WHERE key LIKE 'account_link:%' OR key LIKE 'login_link:%' "
+                         "OR key LIKE 'onboarding:%' OR key LIKE 'express_session:%'")
 
 
 _CREATED_OPS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "="}

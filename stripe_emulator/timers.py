@@ -79,7 +79,8 @@ class Timers:
                             continue
                         store.timer_delete(row["id"])
                         if handler is not None:
-                            handler(self.backend, row["target"])
+                            with store.scoped_to_object(row["target"]):
+                                handler(self.backend, row["target"])
                         fired += 1
                 except Exception:
                     log.exception("timer %s for %s failed; it is dropped", row["kind"], row["target"])

@@ -119,8 +119,11 @@ class Dispatcher:
     # -- queueing -----------------------------------------------------------------------
 
     def enqueue(self, event: dict[str, Any]) -> None:
-        """Queue deliveries of a just-recorded event; runs inside the event's transaction."""
-        endpoint = self.backend.forward_to
+        """Queue deliveries of a just-recorded event; runs inside the event's transaction. A
+        connected account's event (``event.account``) goes to the Connect endpoint only; the
+        platform's own events to the platform endpoint only."""
+        target = "connect" if event.get("account") else "platform"
+        endpoint = self.backend.endpoint_for(event.get("account") or "")[0]
         if not endpoint:
             return
         with self._faults_lock:
@@ -137,9 +140,9 @@ class Dispatcher:
         now = time.time()
         if dropped:
             cursor = self.store.execute(
-                "INSERT INTO deliveries (event_id, event_type, endpoint, state, attempts, created_at, last_error) "
-                "VALUES (?, ?, ?, 'dropped', 0, ?, 'dropped on request of /_emulator/webhooks/drop')",
-                (event["id"], event["type"], endpoint, now),
+                "INSERT INTO deliveries (event_id, event_type, endpoint, state, attempts, created_at, last_error, target) "
+                "VALUES (?, ?, ?, 'dropped', 0, ?, 'dropped on request of /_emulator/webhooks/drop', ?)",
+                (event["id"], event["type"], endpoint, now, target),
             )
             self.store.execute(
                 "INSERT INTO delivery_attempts (delivery_id, event_id, event_type, attempt, status, error, duration_ms, at) "
@@ -149,9 +152,9 @@ class Dispatcher:
             return
         for _ in range(copies):
             self.store.execute(
-                "INSERT INTO deliveries (event_id, event_type, endpoint, state, attempts, next_attempt_at, created_at) "
-                "VALUES (?, ?, ?, 'queued', 0, ?, ?)",
-                (event["id"], event["type"], endpoint, now, now),
+                "INSERT INTO deliveries (event_id, event_type, endpoint, state, attempts, next_attempt_at, created_at, target) "
+                "VALUES (?, ?, ?, 'queued', 0, ?, ?, ?)",
+                (event["id"], event["type"], endpoint, now, now, target),
             )
         self.store.after_commit(self.wake)
 
@@ -196,7 +199,7 @@ class Dispatcher:
             # Reordered: newest first, so whatever queued up (while held) leaves backwards.
             order = "id DESC" if reorder else "id ASC"
             row = self.store.query_one(
-                "SELECT id, event_id, event_type, endpoint, attempts FROM deliveries "
+                "SELECT id, event_id, event_type, endpoint, attempts, target FROM deliveries "
                 f"WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY {order} LIMIT 1",
                 (time.time(),),
             )
@@ -210,6 +213,9 @@ class Dispatcher:
             return None
         return {**dict(row), "event": event}
 
+    def _secret(self, target: str) -> str:
+        return self.backend.connect_webhook_secret if target == "connect" else self.backend.webhook_secret
+
     def _deliver(self, claimed: dict[str, Any]) -> None:
         tuning = self.backend.tuning
         attempt = claimed["attempts"] + 1
@@ -220,7 +226,7 @@ class Dispatcher:
             "User-Agent": USER_AGENT,
             "Accept": "*/*; q=0.5, application/xml",
             "Cache-Control": "no-cache",
-            "Stripe-Signature": sign(payload, self.backend.webhook_secret, timestamp),
+            "Stripe-Signature": sign(payload, self._secret(claimed["target"]), timestamp),
         }
         started = time.monotonic()
         status: int | None = None

@@ -361,3 +361,44 @@ def test_a_refund_that_fails_twice_on_a_stripe_500_succeeds_on_its_third_try_wit
     assert log.count("slotbook.booking_follow_up") >= 3
     assert log.count("Retry in") == 2
     assert Slot.objects.get(pk=slot.pk).seats_left == 2
+
+
+def test_beat_sends_a_due_reminder_through_the_worker_once_however_often_it_runs(on_the_worker):
+    """Beat enqueues `slotbook.reminders_send` every second here; the worker sends the one
+    reminder due, once, and the runs after it find nothing left."""
+    from datetime import timedelta
+
+    from bookings.models import Listing
+
+    slot = make_slot(capacity=3, starts_in=timedelta(hours=2))
+    Listing.objects.filter(pk=slot.listing_id).update(reminder_hours=3)
+    booking = make_booking(slot=slot, customer_email="hedy@example.com")
+    booking_confirm(facts=paid_facts(booking))
+    Booking.objects.filter(pk=booking.pk).update(confirmed_at=slot.starts_at - timedelta(hours=30))
+    offset = on_the_worker.log_size()
+    beat = on_the_worker.start(
+        "beat",
+        "-m", "celery", "-A", "config", "beat", "--loglevel=INFO",
+        "-s", str(on_the_worker.directory / f"beat-schedule-{uuid.uuid4().hex[:6]}"),
+        REMINDERS_EVERY_SECONDS="1",
+        RECONCILE_EVERY_SECONDS="3600",
+    )
+    try:
+        wait_for(
+            lambda: [m for m in on_the_worker.worker_mail_to("hedy@example.com") if "Subject: Reminder:" in m],
+            what="the reminder in the worker's mail folder",
+            process_logs=[on_the_worker.worker_log, on_the_worker.directory / "beat.log"],
+        )
+        # Runs after it was sent find nothing (each run is logged as received and as succeeded).
+        wait_for(
+            lambda: on_the_worker.log_since(offset).count("slotbook.reminders_send") >= 8,
+            what="more runs of the reminders task",
+            process_logs=[on_the_worker.worker_log, on_the_worker.directory / "beat.log"],
+        )
+    finally:
+        on_the_worker.stop(beat)
+    reminders = [m for m in on_the_worker.worker_mail_to("hedy@example.com") if "Subject: Reminder:" in m]
+    assert len(reminders) == 1
+    assert f"Subject: Reminder: {slot.listing.title}" in reminders[0]
+    assert f"email_sent template=booking_reminder booking={booking.pk}" in on_the_worker.log_since(offset)
+    assert Booking.objects.get(pk=booking.pk).reminder_sent_at is not None

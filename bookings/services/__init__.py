@@ -5,9 +5,10 @@
   polled success page call, expiry, closing checkouts of times that can no longer be sold.
 - `refunds`: refunds with their recorded reason, asked of the provider once; the follow-up after commit.
 - `catalog`: merchants, listings and times, the rules of a time's start, capacity and series.
-
 - `customer_changes`: a customer cancels (under the terms the booking was sold with) or moves their booking.
+- `reminders`: the e-mail before a booking's time, sent at most once per booking.
 - `holds`: the seats a checkout holds while its customer pays; taken, converted, released or lapsed once.
+- `waitlist`: customers waiting for a sold-out time; freed seats offered to them as holds of kind offer.
 
 Seats are held by `booking_start` and sold by `booking_confirm` (the hold converted, or free seats
 taken by a late payment); held seats are freed only with a transition out of `pending`, sold ones
@@ -19,6 +20,8 @@ from bookings.services.catalog import (
     CANCEL_FREE_HOURS_MAX,
     bookings_terms_upgrade,
     validate_cancellation_policy,
+    ONLINE_URL_MAX,
+    PLACE_TEXT_MAX,
     SERIES_MAX_DAYS,
     SERIES_MAX_SLOTS,
     SERIES_MAX_START_TIMES,
@@ -39,6 +42,8 @@ from bookings.services.catalog import (
     slot_series_create,
     validate_capacity,
     validate_capacity_floor,
+    validate_place,
+    validate_reminder_hours,
     validate_series_range,
     validate_series_start_times,
     validate_slot_start,
@@ -52,11 +57,23 @@ from bookings.services.lifecycle import (
     booking_expire,
     booking_reference,
     booking_start,
+    booking_start_from_offer,
     checkouts_close,
     holds_lapse,
+    waitlist_offer_refusal,
+)
+from bookings.services.waitlist import (
+    waitlist_join,
+    waitlist_join_refusal,
+    waitlist_leave,
+    waitlist_offer_is_expired,
+    waitlist_offer_lapse,
+    waitlist_offers_lapse,
+    waitlist_offers_make,
 )
 from bookings.services.customer_changes import TermsChanged, booking_customer_cancel, booking_reschedule
 from bookings.services.holds import hold_minutes
+from bookings.services.reminders import reminders_send
 from bookings.services.refunds import (
     REFUND_SUBMIT_LEASE,
     RefundInProgress,
@@ -93,6 +110,8 @@ __all__ = [
     "ConfirmOutcome",
     "ConfirmResult",
     "IllegalTransition",
+    "ONLINE_URL_MAX",
+    "PLACE_TEXT_MAX",
     "PaymentFactsMismatch",
     "REFUND_COUNTED",
     "REFUND_SUBMIT_LEASE",
@@ -116,6 +135,7 @@ __all__ = [
     "booking_refund_retry",
     "booking_refunds_resubmit",
     "booking_start",
+    "booking_start_from_offer",
     "booking_transition",
     "checkouts_close",
     "hold_minutes",
@@ -131,6 +151,7 @@ __all__ = [
     "refund_record_update",
     "refund_submit",
     "refund_transition",
+    "reminders_send",
     "slot_cancel",
     "slot_capacity_change",
     "slot_create",
@@ -138,7 +159,17 @@ __all__ = [
     "slot_series_create",
     "validate_capacity",
     "validate_capacity_floor",
+    "validate_place",
+    "validate_reminder_hours",
     "validate_series_range",
     "validate_series_start_times",
     "validate_slot_start",
+    "waitlist_join",
+    "waitlist_join_refusal",
+    "waitlist_leave",
+    "waitlist_offer_is_expired",
+    "waitlist_offer_lapse",
+    "waitlist_offer_refusal",
+    "waitlist_offers_lapse",
+    "waitlist_offers_make",
 ]

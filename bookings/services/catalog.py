@@ -5,6 +5,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
@@ -16,11 +17,14 @@ from django.utils.text import slugify
 from bookings import selectors, tasks
 from bookings.background import enqueue_after_commit
 from bookings.models import (
+    REMINDER_HOURS_CHOICES,
+    REMINDER_HOURS_DEFAULT,
     Booking,
     BookingStatus,
     CancellationPolicy,
     Listing,
     Merchant,
+    PlaceKind,
     Refund,
     RefundReason,
     RefundStatus,
@@ -31,6 +35,7 @@ from bookings.policies import CancellationTerms, booking_terms_fields, listing_t
 from bookings.selectors import slot_series_plan
 from bookings.services.refunds import _refund_open, _release_seats
 from bookings.services.transitions import BookingError, S, _locked, booking_transition
+from bookings.services.waitlist import waitlist_close, waitlist_offers_make
 from bookings.timezones import validate_selectable_timezone
 from common.logs import log_event
 
@@ -80,6 +85,7 @@ def slot_cancel(*, slot: Slot) -> SlotCancellation:
                 booking_transition(booking, S.REFUND_DUE, ended_reason=RefundReason.SLOT_CANCELLED)
             _release_seats(booking)
             cancelled += 1
+    waitlist_close(slot_id=slot.pk)
     pending_refunds = Refund.objects.filter(booking__slot_id=slot.pk, status=RefundStatus.REQUESTED)
     follow_ups = set(booking_ids) | set(pending_refunds.values_list("booking_id", flat=True))
     for booking_id in sorted(follow_ups):
@@ -149,6 +155,52 @@ def _listing_slug(title: str) -> str:
     return slug
 
 
+PLACE_TEXT_MAX = 300
+ONLINE_URL_MAX = 500
+
+
+def validate_place(*, kind: str, text: str, online_url: str) -> None:
+    """A listing's place is not given, or an address or meeting point with its text, or online
+    with an https link (given to confirmed customers only, so it must not leak over plain http)."""
+    if kind not in PlaceKind.values:
+        raise BookingError("Choose where it happens from the list.", field="place_kind")
+    if kind in (PlaceKind.ADDRESS, PlaceKind.MEETING_POINT):
+        what = "address" if kind == PlaceKind.ADDRESS else "meeting point"
+        if not text:
+            raise BookingError(f"Enter the {what} customers go to.", field="place_text")
+        if len(text) > PLACE_TEXT_MAX:
+            raise BookingError(f"Keep the {what} to {PLACE_TEXT_MAX} characters or fewer.", field="place_text")
+    if kind == PlaceKind.ONLINE:
+        if not online_url:
+            raise BookingError("Enter the link customers join with, such as https://meet.example.com/abc.", field="online_url")
+        parts = urlsplit(online_url)
+        if parts.scheme.lower() != "https" or not parts.hostname:
+            raise BookingError(
+                "Enter an online link that starts with https://, so that it reaches customers encrypted.",
+                field="online_url",
+            )
+        if len(online_url) > ONLINE_URL_MAX:
+            raise BookingError(f"Keep the online link to {ONLINE_URL_MAX} characters or fewer.", field="online_url")
+
+
+def validate_reminder_hours(hours: int) -> None:
+    """A reminder is sent one of the offered numbers of hours before the start, or not at all (0)."""
+    if hours not in {value for value, _ in REMINDER_HOURS_CHOICES}:
+        raise BookingError("Choose when to remind customers from the list.", field="reminder_hours")
+
+
+def _place_fields(kind: str, text: str, online_url: str) -> dict:
+    """The place's columns, with what does not belong to its kind left empty."""
+    validate_place(kind=kind, text=text, online_url=online_url)
+    if kind == PlaceKind.ONLINE:
+        online_url = "https" + online_url[len("https"):]  # the scheme in lower case, as the database checks it
+    return {
+        "place_kind": kind,
+        "place_text": text if kind in (PlaceKind.ADDRESS, PlaceKind.MEETING_POINT) else "",
+        "online_url": online_url if kind == PlaceKind.ONLINE else "",
+    }
+
+
 def listing_create(
     *,
     merchant: Merchant,
@@ -160,11 +212,18 @@ def listing_create(
     cancel_policy: str = CancellationPolicy.CUSTOMER_MAY_CANCEL,
     cancel_free_hours: int = 24,
     cancel_late_keep_percent: int = 100,
+    place_kind: str = PlaceKind.NONE,
+    place_text: str = "",
+    online_url: str = "",
+    reminder_hours: int = REMINDER_HOURS_DEFAULT,
 ) -> Listing:
     """Create an active listing with a unique slug made from its title (kept when it is renamed,
-    so links to it keep working)."""
+    so links to it keep working), with its place and reminder lead time."""
     if currency not in SUPPORTED_CURRENCIES:
         raise BookingError("Choose one of the currencies in the list.")
+    policy = _policy_fields(cancel_policy, cancel_free_hours, cancel_late_keep_percent)
+    place = _place_fields(place_kind, place_text, online_url)
+    validate_reminder_hours(reminder_hours)
     for attempt in range(5):
         try:
             with transaction.atomic():
@@ -176,7 +235,9 @@ def listing_create(
                     price_amount=price_amount,
                     currency=currency,
                     duration_minutes=duration_minutes,
-                    **_policy_fields(cancel_policy, cancel_free_hours, cancel_late_keep_percent),
+                    **policy,
+                    reminder_hours=reminder_hours,
+                    **place,
                 )
         except IntegrityError:
             if attempt == 4:
@@ -226,12 +287,18 @@ def listing_update(
     cancel_policy: str | None = None,
     cancel_free_hours: int | None = None,
     cancel_late_keep_percent: int | None = None,
+    place_kind: str | None = None,
+    place_text: str = "",
+    online_url: str = "",
+    reminder_hours: int | None = None,
 ) -> Listing:
     """Change a listing. Bookings already started keep the price and currency they were made at,
     and the cancellation terms they were sold under, unless the new terms are at least as
     lenient as theirs (bookings.policies): those not yet ended and not yet started get the new
     terms, in the same transaction. Each booking row is updated under its lock, so a customer's
-    cancellation in flight either finishes under the old terms or reads the new ones."""
+    cancellation in flight either finishes under the old terms or reads the new ones.
+    The place (unless `place_kind` is None: kept) and the reminder lead time (unless None) are
+    what every booking of it is told from now on, in e-mails, reminders and calendar files."""
     if currency not in SUPPORTED_CURRENCIES:
         raise BookingError("Choose one of the currencies in the list.")
     policy = _policy_fields(
@@ -239,6 +306,10 @@ def listing_update(
         listing.cancel_free_hours if cancel_free_hours is None else cancel_free_hours,
         listing.cancel_late_keep_percent if cancel_late_keep_percent is None else cancel_late_keep_percent,
     )
+    place = None if place_kind is None else _place_fields(place_kind, place_text, online_url)
+    if reminder_hours is not None:
+        validate_reminder_hours(reminder_hours)
+    fields = ["title", "description", "price_amount", "currency", "duration_minutes", *policy, "updated_at"]
     with transaction.atomic():
         Listing.objects.select_for_update().filter(pk=listing.pk).first()
         listing.title = title
@@ -248,9 +319,14 @@ def listing_update(
         listing.duration_minutes = duration_minutes
         for name, value in policy.items():
             setattr(listing, name, value)
-        listing.save(
-            update_fields=["title", "description", "price_amount", "currency", "duration_minutes", *policy, "updated_at"]
-        )
+        if place is not None:
+            for name, value in place.items():
+                setattr(listing, name, value)
+            fields += ["place_kind", "place_text", "online_url"]
+        if reminder_hours is not None:
+            listing.reminder_hours = reminder_hours
+            fields.append("reminder_hours")
+        listing.save(update_fields=fields)
         upgraded = bookings_terms_upgrade(listing=listing)
     if upgraded:
         log_event(log, "listing_policy_upgraded_bookings", listing=listing.pk, bookings=upgraded)
@@ -437,11 +513,16 @@ def slot_capacity_change(*, slot: Slot, capacity: int) -> Slot:
     """
     validate_capacity(capacity)
     now = timezone.now()
-    changed = Slot.objects.filter(
-        pk=slot.pk, cancelled_at__isnull=True, starts_at__gt=now, capacity__lte=F("seats_left") + capacity
-    ).update(capacity=capacity, seats_left=F("seats_left") + capacity - F("capacity"))
+    with transaction.atomic():
+        changed = Slot.objects.filter(
+            pk=slot.pk, cancelled_at__isnull=True, starts_at__gt=now, capacity__lte=F("seats_left") + capacity
+        ).update(capacity=capacity, seats_left=F("seats_left") + capacity - F("capacity"))
+        if changed:
+            # Seats added are offered at once to the first waiting customers whose count fits.
+            waitlist_offers_make(slot_id=slot.pk, now=now)
     fresh = Slot.objects.get(pk=slot.pk)
     slot.capacity, slot.seats_left, slot.cancelled_at = fresh.capacity, fresh.seats_left, fresh.cancelled_at
+    slot.seats_held = fresh.seats_held
     if not changed:
         if fresh.is_cancelled:
             raise BookingError("This time is cancelled, so its capacity can no longer change.")
@@ -463,6 +544,9 @@ def slot_selling_set(*, slot: Slot, on_sale: bool) -> bool:
         raise BookingError("This time is cancelled and cannot be sold again. Add a new time instead.")
     selling = Slot.objects.filter(pk=slot.pk, cancelled_at__isnull=True).exclude(is_on_sale=on_sale)
     changed = selling.update(is_on_sale=on_sale)
+    if on_sale and changed:
+        # Seats freed while sales were stopped go to the waitlist first.
+        waitlist_offers_make(slot_id=slot.pk)
     if not on_sale:
         enqueue_after_commit(tasks.checkouts_close, slot_id=slot.pk)
     slot.is_on_sale = on_sale if changed else Slot.objects.values_list("is_on_sale", flat=True).get(pk=slot.pk)

@@ -17,6 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from bookings.models import Booking, Hold, HoldEnd, HoldKind, Listing, Slot
+from bookings.services.waitlist import seats_free_and_pass_on
 from common.logs import log_event
 
 log = logging.getLogger("bookings.holds")
@@ -65,9 +66,38 @@ def hold_convert(*, booking: Booking) -> bool:
     return True
 
 
-def hold_release(*, booking: Booking, now: dt.datetime | None = None) -> str | None:
+def hold_take_over_offer(*, booking: Booking, offer: Hold, expires_at: dt.datetime) -> Hold | None:
+    """The seats of a waitlist offer become the booking's checkout hold, in the caller's
+    transaction (the offer's entry locked): the offer ends converted and a checkout hold of the
+    same seats opens, so the slot's counts do not move and the seats are never free in between.
+    None, changing nothing, when the offer had already ended."""
+    if not Hold.objects.filter(pk=offer.pk, kind=HoldKind.OFFER, ended_at__isnull=True).update(
+        ended_at=timezone.now(), end=HoldEnd.CONVERTED
+    ):
+        return None
+    hold = Hold.objects.create(
+        slot_id=offer.slot_id, booking=booking, kind=HoldKind.CHECKOUT, quantity=offer.quantity, expires_at=expires_at
+    )
+    log_event(log, "hold_taken_over_offer", hold=hold.pk, offer=offer.pk, booking=booking.pk, slot=offer.slot_id)
+    return hold
+
+
+def hold_back_to_offer(*, booking: Booking, expires_at: dt.datetime) -> Hold | None:
+    """A checkout opened from a waitlist offer could not start: its seats go back to being an
+    offer (returned) held until `expires_at`, in the caller's transaction (booking and entry
+    locked); the slot's counts do not move. None when the booking held nothing."""
+    hold = Hold.objects.filter(booking=booking, ended_at__isnull=True).first()
+    if hold is None or not Hold.objects.filter(pk=hold.pk, ended_at__isnull=True).update(
+        ended_at=timezone.now(), end=HoldEnd.RELEASED
+    ):
+        return None
+    return Hold.objects.create(slot_id=hold.slot_id, kind=HoldKind.OFFER, quantity=hold.quantity, expires_at=expires_at)
+
+
+def hold_release(*, booking: Booking, now: dt.datetime | None = None, pass_on: bool = True) -> str | None:
     """End the booking's open hold and free its seats at once, in the caller's transaction
-    (booking locked). The end is `lapsed` when the hold's time was up, else `released`.
+    (booking locked). The end is `lapsed` when the hold's time was up, else `released`. With
+    `pass_on` the freed seats are offered at once to the time's waitlist (`waitlist_offers_make`).
     Returns the end recorded, or None when the booking held nothing."""
     now = now or timezone.now()
     hold = Hold.objects.filter(booking=booking, ended_at__isnull=True).first()
@@ -76,8 +106,11 @@ def hold_release(*, booking: Booking, now: dt.datetime | None = None) -> str | N
     end = HoldEnd.LAPSED if hold.expires_at <= now else HoldEnd.RELEASED
     if not Hold.objects.filter(pk=hold.pk, ended_at__isnull=True).update(ended_at=now, end=end):
         return None
-    Slot.objects.filter(pk=hold.slot_id).update(
-        seats_left=F("seats_left") + hold.quantity, seats_held=F("seats_held") - hold.quantity
-    )
     log_event(log, "hold_ended", hold=hold.pk, booking=booking.pk, slot=hold.slot_id, end=end)
+    if pass_on:
+        seats_free_and_pass_on(slot_id=hold.slot_id, quantity=hold.quantity, held=True)
+    else:
+        Slot.objects.filter(pk=hold.slot_id).update(
+            seats_left=F("seats_left") + hold.quantity, seats_held=F("seats_held") - hold.quantity
+        )
     return end

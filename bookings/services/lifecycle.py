@@ -21,9 +21,20 @@ from bookings.models import (
     RefundReason,
     RefundStatus,
     Slot,
+    WaitlistEntry,
+    WaitlistStatus,
 )
 from bookings.policies import booking_terms_fields, listing_terms
-from bookings.services.holds import hold_convert, hold_extend_to, hold_minutes, hold_release, hold_take
+from bookings.services.holds import (
+    hold_back_to_offer,
+    hold_convert,
+    hold_extend_to,
+    hold_minutes,
+    hold_release,
+    hold_take,
+    hold_take_over_offer,
+)
+from bookings.services.waitlist import _closed_refusal, _locked_entry, _offer_end, waitlist_offer_is_expired
 from bookings.services.refunds import booking_follow_up
 from bookings.services.transitions import (
     BookingError,
@@ -92,6 +103,58 @@ def booking_start(*, slot: Slot, quantity: int, customer_email: str, customer_na
     return booking
 
 
+def waitlist_offer_refusal(entry: WaitlistEntry, *, now=None) -> str:
+    """Why the seats offered to a waitlist entry cannot be paid for now, or "" when they can."""
+    now = now or timezone.now()
+    status = entry.status
+    if status == WaitlistStatus.BOOKED:
+        return "You have already used this offer: its seats went with the checkout you opened from it."
+    if status == WaitlistStatus.LEFT:
+        return "You left the waitlist for this time, so this offer has ended."
+    if status == WaitlistStatus.CLOSED:
+        return "This time was cancelled, so this offer has ended."
+    if status == WaitlistStatus.LAPSED or waitlist_offer_is_expired(entry, now=now):
+        return "This offer has expired: the seats were held for you until its end time and have passed to the next person in line."
+    if status != WaitlistStatus.OFFERED:
+        return "No seats are offered to you at this time yet."
+    return _closed_refusal(entry.slot, now)
+
+
+def booking_start_from_offer(*, entry: WaitlistEntry, customer_name: str) -> Booking:
+    """Create a pending booking for the seats offered to a waitlist entry: the offer's hold becomes
+    the booking's checkout hold in the same transaction (`hold_take_over_offer`), so the seats are
+    never free in between, and the entry is used up. An offer whose time is up lapses here and
+    passes on. Raises BookingError with the sentence to show when the offer cannot be taken up."""
+    now = timezone.now()
+    refusal = ""
+    with transaction.atomic():
+        entry = _locked_entry(entry.pk)
+        slot = Slot.objects.select_related("listing").get(pk=entry.slot_id)
+        entry.slot = slot
+        if waitlist_offer_is_expired(entry, now=now):
+            _offer_end(entry, status=WaitlistStatus.LAPSED, now=now)
+        refusal = waitlist_offer_refusal(entry, now=now)
+        if not refusal:
+            booking = Booking.objects.create(
+                slot=slot,
+                quantity=entry.quantity,
+                customer_email=entry.customer_email,
+                customer_name=customer_name,
+                amount_total=slot.listing.price_amount * entry.quantity,
+                currency=slot.listing.currency,
+                # As for any booking: the policy shown before payment is the one it keeps.
+                **booking_terms_fields(listing_terms(slot.listing)),
+            )
+            expires_at = now + timedelta(minutes=hold_minutes(slot.listing))
+            if hold_take_over_offer(booking=booking, offer=entry.offer_hold, expires_at=expires_at) is None:
+                raise RuntimeError(f"Offer of waitlist entry {entry.pk} ended while the entry was locked.")
+            WaitlistEntry.objects.filter(pk=entry.pk).update(status=WaitlistStatus.BOOKED, booking=booking, ended_at=now)
+    if refusal:
+        raise BookingError(refusal)
+    log_event(log, "booking_started_from_offer", booking=booking.pk, entry=entry.pk, slot=slot.pk)
+    return booking
+
+
 def booking_reference(booking: Booking) -> str:
     """The reference a checkout session carries back to us (its `client_reference_id`)."""
     return f"booking-{booking.pk}"
@@ -118,7 +181,22 @@ def booking_checkout_abandon(*, booking: Booking) -> bool:
         locked = _locked(booking.pk)
         if locked.status != S.PENDING or locked.checkout_session_id:
             return False
-        hold_release(booking=locked)
+        entry = (
+            WaitlistEntry.objects.select_for_update()
+            .filter(booking=locked, status=WaitlistStatus.BOOKED)
+            .first()
+        )
+        if entry is not None:
+            # Opened from a waitlist offer: the customer keeps the offer, for its own time (at
+            # least a few minutes more), and may try again from the same link.
+            until = max(entry.offered_at + timedelta(minutes=settings.WAITLIST_OFFER_MINUTES), timezone.now() + timedelta(minutes=5))
+            offer = hold_back_to_offer(booking=locked, expires_at=until)
+            if offer is not None:
+                WaitlistEntry.objects.filter(pk=entry.pk).update(
+                    status=WaitlistStatus.OFFERED, offer_hold=offer, booking=None, ended_at=None
+                )
+        else:
+            hold_release(booking=locked)
         return booking_transition(locked, S.EXPIRED)
 
 
@@ -231,7 +309,8 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
         # or the time was cancelled) any seats still held go back and free seats are taken if left.
         seats_taken = hold_convert(booking=booking)
         if not seats_taken:
-            hold_release(booking=booking)
+            # Not passed on to the waitlist: this payment takes the seats first if it can.
+            hold_release(booking=booking, pass_on=False)
             seats_taken = Slot.objects.filter(
                 pk=booking.slot_id, cancelled_at__isnull=True, seats_left__gte=booking.quantity
             ).update(seats_left=F("seats_left") - booking.quantity)

@@ -17,9 +17,9 @@ from bookings.models import (
     Refund,
     RefundReason,
     RefundStatus,
-    Slot,
 )
 from bookings.money import format_money
+from bookings.services.waitlist import seats_free_and_pass_on
 from bookings.services.transitions import (
     BookingError,
     RefundNotCreated,
@@ -50,7 +50,9 @@ def _refund_open(booking: Booking, *, amount: int, reason: str, asked_again: boo
 
 
 def _release_seats(booking: Booking) -> None:
-    Slot.objects.filter(pk=booking.slot_id).update(seats_left=F("seats_left") + booking.quantity)
+    """Give a sold booking's seats back to its time, in the caller's transaction (booking locked),
+    and offer them at once to the time's waitlist: the first waiting customers whose count fits."""
+    seats_free_and_pass_on(slot_id=booking.slot_id, quantity=booking.quantity, held=False)
 
 
 def booking_refund(*, booking: Booking, amount: int | None = None) -> Refund | None:

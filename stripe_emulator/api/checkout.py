@@ -8,11 +8,12 @@ import re
 from typing import Any
 
 from ..backend import Action, Backend, missing_param
+from .. import connect
 from ..errors import InvalidRequestError, NotEmulated
 from ..expand import expand, includer, present
 from ..ids import new_id
 from ..money import format_amount
-from ..payments import TIMER_EXPIRE, apply_discount, expire_session, line_items_of, load_open_session
+from ..payments import TIMER_EXPIRE, apply_discount, expire_session, load_open_session
 from .common import check_limit, exclusive, list_page, new_metadata
 from .coupons import coupon_is_valid, promotion_code_refusal
 from .customers import check_email, load_live_customer
@@ -32,6 +33,43 @@ _URL = re.compile(r"^https?://[^\s/$.?#][^\s]*$", re.IGNORECASE)
 # Stripe accepts these; emulating them would need behaviour the hosted page does not have.
 _NOT_EMULATED = ("after_expiration", "consent_collection", "customer_update", "setup_intent_data",
                  "shipping_address_collection", "shipping_options", "subscription_data", "payment_method_options")
+
+
+# Stripe's minimum charge amounts ("Supported currencies › Minimum and maximum charge amounts"),
+# with the way its Checkout error writes each amount.
+MINIMUM_CHARGE: dict[str, tuple[int, str]] = {
+    "usd": (50, "$0.50"), "aed": (200, "2.00 د.إ"), "aud": (50, "$0.50"), "bgn": (100, "лв1.00"),
+    "brl": (50, "R$0.50"), "cad": (50, "$0.50"), "chf": (50, "0.50 Fr"), "czk": (1500, "15.00Kč"),
+    "dkk": (250, "2.50 kr."), "eur": (50, "€0.50"), "gbp": (30, "£0.30"), "hkd": (400, "$4.00"),
+    "huf": (17500, "175.00 Ft"), "inr": (50, "₹0.50"), "jpy": (50, "¥50"), "mxn": (1000, "$10.00"),
+    "myr": (200, "RM2.00"), "nok": (300, "3.00 kr"), "nzd": (50, "$0.50"), "pln": (200, "2.00 zł"),
+    "ron": (200, "2.00 lei"), "sek": (300, "3.00 kr"), "sgd": (50, "$0.50"), "thb": (1000, "฿10.00"),
+}
+
+
+def _check_minimum(amount_total: int, currency: str) -> None:
+    """A session that charges something must charge at least Stripe's minimum for its currency
+    (a free order, 100 % off, charges nothing and is allowed)."""
+    minimum = MINIMUM_CHARGE.get(currency)
+    if minimum is None or amount_total == 0 or amount_total >= minimum[0]:
+        return
+    raise InvalidRequestError(
+        f"The Checkout Session's total amount due must add up to at least {minimum[1]} {currency}",
+        param="line_items",
+    )
+
+
+def _check_account_can_charge(backend: Backend) -> None:
+    account_id = backend.store.current_account()
+    if not account_id:
+        return
+    with backend.store.scoped(connect.PLATFORM):
+        account = backend.store.get(account_id, "account")
+    if account is not None and not account["charges_enabled"]:
+        raise InvalidRequestError(
+            "Your account cannot currently make charges. To find out why charge creation is currently disabled, "
+            f"look at the `requirements.disabled_reason` property on this account (/v1/accounts/{account_id}).",
+        )
 
 
 def _check_url(params: dict[str, Any], name: str) -> str | None:
@@ -58,7 +96,7 @@ def _refuse_unemulated(params: dict[str, Any]) -> None:
     if types is not None and types != ["card"]:
         raise NotEmulated("payment_method_types", "only card")
     data = params.get("payment_intent_data", {})
-    for name in ("application_fee_amount", "on_behalf_of", "transfer_data"):
+    for name in ("on_behalf_of", "transfer_data"):
         if name in data:
             raise NotEmulated(f"payment_intent_data[{name}]", "Connect")
     if data.get("capture_method") == "manual":
@@ -162,7 +200,7 @@ def _expiry(backend: Backend, params: dict[str, Any], now: int) -> int:
 
 
 def _initial_discount(backend: Backend, params: dict[str, Any], currency: str, subtotal: int,
-                      customer: str | None, creates_customer: bool) -> dict[str, Any] | None:
+                      customer: str | None, creates_customer: bool, products: list[str]) -> dict[str, Any] | None:
     discounts = params.get("discounts") or []
     if not discounts:
         return None
@@ -181,12 +219,16 @@ def _initial_discount(backend: Backend, params: dict[str, Any], currency: str, s
                 f"The coupon {coupon['id']} is in {coupon['currency']}, but this Checkout Session is in {currency}.",
                 param="discounts[0][coupon]",
             )
+        applies_to = backend.store.get_internal(coupon["id"]).get("applies_to")
+        if applies_to and not set(applies_to) & set(products):
+            raise InvalidRequestError(f"Coupon {coupon['id']} does not apply to any of this Checkout Session's line items.",
+                                      param="discounts[0][coupon]")
         return {"coupon": coupon["id"], "promotion_code": None}
     if discount.get("promotion_code"):
         promotion_code = backend.load(discount["promotion_code"], "promotion_code", "promotion code",
                                       param="discounts[0][promotion_code]")
         refusal = promotion_code_refusal(backend, promotion_code, currency=currency, subtotal=subtotal,
-                                         customer=customer, creates_customer=creates_customer)
+                                         customer=customer, creates_customer=creates_customer, products=products)
         if refusal:
             raise InvalidRequestError(f"The promotion code {promotion_code['code']} cannot be redeemed for this Checkout Session.",
                                       param="discounts[0][promotion_code]")
@@ -244,7 +286,8 @@ def create_session(backend: Backend, action: Action, params: dict[str, Any]) -> 
                                   param="invoice_creation[invoice_data]")
     customer_creation = params.get("customer_creation")
     creates_customer = customer_creation == "always" or invoice_enabled
-    discount = _initial_discount(backend, params, currency, subtotal, customer_id, creates_customer)
+    discount = _initial_discount(backend, params, currency, subtotal, customer_id, creates_customer,
+                                 [line["product"] for line in lines])
     session_id = new_id("cs_test")
     intent_data = copy.deepcopy(params.get("payment_intent_data") or {})
     intent_data["metadata"] = new_metadata(intent_data) if intent_data.get("metadata") is not None else {}
@@ -370,6 +413,9 @@ def create_session(backend: Backend, action: Action, params: dict[str, Any]) -> 
         backend.store.insert(line, {"session": session_id, "discounts": []})
     if discount:
         session = apply_discount(backend, session, discount["coupon"], discount["promotion_code"])
+    _check_minimum(session["amount_total"], currency)
+    connect.check_application_fee(backend, intent_data.get("application_fee_amount"), session["amount_total"], currency)
+    _check_account_can_charge(backend)
     backend.timers.schedule(TIMER_EXPIRE, session_id, expires_at)
     return respond_session(backend, session, params)
 

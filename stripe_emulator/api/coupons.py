@@ -11,9 +11,9 @@ from typing import Any
 from ..backend import Action, Backend
 from ..errors import InvalidRequestError, NotEmulated
 from ..events import emit
-from ..expand import presenter
+from ..expand import includer, presenter
 from ..ids import new_coupon_id, new_id
-from .common import list_page, new_metadata, respond
+from .common import apply_metadata, list_page, new_metadata, respond
 from .customers import load_live_customer
 from .products import check_currency
 from .routing import route
@@ -21,6 +21,7 @@ from .routing import route
 _CODE = re.compile(r"^[A-Za-z0-9\-]{1,500}$")
 _COUPON_ID = re.compile(r"^[A-Za-z0-9_\-]{1,200}$")
 INVALID_CODE_MESSAGE = "This code is invalid."
+NOT_FOR_THESE_ITEMS_MESSAGE = "This code is not valid for the items in this order."
 
 
 def coupon_is_valid(backend: Backend, coupon: dict[str, Any]) -> bool:
@@ -80,6 +81,13 @@ def create_coupon(backend: Backend, action: Action, params: dict[str, Any]) -> d
     name = params.get("name") or None
     if name and len(name) > 40:
         raise InvalidRequestError("Invalid name: must be at most 40 characters", param="name")
+    if params.get("max_redemptions") is not None and params["max_redemptions"] < 1:
+        raise InvalidRequestError("This value must be greater than or equal to 1.", param="max_redemptions",
+                                  code="parameter_invalid_integer")
+    if params.get("redeem_by") is not None and params["redeem_by"] <= backend.now():
+        raise InvalidRequestError("Redeem by must be in the future.", param="redeem_by")
+    for index, product_id in enumerate((params.get("applies_to") or {}).get("products") or []):
+        backend.load(product_id, "product", "product", param=f"applies_to[products][{index}]")
     coupon = {
         "id": coupon_id or new_coupon_id(),
         "object": "coupon",
@@ -107,6 +115,34 @@ def create_coupon(backend: Backend, action: Action, params: dict[str, Any]) -> d
 @route("GET", "/v1/coupons/{coupon}")
 def retrieve_coupon(backend: Backend, action: Action, params: dict[str, Any], coupon: str) -> dict[str, Any]:
     return respond(backend, backend.load(coupon, "coupon", "coupon"), params)
+
+
+@includer("coupon", "applies_to")
+def include_coupon_applies_to(backend: Backend, coupon: dict[str, Any]) -> dict[str, Any] | None:
+    """``applies_to`` is only in a coupon that is asked for it (``expand[]=applies_to``), and then
+    only when the coupon was made for some products."""
+    products = backend.store.get_internal(coupon["id"]).get("applies_to")
+    return {"products": list(products)} if products else None
+
+
+@route("POST", "/v1/coupons/{coupon}")
+def update_coupon(backend: Backend, action: Action, params: dict[str, Any], coupon: str) -> dict[str, Any]:
+    """Only a coupon's name, metadata and currency options change: its discount, duration,
+    limits and products are fixed once made."""
+    if "currency_options" in params:
+        raise NotEmulated("currency_options")
+    with backend.store.transaction():
+        found = backend.load(coupon, "coupon", "coupon")
+        if "name" in params:
+            name = params["name"] or None
+            if name and len(name) > 40:
+                raise InvalidRequestError("Invalid name: must be at most 40 characters", param="name")
+            found["name"] = name
+        if "metadata" in params:
+            found["metadata"] = apply_metadata(found["metadata"], params["metadata"])
+        backend.store.save(found)
+    emit(backend, action, "coupon.updated", present_coupon(backend, found))
+    return respond(backend, found, params)
 
 
 @route("GET", "/v1/coupons")
@@ -157,6 +193,18 @@ def create_promotion_code(backend: Backend, action: Action, params: dict[str, An
             "You must pass both `restrictions[minimum_amount]` and `restrictions[minimum_amount_currency]`.",
             param="restrictions[minimum_amount_currency]",
         )
+    if params.get("max_redemptions") is not None and params["max_redemptions"] < 1:
+        raise InvalidRequestError("This value must be greater than or equal to 1.", param="max_redemptions",
+                                  code="parameter_invalid_integer")
+    if params.get("expires_at") is not None:
+        if params["expires_at"] <= backend.now():
+            raise InvalidRequestError("Expires at must be in the future.", param="expires_at")
+        if coupon.get("redeem_by") is not None and params["expires_at"] > coupon["redeem_by"]:
+            raise InvalidRequestError(
+                "The promotion code's `expires_at` may not be after the coupon's `redeem_by`.", param="expires_at"
+            )
+    if params.get("active", True) and not coupon_is_valid(backend, coupon):
+        raise InvalidRequestError(f"Coupon {coupon['id']} is no longer valid.", param=coupon_param)
     promotion_code = {
         "id": new_id("promo"),
         "object": "promotion_code",
@@ -189,6 +237,51 @@ def retrieve_promotion_code(
     backend: Backend, action: Action, params: dict[str, Any], promotion_code: str
 ) -> dict[str, Any]:
     return respond(backend, backend.load(promotion_code, "promotion_code", "promotion code"), params)
+
+
+@route("POST", "/v1/promotion_codes/{promotion_code}")
+def update_promotion_code(
+    backend: Backend, action: Action, params: dict[str, Any], promotion_code: str
+) -> dict[str, Any]:
+    """Pause or resume a code (``active``) and change its metadata; its coupon, code, customer,
+    expiry and limit are fixed once made. A code is reactivated only while it could be redeemed:
+    its coupon still valid, not expired, not used up, and no other active code with its text."""
+    if (params.get("restrictions") or {}).get("currency_options"):
+        raise NotEmulated("restrictions[currency_options]")
+    with backend.store.transaction():
+        found = backend.load(promotion_code, "promotion_code", "promotion code")
+        if "active" in params and params["active"] and not found["active"]:
+            coupon = backend.store.get(found["promotion"]["coupon"], "coupon")
+            if coupon is None or not coupon_is_valid(backend, coupon):
+                raise InvalidRequestError(
+                    "This promotion code cannot be reactivated because its coupon is no longer valid.", param="active"
+                )
+            if found.get("expires_at") is not None and found["expires_at"] <= backend.now():
+                raise InvalidRequestError(
+                    "This promotion code cannot be reactivated because it has expired.", param="active"
+                )
+            if found.get("max_redemptions") is not None and found["times_redeemed"] >= found["max_redemptions"]:
+                raise InvalidRequestError(
+                    "This promotion code cannot be reactivated because it has reached its maximum number of redemptions.",
+                    param="active",
+                )
+            clash = backend.store.query_one(
+                "SELECT id FROM objects WHERE type = 'promotion_code' AND lower(json_extract(data, '$.code')) = lower(?) "
+                "AND json_extract(data, '$.active') = 1 AND id != ?",
+                (found["code"], found["id"]),
+            )
+            if clash is not None:
+                raise InvalidRequestError(
+                    f"An active promotion code with `code: {found['code']}` already exists.",
+                    param="active", code="resource_already_exists",
+                )
+        if "active" in params:
+            found["active"] = bool(params["active"])
+        if "metadata" in params:
+            found["metadata"] = apply_metadata(found["metadata"], params["metadata"])
+        backend.store.save(found)
+    emit(backend, action, "promotion_code.updated", present_promotion_code(backend, found))
+    return respond(backend, found, params)
 
 
 @route("GET", "/v1/promotion_codes")
@@ -229,11 +322,16 @@ def promotion_code_refusal(
     subtotal: int,
     customer: str | None,
     creates_customer: bool,
+    products: list[str] | None = None,
 ) -> str | None:
-    """Why Checkout would refuse this code for this order, or None when it applies."""
+    """Why Checkout would refuse this code for this order (whose line items are of
+    ``products``), or None when it applies."""
     coupon = backend.store.get(promotion_code["promotion"]["coupon"], "coupon")
     if coupon is None or not promotion_code["active"] or not coupon_is_valid(backend, coupon):
         return INVALID_CODE_MESSAGE
+    applies_to = backend.store.get_internal(coupon["id"]).get("applies_to")
+    if applies_to and products is not None and not set(applies_to) & set(products):
+        return NOT_FOR_THESE_ITEMS_MESSAGE
     now = backend.now()
     if promotion_code.get("expires_at") is not None and promotion_code["expires_at"] <= now:
         return INVALID_CODE_MESSAGE

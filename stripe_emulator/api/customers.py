@@ -55,7 +55,6 @@ def new_customer(
         "object": "customer",
         "address": None,
         "balance": 0,
-        "business_name": None,
         "created": backend.now(),
         "currency": None,
         "customer_account": None,
@@ -64,7 +63,6 @@ def new_customer(
         "description": None,
         "discount": None,
         "email": email,
-        "individual_name": None,
         "invoice_prefix": secrets.token_hex(4).upper(),
         "invoice_settings": {
             "custom_fields": None,
@@ -83,6 +81,8 @@ def new_customer(
         "test_clock": None,
     }
     for key, value in (extra or {}).items():
+        if value is None and key in _OPTIONAL_STRINGS:
+            continue
         customer[key] = value
     backend.store.insert(customer)
     emit(backend, action, "customer.created", customer)
@@ -93,6 +93,10 @@ def _refuse_not_emulated(params: dict[str, Any]) -> None:
     for name in _NOT_EMULATED:
         if name in params:
             raise NotEmulated(name)
+
+
+# Non-nullable strings in Stripe's current spec: absent until set, never null.
+_OPTIONAL_STRINGS = ("business_name", "individual_name")
 
 
 def _echoed(params: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +159,9 @@ def update_customer(backend: Backend, action: Action, params: dict[str, Any], cu
     if "metadata" in params:
         current["metadata"] = apply_metadata(current.get("metadata"), params["metadata"])
     current.update(_echoed(params))
+    for name in _OPTIONAL_STRINGS:
+        if name in current and current[name] is None:
+            del current[name]  # emptied: absent again, as an unset one is
     if current != before:
         backend.store.save(current)
         emit(backend, action, "customer.updated", current, changed(before, current))

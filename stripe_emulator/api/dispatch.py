@@ -22,13 +22,24 @@ from ..errors import (
     AuthenticationError,
     IdempotencyError,
     InvalidRequestError,
+    PermissionDenied,
     StripeError,
     UnrecognizedUrl,
 )
 from ..ids import new_id
 from ..params import MAX_BODY_BYTES, ParamError, parse_form
 from ..web import Request, Response
-from . import billing_portal, checkout, coupons, customers, events, payment_objects, products, refunds  # noqa: F401
+from . import (  # noqa: F401
+    accounts,
+    billing_portal,
+    checkout,
+    coupons,
+    customers,
+    events,
+    payment_objects,
+    products,
+    refunds,
+)
 from .routing import Route, match
 
 log = logging.getLogger("stripe_emulator.api")
@@ -166,9 +177,34 @@ class ApiApp:
         route, path_params = match(request.method, request.path)
         if route is None:
             raise UnrecognizedUrl(request.method, request.path)
+        account = self._connected_account(request, api_key_of(request))
+        with self.backend.store.scoped(account):
+            return self._handle_on(request, route, path_params, request_id, version, idempotency_key, account)
+
+    def _connected_account(self, request: Request, key: str) -> str:
+        """The account a request acts on: ``""`` (the platform) without ``Stripe-Account``, else
+        that connected account, refused as Stripe refuses it when it is not (or no longer)
+        connected to the platform."""
+        header = request.header("Stripe-Account")
+        if header is None:
+            return ""
+        header = header.strip()
+        with self.backend.store.scoped(""):
+            account = self.backend.store.get(header, "account") if header else None
+        if account is None or self.backend.store.get_internal(header).get("deauthorized"):
+            raise PermissionDenied(
+                f"The provided key '{mask_key(key)}' does not have access to account '{header}' (or that account "
+                "does not exist). Application access may have been revoked.",
+                code="account_invalid",
+            )
+        return header
+
+    def _handle_on(self, request: Request, route: Route, path_params: dict[str, str], request_id: str, version: str,
+                   idempotency_key: str | None, account: str) -> Response:
         raw = self._raw_params(request)
         params = self.backend.coerce(raw, route.method.lower(), route.template)
-        action = Action(api_version=version, request_id=request_id, idempotency_key=idempotency_key)
+        action = Action(api_version=version, request_id=request_id, idempotency_key=idempotency_key,
+                        key_hint=mask_key(api_key_of(request)))
         if request.method != "POST" or not idempotency_key:
             return self._execute(route, action, params, path_params, idempotency_key=None)
         if len(idempotency_key) > 255:
@@ -177,10 +213,12 @@ class ApiApp:
                 param="Idempotency-Key",
             )
         fingerprint = _fingerprint(request.method, request.path, raw)
-        replay = self._reserve(idempotency_key, fingerprint, request_id)
+        # Keys are remembered per account, as Stripe does: the same key on two accounts is two keys.
+        stored_key = f"{account}|{idempotency_key}" if account else idempotency_key
+        replay = self._reserve(stored_key, fingerprint, request_id, endpoint=request.path, shown_key=idempotency_key)
         if replay is not None:
             return replay
-        return self._execute(route, action, params, path_params, idempotency_key=idempotency_key)
+        return self._execute(route, action, params, path_params, idempotency_key=stored_key)
 
     def _raw_params(self, request: Request) -> dict[str, Any]:
         raw = parse_form(request.query) if request.query else {}
@@ -199,7 +237,8 @@ class ApiApp:
 
     # -- idempotency ------------------------------------------------------------------------
 
-    def _reserve(self, key: str, fingerprint: str, request_id: str) -> Response | None:
+    def _reserve(self, key: str, fingerprint: str, request_id: str, *, endpoint: str,
+                 shown_key: str) -> Response | None:
         """Claim the key for this request, or answer as Stripe does when it is taken: replay a
         finished request made with the same parameters, refuse other parameters, and answer 409
         while the first request is still running."""
@@ -208,19 +247,26 @@ class ApiApp:
             row = store.query_one("SELECT * FROM idempotency WHERE key = ?", (key,))
             if row is None:
                 store.execute(
-                    "INSERT INTO idempotency (key, fingerprint, state, request_id, created) VALUES (?, ?, 'in_flight', ?, ?)",
-                    (key, fingerprint, request_id, self.backend.clock.now()),
+                    "INSERT INTO idempotency (key, fingerprint, state, request_id, created, endpoint) "
+                    "VALUES (?, ?, 'in_flight', ?, ?, ?)",
+                    (key, fingerprint, request_id, self.backend.clock.now(), endpoint),
                 )
                 return None
+        if row["endpoint"] and row["endpoint"] != endpoint:
+            raise IdempotencyError(
+                "Keys for idempotent requests can only be used for the same endpoint they were first used for "
+                f"('{row['endpoint']}' vs '{endpoint}'). Try using a key other than '{shown_key}' if you meant to "
+                "execute a different request."
+            )
         if row["fingerprint"] != fingerprint:
             raise IdempotencyError(
                 "Keys for idempotent requests can only be used with the same parameters they were first used with. "
-                f"Try using a key other than '{key}' if you meant to execute a different request."
+                f"Try using a key other than '{shown_key}' if you meant to execute a different request."
             )
         if row["state"] == "in_flight":
             raise IdempotencyError(
                 "There is currently another in-progress request using this Idempotent Key (that probably means you "
-                f"submitted twice, and the other request is still going through): {key}. Please try again later.",
+                f"submitted twice, and the other request is still going through): {shown_key}. Please try again later.",
                 code="idempotency_key_in_use",
                 status=409,
             )

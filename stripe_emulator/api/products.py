@@ -10,7 +10,7 @@ from ..errors import InvalidRequestError, NotEmulated
 from ..events import emit
 from ..ids import new_id
 from ..money import SUPPORTED
-from .common import list_page, new_metadata, respond
+from .common import apply_metadata, list_page, new_metadata, respond
 from .routing import route
 
 _PRODUCT_ID = re.compile(r"^[A-Za-z0-9_\-]{1,200}$")
@@ -166,6 +166,34 @@ def create_product(backend: Backend, action: Action, params: dict[str, Any]) -> 
 @route("GET", "/v1/products/{id}")
 def retrieve_product(backend: Backend, action: Action, params: dict[str, Any], id: str) -> dict[str, Any]:
     return respond(backend, backend.load(id, "product", "product"), params)
+
+
+_PRODUCT_UPDATABLE = ("name", "description", "active", "url", "statement_descriptor", "unit_label", "images")
+
+
+@route("POST", "/v1/products/{id}")
+def update_product(backend: Backend, action: Action, params: dict[str, Any], id: str) -> dict[str, Any]:
+    """Change a product's name, description, activity and other plain fields, and its metadata.
+    An empty description, url or unit label unsets it; the name may not be emptied."""
+    for name in ("default_price", "marketing_features", "package_dimensions", "shippable", "tax_code"):
+        if name in params:
+            raise NotEmulated(name)
+    with backend.store.transaction():
+        product = backend.load(id, "product", "product")
+        if "name" in params and not params["name"]:
+            from ..params import empty_string_error
+
+            raise empty_string_error("name")
+        for name in _PRODUCT_UPDATABLE:
+            if name in params:
+                value = params[name]
+                product[name] = (value or []) if name == "images" else (value if name == "active" or value else None)
+        if "metadata" in params:
+            product["metadata"] = apply_metadata(product["metadata"], params["metadata"])
+        product["updated"] = backend.now()
+        backend.store.save(product)
+    emit(backend, action, "product.updated", product)
+    return respond(backend, product, params)
 
 
 @route("GET", "/v1/products")

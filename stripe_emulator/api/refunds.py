@@ -12,6 +12,7 @@ from typing import Any
 
 from ..backend import Action, Backend
 from ..errors import InvalidRequestError, NotEmulated, ResourceMissing
+from ..connect import refund_fee_with_charge
 from ..events import changed, emit
 from ..ids import new_id
 from ..money import format_amount
@@ -47,7 +48,7 @@ def _charge_for(backend: Backend, params: dict[str, Any]) -> dict[str, Any]:
 
 @route("POST", "/v1/refunds")
 def create_refund(backend: Backend, action: Action, params: dict[str, Any]) -> dict[str, Any]:
-    for name in ("origin", "refund_application_fee", "reverse_transfer", "currency", "customer"):
+    for name in ("origin", "reverse_transfer", "currency", "customer"):
         if name in params:
             raise NotEmulated(name, "only refunds of card payments")
     charge = _charge_for(backend, params)
@@ -99,6 +100,9 @@ def create_refund(backend: Backend, action: Action, params: dict[str, Any]) -> d
     backend.store.save(charge)
     emit(backend, action, "refund.created", refund)
     emit(backend, action, "charge.refunded", charge)
+    if params.get("refund_application_fee"):
+        # Stripe's "Issue refunds" for direct charges: the fee goes back in proportion to the refund.
+        refund_fee_with_charge(backend, action, charge, amount)
     if behaviour == "fails":
         backend.timers.schedule(TIMER_FAIL, refund["id"], backend.clock.now() + backend.tuning.refund_failure_delay)
     elif behaviour == "pending":

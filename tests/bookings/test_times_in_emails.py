@@ -14,6 +14,7 @@ from bookings.models import Booking, Refund, RefundReason
 from bookings.notifications import (
     booking_cancelled_send,
     booking_confirmation_send,
+    booking_reminder_send,
     booking_rescheduled_send,
     customer_cancelled_merchant_send,
     refund_failed_alert_send,
@@ -47,6 +48,7 @@ def _ended(booking, reason):
 
 SENDS = {
     "booking_confirmed": lambda booking: booking_confirmation_send(booking=booking),
+    "booking_reminder": lambda booking: booking_reminder_send(booking=booking),
     "booking_cancelled": lambda booking: booking_cancelled_send(booking=_ended(booking, RefundReason.MERCHANT)),
     "booking_sold_out_free": lambda booking: booking_cancelled_send(
         booking=_ended(make_booking(slot=booking.slot), RefundReason.SOLD_OUT)

@@ -302,7 +302,7 @@ def test_the_last_seat_held_by_one_customer_is_shown_held_and_goes_to_the_next_o
     expect(grace_page.locator(f"input[name=slot][value='{slot.pk}']")).to_be_disabled()
     expect(grace_page.locator(".callout")).to_have_text(
         "Every upcoming time is taken for now. Seats held by people paying may free up within 30 minutes; "
-        "new times are added regularly."
+        "new times are added regularly. Join a time's waitlist to be e-mailed if seats free up."
     )
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     grace_page.screenshot(path=SCREENSHOTS / "listing-seat-held-desktop.png", full_page=True)

@@ -37,7 +37,7 @@ def test_config_reads_the_secret_and_changes_forward_to(emulator, control, recei
         control.set_forward_to("ftp://nowhere")
     assert bad.value.status == 400
     refused = requests.post(f"{emulator.url}/_emulator/config", json={"webhook_secret": "whsec_x"})
-    assert refused.status_code == 400 and "Only forward_to can be changed" in refused.json()["error"]["message"]
+    assert refused.status_code == 400 and "Only forward_to, connect_forward_to and account_api_version can be changed" in refused.json()["error"]["message"]
 
 
 def test_clock_advances_object_timestamps(client, control):

@@ -178,7 +178,7 @@ def test_three_d_secure_failed_keeps_session_open_with_nothing_charged(client, v
 
 def test_unknown_card_is_declined_as_a_live_card_in_test_mode(client, visitor):
     session = create_session(client)
-    response = submit_card(visitor, session, "4012 8888 8888 1881")
+    response = submit_card(visitor, session, "4532 0151 1283 0366")
     assert any("Your request was in test mode, but used a non test (live) card" in text for text in error_text(response.text))
 
 

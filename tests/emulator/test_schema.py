@@ -98,6 +98,11 @@ def test_every_object_kind_validates_against_the_spec(spec_defs, client, control
     promotion_code = client.v1.promotion_codes.create(params={"coupon": coupon.id, "code": "HALF"})
     check(promotion_code)
     check(client.v1.promotion_codes.retrieve(promotion_code.id, params={"expand": ["customer"]}))
+    check(client.v1.promotion_codes.update(promotion_code.id, params={"active": False, "metadata": {"m": "1"}}))
+    check(client.v1.coupons.update(coupon.id, params={"name": "Half"}))
+    check(client.v1.coupons.create(params={"percent_off": 5, "applies_to": {"products": [product.id]},
+                                           "expand": ["applies_to"]}))
+    check(client.v1.products.update(product.id, params={"name": "Tour at dusk"}))
 
     open_session = create_session(client, allow_promotion_codes=True, customer=customer.id,
                                   line_items=[{"price": product.default_price, "quantity": 2}, line_item()])

@@ -60,12 +60,22 @@ def test_api_caused_events_carry_the_request_and_its_idempotency_key(client, con
     assert event.request.idempotency_key == "cust-1"
 
 
-def test_events_carry_the_api_version_of_the_request(emulator, control, receiver, visitor):
+def test_events_carry_the_accounts_api_version_not_the_requests(emulator, control, receiver, visitor):
+    # Stripe renders events in the account's (or the endpoint's) API version, whatever version
+    # the request that caused them asked for.
     old = sdk_client(emulator.url, stripe_version="2024-06-20")
     session = create_session(old)
+    assert old.v1.checkout.sessions.retrieve(session.id).last_response.headers["Stripe-Version"] == "2024-06-20"
     submit_card(visitor, session)
     assert control.wait_for_webhooks(timeout=10)["idle"]
-    assert {event.api_version for event in receiver.events()} == {"2024-06-20"}
+    account_version = control.config()["account_api_version"]
+    assert account_version != "2024-06-20"
+    assert {event.api_version for event in receiver.events()} == {account_version}
+    control.set_account_api_version("2025-03-31.basil")
+    old.v1.customers.create(params={"email": "later@example.com"})
+    assert control.wait_for_webhooks(timeout=10)["idle"]
+    assert receiver.events()[-1].type == "customer.created"
+    assert receiver.events()[-1].api_version == "2025-03-31.basil"
 
 
 def test_receiver_errors_are_retried_with_backoff_until_answered(client, control, receiver):

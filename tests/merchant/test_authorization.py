@@ -12,13 +12,13 @@ from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
 
-from bookings.models import Booking, Listing, Merchant, Refund, Slot
+from bookings.models import AttendeeMessage, Booking, Listing, Merchant, PromotionCode, Refund, Slot
 from bookings.services import booking_refund, refund_record_failure
 from tests.factories import make_confirmed_booking, make_listing, make_merchant, make_slot, make_staff_user
 
 pytestmark = pytest.mark.django_db
 
-TABLES = (get_user_model(), Merchant, Listing, Slot, Booking, Refund)
+TABLES = (get_user_model(), Merchant, Listing, Slot, Booking, Refund, PromotionCode, AttendeeMessage)
 
 
 def snapshot() -> dict[str, list[dict]]:
@@ -36,6 +36,7 @@ class World:
     booking: Booking
     failed: Booking
     ids: dict = field(default_factory=dict)
+    promotion: PromotionCode | None = None
 
 
 @pytest.fixture
@@ -53,7 +54,9 @@ def world(stripe_settings_unset) -> World:
     assert failed.status == Booking.Status.REFUND_FAILED
     # Merchant B has objects of their own, so that "B sees only B's" is not vacuous.
     make_slot(listing=make_listing(merchant=b))
-    return World(a, b, make_staff_user(), listing, archived, slot, booking, failed)
+    promotion = PromotionCode.objects.create(merchant=a, code="ALICE10", percent_off=10, stripe_coupon_id="c_alice",
+                                             stripe_promotion_code_id="promo_alice")
+    return World(a, b, make_staff_user(), listing, archived, slot, booking, failed, promotion=promotion)
 
 
 def _local(world: World, delta: dt.timedelta) -> dt.datetime:
@@ -104,6 +107,11 @@ URLS = [
     ("booking_refund_retry", "failed", "POST", None, 302),
     ("booking_refund_resubmit", "failed", "POST", None, 302),
     ("profile", None, "GET POST", 200, 302),
+    ("promotion_list", None, "GET POST", 200, 400),
+    ("promotion_active", "promotion", "POST", None, 302),
+    ("slot_attendees", "slot", "GET", 200, None),
+    ("slot_attendees_export", "slot", "GET", 200, None),
+    ("slot_message", "slot", "GET POST", 200, 400),
 ]
 
 ACTORS = ["anonymous", "merchant_a", "merchant_b", "staff"]

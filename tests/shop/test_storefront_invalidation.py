@@ -155,6 +155,8 @@ def test_an_admin_edit_of_a_listing_reaches_the_cached_catalog_and_listing(clien
             "currency": "eur",
             "duration_minutes": "60",
             "is_active": "on",
+            "place_kind": "",
+            "reminder_hours": "24",
         },
     )
 

@@ -182,6 +182,12 @@ def main(argv=None) -> int:
     print(f"  status polls:         {int(totals.get('polls', 0))}")
     print(f"  reconcile runs:       {int(totals.get('reconciles', 0))}")
     print(f"  refunds issued:       {int(totals.get('refunds', 0))}")
+    print(f"  holds taken:          {int(totals.get('holds_taken', 0))} (converted {int(totals.get('holds_converted', 0))}, "
+          f"released {int(totals.get('holds_released', 0))}, lapsed {int(totals.get('holds_lapsed', 0))})")
+    print(f"  cancels on Checkout:  {int(totals.get('cancels', 0))}")
+    print(f"  waits / beat ticks:   {int(totals.get('waits', 0))} / {int(totals.get('beat_ticks', 0))}")
+    print(f"  payments refused by an expired session: {int(totals.get('payments_refused', 0))}")
+    print(f"  confirmed on free seats after their hold ended: {int(totals.get('confirmed_after_hold_time', 0))}")
     print(f"  scenarios per second: {totals.get('scenarios', 0) / elapsed:.2f} ({elapsed:.0f} s)")
     ok = int(totals.get("scenarios", 0)) == args.scenarios and not totals.get("violations") and not failures
     return 0 if ok else 1

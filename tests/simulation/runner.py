@@ -20,6 +20,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from django.core import mail
@@ -31,6 +32,7 @@ from django.db.models import Q, Sum
 from django.db.models.functions import Coalesce
 from django.test import Client, override_settings
 from django.urls import reverse
+from django.utils import timezone
 from stripe._http_client import HTTPClient
 
 from bookings.models import Booking, BookingStatus, Hold, HoldEnd, Listing, Merchant, Refund, RefundStatus, Slot
@@ -89,6 +91,15 @@ class Totals:
     customers: int = 0
     emails_checked: int = 0
     pages_checked: int = 0
+    cancels: int = 0
+    waits: int = 0
+    beat_ticks: int = 0
+    payments_refused: int = 0
+    holds_taken: int = 0
+    holds_converted: int = 0
+    holds_released: int = 0
+    holds_lapsed: int = 0
+    confirmed_after_hold_time: int = 0
     seconds: float = 0.0
 
     def add(self, other: Totals) -> None:
@@ -147,6 +158,41 @@ def sdk_retries_without_sleeping():
         HTTPClient.INITIAL_DELAY, HTTPClient.MAX_DELAY = saved
 
 
+# The scheduled work (Celery beat, or the demo's in-process loop) runs `reconcile` every minute:
+# a hold must end within this long of its session's end.
+HOLD_END_GRACE_SECONDS = 60
+
+
+class Clock:
+    """The site's clock (`django.utils.timezone.now`, which every service reads) and the
+    emulator's, moved forward together by the same amount, so that a hold's end on the site and
+    its session's `expires_at` at Stripe stay the same instant. Time only moves when a scenario
+    says so (a wait, settling); everything else happens at one instant."""
+
+    def __init__(self, control: EmulatorControl):
+        self.control = control
+        self.offset = dt.timedelta()
+        self._real_now = timezone.now
+
+    def now(self) -> dt.datetime:
+        return self._real_now() + self.offset
+
+    def install(self) -> None:
+        timezone.now = self.now
+
+    def uninstall(self) -> None:
+        timezone.now = self._real_now
+
+    def reset(self) -> None:
+        """After the emulator's reset (its clock back to the wall clock)."""
+        self.offset = dt.timedelta()
+
+    def advance(self, seconds: float) -> None:
+        """Whatever falls due at Stripe by then (sessions expiring) happens before this returns."""
+        self.control.advance_clock(seconds)
+        self.offset += dt.timedelta(seconds=seconds)
+
+
 class World:
     """The site and the emulator, reused from scenario to scenario and reset between them."""
 
@@ -155,6 +201,7 @@ class World:
         self.secret = webhook_secret
         self.threads = threads
         self.errors = ErrorLog()
+        self.clock = Clock(control)
         user_model = Merchant._meta.get_field("user").related_model
         user, _ = user_model.objects.get_or_create(username="sim-merchant", defaults={"email": "sim@merchant.example"})
         self.merchant, _ = Merchant.objects.get_or_create(
@@ -184,10 +231,12 @@ class World:
         if connection.connection is not None:
             _scratch_commits(connection=connection)
         self.pool = ThreadPoolExecutor(max_workers=MAX_RACERS, thread_name_prefix="racer")
+        self.clock.install()
         try:
             with sdk_retries_without_sleeping():
                 yield self
         finally:
+            self.clock.uninstall()
             root.removeHandler(self.errors)
             connection_created.disconnect(dispatch_uid="simulation-scratch-commits")
             self._close_pool()
@@ -217,6 +266,7 @@ class World:
 
     def reset(self) -> None:
         self.control.reset()
+        self.clock.reset()
         mail.outbox = []
         cache.clear()
         Refund.objects.all().delete()
@@ -318,11 +368,18 @@ class ScenarioRun:
         for step in self.scenario.steps:
             self.step_no += 1
             self.run_step(step)
-            self.check_seats("during the run")
+            self.check_step("during the run")
         self.step_no += 1
         self.settle()
         started = time.perf_counter()
         self.check_invariants()
+        self.count_holds()
+        self.check_seconds += time.perf_counter() - started
+
+    def check_step(self, when: str) -> None:
+        started = time.perf_counter()
+        self.check_seats(when)
+        self.check_holds(when)
         self.check_seconds += time.perf_counter() - started
 
     def run_step(self, step) -> None:
@@ -352,11 +409,11 @@ class ScenarioRun:
 
         return call
 
-    def stripe_events(self) -> list[dict]:
-        """The emulator's events, oldest first, read once per step (events only come from steps);
-        only the newest are fetched, until one already seen."""
+    def stripe_events(self, *, fresh: bool = False) -> list[dict]:
+        """The emulator's events, oldest first, read once per step (events only come from steps)
+        unless `fresh`; only the newest are fetched, until one already seen."""
         with self.lock:
-            if self._events_step != self.step_no:
+            if fresh or self._events_step != self.step_no:
                 self._events_step = self.step_no
                 limit = 20
                 while True:
@@ -415,6 +472,7 @@ class ScenarioRun:
             self.note(f"{c.name} pays ({method}): declined ({error.error.get('code')})")
             return
         except ControlError as error:
+            self.count("payments_refused")
             self.note(f"{c.name} pays ({method}): refused by Checkout ({error})")
             return
         self.note(f"{c.name} pays ({method}): {session.get('payment_status')} {session.get('amount_total')}")
@@ -501,6 +559,54 @@ class ScenarioRun:
         except ControlError:
             self.note(f"{c.name}'s session is no longer open")
 
+    def op_cancel(self, index: int) -> None:
+        """The customer leaves Checkout by its cancel link: back on the listing, whose page
+        expires the session at Stripe and releases the seats (or, paid after all, sends them to
+        their booking)."""
+        c = self.customers[index]
+        session_id = self.sessions.get(index)
+        if not session_id:
+            return
+        cancel_url = urlsplit(stripe_api.stripe_client().v1.checkout.sessions.retrieve(session_id).cancel_url)
+        response = self.client(c).get(f"{cancel_url.path}?{cancel_url.query}")
+        self.count("cancels")
+        self.answered(f"{c.name}'s return from a cancelled Checkout", response)
+        booking = self.booking(c)
+        where = response.headers.get("Location", "the listing") if response.status_code in (302, 303) else "the listing"
+        self.note(f"{c.name} cancels on Checkout ({response.status_code}, to {where}): booking now {booking.status}")
+        if response.status_code == 200 and booking.status == BookingStatus.PENDING:
+            self.violation(f"{c.name} was told the checkout is cancelled, yet their booking is still pending")
+
+    def op_wait(self, seconds: int, beat_delay: int) -> None:
+        """Time passes, `seconds` on both clocks, with the scheduled work running as it does in
+        production: `reconcile` within a minute (`beat_delay` s) after now, and within a minute
+        after each hold's end (the session expires at Stripe at that moment). Nothing changes
+        between those runs except Stripe's own timers, so the minutes in between are skipped."""
+        clock = self.world.clock
+        target = clock.now() + dt.timedelta(seconds=seconds)
+        self.count("waits")
+        self.note(f"-- {seconds} s pass --")
+        self.beat_tick(beat_delay)
+        while True:
+            now = clock.now()
+            due = (Hold.objects.filter(slot__in=self.slots, ended_at__isnull=True, expires_at__gt=now,
+                                       expires_at__lte=target)
+                   .order_by("expires_at").values_list("expires_at", flat=True).first())
+            if due is None:
+                break
+            clock.advance((due - now).total_seconds())
+            self.note(f"a hold's time is up ({told.wall_clock(due, 'UTC')[1]} UTC)")
+            self.beat_tick(beat_delay)
+        remaining = (target - clock.now()).total_seconds()
+        if remaining > 0:
+            clock.advance(remaining)
+
+    def beat_tick(self, delay: int) -> None:
+        """The scheduled `reconcile`, `delay` seconds (under a minute) from now."""
+        self.world.clock.advance(delay)
+        self.count("beat_ticks")
+        self.op_reconcile()
+
     def op_reconcile(self) -> None:
         out, err = io.StringIO(), io.StringIO()
         call_command("reconcile", stdout=out, stderr=err)
@@ -544,7 +650,9 @@ class ScenarioRun:
                 self.control.expire_session(self.sessions[index])
             except ControlError:
                 pass
-        self.control.advance_clock(3600)
+        # An hour passes, the scheduled reconcile running within its first minute.
+        self.operation(("wait", 3600, 30))()
+        self.check_step("while settling")
         self.step_no += 1
         for c in self.scenario.customers:
             if c.checkout_webhooks != "never":
@@ -553,8 +661,9 @@ class ScenarioRun:
             self.operation(("reconcile",))()
             if not self.work_left():
                 break
+        self.check_step("while settling")
         # Refunds made while settling fail later too: let that time pass before the last look.
-        self.control.advance_clock(3600)
+        self.world.clock.advance(3600)
         self.step_no += 1
         for c in self.scenario.customers:
             if c.refund_webhooks != "never":
@@ -571,8 +680,9 @@ class ScenarioRun:
     # -- invariants -----------------------------------------------------------------------------
 
     def check_seats(self, when: str) -> None:
-        """Sold + held + free = capacity: the seats of confirmed bookings are the sold ones, the
-        open holds are the held ones, and neither ever exceeds the capacity."""
+        """Held + sold never exceed the capacity, counted from the rows themselves (open `Hold`
+        rows, confirmed bookings); and the slot's own columns agree: `seats_held` is the sum of
+        its open holds, capacity - free - held the seats of its confirmed bookings."""
         confirmed = Q(bookings__status=BookingStatus.CONFIRMED)
         slots = Slot.objects.filter(pk__in=[slot.pk for slot in self.slots]).annotate(
             sold=Coalesce(Sum("bookings__quantity", filter=confirmed), 0)
@@ -584,17 +694,68 @@ class ScenarioRun:
         numbers = {slot.pk: n for n, slot in enumerate(self.slots)}
         for slot in slots:
             n = numbers[slot.pk]
+            held = open_holds.get(slot.pk, 0)
+            if held + slot.sold > slot.capacity:
+                self.violation(f"{when}: slot {n} has {held} seats held + {slot.sold} sold > {slot.capacity}")
             if not 0 <= slot.seats_left <= slot.capacity:
                 self.violation(f"{when}: slot {n} has {slot.seats_left} seats left of {slot.capacity}")
-            if slot.seats_held != open_holds.get(slot.pk, 0):
-                self.violation(f"{when}: slot {n} counts {slot.seats_held} seats held, its open holds {open_holds.get(slot.pk, 0)}")
-            if slot.seats_held + slot.sold > slot.capacity:
-                self.violation(f"{when}: slot {n} has {slot.seats_held} held + {slot.sold} sold > {slot.capacity}")
+            if slot.seats_held != held:
+                self.violation(f"{when}: slot {n} counts {slot.seats_held} seats held, its open holds {held}")
             if slot.capacity - slot.seats_left - slot.seats_held != slot.sold:
                 self.violation(
                     f"{when}: slot {n} sold {slot.capacity - slot.seats_left - slot.seats_held} seats, "
                     f"confirmed bookings hold {slot.sold}"
                 )
+
+    def session_ends(self) -> dict[str, tuple[str, dt.datetime]]:
+        """When each Checkout Session stopped being open, at Stripe (its completed or expired
+        event's time on the emulator's clock, the same instant on the site's)."""
+        ends = {}
+        for event in self.stripe_events(fresh=True):
+            if event["type"] in ("checkout.session.completed", "checkout.session.expired"):
+                at = dt.datetime.fromtimestamp(event["created"], dt.UTC)
+                ends.setdefault(event["data"]["object"]["id"], (event["type"].rsplit(".", 1)[1], at))
+        return ends
+
+    def check_holds(self, when: str) -> None:
+        """Every hold ends within a minute of its session's end (the scheduled reconcile runs
+        every minute); no customer who paid before their hold's end is refunded as sold out."""
+        now = timezone.now()
+        open_holds = list(Hold.objects.filter(slot__in=self.slots, ended_at__isnull=True).select_related("booking"))
+        sold_out = list(Booking.objects.filter(slot__in=self.slots, ended_reason="sold_out").select_related("hold"))
+        if not open_holds and not sold_out:
+            return
+        ends = self.session_ends()
+        names = {f"c{c.index}@sim.example": c.name for c in self.scenario.customers}
+        for hold in open_holds:
+            booking = hold.booking
+            end, ended_at = ends.get(booking.checkout_session_id or "", ("time up", hold.expires_at))
+            if ended_at > hold.expires_at:
+                end, ended_at = "time up", hold.expires_at
+            late = (now - ended_at).total_seconds()
+            if late > HOLD_END_GRACE_SECONDS:
+                self.violation(
+                    f"{when}: {names.get(booking.customer_email, '?')}'s hold of {hold.quantity} seat(s) is still open "
+                    f"{late:.0f} s after its session ended ({end})"
+                )
+        for booking in sold_out:
+            hold = getattr(booking, "hold", None)
+            end, paid_at = ends.get(booking.checkout_session_id or "", ("", None))
+            if hold is not None and end == "completed" and paid_at < hold.expires_at:
+                self.violation(
+                    f"{when}: {names.get(booking.customer_email, '?')} paid at {paid_at:%H:%M:%S}, within their hold "
+                    f"(until {hold.expires_at:%H:%M:%S}, ended {hold.end or 'never'}), and was refunded as sold out"
+                )
+
+    def count_holds(self) -> None:
+        ends = Counter(Hold.objects.filter(slot__in=self.slots).values_list("end", flat=True))
+        self.count("holds_taken", sum(ends.values()))
+        for end in ("converted", "released", "lapsed"):
+            self.count(f"holds_{end}", ends[end])
+        late = Booking.objects.filter(slot__in=self.slots, confirmed_at__isnull=False, hold__isnull=False).exclude(
+            hold__end=HoldEnd.CONVERTED
+        )
+        self.count("confirmed_after_hold_time", late.count())
 
     def check_invariants(self) -> None:
         self.check_seats("after settling")

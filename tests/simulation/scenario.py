@@ -161,17 +161,26 @@ def _slot_time(rng: random.Random, zone: str) -> SlotTime:
     return SlotTime(day=day, hour=hour, minute=rng.choice([0, 0, 15, 30, 45]))
 
 
-def _timeline(rng: random.Random, c: Customer) -> list[Step]:
-    """One customer's steps, in their own order."""
+def _timeline(rng: random.Random, c: Customer, holds: random.Random) -> list[Step]:
+    """One customer's steps, in their own order. What holds add (cancelling on Checkout) is
+    drawn from `holds`, so that the rest of the plan is what it was before holds."""
     steps: list[Step] = [(("open", c.index),)]
     if c.method == "abandon":
         if rng.random() < 0.5:
             steps.append((("poll", c.index, 1),))
-        if rng.random() < 0.4:
+        expires = rng.random() < 0.4
+        if expires:
             steps.append((("expire", c.index),))
             steps.append(_webhook_step(rng, c))
+        if holds.random() < 0.45:
+            # Back from Checkout by its cancel link (before or after the session expired).
+            steps.insert(holds.randint(1, len(steps)), (("cancel", c.index),))
         return steps
-    steps.append((("pay", c.index, c.method),))
+    if holds.random() < 0.08:
+        # The cancel link pressed in another tab while paying: whichever Stripe sees first wins.
+        steps.append((("pay", c.index, c.method), ("cancel", c.index)))
+    else:
+        steps.append((("pay", c.index, c.method),))
     if c.method == "decline" and c.pays_again_after_decline:
         steps.append((("pay", c.index, "pay"),))
     fate = c.checkout_webhooks
@@ -196,8 +205,14 @@ def _webhook_step(rng: random.Random, c: Customer, fate: str | None = None, kind
     return (("deliver", c.index, copies, fate == "reversed", kind),)
 
 
+# How long time passes in a wait (seconds): a minute or two, a while, to just before or just
+# after the holds taken at the start end (HOLD_MINUTES: 30), or well after.
+WAITS = [75, 600, 1500, 1790, 1830, 2400]
+
+
 def _plan(rng: random.Random, scenario: Scenario, told: random.Random) -> list[Step]:
-    timelines = [_timeline(rng, c) for c in scenario.customers]
+    holds = random.Random(f"holds-{scenario.seed}")
+    timelines = [_timeline(rng, c, holds) for c in scenario.customers]
     steps: list[Step] = []
     # Interleave the customers' timelines at random, each in its own order.
     while any(timelines):
@@ -235,4 +250,9 @@ def _plan(rng: random.Random, scenario: Scenario, told: random.Random) -> list[S
             steps[at] = steps[at] + extra
         else:
             steps.insert(at, extra)
+    # Time passing between steps (everything else happens at one instant): holds run out and
+    # lapse, sessions expire at Stripe, payments come at the last moment or are refused, with
+    # the scheduled reconcile running every minute meanwhile. A wait is a step of its own.
+    for _ in range(holds.choice([0, 0, 1, 1, 2, 3])):
+        steps.insert(holds.randint(0, len(steps)), (("wait", holds.choice(WAITS), holds.randint(1, 59)),))
     return [step for step in steps if any(op[0] != "noop" for op in step)]

@@ -26,6 +26,8 @@ def test_the_same_seed_gives_the_same_scenario():
     assert (first.describe(), first.steps) != (other.describe(), other.steps)
 
 
+# Scenarios now let time pass (the scheduled reconcile runs in each wait): longer than most tests.
+@pytest.mark.timeout(900)
 def test_a_quick_run_of_random_races_and_faults_keeps_every_money_invariant(stripe_emulator, capsys):
     world = World(stripe_emulator, TEST_WEBHOOK_SECRET)
     seeds = range(QUICK_SEED * 100_000, QUICK_SEED * 100_000 + QUICK_SCENARIOS)

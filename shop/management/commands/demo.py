@@ -2,7 +2,8 @@
 
 Starts the local Stripe emulator (unless STRIPE_SECRET_KEY is set, in which case that Stripe
 is used), migrates, loads the demo data, serves the site, and prints the address to open. With
-no Celery broker (CELERY_BROKER_URL unset) it runs `reconcile` every minute itself, as beat would.
+no Celery broker (CELERY_BROKER_URL unset) it runs `reconcile` and `sendreminders` every minute
+itself, as beat would.
 E-mails the site sends are written one file each to the outbox folder it prints.
 """
 
@@ -219,7 +220,7 @@ class Command(BaseCommand):
             free_code = (
                 ""
                 if using_real_stripe
-                else f"Or book for free: the 100%-off promotion code {DEMO_FREE_PROMOTION_CODE} on the payment page.\n"
+                else f"Or book for free: the 100%-off promotion code {DEMO_FREE_PROMOTION_CODE} (Harbour Kayaks) or NORD100 (Atelier Nord) on the payment page.\n"
             )
             self.stdout.write(
                 self.style.SUCCESS(f"\nSlotbook is running: open {site_url}/\n")
@@ -235,6 +236,14 @@ class Command(BaseCommand):
                 reconcile_every(
                     settings.RECONCILE_EVERY_SECONDS,
                     [*manage, "reconcile"],
+                    env=env,
+                    stop=stop_reconciling,
+                    write=self.stderr.write,
+                )
+                # And the reminder e-mails due, as beat's `reminders` entry does.
+                reconcile_every(
+                    settings.REMINDERS_EVERY_SECONDS,
+                    [*manage, "sendreminders"],
                     env=env,
                     stop=stop_reconciling,
                     write=self.stderr.write,

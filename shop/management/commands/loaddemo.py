@@ -24,8 +24,10 @@ class Command(BaseCommand):
             self.stdout.write("No demo bookings: they are paid through the Stripe emulator, and none is configured.")
         else:
             self.stdout.write(f"Demo bookings paid through the Stripe emulator: {bookings} created.")
-        code = demo_promotion_code_load()
-        if code is not None:
-            self.stdout.write(f"Promotion code {code}: 100% off on the emulator's payment page, no card needed.")
+        codes = demo_promotion_code_load()
+        for code, merchant_name in codes or ():
+            self.stdout.write(
+                f"Promotion code {code}: 100% off {merchant_name}'s listings on the emulator's payment page, no card needed."
+            )
         users = ", ".join(DEMO_MERCHANTS)
         self.stdout.write(f"Merchant sign-ins: {users} (password: {DEMO_PASSWORD})")

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('bookings', '0010_holds'),
+        ('bookings', '0013_attendee_messages'),
     ]
 
     operations = [

@@ -1,0 +1,387 @@
+"""An on-sale: N buyers for one time of M seats, arriving within a few seconds, against
+gunicorn + PostgreSQL + the Stripe emulator. Not a test: it prints a table.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/perf python -m benchmarks.onsale
+    python -m benchmarks.onsale --buyers 500 --seats 50 --arrival-seconds 3 --think 1 8
+
+Like benchmarks/load.py it makes a scratch database (`<name>_onsale`, dropped at the end),
+seeds one listing with one time through the services, and starts gunicorn as the Procfile does
+(DEBUG off, persistent connections). The Stripe emulator runs as a process of its own (as
+`./run` starts it), forwarding its signed webhooks to the site. Each buyer is a thread with an
+address of its own (X-Forwarded-For behind one trusted proxy, as in production, so the
+per-address checkout limit counts each buyer alone): it opens the listing, starts a checkout
+for one seat, and, when it reaches Stripe's hosted page, thinks for a moment (well within the
+hold) and pays there through its HTML form (card 4242), then polls its success page until it is
+final. Meanwhile a watcher reads the listing page every 100 ms until the time shows sold out.
+
+Afterwards the database and Stripe (the emulator's API) are compared: seats sold against the
+capacity (oversold must be 0), bookings confirmed, refunds (target 0: everyone pays within the
+hold), and Stripe Customers and Checkout Sessions created against the buyers who reached
+Checkout (a buyer told "sold out" cost no Stripe call). Exits 1 when anything was oversold or
+refunded, or a paid session ended neither confirmed nor refunded.
+
+Built to be extended (issue 16): the emulator's command line is `emulator_command` (room for
+latency and rate-limit options) and the site is a list of `SiteInstance`s buyers are spread over
+(room for a second instance); neither is offered as an option yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# Buyers come from addresses of their own, through one proxy the site trusts.
+os.environ["TRUSTED_PROXY_COUNT"] = "1"
+
+from benchmarks.load import WEBHOOK_SECRET, free_port, start_gunicorn  # noqa: E402
+
+from django.conf import settings  # noqa: E402
+from django.db import connection, connections  # noqa: E402
+
+CARD = "4242 4242 4242 4242"
+# One CSRF secret for every buyer: Django accepts the unmasked secret as the form's token.
+CSRF_SECRET = "onsalebenchcsrfsecret".ljust(32, "0")
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+OPENER = urllib.request.build_opener(NoRedirects)
+
+
+@dataclass
+class Answer:
+    status: int
+    body: str
+    location: str = ""
+
+
+def http(url: str, *, data: dict | None = None, headers: dict | None = None, timeout: float = 120) -> Answer:
+    body = urllib.parse.urlencode(data).encode() if data is not None else None
+    request = urllib.request.Request(url, data=body, method="POST" if data is not None else "GET")
+    for name, value in (headers or {}).items():
+        request.add_header(name, value)
+    try:
+        with OPENER.open(request, timeout=timeout) as answer:
+            return Answer(answer.status, answer.read().decode(errors="replace"), answer.headers.get("Location", ""))
+    except urllib.error.HTTPError as error:
+        return Answer(error.code, error.read().decode(errors="replace"), error.headers.get("Location", ""))
+
+
+# The processes
+
+
+def emulator_command(*, port: int, forward_to: str, db_path: Path) -> list[str]:
+    """The Stripe emulator's command line (issue 16 adds latency and rate-limit options here)."""
+    return [
+        sys.executable, "-m", "stripe_emulator", "--port", str(port), "--db", str(db_path),
+        "--forward-to", forward_to, "--webhook-secret", WEBHOOK_SECRET, "--log-level", "WARNING",
+    ]
+
+
+def start_emulator(command: list[str], *, port: int, log_path: Path) -> subprocess.Popen:
+    process = subprocess.Popen(command, cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the emulator exited with {process.returncode}; see {log_path}")
+        try:
+            if http(f"http://127.0.0.1:{port}/_emulator/clock", timeout=2).status == 200:
+                return process
+        except OSError:
+            time.sleep(0.2)
+    process.terminate()
+    raise SystemExit(f"the emulator did not answer within 30 s; see {log_path}")
+
+
+@dataclass
+class SiteInstance:
+    """One gunicorn serving the site (issue 16 runs two behind the buyers)."""
+
+    base: str
+    process: subprocess.Popen
+
+
+# The buyers
+
+
+@dataclass
+class Buyer:
+    number: int
+    site: str
+    outcome: str = "not started"  # reached / sold_out / rate_limited / error
+    paid: bool = False
+    final_status: str = ""
+    start_sent: float = 0.0
+    start_answered: float = 0.0
+    detail: str = ""
+
+    @property
+    def headers(self) -> dict:
+        n = self.number
+        return {
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-For": f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256 + 1}",
+            "Cookie": f"csrftoken={CSRF_SECRET}",
+        }
+
+
+def buy(buyer: Buyer, *, slug: str, slot_id: int, at: float, think: tuple[float, float], rng: random.Random) -> None:
+    time.sleep(max(0.0, at - time.perf_counter()))
+    host = urllib.parse.urlsplit(buyer.site).netloc
+    headers = buyer.headers
+    http(f"{buyer.site}/l/{slug}/", headers=headers)
+    buyer.start_sent = time.perf_counter()
+    started = http(
+        f"{buyer.site}/l/{slug}/book/",
+        data={"slot": slot_id, "quantity": 1, "customer_email": f"buyer{buyer.number}@onsale.example",
+              "customer_name": f"Buyer {buyer.number}", "csrfmiddlewaretoken": CSRF_SECRET},
+        headers={**headers, "Origin": f"https://{host}"},
+    )
+    buyer.start_answered = time.perf_counter()
+    if started.status == 303 and "/c/pay/" in started.location:
+        buyer.outcome = "reached"
+    elif started.status == 409 and "sold out" in started.body.lower():
+        buyer.outcome = "sold_out"
+        return
+    elif started.status == 429:
+        buyer.outcome = "rate_limited"
+        return
+    else:
+        buyer.outcome, buyer.detail = "error", f"checkout start answered {started.status}"
+        return
+    # On Stripe's page: a moment to type the card, then Pay.
+    time.sleep(rng.uniform(*think))
+    page = http(started.location)
+    session_id = started.location.rstrip("/").rsplit("/", 1)[1]
+    paid = http(
+        started.location.split("/c/pay/")[0] + f"/c/pay/{session_id}",
+        data={"action": "pay", "email": f"buyer{buyer.number}@onsale.example", "billingName": f"Buyer {buyer.number}",
+              "cardNumber": CARD, "cardExpiry": "12 / 34", "cardCvc": "123"},
+    )
+    if page.status != 200 or paid.status not in (302, 303) or "session_id=" not in paid.location:
+        buyer.detail = f"Stripe's page answered {page.status}, paying {paid.status}"
+        return
+    buyer.paid = True
+    # Back on the site: the success page, polled as its htmx panel does, until final (286).
+    status_url = f"{buyer.site}/checkout/status/{session_id}/"
+    for _ in range(60):
+        answer = http(status_url, headers={**headers, "HX-Request": "true"})
+        if answer.status == 286:
+            buyer.final_status = "final"
+            return
+        time.sleep(1.0)
+    buyer.final_status = "still pending"
+
+
+def watch_listing(site: str, slug: str, slot_id: int, started: float, stop: threading.Event, seen: dict) -> None:
+    """Read the listing page every 100 ms until the time shows sold out (for now or for good)."""
+    marker = re.compile(rf'data-slot-seats="{slot_id}">Sold out')
+    headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.255.255.254"}
+    while not stop.is_set():
+        answer = http(f"{site}/l/{slug}/", headers=headers)
+        if answer.status == 200 and marker.search(answer.body):
+            seen["sold_out_after"] = time.perf_counter() - started
+            return
+        time.sleep(0.1)
+
+
+# Seeding and counting
+
+
+def seed(*, seats: int):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from bookings.services import listing_create, merchant_create, slot_create
+
+    merchant = merchant_create(username="onsale", email="onsale@example.com", password=None,
+                               display_name="On-sale Tours", timezone_name="Europe/Paris")
+    listing = listing_create(merchant=merchant, title="Opening night", description="One night, one time.",
+                             price_amount=4500, currency="eur", duration_minutes=120)
+    slot = slot_create(listing=listing, starts_at=timezone.now() + dt.timedelta(days=1, hours=2), capacity=seats)
+    return listing, slot
+
+
+def stripe_counts(emulator_url: str) -> dict:
+    import stripe
+
+    client = stripe.StripeClient(os.environ["STRIPE_SECRET_KEY"], base_addresses={"api": emulator_url})
+    sessions = list(client.v1.checkout.sessions.list(params={"limit": 100}).auto_paging_iter())
+    customers = list(client.v1.customers.list(params={"limit": 100}).auto_paging_iter())
+    refunds = list(client.v1.refunds.list(params={"limit": 100}).auto_paging_iter())
+    return {
+        "sessions": len(sessions),
+        "paid": sum(1 for s in sessions if s.payment_status == "paid"),
+        "customers": len(customers),
+        "refunds": len(refunds),
+        "paid_sessions": {s.id for s in sessions if s.payment_status == "paid"},
+    }
+
+
+@dataclass
+class Figures:
+    rows: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, name: str, value) -> None:
+        self.rows.append((name, str(value)))
+
+    def print(self) -> None:
+        width = max(len(name) for name, _ in self.rows)
+        print()
+        for name, value in self.rows:
+            print(f"  {name.ljust(width)}  {value}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.onsale", description=__doc__.split("\n\n")[0],
+                                     epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--buyers", type=int, default=500, help="buyers (default 500)")
+    parser.add_argument("--seats", type=int, default=50, help="seats of the one time on sale (default 50)")
+    parser.add_argument("--arrival-seconds", type=float, default=3.0,
+                        help="buyers arrive spread evenly at random over this many seconds (default 3)")
+    parser.add_argument("--think", type=float, nargs=2, default=(1.0, 8.0), metavar=("MIN", "MAX"),
+                        help="seconds a buyer spends on Stripe's page before paying (default 1 8; the hold is 30 minutes)")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn workers, as the Procfile's default (3)")
+    parser.add_argument("--settle-seconds", type=float, default=60,
+                        help="how long to wait for webhooks to settle every payment (default 60)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed of arrivals and think times")
+    args = parser.parse_args(argv)
+    if args.think[1] >= 25 * 60:
+        parser.error("--think must stay well within the 30-minute hold")
+
+    if connection.vendor != "postgresql":
+        raise SystemExit("Set DATABASE_URL to a PostgreSQL server: the benchmark runs against PostgreSQL.")
+    settings.DATABASES["default"].setdefault("TEST", {})["NAME"] = settings.DATABASES["default"]["NAME"] + "_onsale"
+    database = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    work = Path(tempfile.mkdtemp(prefix="slotbook-onsale-"))
+    processes: list[subprocess.Popen] = []
+    rng = random.Random(args.seed)
+    try:
+        listing, slot = seed(seats=args.seats)
+        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
+                       cwd=ROOT, check=True, env={**os.environ, "DJANGO_DEBUG": "false"})
+        connections.close_all()
+        site_port, emulator_port = free_port(), free_port()
+        emulator_url = f"http://127.0.0.1:{emulator_port}"
+        processes.append(start_emulator(
+            emulator_command(port=emulator_port, forward_to=f"http://127.0.0.1:{site_port}/stripe/webhook/",
+                             db_path=work / "emulator.sqlite3"),
+            port=emulator_port, log_path=work / "emulator.log",
+        ))
+        gunicorn = start_gunicorn(port=site_port, workers=args.workers, emulator_url=emulator_url,
+                                  database_name=database, pool=False, redis={"REDIS_URL": ""},
+                                  log_path=work / "gunicorn.log")
+        processes.append(gunicorn)
+        sites = [SiteInstance(f"http://127.0.0.1:{site_port}", gunicorn)]
+        print(f"scratch database {database}; gunicorn with {args.workers} workers; emulator at {emulator_url}; "
+              f"{args.buyers} buyers for {args.seats} seats over {args.arrival_seconds:g} s, paying after "
+              f"{args.think[0]:g}-{args.think[1]:g} s; logs in {work}")
+
+        buyers = [Buyer(n, sites[n % len(sites)].base) for n in range(1, args.buyers + 1)]
+        begin = time.perf_counter() + 0.5
+        arrivals = sorted(begin + rng.uniform(0, args.arrival_seconds) for _ in buyers)
+        stop, seen = threading.Event(), {}
+        watcher = threading.Thread(target=watch_listing,
+                                   args=(sites[0].base, listing.slug, slot.pk, arrivals[0], stop, seen), daemon=True)
+        threads = [
+            threading.Thread(target=buy, args=(buyer,),
+                             kwargs=dict(slug=listing.slug, slot_id=slot.pk, at=at, think=tuple(args.think),
+                                         rng=random.Random(rng.random())),
+                             daemon=True)
+            for buyer, at in zip(buyers, arrivals)
+        ]
+        watcher.start()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        stop.set()
+        watcher.join(timeout=30)
+
+        # Webhooks still on their way: wait until every paid session is settled on the site.
+        from bookings.models import Booking, BookingStatus, Refund, Slot
+
+        stripe = stripe_counts(emulator_url)
+        deadline = time.time() + args.settle_seconds
+        while time.time() < deadline:
+            unsettled = Booking.objects.filter(checkout_session_id__in=stripe["paid_sessions"],
+                                               status=BookingStatus.PENDING).count()
+            if not unsettled:
+                break
+            time.sleep(0.5)
+        stripe = stripe_counts(emulator_url)
+        statuses = Counter(Booking.objects.filter(slot=slot).values_list("status", flat=True))
+        fresh = Slot.objects.get(pk=slot.pk)
+        sold = statuses[BookingStatus.CONFIRMED]
+        outcomes = Counter(b.outcome for b in buyers)
+        starts = [b for b in buyers if b.start_answered]
+        span = max(b.start_answered for b in starts) - min(b.start_sent for b in starts)
+        refunded = Refund.objects.filter(booking__slot=slot).count()
+        oversold = max(0, sold - args.seats)
+        unsettled = sum(1 for s in stripe["paid_sessions"]
+                        if not Booking.objects.filter(checkout_session_id=s, status__in=[
+                            BookingStatus.CONFIRMED, BookingStatus.REFUND_DUE, BookingStatus.REFUNDED]).exists())
+
+        figures = Figures()
+        figures.add("buyers", args.buyers)
+        figures.add("seats", args.seats)
+        figures.add("reached Checkout", outcomes["reached"])
+        figures.add("told sold out, no Stripe call", outcomes["sold_out"])
+        figures.add("rate-limited / errors", f"{outcomes['rate_limited']} / {outcomes['error']}")
+        figures.add("paid on Stripe's page", sum(b.paid for b in buyers))
+        figures.add("confirmed", sold)
+        figures.add("refunded (target 0)", refunded)
+        figures.add("oversold (must be 0)", oversold)
+        figures.add("paid, not settled", unsettled)
+        shown = seen.get("sold_out_after")
+        figures.add("sold out shown on the listing after",
+                    f"{shown:.2f} s from the first arrival" if shown is not None else "never")
+        figures.add("checkout starts answered/s", f"{len(starts) / span:.1f} ({len(starts)} in {span:.2f} s)")
+        figures.add("start latency p50 / p95 / max",
+                    " / ".join(f"{v * 1000:.0f} ms" for v in _percentiles([b.start_answered - b.start_sent for b in starts])))
+        figures.add("Stripe: Customers / Sessions created", f"{stripe['customers']} / {stripe['sessions']} "
+                    f"(one each per buyer who reached Checkout)")
+        figures.add("slot afterwards: sold / held / free", f"{fresh.seats_sold} / {fresh.seats_held} / {fresh.seats_left}")
+        figures.print()
+        errors = [b.detail for b in buyers if b.detail]
+        if errors:
+            print(f"\n  first problems: {Counter(errors).most_common(3)}")
+        bad = oversold or refunded or unsettled or stripe["customers"] != outcomes["reached"]
+        return 1 if bad else 0
+    finally:
+        for process in reversed(processes):
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        connections.close_all()
+        connection.creation.destroy_test_db(database, verbosity=0)
+
+
+def _percentiles(values: list[float]) -> list[float]:
+    ordered = sorted(values)
+    return [ordered[int(len(ordered) * p)] for p in (0.5, 0.95)] + [ordered[-1]]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
