@@ -196,9 +196,9 @@ def refund_failed_alert_send(*, refund: Refund, booking: Booking) -> bool:
 
 
 def booking_rescheduled_send(*, booking: Booking) -> bool:
-    """Tell the customer the new time of a booking they moved: once per move (the claim moves
-    `reschedules_notified` up to `reschedules`; several quick moves are told in one e-mail of
-    the latest time)."""
+    """Tell the customer the new time of a booking they moved, with its calendar entry (REQUEST,
+    same UID, the higher SEQUENCE): once per move (the claim moves `reschedules_notified` up to
+    `reschedules`; several quick moves are told in one e-mail of the latest time)."""
     moves = booking.reschedules
     claimed = Booking.objects.filter(pk=booking.pk, reschedules_notified__lt=moves).update(reschedules_notified=moves)
     if not claimed:
@@ -215,6 +215,8 @@ def booking_rescheduled_send(*, booking: Booking) -> bool:
         reply_to=[listing.merchant.support_email] if listing.merchant.support_email else None,
     )
     message.attach_alternative(html, "text/html")
+    # The same entry (UID) at its new time, with the SEQUENCE the move raised: calendars replace it.
+    message.attach(booking_calendar_file(booking=booking, method="REQUEST").as_mime())
     try:
         message.send()
     except Exception:

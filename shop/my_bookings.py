@@ -13,6 +13,7 @@ from django.utils import formats, timezone
 from django.views.decorators.http import require_GET, require_http_methods
 
 from bookings import selectors
+from bookings.calendar import booking_online_url
 from bookings.models import Booking, Slot
 from bookings.money import format_money
 from bookings.policies import cancel_quote, reschedule_refusal
@@ -30,6 +31,8 @@ def _row(booking: Booking, now) -> dict:
         "money_back": selectors.booking_money_back(booking),
         "can_cancel": quote.allowed,
         "can_reschedule": not reschedule_refusal(booking, now=now),
+        # Given only while the booking is confirmed (never to a cancelled or refunded one).
+        "online_url": booking_online_url(booking),
     }
 
 

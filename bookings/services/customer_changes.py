@@ -67,6 +67,16 @@ def booking_customer_cancel(*, booking: Booking, expected_refund: int, now: dt.d
     return quote
 
 
+def _reminder_after_move(to_slot: Slot, *, now: dt.datetime) -> dt.datetime | None:
+    """The booking's `reminder_sent_at` after a move to `to_slot`: None (owed again) while the new
+    time's reminder moment is ahead; else `now`, closing it, by the reminders' own rule that a
+    booking made after its reminder moment gets none (the move's e-mail carries the new time)."""
+    hours = to_slot.listing.reminder_hours
+    if not hours or to_slot.starts_at.astimezone(dt.UTC) - dt.timedelta(hours=hours) > now:
+        return None
+    return now
+
+
 def booking_reschedule(*, booking: Booking, to_slot_id: int, now: dt.datetime | None = None) -> Booking:
     """Move a confirmed booking to another time of the same listing, before its terms' deadline.
 
@@ -74,7 +84,11 @@ def booking_reschedule(*, booking: Booking, to_slot_id: int, now: dt.datetime | 
     reschedules crossing the same slots wait for each other instead of deadlocking); the new
     time's free seats (`seats_left`, which excludes seats held by open checkouts) must cover the
     booking, then they are taken and the old ones returned. The payment stays with the booking
-    (same listing, same price). The customer is e-mailed the new time after commit, once."""
+    (same listing, same price); the old seats are offered to the old time's waitlist in the same
+    transaction. The calendar entry's SEQUENCE goes up, and the reminder is owed again for the
+    new time, unless its moment has already passed (as for a booking made after the reminder
+    time, the move's e-mail is then the reminder). The customer is e-mailed the new time after
+    commit, once, with the updated calendar entry."""
     now = now or timezone.now()
     with transaction.atomic():
         locked = _locked(booking.pk)
@@ -106,9 +120,15 @@ def booking_reschedule(*, booking: Booking, to_slot_id: int, now: dt.datetime | 
         if not taken:  # the lock makes this unreachable; the constraint is the last guard
             raise BookingError("Those seats were just taken. Choose another time.", field="slot")
         from_slot_id = locked.slot_id
+        # The old seats go back and are offered at once to the old time's waitlist.
         _release_seats(locked)
         Booking.objects.filter(pk=locked.pk).update(
-            slot=to_slot, reschedules=F("reschedules") + 1, updated_at=timezone.now()
+            slot=to_slot,
+            reschedules=F("reschedules") + 1,
+            # The calendar entry (same UID) replaces the old one: a higher SEQUENCE.
+            calendar_sequence=F("calendar_sequence") + 1,
+            reminder_sent_at=_reminder_after_move(to_slot, now=now),
+            updated_at=timezone.now(),
         )
         enqueue_after_commit(tasks.booking_follow_up, booking_id=locked.pk, raise_refund_errors=False)
     log_event(log, "booking_rescheduled", booking=locked.pk, from_slot=from_slot_id, to_slot=to_slot.pk)

@@ -41,6 +41,8 @@ def test_a_customer_signs_in_by_link_moves_then_cancels_in_the_free_window_and_s
         currency="eur",
         cancel_free_hours=48,
         cancel_late_keep_percent=50,
+        place_kind="online",
+        online_url="https://meet.example.com/atelier-lumiere/pottery-evening-room",
     )
     year = timezone.now().year + 1
     first = make_slot(listing=listing, capacity=4, starts_at=dt.datetime(year, 6, 5, 18, 30, tzinfo=PARIS))
@@ -81,6 +83,10 @@ def test_a_customer_signs_in_by_link_moves_then_cancels_in_the_free_window_and_s
     expect(row).to_contain_text("Pottery evening")
     expect(row).to_contain_text(f"{long(dt.datetime(year, 6, 5, 18, 30))} (Europe/Paris)")
     expect(row).to_contain_text("Confirmed")
+    # Its place: the online link, given while the booking is confirmed.
+    expect(row.get_by_test_id("my-booking-place")).to_contain_text(
+        "Online: https://meet.example.com/atelier-lumiere/pottery-evening-room"
+    )
     shoot("my-bookings")
 
     # Move it to the other time.
@@ -121,7 +127,10 @@ def test_a_customer_signs_in_by_link_moves_then_cancels_in_the_free_window_and_s
     assert Slot.objects.get(pk=second.pk).seats_left == 4
 
     page.goto(shop.url(reverse("shop:my_bookings")))
-    expect(page.get_by_test_id(f"my-booking-{booking.pk}")).to_contain_text("Cancelled by you")
+    cancelled_row = page.get_by_test_id(f"my-booking-{booking.pk}")
+    expect(cancelled_row).to_contain_text("Cancelled by you")
+    # Cancelled: still "Online", but the link is no longer given.
+    expect(cancelled_row.get_by_test_id("my-booking-place")).to_have_text("Online")
     shoot("my-bookings-after-cancel")
 
 

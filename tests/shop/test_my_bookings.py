@@ -288,3 +288,36 @@ def test_checkouts_description_carries_the_policy(two_merchants):
         f"{long(dt.datetime(year, 9, 4, 18, 0))} (Europe/Paris) · Canal Tours · "
         f"Free cancellation until {long(dt.datetime(year, 9, 3, 18, 0))} (Europe/Paris); after that, 20% of the payment is kept."
     )
+
+
+def test_my_bookings_shows_each_place_and_the_online_link_only_while_confirmed(client, stripe_settings_unset):
+    merchant = make_merchant(timezone_name="Europe/Paris", display_name="Canal Tours")
+    online = make_listing(
+        merchant=merchant, title="Online tasting", place_kind="online", online_url="https://meet.example.com/tasting-7"
+    )
+    harbour = make_listing(merchant=merchant, title="Harbour walk", place_kind="address", place_text="Quai des Belges, Marseille")
+    meeting = make_listing(merchant=merchant, title="Night walk", place_kind="meeting_point", place_text="Under the clock")
+    confirmed = make_confirmed_booking(slot=make_slot(listing=online), customer_email=ADA)
+    make_confirmed_booking(slot=make_slot(listing=harbour), customer_email=ADA)
+    make_confirmed_booking(slot=make_slot(listing=meeting), customer_email=ADA)
+    cancelled = make_confirmed_booking(slot=make_slot(listing=online, starts_in=dt.timedelta(days=9)), customer_email=ADA)
+    Booking.objects.filter(pk=cancelled.pk).update(status=BookingStatus.REFUNDED, amount_refunded=cancelled.amount_paid)
+    prove_email(client, ADA)
+
+    response = client.get(reverse("shop:my_bookings"))
+
+    body = response.content.decode()
+    rows = {
+        booking: text_of(body.split(f'data-testid="my-booking-{booking.pk}"')[1].split("</li>")[0])
+        for booking in (confirmed, cancelled)
+    }
+    assert "Online: https://meet.example.com/tasting-7" in rows[confirmed]
+    assert "Online" in rows[cancelled] and "meet.example.com" not in rows[cancelled]
+    assert body.count("https://meet.example.com/tasting-7") == 2  # the confirmed row's link and its text
+    page = text(response)
+    assert "Quai des Belges, Marseille · map" in page and "openstreetmap.org/search?query=Quai+des+Belges" in body
+    assert "Meeting point: Under the clock" in page
+
+
+def text_of(fragment: str) -> str:
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment)))
