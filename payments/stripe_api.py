@@ -19,6 +19,7 @@ from django.utils import formats, timezone
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, RefundReceipt
 from common.logs import log_event
 from bookings.models import Booking
+from bookings.templatetags.policies import cancellation_policy
 from bookings.services import booking_reference
 
 log = logging.getLogger("shop.payments")
@@ -159,7 +160,8 @@ def _slot_description(booking: Booking) -> str:
     merchant = slot.listing.merchant
     with timezone.override(merchant.zone):
         when = formats.date_format(timezone.localtime(slot.starts_at), "l j F Y, H:i")
-    return f"{when} ({merchant.timezone}) · {merchant.display_name}"
+        policy = cancellation_policy(booking=booking)
+    return f"{when} ({merchant.timezone}) · {merchant.display_name} · {policy}"
 
 
 def checkout_facts_from_session(session: dict) -> CheckoutFacts:
