@@ -45,7 +45,9 @@ class ListingAdmin(admin.ModelAdmin):
     list_filter = ["is_active", "currency", "merchant"]
     search_fields = ["title", "slug", "description", "merchant__display_name"]
     list_select_related = ["merchant"]
-    readonly_fields = ["slug", "created_at", "updated_at"]
+    # The cancellation policy changes through the merchant's listing form (catalog.listing_update),
+    # which also gives more lenient terms to bookings already made; not edited here.
+    readonly_fields = ["slug", "cancel_policy", "cancel_free_hours", "cancel_late_keep_percent", "created_at", "updated_at"]
     date_hierarchy = "created_at"
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):

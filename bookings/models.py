@@ -61,6 +61,14 @@ class Merchant(models.Model):
         return zoneinfo.ZoneInfo(self.timezone)
 
 
+class CancellationPolicy(models.TextChoices):
+    # Customers cancel themselves: free until `cancel_free_hours` before the start, after that
+    # the merchant keeps `cancel_late_keep_percent` of the payment (100: no refund).
+    CUSTOMER_MAY_CANCEL = "customer", "Customers may cancel"
+    # Customers cannot cancel or reschedule themselves: they write to the merchant.
+    NO_SELF_SERVICE = "none", "No self-service cancellation"
+
+
 class PlaceKind(models.TextChoices):
     NONE = "", "Not given"
     ADDRESS = "address", "An address"
@@ -102,6 +110,13 @@ class Listing(models.Model):
         validators=[MinValueValidator(30), MaxValueValidator(24 * 60)],
         help_text="Minutes a customer has to pay while their seats are held (30 to 1440); empty: the site's default.",
     )
+    # The cancellation policy customers are shown before they pay (bookings.policies). A booking
+    # keeps a copy of the terms it was sold under (Booking.policy_*).
+    cancel_policy = models.CharField(
+        max_length=16, choices=CancellationPolicy.choices, default=CancellationPolicy.CUSTOMER_MAY_CANCEL
+    )
+    cancel_free_hours = models.PositiveIntegerField(default=24, validators=[MaxValueValidator(24 * 365)])
+    cancel_late_keep_percent = models.PositiveSmallIntegerField(default=100, validators=[MaxValueValidator(100)])
     is_active = models.BooleanField(default=True, help_text="Archived listings leave the catalog but keep their bookings.")
     # Where it happens. An address or a meeting point is public (an address gets a map link); an
     # online link is given only to confirmed customers: never on the public listing.
@@ -124,6 +139,9 @@ class Listing(models.Model):
         constraints = [
             models.CheckConstraint(condition=Q(price_amount__gt=0), name="listing_price_positive"),
             models.CheckConstraint(condition=Q(duration_minutes__gt=0), name="listing_duration_positive"),
+            models.CheckConstraint(
+                condition=Q(cancel_late_keep_percent__lte=100), name="listing_cancel_keep_percent_at_most_100"
+            ),
             # The last guard of what the listing form checks: a place of each kind has what it needs.
             models.CheckConstraint(
                 condition=Q(place_kind="", place_text="", online_url="")
@@ -221,6 +239,7 @@ class RefundReason(models.TextChoices):
     SOLD_OUT = "sold_out", "Sold out while paying"
     SLOT_CANCELLED = "slot_cancelled", "Time cancelled by the merchant"
     MERCHANT = "merchant", "Refunded by the merchant"
+    CUSTOMER_CANCELLED = "customer_cancel", "Cancelled by the customer under the policy"
 
 
 class BookingStatus(models.TextChoices):
@@ -256,6 +275,20 @@ class Booking(models.Model):
     # Recorded by the transition that ends it (to refund_due or cancelled), never guessed later.
     ended_reason = models.CharField(max_length=16, choices=RefundReason.choices, blank=True)
     public_token = models.CharField(max_length=64, unique=True, default=new_public_token, editable=False)
+
+    # The cancellation terms this booking was sold under (copied from its listing when its checkout
+    # started; raised only when the merchant makes them more lenient). Empty: sold before
+    # listings had a policy, so no self-service cancellation.
+    policy_cancel = models.CharField(max_length=16, choices=CancellationPolicy.choices, blank=True)
+    policy_free_hours = models.PositiveIntegerField(null=True, blank=True)
+    policy_keep_percent = models.PositiveSmallIntegerField(null=True, blank=True)
+    # Moves to another time of the same listing by the customer; the e-mail telling of the
+    # latest is owed while `reschedules_notified` is behind.
+    reschedules = models.PositiveIntegerField(default=0)
+    reschedules_notified = models.PositiveIntegerField(default=0)
+    cancelled_by_customer_at = models.DateTimeField(null=True, blank=True)
+    # The merchant's e-mail telling them a customer cancelled.
+    merchant_cancel_notice_sent_at = models.DateTimeField(null=True, blank=True)
 
     # Set once the success page last asked Stripe about this booking, to rate-limit those reads.
     stripe_checked_at = models.DateTimeField(null=True, blank=True)

@@ -15,9 +15,10 @@ from django.urls import reverse
 from django.utils import timezone
 
 from common.logs import log_event
-from bookings.links import absolute_url, booking_page_url
 from bookings.calendar import booking_calendar_file, booking_online_url
+from bookings.links import absolute_url, booking_page_url
 from bookings.models import AttendeeMessageDelivery, Booking, BookingStatus, Refund, RefundReason, WaitlistEntry
+from bookings.money import format_money
 from bookings.waitlist_links import waitlist_leave_token, waitlist_offer_token
 from bookings.selectors import booking_money_back
 
@@ -128,6 +129,7 @@ CANCELLED_SUBJECTS = {
     RefundReason.SOLD_OUT: "Sorry, {title} sold out",
     RefundReason.SLOT_CANCELLED: "{title} is cancelled",
     RefundReason.MERCHANT: "Your booking was cancelled: {title}",
+    RefundReason.CUSTOMER_CANCELLED: "You cancelled your booking: {title}",
 }
 
 
@@ -151,6 +153,7 @@ REFUND_SUBJECTS = {
     RefundReason.SOLD_OUT: "Sorry, {title} sold out: your payment is refunded",
     RefundReason.SLOT_CANCELLED: "{title} is cancelled: your payment is refunded",
     RefundReason.MERCHANT: "A refund for your booking: {title}",
+    RefundReason.CUSTOMER_CANCELLED: "You cancelled your booking: {title}, refund of {amount}",
 }
 
 
@@ -161,7 +164,9 @@ def refund_notice_send(*, refund: Refund, booking: Booking) -> bool:
         pk=refund.pk,
         field="customer_notified_at",
         template="refund_notice",
-        subject=REFUND_SUBJECTS[refund.reason].format(title=listing.title),
+        subject=REFUND_SUBJECTS[refund.reason].format(
+            title=listing.title, amount=format_money(refund.amount, booking.currency)
+        ),
         to=booking.customer_email,
         context={**_booking_context(booking), "refund": refund, "money_back": booking_money_back(booking, refund=refund)},
         reply_to=listing.merchant.support_email or None,
@@ -185,6 +190,61 @@ def refund_failed_alert_send(*, refund: Refund, booking: Booking) -> bool:
         context={
             **_booking_context(booking),
             "refund": refund,
+            "booking_admin_url": absolute_url(reverse("merchant:booking_detail", args=[booking.pk])),
+        },
+    )
+
+
+def booking_rescheduled_send(*, booking: Booking) -> bool:
+    """Tell the customer the new time of a booking they moved, with its calendar entry (REQUEST,
+    same UID, the higher SEQUENCE): once per move (the claim moves `reschedules_notified` up to
+    `reschedules`; several quick moves are told in one e-mail of the latest time)."""
+    moves = booking.reschedules
+    claimed = Booking.objects.filter(pk=booking.pk, reschedules_notified__lt=moves).update(reschedules_notified=moves)
+    if not claimed:
+        return False
+    listing = booking.slot.listing
+    context = {**_booking_context(booking), "site_url": absolute_url("")}
+    with timezone.override(listing.merchant.zone):
+        text = render_to_string("bookings/email/booking_rescheduled.txt", context)
+        html = render_to_string("bookings/email/booking_rescheduled.html", context)
+    message = EmailMultiAlternatives(
+        subject=f"Your booking is moved: {listing.title}",
+        body=text,
+        to=[booking.customer_email],
+        reply_to=[listing.merchant.support_email] if listing.merchant.support_email else None,
+    )
+    message.attach_alternative(html, "text/html")
+    # The same entry (UID) at its new time, with the SEQUENCE the move raised: calendars replace it.
+    message.attach(booking_calendar_file(booking=booking, method="REQUEST").as_mime())
+    try:
+        message.send()
+    except Exception:
+        Booking.objects.filter(pk=booking.pk, reschedules_notified=moves).update(reschedules_notified=moves - 1)
+        log_event(log, "email_failed", level=logging.ERROR, exc_info=True, template="booking_rescheduled", booking=booking.pk)
+        return False
+    log_event(log, "email_sent", template="booking_rescheduled", booking=booking.pk)
+    return True
+
+
+def customer_cancelled_merchant_send(*, booking: Booking) -> bool:
+    """Tell the merchant a customer cancelled, and what the policy refunds: once."""
+    merchant = booking.slot.listing.merchant
+    to = merchant.support_email or merchant.user.email
+    if not to:
+        log_event(log, "customer_cancel_notice_undeliverable", level=logging.ERROR, merchant=merchant.pk, booking=booking.pk)
+        return False
+    refunded = sum(r.amount for r in booking.refunds.all() if r.reason == RefundReason.CUSTOMER_CANCELLED)
+    return _send_claimed(
+        model=Booking,
+        pk=booking.pk,
+        field="merchant_cancel_notice_sent_at",
+        template="customer_cancelled_merchant",
+        subject=f"Booking #{booking.pk} cancelled by {booking.customer_name}",
+        to=to,
+        context={
+            **_booking_context(booking),
+            "refund_amount": refunded,
             "booking_admin_url": absolute_url(reverse("merchant:booking_detail", args=[booking.pk])),
         },
     )

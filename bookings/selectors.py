@@ -83,11 +83,42 @@ def bookings_of_email(email: str) -> QuerySet[Booking]:
     )
 
 
+MY_BOOKINGS_MAX = 200
+
+
+def customer_bookings(email: str, *, now=None) -> tuple[list[Booking], list[Booking]]:
+    """A proven (normalised) address's paid or settled bookings across merchants: upcoming ones
+    (soonest first), then past ones (latest first). At most MY_BOOKINGS_MAX of each; three queries."""
+    now = now or timezone.now()
+    mine = bookings_of_email(email).select_related("slot__listing__merchant").prefetch_related("refunds")
+    upcoming = list(mine.filter(slot__starts_at__gt=now).order_by("slot__starts_at", "pk")[:MY_BOOKINGS_MAX])
+    past = list(mine.filter(slot__starts_at__lte=now).order_by("-slot__starts_at", "-pk")[:MY_BOOKINGS_MAX])
+    return upcoming, past
+
+
+def reschedule_choices(booking: Booking, *, now=None) -> list[Slot]:
+    """The other times of the booking's listing it could move to now: upcoming, on sale, not
+    cancelled, with free seats (held ones count as taken) for all of its seats."""
+    now = now or timezone.now()
+    return list(
+        Slot.objects.filter(
+            listing_id=booking.slot.listing_id,
+            starts_at__gt=now,
+            cancelled_at__isnull=True,
+            is_on_sale=True,
+            seats_left__gte=booking.quantity,
+        )
+        .exclude(pk=booking.slot_id)
+        .order_by("starts_at", "pk")
+    )
+
+
 class MoneyBackState(StrEnum):
     NOTHING_CHARGED = "nothing_charged"
     ON_ITS_WAY = "on_its_way"  # recorded, not yet created at the provider
     REFUNDED = "refunded"  # created at the provider: 5 to 10 days to reach the statement
     FAILED = "failed"
+    KEPT = "kept"  # cancelled by the customer after the deadline: the policy refunds nothing
 
 
 @dataclass(frozen=True)
@@ -147,6 +178,8 @@ def booking_money_back(booking: Booking, *, refund: Refund | None = None) -> Mon
         return None
     if booking.amount_paid == 0:
         state, amount = MoneyBackState.NOTHING_CHARGED, 0
+    elif booking.status == BookingStatus.CANCELLED and booking.ended_reason == RefundReason.CUSTOMER_CANCELLED:
+        state, amount = MoneyBackState.KEPT, booking.amount_refunded
     elif booking.status == BookingStatus.REFUND_FAILED:
         state, amount = MoneyBackState.FAILED, booking.amount_refundable
     elif booking.status == BookingStatus.REFUND_DUE:
@@ -192,7 +225,16 @@ def bookings_owing_email() -> QuerySet[Booking]:
         refunds__status__in=[RefundStatus.PENDING, RefundStatus.SUCCEEDED], refunds__customer_notified_at__isnull=True
     )
     unsent_alert = Q(refunds__status=RefundStatus.FAILED, refunds__merchant_alerted_at__isnull=True)
-    owing = unsent_confirmation | unsent_cancellation | unsent_refund_notice | unsent_alert
+    unsent_reschedule = Q(status=BookingStatus.CONFIRMED, reschedules__gt=F("reschedules_notified"))
+    unsent_merchant_notice = Q(cancelled_by_customer_at__isnull=False, merchant_cancel_notice_sent_at__isnull=True)
+    owing = (
+        unsent_confirmation
+        | unsent_cancellation
+        | unsent_refund_notice
+        | unsent_alert
+        | unsent_reschedule
+        | unsent_merchant_notice
+    )
     return Booking.objects.filter(owing).distinct()
 
 

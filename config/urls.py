@@ -2,7 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
-from shop import receipts, views, waitlist
+from shop import my_bookings, receipts, views, waitlist
 
 shop_patterns = [
     path("", views.catalog, name="catalog"),
@@ -15,6 +15,9 @@ shop_patterns = [
     path("checkout/status/<str:session_id>/", views.checkout_status, name="checkout_status"),
     path("b/<str:token>/", views.booking_page, name="booking"),
     path("b/<str:token>/portal/", views.booking_portal, name="booking_portal"),
+    path("b/<str:token>/cancel/", my_bookings.booking_cancel, name="booking_cancel"),
+    path("b/<str:token>/reschedule/", my_bookings.booking_reschedule_view, name="booking_reschedule"),
+    path("my-bookings/", my_bookings.my_bookings, name="my_bookings"),
     path("b/<str:token>/calendar.ics", views.booking_calendar, name="booking_calendar"),
     path("receipts/", receipts.receipts_home, name="receipts"),
     path("receipts/link/", receipts.receipts_link_request, name="receipts_link"),

@@ -18,6 +18,7 @@ from bookings.models import (
     REMINDER_HOURS_CHOICES,
     REMINDER_HOURS_DEFAULT,
     BookingStatus,
+    CancellationPolicy,
     Listing,
     Merchant,
     PlaceKind,
@@ -34,6 +35,7 @@ from bookings import selectors
 from bookings.selectors import BookingFilters
 from bookings.timezones import timezone_choices
 from bookings.services import (
+    CANCEL_FREE_HOURS_MAX,
     ONLINE_URL_MAX,
     PLACE_TEXT_MAX,
     SLOT_CAPACITY_MAX,
@@ -144,6 +146,42 @@ class ListingForm(forms.Form):
         },
     )
 
+    cancel_policy = forms.ChoiceField(
+        label="Who may cancel",
+        choices=[
+            (CancellationPolicy.CUSTOMER_MAY_CANCEL, "Customers may cancel and move their bookings themselves"),
+            (CancellationPolicy.NO_SELF_SERVICE, "No self-service cancellation: customers write to you"),
+        ],
+        initial=CancellationPolicy.CUSTOMER_MAY_CANCEL,
+        widget=forms.RadioSelect,
+        error_messages={"invalid_choice": "Choose one of the cancellation policies in the list.", "required": "Choose a cancellation policy."},
+    )
+    cancel_free_hours = forms.IntegerField(
+        label="Free cancellation ends (hours before the start)",
+        min_value=0,
+        max_value=CANCEL_FREE_HOURS_MAX,
+        initial=24,
+        help_text="Until then customers get everything back and may move to another time. 0: until the start.",
+        error_messages={
+            "required": "Enter how many hours before the start free cancellation ends, such as 24.",
+            "invalid": "Enter whole hours, such as 24 or 48.",
+            "min_value": "Enter 0 or more hours.",
+            "max_value": f"Free cancellation can end at most {CANCEL_FREE_HOURS_MAX} hours (a year) before the start.",
+        },
+    )
+    cancel_late_keep_percent = forms.IntegerField(
+        label="After that, you keep (% of the payment)",
+        min_value=0,
+        max_value=100,
+        initial=100,
+        help_text="100: no refund for late cancellations. 0: everything back until the start. The kept share is rounded down to the cent.",
+        error_messages={
+            "required": "Enter the share you keep of a late cancellation, from 0 to 100.",
+            "invalid": "Enter a whole percentage from 0 to 100.",
+            "min_value": "Enter a percentage from 0 to 100.",
+            "max_value": "Enter a percentage from 0 to 100.",
+        },
+    )
     place_kind = forms.ChoiceField(
         label="Where it happens",
         choices=PlaceKind.choices,
@@ -195,6 +233,9 @@ class ListingForm(forms.Form):
                 "price": str(from_minor_units(listing.price_amount, listing.currency)),
                 "currency": listing.currency,
                 "duration_minutes": listing.duration_minutes,
+                "cancel_policy": listing.cancel_policy,
+                "cancel_free_hours": listing.cancel_free_hours,
+                "cancel_late_keep_percent": listing.cancel_late_keep_percent,
                 "place_kind": listing.place_kind,
                 "place_text": listing.place_text,
                 "online_url": listing.online_url,
@@ -260,6 +301,9 @@ class ListingForm(forms.Form):
             "price_amount": data["price_amount"],
             "currency": data["currency"],
             "duration_minutes": data["duration_minutes"],
+            "cancel_policy": data["cancel_policy"],
+            "cancel_free_hours": data["cancel_free_hours"],
+            "cancel_late_keep_percent": data["cancel_late_keep_percent"],
             "place_kind": data["place_kind"],
             "place_text": data["place_text"],
             "online_url": data["online_url"],

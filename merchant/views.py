@@ -202,7 +202,10 @@ def listing_edit(request, merchant, pk: int):
         except BookingError as error:
             form.add_error(None, str(error))
         else:
-            messages.success(request, "Your changes are saved. Bookings already made keep the price they were made at.")
+            messages.success(
+                request,
+                "Your changes are saved. Bookings already made keep the price they were made at, and their cancellation terms unless the new ones are more lenient.",
+            )
             return redirect("merchant:listing_detail", pk=listing.pk)
     status = 400 if request.method == "POST" else 200
     context = {"merchant": merchant, "section": "listings", "form": form, "listing": listing}

@@ -72,14 +72,15 @@ class StartedCheckout:
 
 
 def _checkout_customer(booking: Booking, proven_email: str) -> str:
-    """The Stripe Customer a booking is paid as. A visitor who has proved the booking's address
-    pays as that address's one Customer (so its portal shows all their receipts); anyone else
-    gets a Customer of the booking's own, whose receipts only a proven owner of the address opens."""
+    """The Stripe Customer a booking is paid as, or "" for one Checkout makes. A visitor who has
+    proved the booking's address pays as that address's one Customer (so its portal shows all
+    their receipts: made once per person, then no call at all); anyone else gets a Customer of
+    the booking's own, which Checkout creates in the same call that opens the session and which
+    is recorded when the session completes, and whose receipts only a proven owner of the
+    address opens."""
     address = customer_email_normalise(booking.customer_email)
     if not proven_email or proven_email != address:
-        return stripe_api.customer_create(
-            email=booking.customer_email, name=booking.customer_name, idempotency_key=f"booking-{booking.pk}-customer"
-        )
+        return ""
     known = selectors.proven_customer_of(address)
     if known is not None:
         return known.stripe_customer_id

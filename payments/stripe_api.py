@@ -19,6 +19,7 @@ from django.utils import formats, timezone
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, RefundReceipt
 from common.logs import log_event
 from bookings.models import Booking
+from bookings.templatetags.policies import cancellation_policy
 from bookings.services import booking_reference
 
 log = logging.getLogger("shop.payments")
@@ -94,8 +95,9 @@ def checkout_open(
     hold_until: dt.datetime | None = None,
     product_id: str = "",
 ) -> OpenedCheckout:
-    """Open a Stripe Checkout Session for a pending booking, paid as Customer `customer_id`,
-    expiring when the booking's seats stop being held (`hold_until`, at least 30 minutes away).
+    """Open a Stripe Checkout Session for a pending booking, paid as Customer `customer_id` or,
+    when that is "", as a new Customer Checkout creates for the booking's e-mail on payment (one
+    call: the session's `customer` is known once it completes), expiring when the booking's seats stop being held (`hold_until`, at least 30 minutes away).
     `success_url` must contain `{CHECKOUT_SESSION_ID}`. With `product_id` (the listing's product,
     `listing_product_ensure`) the line sells that product, so only codes made for it apply, and
     the time is told under the pay button; without, an ad-hoc product names listing and time.
@@ -124,7 +126,11 @@ def checkout_open(
                         "quantity": booking.quantity,
                     }
                 ],
-                "customer": customer_id,
+                **(
+                    {"customer": customer_id}
+                    if customer_id
+                    else {"customer_email": booking.customer_email, "customer_creation": "always"}
+                ),
                 "client_reference_id": booking_reference(booking),
                 "metadata": {"booking_id": str(booking.pk), "slot_id": str(booking.slot_id)},
                 "payment_intent_data": {"metadata": {"booking_id": str(booking.pk)}},
@@ -154,7 +160,8 @@ def _slot_description(booking: Booking) -> str:
     merchant = slot.listing.merchant
     with timezone.override(merchant.zone):
         when = formats.date_format(timezone.localtime(slot.starts_at), "l j F Y, H:i")
-    return f"{when} ({merchant.timezone}) · {merchant.display_name}"
+        policy = cancellation_policy(booking=booking)
+    return f"{when} ({merchant.timezone}) · {merchant.display_name} · {policy}"
 
 
 def checkout_facts_from_session(session: dict) -> CheckoutFacts:

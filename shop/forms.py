@@ -79,6 +79,26 @@ class ReceiptsLinkForm(forms.Form):
         return path
 
 
+class CancelConfirmForm(forms.Form):
+    """The customer confirms a cancellation: with the refund they were shown, so that a change
+    of terms meanwhile is caught rather than silently applied."""
+
+    expected_refund = forms.IntegerField(min_value=0, max_value=STRIPE_AMOUNT_MAX, widget=forms.HiddenInput)
+
+
+class RescheduleForm(forms.Form):
+    slot = forms.IntegerField(
+        min_value=1,
+        max_value=2**62,
+        error_messages={
+            "required": "Choose the time to move your booking to.",
+            "invalid": "Choose one of the times listed.",
+            "min_value": "Choose one of the times listed.",
+            "max_value": "Choose one of the times listed.",
+        },
+    )
+
+
 class WaitlistForm(BookingForm):
     """A place on a sold-out time's waitlist: the time, the seats wanted, who to e-mail. The same
     checks as a booking (the services' own refusals are added by the view)."""

@@ -29,6 +29,7 @@ from bookings import selectors
 from bookings.calendar import booking_calendar_file, booking_online_url, google_calendar_url
 from common.logs import log_event
 from bookings.models import Booking, Listing
+from bookings.policies import cancel_quote, reschedule_refusal
 from bookings.services import BookingError, hold_minutes, waitlist_join_refusal
 from bookings.storefront_cache import final_status_key, storefront_version
 from common import ratelimits
@@ -533,6 +534,8 @@ def booking_page(request, token: str):
         "refunds": [refund for refund in booking.refunds.all() if refund.stripe_refund_id],
         "owns_booking": receipts.owns_booking(request, booking),
         "money_back": selectors.booking_money_back(booking),
+        "can_cancel": cancel_quote(booking).allowed,
+        "can_reschedule": not reschedule_refusal(booking),
         "online_url": booking_online_url(booking),
         "google_calendar_url": google_calendar_url(booking) if booking.status == Booking.Status.CONFIRMED else "",
     }

@@ -45,6 +45,11 @@ def make_booking(*, slot: Slot | None = None, quantity: int = 1, with_session: b
     fields.setdefault("customer_name", f"Customer {n}")
     fields.setdefault("amount_total", slot.listing.price_amount * quantity)
     fields.setdefault("currency", slot.listing.currency)
+    # As booking_start does: the booking keeps the policy its listing shows when it is made.
+    from bookings.policies import booking_terms_fields, listing_terms
+
+    for name, value in booking_terms_fields(listing_terms(slot.listing)).items():
+        fields.setdefault(name, value)
     if with_session:
         fields.setdefault("checkout_session_id", f"cs_test_factory{n}")
     return Booking.objects.create(slot=slot, quantity=quantity, **fields)

@@ -5,7 +5,7 @@
   polled success page call, expiry, closing checkouts of times that can no longer be sold.
 - `refunds`: refunds with their recorded reason, asked of the provider once; the follow-up after commit.
 - `catalog`: merchants, listings and times, the rules of a time's start, capacity and series.
-
+- `customer_changes`: a customer cancels (under the terms the booking was sold with) or moves their booking.
 - `reminders`: the e-mail before a booking's time, sent at most once per booking.
 - `holds`: the seats a checkout holds while its customer pays; taken, converted, released or lapsed once.
 - `waitlist`: customers waiting for a sold-out time; freed seats offered to them as holds of kind offer.
@@ -17,6 +17,9 @@ and are idempotent, so running them again (a retried webhook, `reconcile`) never
 """
 
 from bookings.services.catalog import (
+    CANCEL_FREE_HOURS_MAX,
+    bookings_terms_upgrade,
+    validate_cancellation_policy,
     ONLINE_URL_MAX,
     PLACE_TEXT_MAX,
     SERIES_MAX_DAYS,
@@ -68,6 +71,7 @@ from bookings.services.waitlist import (
     waitlist_offers_lapse,
     waitlist_offers_make,
 )
+from bookings.services.customer_changes import TermsChanged, booking_customer_cancel, booking_reschedule
 from bookings.services.holds import hold_minutes
 from bookings.services.reminders import reminders_send
 from bookings.services.refunds import (
@@ -95,6 +99,12 @@ from bookings.services.transitions import (
 )
 
 __all__ = [
+    "CANCEL_FREE_HOURS_MAX",
+    "TermsChanged",
+    "booking_customer_cancel",
+    "booking_reschedule",
+    "bookings_terms_upgrade",
+    "validate_cancellation_policy",
     "ALLOWED_TRANSITIONS",
     "BookingError",
     "ConfirmOutcome",

@@ -20,6 +20,8 @@ from bookings.models import (
     REMINDER_HOURS_CHOICES,
     REMINDER_HOURS_DEFAULT,
     Booking,
+    BookingStatus,
+    CancellationPolicy,
     Listing,
     Merchant,
     PlaceKind,
@@ -29,6 +31,7 @@ from bookings.models import (
     Slot,
 )
 from bookings.money import SUPPORTED_CURRENCIES
+from bookings.policies import CancellationTerms, booking_terms_fields, listing_terms
 from bookings.selectors import slot_series_plan
 from bookings.services.refunds import _refund_open, _release_seats
 from bookings.services.transitions import BookingError, S, _locked, booking_transition
@@ -206,6 +209,9 @@ def listing_create(
     price_amount: int,
     currency: str,
     duration_minutes: int,
+    cancel_policy: str = CancellationPolicy.CUSTOMER_MAY_CANCEL,
+    cancel_free_hours: int = 24,
+    cancel_late_keep_percent: int = 100,
     place_kind: str = PlaceKind.NONE,
     place_text: str = "",
     online_url: str = "",
@@ -215,6 +221,7 @@ def listing_create(
     so links to it keep working), with its place and reminder lead time."""
     if currency not in SUPPORTED_CURRENCIES:
         raise BookingError("Choose one of the currencies in the list.")
+    policy = _policy_fields(cancel_policy, cancel_free_hours, cancel_late_keep_percent)
     place = _place_fields(place_kind, place_text, online_url)
     validate_reminder_hours(reminder_hours)
     for attempt in range(5):
@@ -228,6 +235,7 @@ def listing_create(
                     price_amount=price_amount,
                     currency=currency,
                     duration_minutes=duration_minutes,
+                    **policy,
                     reminder_hours=reminder_hours,
                     **place,
                 )
@@ -240,6 +248,34 @@ def listing_create(
     raise AssertionError("unreachable")
 
 
+def validate_cancellation_policy(*, cancel_policy: str, cancel_free_hours: int, cancel_late_keep_percent: int) -> None:
+    if cancel_policy not in CancellationPolicy.values:
+        raise BookingError("Choose one of the cancellation policies in the list.", field="cancel_policy")
+    if not 0 <= cancel_free_hours <= CANCEL_FREE_HOURS_MAX:
+        raise BookingError(
+            f"Free cancellation can end at most {CANCEL_FREE_HOURS_MAX} hours (a year) before the start.",
+            field="cancel_free_hours",
+        )
+    if not 0 <= cancel_late_keep_percent <= 100:
+        raise BookingError("The share you keep is a percentage from 0 to 100.", field="cancel_late_keep_percent")
+
+
+CANCEL_FREE_HOURS_MAX = 24 * 365
+
+
+def _policy_fields(cancel_policy: str, cancel_free_hours: int, cancel_late_keep_percent: int) -> dict:
+    validate_cancellation_policy(
+        cancel_policy=cancel_policy, cancel_free_hours=cancel_free_hours, cancel_late_keep_percent=cancel_late_keep_percent
+    )
+    terms = CancellationTerms.of(cancel_policy, cancel_free_hours, cancel_late_keep_percent)
+    return {
+        "cancel_policy": terms.policy,
+        # Without self-service the numbers are kept for when the merchant turns it back on.
+        "cancel_free_hours": terms.free_hours if terms.customer_may_cancel else cancel_free_hours,
+        "cancel_late_keep_percent": cancel_late_keep_percent,
+    }
+
+
 def listing_update(
     *,
     listing: Listing,
@@ -248,32 +284,78 @@ def listing_update(
     price_amount: int,
     currency: str,
     duration_minutes: int,
+    cancel_policy: str | None = None,
+    cancel_free_hours: int | None = None,
+    cancel_late_keep_percent: int | None = None,
     place_kind: str | None = None,
     place_text: str = "",
     online_url: str = "",
     reminder_hours: int | None = None,
 ) -> Listing:
-    """Change a listing. Bookings already started keep the price and currency they were made at.
+    """Change a listing. Bookings already started keep the price and currency they were made at,
+    and the cancellation terms they were sold under, unless the new terms are at least as
+    lenient as theirs (bookings.policies): those not yet ended and not yet started get the new
+    terms, in the same transaction. Each booking row is updated under its lock, so a customer's
+    cancellation in flight either finishes under the old terms or reads the new ones.
     The place (unless `place_kind` is None: kept) and the reminder lead time (unless None) are
     what every booking of it is told from now on, in e-mails, reminders and calendar files."""
     if currency not in SUPPORTED_CURRENCIES:
         raise BookingError("Choose one of the currencies in the list.")
-    fields = ["title", "description", "price_amount", "currency", "duration_minutes", "updated_at"]
-    if place_kind is not None:
-        for name, value in _place_fields(place_kind, place_text, online_url).items():
-            setattr(listing, name, value)
-        fields += ["place_kind", "place_text", "online_url"]
+    policy = _policy_fields(
+        listing.cancel_policy if cancel_policy is None else cancel_policy,
+        listing.cancel_free_hours if cancel_free_hours is None else cancel_free_hours,
+        listing.cancel_late_keep_percent if cancel_late_keep_percent is None else cancel_late_keep_percent,
+    )
+    place = None if place_kind is None else _place_fields(place_kind, place_text, online_url)
     if reminder_hours is not None:
         validate_reminder_hours(reminder_hours)
-        listing.reminder_hours = reminder_hours
-        fields.append("reminder_hours")
-    listing.title = title
-    listing.description = description
-    listing.price_amount = price_amount
-    listing.currency = currency
-    listing.duration_minutes = duration_minutes
-    listing.save(update_fields=fields)
+    fields = ["title", "description", "price_amount", "currency", "duration_minutes", *policy, "updated_at"]
+    with transaction.atomic():
+        Listing.objects.select_for_update().filter(pk=listing.pk).first()
+        listing.title = title
+        listing.description = description
+        listing.price_amount = price_amount
+        listing.currency = currency
+        listing.duration_minutes = duration_minutes
+        for name, value in policy.items():
+            setattr(listing, name, value)
+        if place is not None:
+            for name, value in place.items():
+                setattr(listing, name, value)
+            fields += ["place_kind", "place_text", "online_url"]
+        if reminder_hours is not None:
+            listing.reminder_hours = reminder_hours
+            fields.append("reminder_hours")
+        listing.save(update_fields=fields)
+        upgraded = bookings_terms_upgrade(listing=listing)
+    if upgraded:
+        log_event(log, "listing_policy_upgraded_bookings", listing=listing.pk, bookings=upgraded)
     return listing
+
+
+def bookings_terms_upgrade(*, listing: Listing) -> int:
+    """Give the listing's current terms to its bookings not yet ended or started whose own terms
+    they are at least as lenient as (and differ from). Returns how many bookings changed."""
+    new_terms = listing_terms(listing)
+    live = Booking.objects.filter(
+        slot__listing=listing,
+        status__in=[BookingStatus.PENDING, BookingStatus.CONFIRMED],
+        slot__starts_at__gt=timezone.now(),
+    )
+    # Lock them in primary-key order (a cancellation in flight holds its booking's lock: this
+    # waits, then sees whether it still is live), then update those the new terms are kind to.
+    rows = live.select_for_update(of=("self",)).order_by("pk").values_list(
+        "pk", "policy_cancel", "policy_free_hours", "policy_keep_percent"
+    )
+    upgrade = []
+    for pk, policy, free_hours, keep in rows:
+        old_terms = CancellationTerms.of(policy, free_hours, keep)
+        if (old_terms != new_terms or not policy) and new_terms.at_least_as_lenient_as(old_terms):
+            upgrade.append(pk)
+    changed = 0
+    if upgrade:
+        changed = Booking.objects.filter(pk__in=upgrade).update(updated_at=timezone.now(), **booking_terms_fields(new_terms))
+    return changed
 
 
 def listing_archive(*, listing: Listing) -> bool:

@@ -24,6 +24,7 @@ from bookings.models import (
     WaitlistEntry,
     WaitlistStatus,
 )
+from bookings.policies import booking_terms_fields, listing_terms
 from bookings.services.holds import (
     hold_back_to_offer,
     hold_convert,
@@ -88,6 +89,8 @@ def booking_start(*, slot: Slot, quantity: int, customer_email: str, customer_na
             customer_name=customer_name,
             amount_total=slot.listing.price_amount * quantity,
             currency=slot.listing.currency,
+            # The policy shown before payment is the one this booking keeps.
+            **booking_terms_fields(listing_terms(slot.listing)),
         )
         hold = hold_take(booking=booking, expires_at=expires_at)
         if hold is None:
@@ -139,6 +142,8 @@ def booking_start_from_offer(*, entry: WaitlistEntry, customer_name: str) -> Boo
                 customer_name=customer_name,
                 amount_total=slot.listing.price_amount * entry.quantity,
                 currency=slot.listing.currency,
+                # As for any booking: the policy shown before payment is the one it keeps.
+                **booking_terms_fields(listing_terms(slot.listing)),
             )
             expires_at = now + timedelta(minutes=hold_minutes(slot.listing))
             if hold_take_over_offer(booking=booking, offer=entry.offer_hold, expires_at=expires_at) is None:

@@ -163,10 +163,21 @@ def refund_record_created(*, refund_id: int, receipt_id: str, status: str, failu
         if refund.status != RefundStatus.REQUESTED:
             return refund
         refund_transition(refund, RefundStatus.PENDING, stripe_refund_id=receipt_id, submit_lease_until=None)
-        if booking.status in (S.REFUND_DUE, S.REFUND_FAILED) and booking.amount_refunded == booking.amount_paid:
+        if booking.status in (S.REFUND_DUE, S.REFUND_FAILED) and _all_owed_refunded(booking):
             booking_transition(booking, S.REFUNDED)
         enqueue_after_commit(tasks.booking_follow_up, booking_id=booking.pk, raise_refund_errors=False)
     return refund_record_update(refund_id=refund_id, status=status, failure_reason=failure_reason)
+
+
+def _all_owed_refunded(booking: Booking) -> bool:
+    """Whether an ended booking has got back all it is owed: everything paid, or, cancelled by
+    its customer under a policy that keeps a share, every refund asked for (none still waiting)."""
+    if booking.amount_refunded == booking.amount_paid:
+        return True
+    return (
+        booking.ended_reason == RefundReason.CUSTOMER_CANCELLED
+        and not Refund.objects.filter(booking=booking, status=RefundStatus.REQUESTED).exists()
+    )
 
 
 def refund_record_update(*, refund_id: int, status: str, failure_reason: str = "") -> Refund:
@@ -262,6 +273,10 @@ def booking_follow_up(*, booking_id: int, raise_refund_errors: bool = True) -> N
         notifications.booking_confirmation_send(booking=booking)
     if booking.status == S.CANCELLED and booking.cancellation_email_sent_at is None:
         notifications.booking_cancelled_send(booking=booking)
+    if booking.status == S.CONFIRMED and booking.reschedules > booking.reschedules_notified:
+        notifications.booking_rescheduled_send(booking=booking)
+    if booking.cancelled_by_customer_at is not None and booking.merchant_cancel_notice_sent_at is None:
+        notifications.customer_cancelled_merchant_send(booking=booking)
     for refund in refunds:
         if refund.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED) and refund.customer_notified_at is None:
             notifications.refund_notice_send(refund=refund, booking=booking)

@@ -102,7 +102,10 @@ def waitlist_offers_make(*, slot_id: int, now: dt.datetime | None = None) -> lis
     now = now or timezone.now()
     offered: list[WaitlistEntry] = []
     with transaction.atomic():
-        slot = Slot.objects.select_for_update().select_related("listing").filter(pk=slot_id).first()
+        # The slot's row only (`of`): on PostgreSQL a plain FOR UPDATE would lock the joined
+        # listing as well, and a customer's cancel (booking, then here) would deadlock with a
+        # policy edit (listing, then its bookings).
+        slot = Slot.objects.select_for_update(of=("self",)).select_related("listing").filter(pk=slot_id).first()
         if slot is None or slot.seats_left == 0 or _closed_refusal(slot, now):
             return offered
         free = slot.seats_left

@@ -66,8 +66,8 @@ def _local(world: World, delta: dt.timedelta) -> dt.datetime:
 def post_data(world: World, name: str) -> dict:
     tomorrow = _local(world, dt.timedelta(days=1)).date()
     return {
-        "listing_create": {"title": "Night paddle", "description": "", "price": "12.50", "currency": "eur", "duration_minutes": "60"},
-        "listing_edit": {"title": "Edited", "description": "x", "price": "30.00", "currency": "gbp", "duration_minutes": "90"},
+        "listing_create": {"title": "Night paddle", "description": "", "price": "12.50", "currency": "eur", "duration_minutes": "60", "cancel_policy": "customer", "cancel_free_hours": "24", "cancel_late_keep_percent": "100"},
+        "listing_edit": {"title": "Edited", "description": "x", "price": "30.00", "currency": "gbp", "duration_minutes": "90", "cancel_policy": "customer", "cancel_free_hours": "24", "cancel_late_keep_percent": "100"},
         "slot_create": {"starts_at": _local(world, dt.timedelta(days=10)).strftime("%Y-%m-%dT%H:%M"), "capacity": "4"},
         "slot_series": {
             "weekdays": ["0", "1", "2", "3", "4", "5", "6"],

@@ -48,8 +48,8 @@ def valid(world, name: str) -> dict:
     zone = world["merchant"].zone
     tomorrow = (timezone.now() + dt.timedelta(days=1)).astimezone(zone).date()
     return {
-        "listing_create": {"title": "T", "description": "", "price": "10", "currency": "eur", "duration_minutes": "60"},
-        "listing_edit": {"title": "T", "description": "", "price": "10", "currency": "eur", "duration_minutes": "60"},
+        "listing_create": {"title": "T", "description": "", "price": "10", "currency": "eur", "duration_minutes": "60", "cancel_policy": "customer", "cancel_free_hours": "24", "cancel_late_keep_percent": "100"},
+        "listing_edit": {"title": "T", "description": "", "price": "10", "currency": "eur", "duration_minutes": "60", "cancel_policy": "customer", "cancel_free_hours": "24", "cancel_late_keep_percent": "100"},
         "slot_create": {"starts_at": (timezone.now() + dt.timedelta(days=3)).astimezone(zone).strftime("%Y-%m-%dT%H:%M"), "capacity": "5"},
         "slot_series": {
             "weekdays": ["1", "3"],

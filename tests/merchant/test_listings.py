@@ -16,7 +16,7 @@ def signed_in(client, merchant):
 
 
 def listing_data(**overrides) -> dict:
-    return {"title": "Sunset paddle", "description": "Bring a towel.", "price": "45.00", "currency": "gbp", "duration_minutes": "90", **overrides}
+    return {"title": "Sunset paddle", "description": "Bring a towel.", "price": "45.00", "currency": "gbp", "duration_minutes": "90", "cancel_policy": "customer", "cancel_free_hours": "24", "cancel_late_keep_percent": "100", **overrides}
 
 
 def test_a_new_listing_goes_to_the_catalog_priced_in_minor_units(signed_in, merchant, client):

@@ -239,7 +239,16 @@ def test_a_merchant_form_shows_the_same_summary_with_valid_descriptions(client, 
 
     response = client.post(
         reverse("merchant:listing_create"),
-        {"title": "", "description": "", "price": "abc", "currency": "eur", "duration_minutes": "0"},
+        {
+            "title": "",
+            "description": "",
+            "price": "abc",
+            "currency": "eur",
+            "duration_minutes": "0",
+            "cancel_policy": "customer",
+            "cancel_free_hours": "24",
+            "cancel_late_keep_percent": "100",
+        },
     )
 
     html = response.content.decode()
@@ -264,7 +273,7 @@ def checkout_opened(monkeypatch):
     """Stripe's side of checkout_open, remembering the cancel address it was given."""
     opened = {}
 
-    def checkout_open(*, booking, customer_id, success_url, cancel_url, hold_until=None):
+    def checkout_open(*, booking, customer_id, success_url, cancel_url, hold_until=None, product_id=""):
         opened["cancel_url"] = cancel_url
         return stripe_api.OpenedCheckout(
             session_id=f"cs_test_{booking.pk:08d}", url="https://checkout.example/pay",
@@ -273,6 +282,8 @@ def checkout_opened(monkeypatch):
 
     monkeypatch.setattr(stripe_api, "checkout_open", checkout_open)
     monkeypatch.setattr(stripe_api, "customer_create", lambda **kwargs: "cus_test_own")
+    # The listing's own product (made at its first checkout since promotion codes).
+    monkeypatch.setattr(stripe_api, "listing_product_ensure", lambda **kwargs: "prod_test_listing")
     return opened
 
 
