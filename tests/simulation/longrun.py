@@ -185,6 +185,11 @@ def main(argv=None) -> int:
     print(f"  holds taken:          {int(totals.get('holds_taken', 0))} (converted {int(totals.get('holds_converted', 0))}, "
           f"released {int(totals.get('holds_released', 0))}, lapsed {int(totals.get('holds_lapsed', 0))})")
     print(f"  cancels on Checkout:  {int(totals.get('cancels', 0))}")
+    print(f"  waitlist joins:       {int(totals.get('waitlist_joins', 0))}; offers made {int(totals.get('offers_made', 0))} "
+          f"(e-mailed {int(totals.get('offer_emails', 0))}, links opened {int(totals.get('offer_links_opened', 0))}, "
+          f"booked {int(totals.get('offers_booked', 0))}, lapsed {int(totals.get('offers_lapsed', 0))}, "
+          f"left {int(totals.get('offers_left', 0))})")
+    print(f"  seats added by the merchant: {int(totals.get('capacity_increases', 0))} time(s)")
     print(f"  waits / beat ticks:   {int(totals.get('waits', 0))} / {int(totals.get('beat_ticks', 0))}")
     print(f"  payments refused by an expired session: {int(totals.get('payments_refused', 0))}")
     print(f"  confirmed on free seats after their hold ended: {int(totals.get('confirmed_after_hold_time', 0))}")

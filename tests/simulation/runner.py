@@ -35,7 +35,12 @@ from django.urls import reverse
 from django.utils import timezone
 from stripe._http_client import HTTPClient
 
-from bookings.models import Booking, BookingStatus, Hold, HoldEnd, Listing, Merchant, Refund, RefundStatus, Slot
+import re
+
+from bookings.models import (
+    Booking, BookingStatus, Hold, HoldEnd, HoldKind, Listing, Merchant, Refund, RefundStatus, Slot, WaitlistEntry,
+    WaitlistStatus,
+)
 from payments.models import StripeEvent
 from bookings.money import from_minor_units
 from payments import stripe_api
@@ -100,6 +105,14 @@ class Totals:
     holds_released: int = 0
     holds_lapsed: int = 0
     confirmed_after_hold_time: int = 0
+    waitlist_joins: int = 0
+    offers_made: int = 0
+    offers_booked: int = 0
+    offers_lapsed: int = 0
+    offers_left: int = 0
+    offer_links_opened: int = 0
+    offer_emails: int = 0
+    capacity_increases: int = 0
     seconds: float = 0.0
 
     def add(self, other: Totals) -> None:
@@ -271,6 +284,7 @@ class World:
         cache.clear()
         Refund.objects.all().delete()
         StripeEvent.objects.all().delete()
+        WaitlistEntry.objects.all().delete()
         Hold.objects.all().delete()
         Booking.objects.all().delete()
         Slot.objects.all().delete()
@@ -314,6 +328,9 @@ class ScenarioRun:
         self.totals = Totals(customers=len(scenario.customers))
         self.lock = threading.RLock()
         self.sessions: dict[int, str] = {}  # customer -> Checkout Session id
+        self.told_sold_out: set[int] = set()  # customers whose checkout start was refused
+        self.idle = 0  # operations of this step that found nothing to do (a join by someone not refused...)
+        self.waitlist_used = False  # someone has asked to join a waitlist (else it has nothing to check)
         self.delivered: set[str] = set()
         self.slots: list[Slot] = []
         self.step_no = 0
@@ -367,19 +384,23 @@ class ScenarioRun:
             api.v1.promotion_codes.create(params={"coupon": coupon.id, "code": "FREEBIE"})
         for step in self.scenario.steps:
             self.step_no += 1
+            self.idle = 0
             self.run_step(step)
-            self.check_step("during the run")
+            if self.idle < len(step):  # a step where nothing happened changes nothing to check
+                self.check_step("during the run")
         self.step_no += 1
         self.settle()
         started = time.perf_counter()
         self.check_invariants()
         self.count_holds()
+        self.count_waitlist()
         self.check_seconds += time.perf_counter() - started
 
     def check_step(self, when: str) -> None:
         started = time.perf_counter()
         self.check_seats(when)
         self.check_holds(when)
+        self.check_waitlist(when)
         self.check_seconds += time.perf_counter() - started
 
     def run_step(self, step) -> None:
@@ -452,6 +473,9 @@ class ScenarioRun:
                 self.sessions[index] = booking.checkout_session_id
             self.note(f"{c.name} starts checkout for {c.quantity} seat(s): booking {booking.pk}")
         else:
+            if response.status_code == 409:
+                with self.lock:
+                    self.told_sold_out.add(index)
             self.note(f"{c.name} cannot start checkout ({response.status_code})")
 
     def op_pay(self, index: int, method: str) -> None:
@@ -576,6 +600,102 @@ class ScenarioRun:
         self.note(f"{c.name} cancels on Checkout ({response.status_code}, to {where}): booking now {booking.status}")
         if response.status_code == 200 and booking.status == BookingStatus.PENDING:
             self.violation(f"{c.name} was told the checkout is cancelled, yet their booking is still pending")
+
+    def op_join(self, index: int, htmx: bool) -> None:
+        """A customer told the time is sold out joins its waitlist, on the join view (the listing's
+        htmx form, or its page without JavaScript), for the seats they wanted."""
+        c = self.customers[index]
+        if index not in self.told_sold_out or index in self.sessions:
+            self.nothing_done()
+            return
+        slot = self.slots[c.slot]
+        self.waitlist_used = True
+        response = self.client(c).post(
+            reverse("shop:waitlist_join", args=[slot.listing.slug]),
+            {"slot": slot.pk, "quantity": c.quantity, "customer_email": c.email, "customer_name": c.name},
+            headers={"HX-Request": "true"} if htmx else {},
+        )
+        self.answered(f"{c.name}'s joining the waitlist", response)
+        if response.status_code == 201:
+            self.count("waitlist_joins")
+        entry = WaitlistEntry.objects.filter(customer_email=c.email).first()
+        self.note(f"{c.name} joins the waitlist for {c.quantity} seat(s){' (htmx)' if htmx else ''}: "
+                  f"{response.status_code}, entry {entry.status if entry else 'none'}")
+
+    def mailed_link(self, c: Customer, subject: str, name: str) -> str | None:
+        """The path of the `name` link (waitlist_offer, waitlist_leave) in the newest e-mail to
+        the customer with this subject, as the customer would click it."""
+        messages = [m for m in list(mail.outbox) if m.to == [c.email] and m.subject == subject]
+        if not messages:
+            return None
+        prefix = reverse(f"shop:{name}", args=["T"])[:-2]
+        found = re.search(re.escape(prefix) + r"[^\s/]+/", messages[-1].body)
+        return found.group(0) if found else None
+
+    def op_offer(self, index: int, action: str) -> None:
+        """A waitlist customer acts on the offer e-mail: opens its link and starts checkout from
+        the offer page (then pays, or walks away from Checkout), or leaves the waitlist by its
+        leave link (confirming on the page). Nothing when no offer e-mail has come."""
+        c = self.customers[index]
+        offer_url = self.mailed_link(c, OFFER_SUBJECT, "waitlist_offer")
+        if offer_url is None:
+            self.nothing_done()
+            return
+        client = self.client(c)
+        if action == "leave":
+            leave_url = self.mailed_link(c, OFFER_SUBJECT, "waitlist_leave")
+            if leave_url is None:
+                self.violation(f"{c.name}'s offer e-mail has no link to leave the waitlist")
+                return
+            asked = client.get(leave_url)
+            self.answered(f"{c.name}'s leave page", asked)
+            response = client.post(leave_url)
+            self.answered(f"{c.name}'s leaving the waitlist", response)
+            entry = WaitlistEntry.objects.filter(customer_email=c.email).first()
+            self.note(f"{c.name} leaves the waitlist ({asked.status_code}/{response.status_code}): entry {entry.status}")
+            return
+        page = client.get(offer_url)
+        self.count("offer_links_opened")
+        self.answered(f"{c.name}'s offer page", page)
+        if page.status_code != 200:
+            self.note(f"{c.name} opens the offer link: {page.status_code}")
+            return
+        response = client.post(offer_url, {"customer_name": c.name})
+        self.answered(f"{c.name}'s checkout from the offer", response)
+        booking = Booking.objects.filter(customer_email=c.email).order_by("-pk").first()
+        if response.status_code != 303 or booking is None or not booking.checkout_session_id:
+            self.note(f"{c.name} starts checkout from the offer: {response.status_code}")
+            return
+        with self.lock:
+            self.sessions[index] = booking.checkout_session_id
+        self.note(f"{c.name} starts checkout from the offer: booking {booking.pk}")
+        if action == "pay":
+            self.op_pay(index, c.method if c.method in CARDS or c.method == "free" else "pay")
+
+    def op_capacity(self, slot_index: int, more: int) -> None:
+        """The merchant adds seats to a time, on the slots table (htmx)."""
+        slot = Slot.objects.get(pk=self.slots[slot_index].pk)
+        response = self.world.merchant_client.post(
+            reverse("merchant:slot_capacity", args=[slot.pk]), {"capacity": slot.capacity + more},
+            headers={"HX-Request": "true"},
+        )
+        self.answered(f"adding seats to slot {slot_index}", response)
+        slot.refresh_from_db()
+        if response.status_code == 200:
+            self.count("capacity_increases")
+        self.note(f"merchant adds {more} seat(s) to slot {slot_index} ({response.status_code}): "
+                  f"capacity {slot.capacity}, {slot.seats_left} free")
+
+    def nothing_done(self) -> None:
+        with self.lock:
+            self.idle += 1
+
+    def op_wait_in_line(self, index: int, seconds: int, beat_delay: int) -> None:
+        """Time passes while the customer waits in line (a wait, if they did join)."""
+        if not WaitlistEntry.objects.filter(customer_email=self.customers[index].email).exists():
+            self.nothing_done()
+            return
+        self.op_wait(seconds, beat_delay)
 
     def op_wait(self, seconds: int, beat_delay: int) -> None:
         """Time passes, `seconds` on both clocks, with the scheduled work running as it does in
@@ -729,6 +849,15 @@ class ScenarioRun:
         names = {f"c{c.index}@sim.example": c.name for c in self.scenario.customers}
         for hold in open_holds:
             booking = hold.booking
+            if booking is None:  # a waitlist offer: it ends at its own time, swept every minute
+                late = (now - hold.expires_at).total_seconds()
+                if late > HOLD_END_GRACE_SECONDS:
+                    entry = WaitlistEntry.objects.filter(offer_hold=hold).first()
+                    self.violation(
+                        f"{when}: {names.get(entry.customer_email if entry else '', '?')}'s waitlist offer of "
+                        f"{hold.quantity} seat(s) is still open {late:.0f} s after its end"
+                    )
+                continue
             end, ended_at = ends.get(booking.checkout_session_id or "", ("time up", hold.expires_at))
             if ended_at > hold.expires_at:
                 end, ended_at = "time up", hold.expires_at
@@ -746,6 +875,84 @@ class ScenarioRun:
                     f"{when}: {names.get(booking.customer_email, '?')} paid at {paid_at:%H:%M:%S}, within their hold "
                     f"(until {hold.expires_at:%H:%M:%S}, ended {hold.end or 'never'}), and was refunded as sold out"
                 )
+
+    def check_waitlist(self, when: str) -> None:
+        """No seat offered to two people at once: every open offer hold is the offer of one
+        customer in line, nobody holds two, and no seats are held by an offer and its checkout at
+        once (held + sold <= capacity is check_seats'). Each offer e-mail is sent once (and every
+        open offer's was sent). Nobody still waiting fits the seats free on a time on sale: freed
+        seats are offered at once, in the transaction that freed them. (Entries are only made by
+        the join view: before anyone asked to join, there is nothing to look at.)"""
+        if not self.waitlist_used:
+            return
+        entries = list(
+            WaitlistEntry.objects.filter(slot__in=self.slots).values(
+                "pk", "slot_id", "customer_email", "status", "quantity", "offer_hold_id", "offer_hold__ended_at",
+                "offer_email_sent_at", "joined_email_sent_at", "booking_id", "booking__hold__pk",
+                "booking__hold__ended_at",
+            )
+        )
+        offers = list(Hold.objects.filter(slot__in=self.slots, kind=HoldKind.OFFER, ended_at__isnull=True)
+                      .values_list("pk", "quantity"))
+        if not entries and not offers:
+            return
+        names = {c.email: c.name for c in self.scenario.customers}
+        numbers = {slot.pk: n for n, slot in enumerate(self.slots)}
+        offered_to = {e["offer_hold_id"]: e for e in entries if e["offer_hold_id"]}
+        for hold_id, quantity in offers:
+            entry = offered_to.get(hold_id)
+            if entry is None or entry["status"] != WaitlistStatus.OFFERED:
+                who = names.get(entry["customer_email"], "?") if entry else "nobody"
+                self.violation(f"{when}: an open offer of {quantity} seat(s) (hold {hold_id}) is held for {who} "
+                               f"({entry['status'] if entry else 'no entry'}), not for a customer offered seats")
+        open_offers = Counter()
+        for e in entries:
+            who = names.get(e["customer_email"], e["customer_email"])
+            offer_open = e["offer_hold_id"] is not None and e["offer_hold__ended_at"] is None
+            if offer_open:
+                open_offers[(e["slot_id"], e["customer_email"])] += 1
+            if e["status"] == WaitlistStatus.OFFERED and not offer_open:
+                self.violation(f"{when}: {who} is told seats are offered, but the offer's hold has ended")
+            if offer_open and e["booking__hold__pk"] is not None and e["booking__hold__ended_at"] is None:
+                self.violation(f"{when}: {who}'s {e['quantity']} seat(s) are held by their offer and by their "
+                               "checkout at once")
+        for (slot_id, email), n in open_offers.items():
+            if n > 1:
+                self.violation(f"{when}: {names.get(email, email)} holds {n} open offers on slot {numbers[slot_id]}")
+        outbox = Counter((m.to[0], m.subject) for m in list(mail.outbox) if len(m.to) == 1)
+        for email in {e["customer_email"] for e in entries}:
+            mine = [e for e in entries if e["customer_email"] == email]
+            who = names.get(email, email)
+            sent = outbox[(email, OFFER_SUBJECT)]
+            claimed = sum(1 for e in mine if e["offer_email_sent_at"])
+            if sent != claimed:
+                self.violation(f"{when}: {who} got {sent} offer e-mail(s) for {claimed} offer(s) sent")
+            if any(e["status"] == WaitlistStatus.OFFERED and not e["offer_email_sent_at"] for e in mine):
+                self.violation(f"{when}: {who} holds an offer whose e-mail was never sent")
+            joined = outbox[(email, JOINED_SUBJECT)]
+            if joined != sum(1 for e in mine if e["joined_email_sent_at"]) or joined > len(mine):
+                self.violation(f"{when}: {who} got {joined} e-mail(s) confirming their place for {len(mine)} entry(ies)")
+        waiting = [e for e in entries if e["status"] == WaitlistStatus.WAITING]
+        if waiting:
+            now = timezone.now()
+            slots = {slot.pk: slot for slot in Slot.objects.filter(pk__in=[e["slot_id"] for e in waiting])
+                     .select_related("listing")}
+            for e in waiting:
+                slot = slots[e["slot_id"]]
+                open_for_sale = (slot.is_on_sale and not slot.is_cancelled and slot.listing.is_active
+                                 and slot.starts_at > now)
+                if open_for_sale and e["quantity"] <= slot.seats_left:
+                    self.violation(f"{when}: {names.get(e['customer_email'], '?')} still waits for {e['quantity']} "
+                                   f"seat(s) while slot {numbers[slot.pk]} has {slot.seats_left} free")
+
+    def count_waitlist(self) -> None:
+        entries = WaitlistEntry.objects.filter(slot__in=self.slots)
+        self.count("offers_made", entries.filter(offered_at__isnull=False).count())
+        statuses = Counter(entries.values_list("status", flat=True))
+        self.count("offers_booked", statuses[WaitlistStatus.BOOKED])
+        self.count("offers_lapsed", statuses[WaitlistStatus.LAPSED])
+        self.count("offers_left", statuses[WaitlistStatus.LEFT])
+        self.count("offer_emails", sum(1 for m in mail.outbox if m.subject == OFFER_SUBJECT))
 
     def count_holds(self) -> None:
         ends = Counter(Hold.objects.filter(slot__in=self.slots).values_list("end", flat=True))
@@ -859,6 +1066,18 @@ class ScenarioRun:
         for message in (m for m in outbox if m.to == [c.email]):
             self.count("emails_checked")
             kind, reason = EMAIL_SUBJECTS.get(message.subject, (None, None))
+            if kind == "waitlist":
+                # The waitlist's e-mails (counted in check_waitlist) give the time as every e-mail
+                # does; an offer's, also until when its seats are held, in the merchant's zone.
+                text = told.SPACE.sub(" ", message.body)
+                if f"{when} ({zone})" not in text:
+                    self.violation(f"{who}: e-mail '{message.subject}' does not give the time as {when} ({zone})")
+                entry = WaitlistEntry.objects.filter(customer_email=c.email).select_related("offer_hold").first()
+                if reason == "offer" and entry and entry.offer_hold:
+                    until = told.wall_clock(entry.offer_hold.expires_at, zone)[1]
+                    if f"held for you until {until}" not in text:
+                        self.violation(f"{who}: the offer e-mail does not say the seats are held until {until} ({zone})")
+                continue
             if kind == "confirmed":
                 expected, allowed = None, set()
             elif kind == "refund":
@@ -915,6 +1134,10 @@ EMAIL_SUBJECTS = {
     f"{TITLE} is cancelled": ("cancelled", "slot_cancelled"),
     f"Your booking was cancelled: {TITLE}": ("cancelled", "merchant"),
 }
+OFFER_SUBJECT = f"Seats are free for you: {TITLE}"
+JOINED_SUBJECT = f"You're on the waitlist: {TITLE}"
+EMAIL_SUBJECTS[OFFER_SUBJECT] = ("waitlist", "offer")
+EMAIL_SUBJECTS[JOINED_SUBJECT] = ("waitlist", "joined")
 
 
 def run_seeds(world: World, seeds, *, on_failure=print, progress=None) -> tuple[Totals, list[Outcome]]:

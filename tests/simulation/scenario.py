@@ -255,4 +255,56 @@ def _plan(rng: random.Random, scenario: Scenario, told: random.Random) -> list[S
     # the scheduled reconcile running every minute meanwhile. A wait is a step of its own.
     for _ in range(holds.choice([0, 0, 1, 1, 2, 3])):
         steps.insert(holds.randint(0, len(steps)), (("wait", holds.choice(WAITS), holds.randint(1, 59)),))
+    _waitlist_steps(scenario, steps)
     return [step for step in steps if any(op[0] != "noop" for op in step)]
+
+
+# What a waitlist customer does with the offer e-mail: opens its link and pays, opens it and
+# walks away from Checkout, leaves the waitlist from it, or lets the offer lapse.
+OFFER_ACTIONS = {"pay": 50, "abandon": 12, "leave": 14, "lapse": 24}
+
+
+def _waitlist_steps(scenario: Scenario, steps: list[Step]) -> None:
+    """The waitlist's steps, inserted into a finished plan and drawn from a generator of their
+    own, so that the rest of the plan is what it was before the waitlist: a customer told the
+    time is sold out joins its waitlist (with htmx or without), later opens the offer e-mail's
+    link and pays (or walks away, leaves, lets it lapse), racing with whatever else happens;
+    the merchant adds seats or cancels the time."""
+    wl = random.Random(f"waitlist-{scenario.seed}")
+
+    def insert(op: Op, after: int, race: float = 0.2) -> int:
+        at = wl.randint(after + 1, len(steps))
+        if at < len(steps) and wl.random() < race:
+            steps[at] = steps[at] + (op,)  # at the very same moment as something else
+        else:
+            steps.insert(at, (op,))
+        return at
+
+    joins: list[int] = []
+    for c in scenario.customers:
+        if wl.random() >= 0.6:
+            continue
+        opened = next(n for n, step in enumerate(steps) if ("open", c.index) in step)
+        # Straight away (the sold-out answer offers it), or after a while.
+        joined = insert(("join", c.index, wl.random() < 0.5), opened if wl.random() < 0.5 else wl.randint(opened, len(steps) - 1), race=0)
+        if wl.random() < 0.4:
+            # Time passes while they wait (less than an offer's 30 minutes): abandoned checkouts
+            # lapse and free their seats, which are offered to them.
+            joined = insert(("wait_in_line", c.index, wl.choice(WAITS[:4]), wl.randint(1, 59)), joined, race=0)
+        joins.append(joined)
+        action = _pick(wl, OFFER_ACTIONS)
+        if action == "lapse":
+            continue
+        # Read at once (next), or some time later.
+        at = insert(("offer", c.index, action), joined if wl.random() < 0.5 else wl.randint(joined, len(steps) - 1),
+                    race=0.25)
+        if action == "pay" and c.checkout_webhooks not in ("never", "late", "concurrent"):
+            insert(_webhook_step(wl, c)[0], at, race=0.25)
+        if action != "leave" and wl.random() < 0.3:
+            insert(("offer", c.index, action), at, race=0.25)  # the link again (another tab, later)
+    for _ in range(wl.choice([0, 0, 1, 1, 2])):
+        # Mostly while someone waits (the seats go to them), sometimes at any moment.
+        after = wl.choice(joins) if joins and wl.random() < 0.7 else -1
+        insert(("capacity", wl.randrange(len(scenario.capacities)), wl.randint(1, 2)), after)
+    if wl.random() < 0.05:
+        insert(("cancel_slot", wl.randrange(len(scenario.capacities))), -1)

@@ -38,8 +38,9 @@ def test_a_quick_run_of_random_races_and_faults_keeps_every_money_invariant(stri
         print(
             f"\nsimulation quick run: {totals.scenarios} scenarios, {totals.violations} violations, "
             f"{totals.webhooks} webhooks, {totals.polls} polls, {totals.refunds} refunds, "
+            f"{totals.waitlist_joins} waitlist joins, {totals.offers_made} offers ({totals.offers_booked} booked), "
             f"{totals.scenarios / totals.seconds:.1f} scenarios/s"
         )
     assert totals.scenarios == QUICK_SCENARIOS
     assert not failures, "\n\n".join(outcome.report() for outcome in failures[:3])
-    assert totals.webhooks and totals.polls and totals.refunds  # the run exercised what it claims to
+    assert totals.webhooks and totals.polls and totals.refunds and totals.offers_booked  # the run exercised what it claims to
