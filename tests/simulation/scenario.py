@@ -323,11 +323,11 @@ def _waitlist_steps(scenario: Scenario, steps: list[Step]) -> None:
 # ahead or more, and a scenario's waits add up to a few hours: 24 free hours means every
 # cancellation is free, 2000 that every one is late (and no booking may be moved).
 POLICIES = {
-    ("customer", 24, 100): 3,  # free until a day before, then nothing back
+    ("customer", 24, 100): 2,  # free until a day before, then nothing back
     ("customer", 24, 50): 2,
     ("customer", 2000, 100): 1,  # late: nothing back
     ("customer", 2000, 33): 2,  # late: 67% back
-    ("customer", 2000, 50): 1,
+    ("customer", 2000, 50): 2,
     ("customer", 0, 0): 1,  # free until the start
     ("none", 24, 100): 1,  # refused
 }
@@ -349,7 +349,7 @@ def _change_steps(scenario: Scenario, steps: list[Step]) -> None:
     payers = [c for c in scenario.customers if c.method not in ("abandon", "three_d_secure_fail")]
     if not payers:
         return
-    chosen = [c for c in payers if ch.random() < 0.3][:3]
+    chosen = [c for c in payers if ch.random() < 0.35][:3]
     for c in chosen:
         kind = _pick(ch, CHANGES)
         paid = max((n for n, step in enumerate(steps) if ("pay", c.index, c.method) in step

@@ -46,3 +46,4 @@ def test_a_quick_run_of_random_races_and_faults_keeps_every_money_invariant(stri
     assert totals.scenarios == QUICK_SCENARIOS
     assert not failures, "\n\n".join(outcome.report() for outcome in failures[:3])
     assert totals.webhooks and totals.polls and totals.refunds and totals.offers_booked  # the run exercised what it claims to
+    assert totals.customer_cancels and totals.reschedules
