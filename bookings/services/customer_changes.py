@@ -18,6 +18,7 @@ from bookings.background import enqueue_after_commit
 from bookings.models import Booking, RefundReason, Slot
 from bookings.money import format_money
 from bookings.policies import CancelQuote, cancel_quote, reschedule_refusal
+from bookings.storefront_cache import booking_changed
 from bookings.services.refunds import _refund_open, _release_seats
 from bookings.services.transitions import BookingError, S, _locked, booking_transition
 from common.logs import log_event
@@ -130,6 +131,8 @@ def booking_reschedule(*, booking: Booking, to_slot_id: int, now: dt.datetime | 
             reminder_sent_at=_reminder_after_move(to_slot, now=now),
             updated_at=timezone.now(),
         )
+        # The success page's kept status panel shows the time: it must not show the old one.
+        booking_changed(locked.checkout_session_id)
         enqueue_after_commit(tasks.booking_follow_up, booking_id=locked.pk, raise_refund_errors=False)
     log_event(log, "booking_rescheduled", booking=locked.pk, from_slot=from_slot_id, to_slot=to_slot.pk)
     locked.refresh_from_db()

@@ -4,6 +4,7 @@ shows one visitor's CSRF token to another nor seats older than the services' las
 import datetime as dt
 import re
 import time
+import zoneinfo
 
 import pytest
 from django.core.cache.backends import locmem
@@ -13,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from bookings.models import Slot
-from bookings.services import booking_confirm, booking_refund, listing_archive, slot_capacity_change
+from bookings.services import booking_confirm, booking_refund, booking_reschedule, listing_archive, slot_capacity_change
 from payments import stripe_api
 from tests.factories import make_booking, make_confirmed_booking, make_slot, paid_facts
 
@@ -106,6 +107,24 @@ def test_a_status_change_replaces_the_cached_final_status(client, slot, caching)
     body = poll(client, booking).content.decode()
     assert 'data-status="cancelled"' in body
     assert "You're booked!" not in body
+
+
+def test_a_move_replaces_the_cached_final_status_with_the_new_time(client, slot, caching):
+    """Found by the simulation: a customer who moved their booking saw the old time on the
+    success page's kept panel for up to FINAL_STATUS_CACHE_SECONDS."""
+    slot.listing.merchant.timezone = "Asia/Kolkata"
+    slot.listing.merchant.save()
+    booking = make_confirmed_booking(slot=slot)
+    later = make_slot(listing=slot.listing, starts_at=slot.starts_at + dt.timedelta(days=1, minutes=45))
+    assert re.search(r"\d\d:\d\d", poll(client, booking).content.decode())
+
+    booking_reschedule(booking=booking, to_slot_id=later.pk)
+
+    body = " ".join(re.sub(r"<[^>]+>", " ", poll(client, booking).content.decode()).split())
+    local = later.starts_at.astimezone(zoneinfo.ZoneInfo("Asia/Kolkata"))
+    assert f"{local:%H:%M} (Asia/Kolkata)" in body
+    old = slot.starts_at.astimezone(zoneinfo.ZoneInfo("Asia/Kolkata"))
+    assert f"{old:%H:%M}" not in body
 
 
 def seats_shown(client, slot) -> str:

@@ -189,6 +189,9 @@ def main(argv=None) -> int:
           f"(e-mailed {int(totals.get('offer_emails', 0))}, links opened {int(totals.get('offer_links_opened', 0))}, "
           f"booked {int(totals.get('offers_booked', 0))}, lapsed {int(totals.get('offers_lapsed', 0))}, "
           f"left {int(totals.get('offers_left', 0))})")
+    print(f"  customers' own changes: {int(totals.get('customer_cancels', 0))} cancellations "
+          f"({int(totals.get('late_cancels', 0))} late), {int(totals.get('reschedules', 0))} moves, "
+          f"{int(totals.get('changes_refused', 0))} refused")
     print(f"  seats added by the merchant: {int(totals.get('capacity_increases', 0))} time(s)")
     print(f"  waits / beat ticks:   {int(totals.get('waits', 0))} / {int(totals.get('beat_ticks', 0))}")
     print(f"  payments refused by an expired session: {int(totals.get('payments_refused', 0))}")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.core import mail
 from django.core.cache import cache
 from django.core.management import call_command
@@ -43,6 +44,7 @@ from bookings.models import (
 )
 from payments.models import StripeEvent
 from bookings.money import from_minor_units
+from bookings.models import RefundReason
 from payments import stripe_api
 from payments.webhooks import HANDLED_EVENTS
 from stripe_emulator.control import ControlError, EmulatorControl, PaymentDeclined
@@ -51,6 +53,7 @@ from tests.simulation import told
 from tests.simulation.scenario import CARDS, Customer, Scenario, SlotTime, generate
 
 RETRY_ANSWER = "Not processed yet; please retry."
+CUSTOMER_CANCEL = RefundReason.CUSTOMER_CANCELLED
 MAX_RACERS = 48
 FINAL_STATUS_CACHE_SECONDS = 60  # shop/settings.py's default
 PRICE = 2500
@@ -113,6 +116,10 @@ class Totals:
     offer_links_opened: int = 0
     offer_emails: int = 0
     capacity_increases: int = 0
+    customer_cancels: int = 0
+    late_cancels: int = 0
+    reschedules: int = 0
+    changes_refused: int = 0
     seconds: float = 0.0
 
     def add(self, other: Totals) -> None:
@@ -339,6 +346,10 @@ class ScenarioRun:
         self._events_step = -1
         self.op_seconds: Counter = Counter()
         self.check_seconds = 0.0
+        self.signins: dict[int, str] = {}  # customer -> their session cookie, once proven by the e-mailed link
+        self.signin_locks: dict[int, threading.Lock] = {c.index: threading.Lock() for c in scenario.customers}
+        self.moves: Counter = Counter()  # customer -> moves the site said it made (302)
+        self.first_slot: dict[int, int] = {}  # customer -> the slot their booking was on before it moved
 
     # -- bookkeeping --------------------------------------------------------------------------
 
@@ -362,9 +373,10 @@ class ScenarioRun:
     # -- the scenario -------------------------------------------------------------------------
 
     def play(self) -> None:
+        policy, free_hours, keep = self.scenario.policy
         listing = Listing.objects.create(
             merchant=self.world.merchant, title=TITLE, slug=f"sim-{self.scenario.seed}", price_amount=PRICE,
-            currency="eur",
+            currency="eur", cancel_policy=policy, cancel_free_hours=free_hours, cancel_late_keep_percent=keep,
         )
         from django.utils import timezone
 
@@ -376,6 +388,15 @@ class ScenarioRun:
             taken.add(starts)
             self.note(f"slot {n} starts {told.wall_clock(starts, self.scenario.zone)[0]} {self.scenario.zone} "
                       f"({starts:%Y-%m-%d %H:%M} UTC)")
+            self.slots.append(Slot.objects.create(listing=listing, starts_at=starts, capacity=capacity,
+                                                  seats_left=capacity))
+        if self.scenario.spare_slot is not None:
+            # A time nobody buys at first, for customers to move their bookings to.
+            n, capacity = len(self.slots), self.scenario.spare_capacity
+            starts = slot_start(self.scenario.zone, self.scenario.spare_slot, n, now)
+            while starts in taken:
+                starts += dt.timedelta(hours=1)
+            self.note(f"spare slot {n} starts {told.wall_clock(starts, self.scenario.zone)[0]} {self.scenario.zone}")
             self.slots.append(Slot.objects.create(listing=listing, starts_at=starts, capacity=capacity,
                                                   seats_left=capacity))
         if any(c.method == "free" for c in self.scenario.customers):
@@ -685,6 +706,97 @@ class ScenarioRun:
             self.count("capacity_increases")
         self.note(f"merchant adds {more} seat(s) to slot {slot_index} ({response.status_code}): "
                   f"capacity {slot.capacity}, {slot.seats_left} free")
+
+    # -- customers' own changes (my bookings) ----------------------------------------------------
+
+    def signed_in(self, c: Customer) -> Client | None:
+        """A client of the customer's with their e-mail proven as a customer does it: the link
+        asked for on the site, read from the outbox, opened and used (once per customer)."""
+        client = self.client(c)
+        with self.signin_locks[c.index]:
+            if c.index not in self.signins:
+                asked = client.post(reverse("shop:receipts_link"), {"email": c.email, "next": ""})
+                self.answered(f"{c.name}'s asking for a sign-in link", asked)
+                sent = [m for m in list(mail.outbox) if m.to == [c.email] and m.subject == SIGNIN_SUBJECT]
+                found = SIGNIN_TOKEN.search(sent[-1].body) if sent else None
+                if found is None:
+                    self.violation(f"{c.name} asked for a sign-in link ({asked.status_code}) and got none")
+                    return None
+                token = found.group(1)
+                opened = client.get(reverse("shop:receipts_signin"), {"token": token})
+                used = client.post(reverse("shop:receipts_signin"), {"token": token})
+                self.answered(f"{c.name}'s signing in", used)
+                if used.status_code != 302:
+                    self.violation(f"{c.name}'s sign-in link did not sign them in ({opened.status_code}/{used.status_code})")
+                    return None
+                self.signins[c.index] = client.cookies[settings.SESSION_COOKIE_NAME].value
+            client.cookies[settings.SESSION_COOKIE_NAME] = self.signins[c.index]
+        return client
+
+    def confirmed_booking(self, c: Customer) -> Booking | None:
+        return Booking.objects.filter(customer_email=c.email, status=BookingStatus.CONFIRMED).first()
+
+    def op_self_cancel(self, index: int) -> None:
+        """A confirmed customer cancels their booking on its cancel page: reads what they get back,
+        and confirms it with the page's button (the amount they were shown goes with it)."""
+        c = self.customers[index]
+        booking = self.confirmed_booking(c)
+        if booking is None:
+            self.nothing_done()
+            return
+        client = self.signed_in(c)
+        if client is None:
+            return
+        url = reverse("shop:booking_cancel", args=[booking.public_token])
+        page = client.get(url)
+        self.answered(f"{c.name}'s cancel page", page)
+        shown = EXPECTED_REFUND.search(page.content.decode()) if page.status_code == 200 else None
+        if self.scenario.policy[0] == "none" and page.status_code == 200:
+            self.violation(f"{c.name} is offered to cancel a booking sold without self-service")
+        if shown is None:
+            self.count("changes_refused")
+            self.note(f"{c.name} opens the cancel page: {page.status_code}, no button: {told.readable(page.content.decode())[-900:]}")
+            return
+        response = client.post(url, {"expected_refund": shown.group(1)})
+        self.answered(f"{c.name}'s cancellation", response)
+        booking.refresh_from_db()
+        if response.status_code == 302:
+            self.count("customer_cancels")
+            quoted = int(shown.group(1))
+            if quoted < booking.amount_paid:
+                self.count("late_cancels")
+        else:
+            self.count("changes_refused")
+        self.note(f"{c.name} cancels their booking, shown {shown.group(1)} back ({response.status_code}): "
+                  f"booking now {booking.status}")
+
+    def op_reschedule(self, index: int) -> None:
+        """A confirmed customer moves their booking to another time of the same listing, on its
+        reschedule page."""
+        c = self.customers[index]
+        booking = self.confirmed_booking(c)
+        if booking is None:
+            self.nothing_done()
+            return
+        client = self.signed_in(c)
+        if client is None:
+            return
+        url = reverse("shop:booking_reschedule", args=[booking.public_token])
+        page = client.get(url)
+        self.answered(f"{c.name}'s reschedule page", page)
+        others = [slot for slot in self.slots if slot.pk != booking.slot_id]
+        to = others[-1]
+        response = client.post(url, {"slot": to.pk})
+        self.answered(f"{c.name}'s move", response)
+        if response.status_code == 302:
+            with self.lock:
+                self.moves[index] += 1
+                self.first_slot.setdefault(index, booking.slot_id)
+            self.count("reschedules")
+        else:
+            self.count("changes_refused")
+        self.note(f"{c.name} moves their booking to slot {self.slots.index(to)} "
+                  f"({page.status_code}/{response.status_code})")
 
     def nothing_done(self) -> None:
         with self.lock:
@@ -1007,6 +1119,7 @@ class ScenarioRun:
         alerts = sum(1 for m in outbox if m.subject == f"Action needed: a refund failed for booking #{booking.pk}")
         if alerts != len(failed_rows):
             self.violation(f"{who}: {alerts} merchant alerts for {len(failed_rows)} failed refund(s)")
+        promised = self.check_changes(c, booking, refunds_here, outbox)
         self.check_told(c, booking, refunds_here, outbox)
         if not booking.checkout_session_id:
             return
@@ -1029,7 +1142,18 @@ class ScenarioRun:
         if paid:
             if booking.amount_paid != session.amount_total:
                 self.violation(f"{who}: paid {session.amount_total} at Stripe, the site says {booking.amount_paid}")
-            if booking.status == BookingStatus.CONFIRMED:
+            if promised is not None:
+                # The customer cancelled: what came back is what the policy promised, on top of
+                # what the merchant had refunded (check_changes); kept in full, it ends cancelled.
+                expected = promised + sum(r.amount for r in refunds_here if r.reason != CUSTOMER_CANCEL
+                                          and r.status in (RefundStatus.SUCCEEDED, RefundStatus.PENDING))
+                if booking.status == BookingStatus.CANCELLED and (promised or refunded != expected):
+                    self.violation(f"{who}: cancelled by its customer with {refunded} refunded, promised {promised}")
+                elif booking.status == BookingStatus.REFUNDED and refunded != expected:
+                    self.violation(f"{who}: cancelled by its customer, {refunded} refunded at Stripe, expected {expected}")
+                elif booking.status not in (BookingStatus.CANCELLED, BookingStatus.REFUNDED, BookingStatus.REFUND_FAILED):
+                    self.violation(f"{who}: cancelled by its customer, yet {booking.status}")
+            elif booking.status == BookingStatus.CONFIRMED:
                 # Only the merchant's refund of a part leaves a booking standing.
                 if refunded and (refunded >= session.amount_total
                                  or any(m.get("reason") != "merchant" for m in metadata)):
@@ -1052,6 +1176,56 @@ class ScenarioRun:
                 self.violation(f"{who}: its session is still open after settling")
 
 
+    def check_changes(self, c: Customer, booking: Booking, refunds: list[Refund], outbox) -> int | None:
+        """A customer's own cancellation refunds what the listing's policy promised, worked out
+        here from the scenario's policy (not the site's quote): in full until the deadline (the
+        start less the free hours), else the payment less floor(payment x kept% / 100), less what
+        the merchant had refunded by then; nothing without self-service. One e-mail tells the
+        customer (with the refund, or that nothing comes back), one tells the merchant; each move
+        the site made is told by one e-mail (quick moves may be told together, never twice).
+        Returns what was promised (None when the customer did not cancel)."""
+        who = f"{c.name} (booking {booking.pk}, {booking.status})"
+        to_customer = [m.subject for m in outbox if m.to == [c.email]]
+        cancel_mails = sum(1 for s in to_customer if s == CUSTOMER_CANCELLED or s.startswith(CUSTOMER_CANCELLED + ", refund of "))
+        merchant_mails = sum(1 for m in outbox if m.to == [self.world.merchant.support_email]
+                             and m.subject == f"Booking #{booking.pk} cancelled by {c.name}")
+        moved_mails = to_customer.count(MOVED_SUBJECT)
+        moves = self.moves[c.index]
+        if booking.reschedules != moves:
+            self.violation(f"{who}: the site said it moved the booking {moves} time(s), it counts {booking.reschedules}")
+        if moves and not 1 <= moved_mails <= moves or not moves and moved_mails:
+            self.violation(f"{who}: {moved_mails} e-mail(s) '{MOVED_SUBJECT}' for {moves} move(s)")
+        cancelled_at = booking.cancelled_by_customer_at
+        if cancelled_at is None:
+            if cancel_mails or merchant_mails or any(r.reason == CUSTOMER_CANCEL for r in refunds):
+                self.violation(f"{who}: not cancelled by its customer, yet {cancel_mails} cancellation e-mail(s), "
+                               f"{merchant_mails} to the merchant, and a customer cancellation refund")
+            return None
+        policy, free_hours, keep = self.scenario.policy
+        if policy == "none":
+            self.violation(f"{who}: cancelled by its customer though sold without self-service")
+        starts_at = next(slot.starts_at for slot in self.slots if slot.pk == booking.slot_id)
+        free = keep == 0 or cancelled_at <= starts_at - dt.timedelta(hours=free_hours)
+        paid = booking.amount_paid
+        allowed = paid if free else paid - paid * keep // 100
+        before = [r for r in refunds if r.reason != CUSTOMER_CANCEL and r.created_at <= cancelled_at]
+        promised = max(0, allowed - sum(r.amount for r in before if r.status != RefundStatus.FAILED))
+        mine = [r for r in refunds if r.reason == CUSTOMER_CANCEL]
+        if sum(r.amount for r in mine) > paid - sum(r.amount for r in refunds if r.reason != CUSTOMER_CANCEL
+                                                    and r.status != RefundStatus.FAILED):
+            self.violation(f"{who}: refunds of {sum(r.amount for r in refunds)} for {paid} paid")
+        if any(r.status == RefundStatus.FAILED for r in before):
+            pass  # a merchant refund that failed after the customer's quote counted it: only the bound above
+        elif [r.amount for r in mine] != ([promised] if promised else []):
+            self.violation(f"{who}: cancelled {'within' if free else 'after'} the free window ({keep}% kept late) "
+                           f"of {paid} paid: refunds {[r.amount for r in mine]}, the policy promised {promised}")
+        told_customer = 1 if not promised or any(r.stripe_refund_id for r in mine) else 0
+        if cancel_mails != told_customer:
+            self.violation(f"{who}: {cancel_mails} cancellation e-mail(s) to the customer, expected {told_customer}")
+        if merchant_mails != 1:
+            self.violation(f"{who}: {merchant_mails} e-mail(s) telling the merchant of the cancellation")
+        return promised
+
     def check_told(self, c: Customer, booking: Booking, refunds: list[Refund], outbox) -> None:
         """What the customer was told, in every e-mail and on the success page's status panel and
         the booking page, against what is recorded: the reason money came back (and how much),
@@ -1062,10 +1236,20 @@ class ScenarioRun:
         starts_at = next(slot.starts_at for slot in self.slots if slot.pk == booking.slot_id)
         when, time_of_day = told.wall_clock(starts_at, zone)
         facts = dict(when=when, time=time_of_day, zone=zone, merchant=merchant.display_name)
+        # A moved booking's e-mails before the move give the time it was at then (the move's own
+        # e-mail, the new one).
+        earlier = None
+        if c.index in self.first_slot:
+            first = next(slot.starts_at for slot in self.slots if slot.pk == self.first_slot[c.index])
+            earlier = dict(facts, **dict(zip(("when", "time"), told.wall_clock(first, zone))))
         notified = [r for r in refunds if r.customer_notified_at]
         for message in (m for m in outbox if m.to == [c.email]):
             self.count("emails_checked")
             kind, reason = EMAIL_SUBJECTS.get(message.subject, (None, None))
+            if message.subject.startswith(CUSTOMER_CANCELLED + ", refund of "):
+                kind, reason = "refund", CUSTOMER_CANCEL
+            if kind == "signin":
+                continue
             if kind == "waitlist":
                 # The waitlist's e-mails (counted in check_waitlist) give the time as every e-mail
                 # does; an offer's, also until when its seats are held, in the merchant's zone.
@@ -1091,14 +1275,26 @@ class ScenarioRun:
                 expected = next((s for s in sentences if s in message.body), sentences[0])
                 allowed = {reason}
             elif kind == "cancelled":
-                if booking.ended_reason != reason or booking.amount_paid:
+                kept = reason == CUSTOMER_CANCEL and booking.amount_paid and not booking.amount_refunded
+                if booking.ended_reason != reason or booking.amount_paid and not kept:
                     self.violation(f"{who} got '{message.subject}'; recorded: {booking.ended_reason or 'no'} reason, "
                                    f"{booking.amount_paid} paid")
-                expected, allowed = told.cancelled_email_sentence(reason=reason, merchant=merchant.display_name), {reason}
+                expected = told.cancelled_email_sentence(reason=reason, merchant=merchant.display_name, kept=bool(kept))
+                allowed = {reason}
+            elif kind == "moved":
+                expected, allowed = None, set()
+                problems = told.check_email(message, expected_sentence=expected, allowed_reasons=allowed, **facts)
+                for problem in problems:
+                    self.violation(f"{who}: {problem}")
+                continue
             else:
                 self.violation(f"{who} got an e-mail nobody expects: '{message.subject}'")
                 continue
-            for problem in told.check_email(message, expected_sentence=expected, allowed_reasons=allowed, **facts):
+            problems = told.check_email(message, expected_sentence=expected, allowed_reasons=allowed, **facts)
+            if problems and earlier:
+                problems = min(problems, told.check_email(message, expected_sentence=expected,
+                                                          allowed_reasons=allowed, **earlier), key=len)
+            for problem in problems:
                 self.violation(f"{who}: {problem}")
         # The pages, once everything has settled.
         expected = told.page_sentence(booking, refunds, merchant=merchant.display_name,
@@ -1134,6 +1330,14 @@ EMAIL_SUBJECTS = {
     f"{TITLE} is cancelled": ("cancelled", "slot_cancelled"),
     f"Your booking was cancelled: {TITLE}": ("cancelled", "merchant"),
 }
+SIGNIN_SUBJECT = "Your link to Receipts and payment methods"
+SIGNIN_TOKEN = re.compile(r"/receipts/sign-in/\?token=([^\s\"&<]+)")
+EXPECTED_REFUND = re.compile(r'name="expected_refund" value="(\d+)"')
+CUSTOMER_CANCELLED = f"You cancelled your booking: {TITLE}"
+MOVED_SUBJECT = f"Your booking is moved: {TITLE}"
+EMAIL_SUBJECTS[CUSTOMER_CANCELLED] = ("cancelled", "customer_cancel")
+EMAIL_SUBJECTS[MOVED_SUBJECT] = ("moved", None)
+EMAIL_SUBJECTS[SIGNIN_SUBJECT] = ("signin", None)
 OFFER_SUBJECT = f"Seats are free for you: {TITLE}"
 JOINED_SUBJECT = f"You're on the waitlist: {TITLE}"
 EMAIL_SUBJECTS[OFFER_SUBJECT] = ("waitlist", "offer")

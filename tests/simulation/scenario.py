@@ -96,12 +96,20 @@ class Scenario:
     steps: list[Step] = field(default_factory=list)
     zone: str = "Europe/London"
     slot_times: list[SlotTime] = field(default_factory=list)
+    # The listing's cancellation policy ("customer" or "none", as the model spells them, free hours,
+    # kept percent), and a time of the same listing nobody buys first, to move bookings to.
+    policy: tuple[str, int, int] = ("customer", 24, 100)
+    spare_slot: SlotTime | None = None
+    spare_capacity: int = 0
 
     def describe(self) -> list[str]:
         lines = [
             f"seed {self.seed}: slots {self.capacities} (seats), poll throttle {self.status_check_seconds}s",
             f"  merchant in {self.zone}; slots at "
             + ", ".join(f"{n}: {t.describe()}" for n, t in enumerate(self.slot_times)),
+            f"  cancellation policy {self.policy[0]}, free until {self.policy[1]} h before, late keeps "
+            f"{self.policy[2]}%" + (f"; spare slot {len(self.capacities)} ({self.spare_capacity} seats) at "
+                                    f"{self.spare_slot.describe()}" if self.spare_slot else ""),
         ]
         for c in self.customers:
             extra = ", pays again after the decline" if c.method == "decline" and c.pays_again_after_decline else ""
@@ -256,6 +264,7 @@ def _plan(rng: random.Random, scenario: Scenario, told: random.Random) -> list[S
     for _ in range(holds.choice([0, 0, 1, 1, 2, 3])):
         steps.insert(holds.randint(0, len(steps)), (("wait", holds.choice(WAITS), holds.randint(1, 59)),))
     _waitlist_steps(scenario, steps)
+    _change_steps(scenario, steps)
     return [step for step in steps if any(op[0] != "noop" for op in step)]
 
 
@@ -308,3 +317,53 @@ def _waitlist_steps(scenario: Scenario, steps: list[Step]) -> None:
         insert(("capacity", wl.randrange(len(scenario.capacities)), wl.randint(1, 2)), after)
     if wl.random() < 0.05:
         insert(("cancel_slot", wl.randrange(len(scenario.capacities))), -1)
+
+
+# The listing's cancellation policy: (policy, free hours, kept percent). Times start two days
+# ahead or more, and a scenario's waits add up to a few hours: 24 free hours means every
+# cancellation is free, 2000 that every one is late (and no booking may be moved).
+POLICIES = {
+    ("customer", 24, 100): 2,  # free until a day before, then nothing back
+    ("customer", 24, 50): 2,
+    ("customer", 2000, 100): 1,  # late: nothing back
+    ("customer", 2000, 33): 2,  # late: 67% back
+    ("customer", 2000, 50): 2,
+    ("customer", 0, 0): 1,  # free until the start
+    ("none", 24, 100): 1,  # refused
+}
+# What a confirmed customer does themselves, from the my-bookings pages.
+CHANGES = {"self_cancel": 5, "reschedule": 5}
+
+
+def _change_steps(scenario: Scenario, steps: list[Step]) -> None:
+    """Customers' own cancellations and moves, inserted into a finished plan and drawn from a
+    generator of their own (`changes-SEED`), so the rest of the plan is what it was: a few paying
+    customers sign in by the e-mailed link and cancel (free or late under the listing's policy,
+    drawn here) or move their booking to another time of the same listing (the other slot, or a
+    spare one added for it), after they pay, at a random later moment, sometimes at the same
+    moment as something else (a webhook, a refund, a slot's cancellation, another customer's
+    change) or twice at once (two tabs)."""
+    ch = random.Random(f"changes-{scenario.seed}")
+    names = list(POLICIES)
+    scenario.policy = ch.choices(names, weights=[POLICIES[p] for p in names])[0]
+    payers = [c for c in scenario.customers if c.method not in ("abandon", "three_d_secure_fail")]
+    if not payers:
+        return
+    chosen = [c for c in payers if ch.random() < 0.35][:3]
+    for c in chosen:
+        kind = _pick(ch, CHANGES)
+        paid = max((n for n, step in enumerate(steps) if ("pay", c.index, c.method) in step
+                    or ("pay", c.index, "pay") in step), default=None)
+        if paid is None:
+            continue
+        if kind == "reschedule" and len(scenario.capacities) == 1 and scenario.spare_slot is None:
+            scenario.spare_slot = SlotTime(day="ordinary", hour=ch.randint(7, 20), minute=ch.choice([0, 30]))
+            scenario.spare_capacity = ch.randint(1, 4)
+        at = ch.randint(paid + 1, len(steps))
+        op = (kind, c.index)
+        if at < len(steps) and ch.random() < 0.35:
+            steps[at] = steps[at] + (op,)  # at the very same moment as something else
+        elif ch.random() < 0.1:
+            steps.insert(at, (op, op))  # from two tabs at once
+        else:
+            steps.insert(at, (op,))

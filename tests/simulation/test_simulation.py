@@ -39,8 +39,11 @@ def test_a_quick_run_of_random_races_and_faults_keeps_every_money_invariant(stri
             f"\nsimulation quick run: {totals.scenarios} scenarios, {totals.violations} violations, "
             f"{totals.webhooks} webhooks, {totals.polls} polls, {totals.refunds} refunds, "
             f"{totals.waitlist_joins} waitlist joins, {totals.offers_made} offers ({totals.offers_booked} booked), "
+            f"{totals.customer_cancels} customer cancellations ({totals.late_cancels} late), "
+            f"{totals.reschedules} moves, {totals.changes_refused} changes refused, "
             f"{totals.scenarios / totals.seconds:.1f} scenarios/s"
         )
     assert totals.scenarios == QUICK_SCENARIOS
     assert not failures, "\n\n".join(outcome.report() for outcome in failures[:3])
     assert totals.webhooks and totals.polls and totals.refunds and totals.offers_booked  # the run exercised what it claims to
+    assert totals.customer_cancels and totals.reschedules

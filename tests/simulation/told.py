@@ -60,6 +60,7 @@ def reason_phrases(merchant: str) -> dict[str, tuple[str, ...]]:
         "merchant": (f"{merchant} cancelled your booking", f"cancelled by {merchant}",
                      f"cancelled and refunded by {merchant}", f"partly refunded by {merchant}",
                      f"{merchant} refunded "),
+        "customer_cancel": ("you cancelled",),
     }
 
 
@@ -74,6 +75,8 @@ def _why(reason: str, merchant: str, *, charged: bool) -> str:
         return f"The last seats went to someone else while you were {doing}. Your booking is cancelled and holds no seats."
     if reason == "slot_cancelled":
         return f"{merchant} cancelled this time. Your booking is cancelled and holds no seats."
+    if reason == "customer_cancel":
+        return "You cancelled this booking, so it holds no seats."
     return f"{merchant} cancelled your booking, so it holds no seats."
 
 
@@ -89,9 +92,16 @@ def refund_email_sentence(*, reason: str, amount: int, paid: int, currency: str,
     return f"{_why(reason, merchant, charged=True)} {how}"
 
 
-def cancelled_email_sentence(*, reason: str, merchant: str) -> str:
-    """The sentence of the e-mail about a booking ended with nothing charged (a 100% code)."""
+def cancelled_email_sentence(*, reason: str, merchant: str, kept: bool = False) -> str:
+    """The sentence of the e-mail about a booking ended with nothing charged (a 100% code), or
+    with nothing refunded (cancelled by its customer late, the policy keeping it all)."""
+    if kept:
+        return f"{_why(reason, merchant, charged=True)} {KEPT.format(merchant=merchant)}"
     return f"{_why(reason, merchant, charged=False)} Nothing was charged, so there is nothing to refund."
+
+
+KEPT = ("You cancelled after the free cancellation deadline, so under {merchant}'s cancellation policy "
+        "nothing is refunded.")
 
 
 def page_sentence(booking, refunds, *, merchant: str, support_email: str) -> str | None:
@@ -111,6 +121,8 @@ def page_sentence(booking, refunds, *, merchant: str, support_email: str) -> str
     why = _why(booking.ended_reason, merchant, charged=paid > 0)
     if paid == 0:
         return f"{why} Nothing was charged, so there is nothing to refund."
+    if booking.status == "cancelled" and booking.ended_reason == "customer_cancel" and not live:
+        return f"{why} {KEPT.format(merchant=merchant)}"
     if booking.status == "refund_failed":
         reach = f"; you can reach them at {support_email}" if support_email else ""
         return (f"{why} The refund of {money(paid - booking.amount_refunded, currency)} did not go through. "
