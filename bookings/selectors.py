@@ -68,9 +68,21 @@ def booking_by_token(token: str) -> Booking:
     return Booking.objects.select_related("slot__listing__merchant").prefetch_related("refunds").get(public_token=token)
 
 
-def proven_customer_of(email: str) -> ProvenCustomer | None:
-    """The one Customer of a proven (normalised) e-mail address, if it has one yet."""
-    return ProvenCustomer.objects.filter(email=email).first()
+def proven_customer_of(email: str, *, stripe_account: str = "") -> ProvenCustomer | None:
+    """The one Customer of a proven (normalised) e-mail address on a Stripe account ("" = the
+    platform's; with Connect, a merchant's connected account), if it has one yet."""
+    return ProvenCustomer.objects.filter(email=email, stripe_account_id=stripe_account).first()
+
+
+def proven_customers_of(email: str) -> list[ProvenCustomer]:
+    """Every Customer of a proven address: the platform's, and one per merchant's connected
+    account it paid on (Connect), each with the merchant of that account when known."""
+    customers = list(ProvenCustomer.objects.filter(email=email).order_by("stripe_account_id", "pk"))
+    accounts = [c.stripe_account_id for c in customers if c.stripe_account_id]
+    merchants = {m.stripe_account_id: m for m in Merchant.objects.filter(stripe_account_id__in=accounts)}
+    for customer in customers:
+        customer.merchant = merchants.get(customer.stripe_account_id)
+    return customers
 
 
 def bookings_of_email(email: str) -> QuerySet[Booking]:

@@ -72,22 +72,31 @@ class StartedCheckout:
 
 
 def _checkout_customer(booking: Booking, proven_email: str) -> str:
-    """The Stripe Customer a booking is paid as. A visitor who has proved the booking's address
-    pays as that address's one Customer (so its portal shows all their receipts); anyone else
-    gets a Customer of the booking's own, whose receipts only a proven owner of the address opens."""
+    """The Stripe Customer a booking is paid as, on the account the booking is paid on (with
+    Connect, the merchant's connected account: a Customer lives on one account only). A visitor
+    who has proved the booking's address pays as that address's one Customer on that account (so
+    its portal shows all their receipts from this merchant); anyone else gets a Customer of the
+    booking's own, whose receipts only a proven owner of the address opens."""
+    account = booking.stripe_account_id
     address = customer_email_normalise(booking.customer_email)
     if not proven_email or proven_email != address:
         return stripe_api.customer_create(
-            email=booking.customer_email, name=booking.customer_name, idempotency_key=f"booking-{booking.pk}-customer"
+            email=booking.customer_email,
+            name=booking.customer_name,
+            idempotency_key=f"booking-{booking.pk}-customer",
+            stripe_account=account,
         )
-    known = selectors.proven_customer_of(address)
+    known = selectors.proven_customer_of(address, stripe_account=account)
     if known is not None:
         return known.stripe_customer_id
     digest = hashlib.sha256(f"{address}\n{booking.customer_name}".encode()).hexdigest()[:40]
     created = stripe_api.customer_create(
-        email=booking.customer_email, name=booking.customer_name, idempotency_key=f"proven-customer-{digest}"
+        email=booking.customer_email,
+        name=booking.customer_name,
+        idempotency_key=f"proven-customer-{digest}",
+        stripe_account=account,
     )
-    return proven_customer_record(email=address, stripe_customer_id=created).stripe_customer_id
+    return proven_customer_record(email=address, stripe_customer_id=created, stripe_account=account).stripe_customer_id
 
 
 def checkout_start(
@@ -130,7 +139,8 @@ def _checkout_open(booking: Booking, *, success_url: str, cancel_url: str, prove
         cancel_url = cancel_url.replace(CHECKOUT_DRAFT_MARKER, checkout_draft_reference(booking))
         customer_id = _checkout_customer(booking, proven_email)
         hold = selectors.booking_open_hold(booking)
-        product_id = listing_product(slot.listing)
+        # A direct charge (Connect) names its line itself: listings' products live on the platform.
+        product_id = "" if booking.stripe_account_id else listing_product(slot.listing)
         opened = stripe_api.checkout_open(
             booking=booking,
             customer_id=customer_id,
@@ -161,7 +171,9 @@ def checkout_cancel(*, booking: Booking) -> Booking:
     if booking.status != BookingStatus.PENDING or not booking.checkout_session_id:
         return booking
     try:
-        booking_confirm(facts=stripe_api.checkout_expire(booking.checkout_session_id))
+        booking_confirm(
+            facts=stripe_api.checkout_expire(booking.checkout_session_id, stripe_account=booking.stripe_account_id)
+        )
     except stripe_api.PaymentsUnavailable:
         log_event(log, "checkout_cancel_unreachable", level=logging.WARNING, booking=booking.pk)
     except RefundNotCreated:
@@ -198,7 +210,9 @@ def booking_status_refresh(booking: Booking, *, throttled: bool = True) -> Statu
         return StatusCheck(booking)
     problem = ""
     try:
-        booking_confirm(facts=stripe_api.checkout_facts(booking.checkout_session_id))
+        booking_confirm(
+            facts=stripe_api.checkout_facts(booking.checkout_session_id, stripe_account=booking.stripe_account_id)
+        )
     except stripe_api.PaymentsUnavailable:
         problem = "We are still checking your payment with Stripe."
     except RefundNotCreated:

@@ -572,7 +572,9 @@ def booking_portal(request, token: str):
         return redirect("shop:booking", token=booking.public_token)
     return_url = request.build_absolute_uri(reverse("shop:booking", args=[booking.public_token]))
     try:
-        url = stripe_api.portal_url(customer_id=booking.stripe_customer_id, return_url=return_url)
+        url = stripe_api.portal_url(
+            customer_id=booking.stripe_customer_id, return_url=return_url, stripe_account=booking.stripe_account_id
+        )
     except stripe_api.PaymentsUnavailable as error:
         messages.error(request, str(error))
         return redirect("shop:booking", token=booking.public_token)

@@ -100,9 +100,9 @@ def portals_opened(monkeypatch):
     opened = []
     real = stripe_api.portal_url
 
-    def spy(*, customer_id, return_url):
+    def spy(*, customer_id, return_url, stripe_account=""):
         opened.append(customer_id)
-        return real(customer_id=customer_id, return_url=return_url)
+        return real(customer_id=customer_id, return_url=return_url, stripe_account=stripe_account)
 
     monkeypatch.setattr(stripe_api, "portal_url", spy)
     return opened
