@@ -485,10 +485,12 @@ class RevenueLine:
     paid: int = 0
     refunded: int = 0
     bookings: int = 0
+    # Connect: the platform's fees on these payments, less the fees refunded with refunds.
+    fee: int = 0
 
     @property
     def net(self) -> int:
-        return self.paid - self.refunded
+        return self.paid - self.refunded - self.fee
 
 
 def merchant_revenue(merchant: Merchant, *, days: int = 30) -> list[RevenueLine]:
@@ -500,13 +502,19 @@ def merchant_revenue(merchant: Merchant, *, days: int = 30) -> list[RevenueLine]
     paid_rows = (
         Booking.objects.filter(slot__listing__merchant=merchant, created_at__gte=since, amount_paid__gt=0)
         .values("slot__listing_id", "slot__listing__title", "currency")
-        .annotate(paid=Sum("amount_paid"), bookings=Count("pk"))
+        .annotate(paid=Sum("amount_paid"), bookings=Count("pk"), fee=Sum("application_fee_amount"))
         .order_by()
     )
     for row in paid_rows:
         key = (row["slot__listing_id"], row["currency"])
         lines[key] = RevenueLine(
-            row["slot__listing_id"], row["slot__listing__title"], row["currency"], row["paid"], 0, row["bookings"]
+            row["slot__listing_id"],
+            row["slot__listing__title"],
+            row["currency"],
+            row["paid"],
+            0,
+            row["bookings"],
+            row["fee"] or 0,
         )
     refund_rows = (
         Refund.objects.filter(
@@ -515,7 +523,7 @@ def merchant_revenue(merchant: Merchant, *, days: int = 30) -> list[RevenueLine]
             status__in=(RefundStatus.PENDING, RefundStatus.SUCCEEDED),
         )
         .values("booking__slot__listing_id", "booking__slot__listing__title", "booking__currency")
-        .annotate(refunded=Sum("amount"))
+        .annotate(refunded=Sum("amount"), fee_refunded=Sum("application_fee_refunded"))
         .order_by()
     )
     for row in refund_rows:
@@ -524,6 +532,7 @@ def merchant_revenue(merchant: Merchant, *, days: int = 30) -> list[RevenueLine]
             key, RevenueLine(key[0], row["booking__slot__listing__title"], key[1])
         )
         line.refunded = row["refunded"]
+        line.fee -= row["fee_refunded"] or 0
     return sorted(lines.values(), key=lambda line: (line.title.lower(), line.listing_id, line.currency))
 
 
@@ -535,6 +544,7 @@ def revenue_totals(lines: list[RevenueLine]) -> list[RevenueLine]:
         total.paid += line.paid
         total.refunded += line.refunded
         total.bookings += line.bookings
+        total.fee += line.fee
     return [totals[currency] for currency in sorted(totals)]
 
 
