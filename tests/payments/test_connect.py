@@ -10,7 +10,7 @@ from django.core import mail
 from django.urls import reverse
 
 from bookings.models import Booking, BookingStatus, Merchant, RefundReason
-from bookings.services import AccountFacts, booking_refund, merchant_stripe_account_sync, slot_cancel
+from bookings.services import booking_refund, merchant_stripe_account_sync, slot_cancel
 from payments import stripe_api
 from payments.models import StripeEvent
 from payments.webhooks import stripe_event_receive
