@@ -20,9 +20,15 @@ hold), and Stripe Customers and Checkout Sessions created against the buyers who
 Checkout (a buyer told "sold out" cost no Stripe call). Exits 1 when anything was oversold or
 refunded, or a paid session ended neither confirmed nor refunded.
 
-Built to be extended (issue 16): the emulator's command line is `emulator_command` (room for
-latency and rate-limit options) and the site is a list of `SiteInstance`s buyers are spread over
-(room for a second instance); neither is offered as an option yet.
+Stripe's pace (issue 16): `--pace stripe-test` (the default; `stripe-live`, or `off` for the
+emulator's instant answers) gives the emulator Stripe's latency and rate limits, which
+`--write-latency`, `--read-latency`, `--rate-limit` and `--endpoint-rate-limit` override (see
+`python -m stripe_emulator --help`). A buyer whose Book press is refused because Stripe said 429
+(the site answers 503, "try again in a moment") presses Book again after 1-3 s, up to
+`--retries` times: the table counts the 429s Stripe answered and the buyers who got through on
+a later press. `--gunicorn-threads N` runs gthread workers instead of sync ones.
+
+The site is a list of `SiteInstance`s buyers are spread over (room for a second instance).
 """
 
 from __future__ import annotations
@@ -83,17 +89,55 @@ def http(url: str, *, data: dict | None = None, headers: dict | None = None, tim
             return Answer(answer.status, answer.read().decode(errors="replace"), answer.headers.get("Location", ""))
     except urllib.error.HTTPError as error:
         return Answer(error.code, error.read().decode(errors="replace"), error.headers.get("Location", ""))
+    except (TimeoutError, OSError) as error:  # no answer within `timeout`: the buyer gave up
+        return Answer(0, f"no answer: {error}")
 
 
 # The processes
 
 
-def emulator_command(*, port: int, forward_to: str, db_path: Path) -> list[str]:
-    """The Stripe emulator's command line (issue 16 adds latency and rate-limit options here)."""
-    return [
+def emulator_command(*, port: int, forward_to: str, db_path: Path, pace: dict[str, str] | None = None) -> list[str]:
+    """The Stripe emulator's command line; `pace` maps its pace options (pace, write_latency,
+    read_latency, rate_limit, endpoint_rate_limit, pace_seed) to their values."""
+    command = [
         sys.executable, "-m", "stripe_emulator", "--port", str(port), "--db", str(db_path),
         "--forward-to", forward_to, "--webhook-secret", WEBHOOK_SECRET, "--log-level", "WARNING",
     ]
+    for name, value in (pace or {}).items():
+        if value is not None:
+            command += ["--" + name.replace("_", "-"), str(value)]
+    return command
+
+
+def emulator_pace(emulator_url: str) -> dict:
+    import json
+
+    return json.loads(http(f"{emulator_url}/_emulator/pace").body)
+
+
+def emulator_pace_off(emulator_url: str) -> None:
+    """After the sale: the counting below reads Stripe without its pace."""
+    request = urllib.request.Request(f"{emulator_url}/_emulator/pace", data=b'{"preset": "off"}', method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with OPENER.open(request, timeout=30):
+        pass
+
+
+def workers_peak_memory_mb(master_pid: int) -> tuple[float, int]:
+    """The largest peak resident memory (VmHWM) of the gunicorn master's workers, and how many."""
+    peaks = []
+    try:
+        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    except OSError:
+        return 0.0, 0
+    for pid in children:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peaks.append(int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return (max(peaks) if peaks else 0.0), len(peaks)
 
 
 def start_emulator(command: list[str], *, port: int, log_path: Path) -> subprocess.Popen:
@@ -126,8 +170,10 @@ class SiteInstance:
 class Buyer:
     number: int
     site: str
-    outcome: str = "not started"  # reached / sold_out / rate_limited / error
+    outcome: str = "not started"  # reached / sold_out / rate_limited / stripe_busy / error
     paid: bool = False
+    first_sent: float = 0.0
+    busy_answers: int = 0  # Book presses answered 503 (Stripe refused or could not be reached)
     final_status: str = ""
     start_sent: float = 0.0
     start_answered: float = 0.0
@@ -143,19 +189,32 @@ class Buyer:
         }
 
 
-def buy(buyer: Buyer, *, slug: str, slot_id: int, at: float, think: tuple[float, float], rng: random.Random) -> None:
+def buy(buyer: Buyer, *, slug: str, slot_id: int, at: float, think: tuple[float, float], rng: random.Random,
+        retries: int = 3) -> None:
     time.sleep(max(0.0, at - time.perf_counter()))
     host = urllib.parse.urlsplit(buyer.site).netloc
     headers = buyer.headers
     http(f"{buyer.site}/l/{slug}/", headers=headers)
-    buyer.start_sent = time.perf_counter()
-    started = http(
-        f"{buyer.site}/l/{slug}/book/",
-        data={"slot": slot_id, "quantity": 1, "customer_email": f"buyer{buyer.number}@onsale.example",
-              "customer_name": f"Buyer {buyer.number}", "csrfmiddlewaretoken": CSRF_SECRET},
-        headers={**headers, "Origin": f"https://{host}"},
-    )
-    buyer.start_answered = time.perf_counter()
+    for attempt in range(retries + 1):
+        buyer.start_sent = time.perf_counter()
+        buyer.first_sent = buyer.first_sent or buyer.start_sent
+        started = http(
+            f"{buyer.site}/l/{slug}/book/",
+            data={"slot": slot_id, "quantity": 1, "customer_email": f"buyer{buyer.number}@onsale.example",
+                  "customer_name": f"Buyer {buyer.number}", "csrfmiddlewaretoken": CSRF_SECRET},
+            headers={**headers, "Origin": f"https://{host}"},
+        )
+        buyer.start_answered = time.perf_counter()
+        if started.status != 503:
+            break
+        # "We could not reach our payment provider. Please try again in a moment." A person
+        # presses Book again a moment later.
+        buyer.busy_answers += 1
+        if attempt < retries:
+            time.sleep(rng.uniform(1.0, 3.0))
+    if started.status == 503:
+        buyer.outcome = "stripe_busy"
+        return
     if started.status == 303 and "/c/pay/" in started.location:
         buyer.outcome = "reached"
     elif started.status == 409 and "sold out" in started.body.lower():
@@ -264,6 +323,17 @@ def main(argv=None) -> int:
     parser.add_argument("--settle-seconds", type=float, default=60,
                         help="how long to wait for webhooks to settle every payment (default 60)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of arrivals and think times")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="times a buyer presses Book again after a 503 (Stripe busy), 1-3 s apart (default 3)")
+    parser.add_argument("--gunicorn-threads", type=int, default=0,
+                        help="threads per gunicorn worker (gthread); 0 keeps the Procfile's sync workers (default)")
+    pace = parser.add_argument_group("Stripe's pace in the emulator")
+    pace.add_argument("--pace", default="stripe-test", choices=["off", "stripe-test", "stripe-live"],
+                      help="latency and rate limits (default stripe-test: writes 250:900 ms, reads 120:450 ms, 25/s per key)")
+    pace.add_argument("--write-latency", metavar="MEDIAN:P99", help="override: latency of writes in ms, or off")
+    pace.add_argument("--read-latency", metavar="MEDIAN:P99", help="override: latency of reads in ms, or off")
+    pace.add_argument("--rate-limit", metavar="N", help="override: requests/s per key (test, live, N, off)")
+    pace.add_argument("--endpoint-rate-limit", metavar="N", help="override: requests/s per key and endpoint, or off")
     args = parser.parse_args(argv)
     if args.think[1] >= 25 * 60:
         parser.error("--think must stay well within the 30-minute hold")
@@ -284,15 +354,25 @@ def main(argv=None) -> int:
         emulator_url = f"http://127.0.0.1:{emulator_port}"
         processes.append(start_emulator(
             emulator_command(port=emulator_port, forward_to=f"http://127.0.0.1:{site_port}/stripe/webhook/",
-                             db_path=work / "emulator.sqlite3"),
+                             db_path=work / "emulator.sqlite3",
+                             pace={"pace": args.pace, "write_latency": args.write_latency,
+                                   "read_latency": args.read_latency, "rate_limit": args.rate_limit,
+                                   "endpoint_rate_limit": args.endpoint_rate_limit, "pace_seed": str(args.seed)}),
             port=emulator_port, log_path=work / "emulator.log",
         ))
+        if args.gunicorn_threads:
+            os.environ["GUNICORN_CMD_ARGS"] = f"--threads {args.gunicorn_threads} --worker-class gthread"
         gunicorn = start_gunicorn(port=site_port, workers=args.workers, emulator_url=emulator_url,
                                   database_name=database, pool=False, redis={"REDIS_URL": ""},
                                   log_path=work / "gunicorn.log")
         processes.append(gunicorn)
         sites = [SiteInstance(f"http://127.0.0.1:{site_port}", gunicorn)]
-        print(f"scratch database {database}; gunicorn with {args.workers} workers; emulator at {emulator_url}; "
+        paced = emulator_pace(emulator_url)
+        bound = min([r for r in (paced["rate_limit"], paced["endpoint_rate_limit"]) if r] or [0])
+        print(f"Stripe's pace: writes {paced['write_latency']}, reads {paced['read_latency']}, "
+              f"{paced['rate_limit']}/s per key, {paced['endpoint_rate_limit']}/s per endpoint")
+        print(f"scratch database {database}; gunicorn with {args.workers} workers"
+              f"{f' x {args.gunicorn_threads} threads' if args.gunicorn_threads else ' (sync)'}; emulator at {emulator_url}; "
               f"{args.buyers} buyers for {args.seats} seats over {args.arrival_seconds:g} s, paying after "
               f"{args.think[0]:g}-{args.think[1]:g} s; logs in {work}")
 
@@ -305,7 +385,7 @@ def main(argv=None) -> int:
         threads = [
             threading.Thread(target=buy, args=(buyer,),
                              kwargs=dict(slug=listing.slug, slot_id=slot.pk, at=at, think=tuple(args.think),
-                                         rng=random.Random(rng.random())),
+                                         rng=random.Random(rng.random()), retries=args.retries),
                              daemon=True)
             for buyer, at in zip(buyers, arrivals)
         ]
@@ -320,6 +400,9 @@ def main(argv=None) -> int:
         # Webhooks still on their way: wait until every paid session is settled on the site.
         from bookings.models import Booking, BookingStatus, Refund, Slot
 
+        peak_mb, worker_count = workers_peak_memory_mb(gunicorn.pid)
+        paced = emulator_pace(emulator_url)
+        emulator_pace_off(emulator_url)
         stripe = stripe_counts(emulator_url)
         deadline = time.time() + args.settle_seconds
         while time.time() < deadline:
@@ -335,6 +418,8 @@ def main(argv=None) -> int:
         outcomes = Counter(b.outcome for b in buyers)
         starts = [b for b in buyers if b.start_answered]
         span = max(b.start_answered for b in starts) - min(b.start_sent for b in starts)
+        reached = [b for b in buyers if b.outcome == "reached"]
+        opened_span = (max(b.start_answered for b in reached) - min(b.first_sent for b in reached)) if reached else 0
         refunded = Refund.objects.filter(booking__slot=slot).count()
         oversold = max(0, sold - args.seats)
         unsettled = sum(1 for s in stripe["paid_sessions"]
@@ -346,7 +431,12 @@ def main(argv=None) -> int:
         figures.add("seats", args.seats)
         figures.add("reached Checkout", outcomes["reached"])
         figures.add("told sold out, no Stripe call", outcomes["sold_out"])
-        figures.add("rate-limited / errors", f"{outcomes['rate_limited']} / {outcomes['error']}")
+        figures.add("site rate limit / Stripe busy to the end / errors",
+                    f"{outcomes['rate_limited']} / {outcomes['stripe_busy']} / {outcomes['error']}")
+        figures.add("Stripe 429s seen (global / endpoint)", f"{paced['counts']['rate_limited']} "
+                    f"({paced['counts']['rate_limited_global']} / {paced['counts']['rate_limited_endpoint']})")
+        figures.add("buyers refused then through on a later press",
+                    sum(1 for b in reached if b.busy_answers))
         figures.add("paid on Stripe's page", sum(b.paid for b in buyers))
         figures.add("confirmed", sold)
         figures.add("refunded (target 0)", refunded)
@@ -356,16 +446,27 @@ def main(argv=None) -> int:
         figures.add("sold out shown on the listing after",
                     f"{shown:.2f} s from the first arrival" if shown is not None else "never")
         figures.add("checkout starts answered/s", f"{len(starts) / span:.1f} ({len(starts)} in {span:.2f} s)")
-        figures.add("start latency p50 / p95 / max",
+        if reached and opened_span:
+            rate = len(reached) / opened_span
+            figures.add("checkouts opened/s vs Stripe's bound",
+                        f"{rate:.1f} of {bound}/s ({rate / bound:.2f})" if bound else f"{rate:.1f} (no bound set)")
+            figures.add("Book to Stripe's page p50 / p95 / p99 / max", " / ".join(
+                f"{v * 1000:.0f} ms" for v in _percentiles([b.start_answered - b.first_sent for b in reached])))
+        figures.add("start answer p50 / p95 / p99 / max (all)",
                     " / ".join(f"{v * 1000:.0f} ms" for v in _percentiles([b.start_answered - b.start_sent for b in starts])))
-        figures.add("Stripe: Customers / Sessions created", f"{stripe['customers']} / {stripe['sessions']} "
-                    f"(one each per buyer who reached Checkout)")
+        figures.add("Stripe: Sessions created / Customers made",
+                    f"{stripe['sessions']} / {stripe['customers']} (one session per buyer who reached Checkout; "
+                    f"Checkout makes the Customer on payment)")
+        figures.add("Stripe calls delayed by the pace", f"{paced['counts']['delayed']} "
+                    f"(mean {paced['counts']['delayed_ms_total'] / max(1, paced['counts']['delayed']):.0f} ms)")
+        figures.add("web workers' peak memory", f"{peak_mb:.0f} MB (largest of {worker_count} workers' VmHWM)")
         figures.add("slot afterwards: sold / held / free", f"{fresh.seats_sold} / {fresh.seats_held} / {fresh.seats_left}")
         figures.print()
         errors = [b.detail for b in buyers if b.detail]
         if errors:
             print(f"\n  first problems: {Counter(errors).most_common(3)}")
-        bad = oversold or refunded or unsettled or stripe["customers"] != outcomes["reached"]
+        bad = (oversold or refunded or unsettled or stripe["sessions"] != outcomes["reached"]
+               or stripe["customers"] != stripe["paid"])
         return 1 if bad else 0
     finally:
         for process in reversed(processes):
@@ -380,7 +481,7 @@ def main(argv=None) -> int:
 
 def _percentiles(values: list[float]) -> list[float]:
     ordered = sorted(values)
-    return [ordered[int(len(ordered) * p)] for p in (0.5, 0.95)] + [ordered[-1]]
+    return [ordered[min(len(ordered) - 1, int(len(ordered) * p))] for p in (0.5, 0.95, 0.99)] + [ordered[-1]]
 
 
 if __name__ == "__main__":

@@ -72,20 +72,18 @@ class StartedCheckout:
 
 
 def _checkout_customer(booking: Booking, proven_email: str) -> str:
-    """The Stripe Customer a booking is paid as, on the account the booking is paid on (with
-    Connect, the merchant's connected account: a Customer lives on one account only). A visitor
-    who has proved the booking's address pays as that address's one Customer on that account (so
-    its portal shows all their receipts from this merchant); anyone else gets a Customer of the
-    booking's own, whose receipts only a proven owner of the address opens."""
+    """The Stripe Customer a booking is paid as, or "" for one Checkout makes, on the account the
+    booking is paid on (with Connect, the merchant's connected account: a Customer lives on one
+    account only). A visitor who has proved the booking's address pays as that address's one
+    Customer on that account (so its portal shows all their receipts from this merchant: made once
+    per person and account, then no call at all); anyone else gets a Customer of the booking's own,
+    which Checkout creates on the session's account in the same call that opens the session and
+    which is recorded when the session completes, and whose receipts only a proven owner of the
+    address opens."""
     account = booking.stripe_account_id
     address = customer_email_normalise(booking.customer_email)
     if not proven_email or proven_email != address:
-        return stripe_api.customer_create(
-            email=booking.customer_email,
-            name=booking.customer_name,
-            idempotency_key=f"booking-{booking.pk}-customer",
-            stripe_account=account,
-        )
+        return ""
     known = selectors.proven_customer_of(address, stripe_account=account)
     if known is not None:
         return known.stripe_customer_id

@@ -108,11 +108,13 @@ def checkout_open(
     hold_until: dt.datetime | None = None,
     product_id: str = "",
 ) -> OpenedCheckout:
-    """Open a Stripe Checkout Session for a pending booking, paid as Customer `customer_id`,
-    expiring when the booking's seats stop being held (`hold_until`, at least 30 minutes away).
-    `success_url` must contain `{CHECKOUT_SESSION_ID}`. With Connect the session is made on the
-    booking's connected account (`booking.stripe_account_id`, a direct charge) with the
-    platform's fee as `payment_intent_data[application_fee_amount]`. With `product_id` (the listing's product,
+    """Open a Stripe Checkout Session for a pending booking, paid as Customer `customer_id` or,
+    when that is "", as a new Customer Checkout creates for the booking's e-mail on payment (one
+    call: the session's `customer` is known once it completes; with Connect that Customer is made
+    on the connected account), expiring when the booking's seats stop being held (`hold_until`, at
+    least 30 minutes away). `success_url` must contain `{CHECKOUT_SESSION_ID}`. With Connect the
+    session is made on the booking's connected account (`booking.stripe_account_id`, a direct
+    charge) with the platform's fee as `payment_intent_data[application_fee_amount]`. With `product_id` (the listing's product,
     `listing_product_ensure`) the line sells that product, so only codes made for it apply, and
     the time is told under the pay button; without, an ad-hoc product names listing and time.
     Raises PaymentsUnavailable when Stripe cannot be used."""
@@ -140,7 +142,11 @@ def checkout_open(
                         "quantity": booking.quantity,
                     }
                 ],
-                "customer": customer_id,
+                **(
+                    {"customer": customer_id}
+                    if customer_id
+                    else {"customer_email": booking.customer_email, "customer_creation": "always"}
+                ),
                 "client_reference_id": booking_reference(booking),
                 "metadata": {"booking_id": str(booking.pk), "slot_id": str(booking.slot_id)},
                 "payment_intent_data": {

@@ -11,6 +11,7 @@ import threading
 
 from .backend import Tuning
 from .emulator import Emulator
+from .pace import PRESETS, PaceError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +33,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--public-url", default=None,
                         help="Base of the hosted page URLs (default http://HOST:PORT), e.g. when behind a proxy.")
     parser.add_argument("--log-level", default="INFO", type=str.upper, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    pace = parser.add_argument_group("Stripe's pace (all off by default)")
+    pace.add_argument("--pace", choices=list(PRESETS), default=None,
+                      help="stripe-test: writes 250:900 ms, reads 120:450 ms, 25 requests/s per key and 25/s per endpoint; "
+                           "stripe-live: the same with 100 requests/s per key. The options below override it.")
+    pace.add_argument("--write-latency", metavar="MEDIAN:P99", default=None,
+                      help="latency of POST/DELETE calls in ms, log-normal with this median and 99th percentile, or off")
+    pace.add_argument("--read-latency", metavar="MEDIAN:P99", default=None,
+                      help="latency of GET calls in ms, likewise, or off")
+    pace.add_argument("--rate-limit", metavar="N", default=None,
+                      help="requests per second per secret key (test = 25, live = 100, off); beyond it 429 rate_limit")
+    pace.add_argument("--endpoint-rate-limit", metavar="N", default=None,
+                      help="requests per second per key to one endpoint (Stripe: 25), or off")
+    pace.add_argument("--pace-seed", type=int, default=None, help="seed of the latency draws (reproducible runs)")
     tuning = parser.add_argument_group("tuning")
     for field in dataclasses.fields(Tuning):
         flag = "--" + field.name.replace("_", "-")
@@ -41,21 +55,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _latency_text(latency: dict | None) -> str:
+    return f"{latency['median_ms']:g} ms median / {latency['p99_ms']:g} ms p99" if latency else "instant"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     tuning = {name[len("tuning_"):]: value for name, value in vars(args).items() if name.startswith("tuning_")}
-    emulator = Emulator(
-        db=args.db,
-        port=args.port,
-        forward_to=args.forward_to,
-        webhook_secret=args.webhook_secret,
-        host=args.host,
-        public_url=args.public_url,
-        connect_forward_to=args.forward_connect_to,
-        connect_webhook_secret=args.connect_webhook_secret,
-        **tuning,
-    )
+    pace: dict[str, object] = {}
+    if args.pace:
+        pace["preset"] = args.pace
+    for name in ("write_latency", "read_latency", "rate_limit", "endpoint_rate_limit"):
+        if getattr(args, name) is not None:
+            pace[name] = getattr(args, name)
+    if args.pace_seed is not None:
+        pace["seed"] = args.pace_seed
+    try:
+        emulator = Emulator(
+            db=args.db,
+            port=args.port,
+            forward_to=args.forward_to,
+            webhook_secret=args.webhook_secret,
+            host=args.host,
+            public_url=args.public_url,
+            connect_forward_to=args.forward_connect_to,
+            connect_webhook_secret=args.connect_webhook_secret,
+            pace=pace,
+            **tuning,
+        )
+    except PaceError as error:
+        print(f"Bad pace option: {error}", file=sys.stderr)
+        return 2
     try:
         emulator.start()
     except OSError as error:
@@ -70,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Forwarding connected accounts' events to {args.forward_connect_to}", flush=True)
         if not args.connect_webhook_secret:
             print(f"Your Connect webhook signing secret is {emulator.connect_webhook_secret}", flush=True)
+    if emulator.pace.active:
+        described = emulator.pace.describe()
+        print("Stripe's pace: writes {w}, reads {r}, {rate} requests/s per key, {ep}/s per endpoint".format(
+            w=_latency_text(described["write_latency"]), r=_latency_text(described["read_latency"]),
+            rate=described["rate_limit"] or "no limit on", ep=described["endpoint_rate_limit"] or "no limit"), flush=True)
     if not args.webhook_secret:
         # As `stripe listen` does: the receiver needs this secret to verify signatures.
         print(f"Ready! Your webhook signing secret is {emulator.webhook_secret} (^C to quit)", flush=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 from .clock import Clock
 from .errors import InvalidRequestError
+from .pace import Pace
 from .params import Coercer
 from .spec import Spec, load_spec
 from .store import Store
@@ -132,6 +133,7 @@ class Backend:
         tuning: Tuning,
         connect_forward_to: str | None = None,
         connect_webhook_secret: str = "",
+        pace: Pace | None = None,
     ):
         self.store = Store(db)
         self.clock = Clock(self.store)
@@ -145,6 +147,8 @@ class Backend:
         self.connect_webhook_secret = connect_webhook_secret
         self.tuning = tuning
         self.faults = Faults()
+        # Stripe's latency and rate limits, off unless asked for (``pace.py``).
+        self.pace = pace or Pace()
         # Set when the emulator stops, to cut short anything waiting (a simulated hang).
         self.stopping = threading.Event()
         self.default_api_version = sdk_api_version()
@@ -203,6 +207,7 @@ class Backend:
         self.store.reset()
         self.clock.reload()
         self.faults.clear()
+        self.pace.restore()  # the pace the emulator was started with; counters start afresh
         if self.dispatcher is not None:
             self.dispatcher.reset()
 

@@ -60,7 +60,8 @@ class EmulatorControl:
     # -- state ----------------------------------------------------------------------------
 
     def reset(self) -> dict[str, Any]:
-        """Forget every object, event, delivery, idempotency key, timer and fault."""
+        """Forget every object, event, delivery, idempotency key, timer and fault; the pace goes
+        back to the one the emulator was started with."""
         return self._call("POST", "/reset")
 
     def config(self) -> dict[str, Any]:
@@ -72,6 +73,17 @@ class EmulatorControl:
     @property
     def webhook_secret(self) -> str:
         return self.config()["webhook_secret"]
+
+    # -- Stripe's pace -------------------------------------------------------------------------
+
+    def pace(self) -> dict[str, Any]:
+        """Latency (median, p99 and the log-normal's mu/sigma), rate limits and counters."""
+        return self._call("GET", "/pace")
+
+    def set_pace(self, **settings: Any) -> dict[str, Any]:
+        """E.g. ``set_pace(preset="stripe-test")``, ``set_pace(write_latency="250:900", rate_limit=25)``,
+        ``set_pace(preset="off")``."""
+        return self._call("POST", "/pace", settings)
 
     # -- webhooks -----------------------------------------------------------------------------
 

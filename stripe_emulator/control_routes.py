@@ -15,6 +15,7 @@ from .backend import Backend
 from .errors import InvalidRequestError, ResourceMissing, StripeError
 from .html import date, e, page
 from .money import format_amount
+from .pace import PaceError
 from .web import Request, Response
 
 REFUND_FAULT_MODES = ("error", "timeout", "lost_response")
@@ -39,6 +40,8 @@ class ControlApp:
             ("POST", re.compile(r"^/_emulator/reset$"), self.reset),
             ("GET", re.compile(r"^/_emulator/config$"), self.get_config),
             ("POST", re.compile(r"^/_emulator/config$"), self.set_config),
+            ("GET", re.compile(r"^/_emulator/pace$"), self.get_pace),
+            ("POST", re.compile(r"^/_emulator/pace$"), self.set_pace),
             ("GET", re.compile(r"^/_emulator/webhooks$"), self.webhook_state),
             ("POST", re.compile(r"^/_emulator/webhooks/hold$"), self.hold),
             ("POST", re.compile(r"^/_emulator/webhooks/release$"), self.release),
@@ -125,6 +128,22 @@ class ControlApp:
         if "connect_forward_to" in body:
             self.backend.connect_forward_to = body["connect_forward_to"] or None
         return Response.json(200, self._config())
+
+    # -- pace -------------------------------------------------------------------------------
+
+    def get_pace(self, request: Request, body: dict[str, Any]) -> Response:
+        """Stripe's latency and rate limits as set, their distribution parameters and counters."""
+        return Response.json(200, self.backend.pace.describe())
+
+    def set_pace(self, request: Request, body: dict[str, Any]) -> Response:
+        """Change some of ``preset``, ``write_latency``, ``read_latency`` (``{"median_ms", "p99_ms"}``,
+        ``"MEDIAN:P99"`` or null), ``rate_limit``, ``endpoint_rate_limit`` (per second, ``"test"``,
+        ``"live"`` or 0) and ``seed``; the buckets and counters start afresh."""
+        try:
+            self.backend.pace.configure(body)
+        except PaceError as error:
+            raise ControlError(400, str(error)) from None
+        return Response.json(200, self.backend.pace.describe())
 
     # -- webhooks ---------------------------------------------------------------------------
 

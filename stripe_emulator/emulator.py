@@ -11,6 +11,7 @@ from .backend import Backend, Tuning
 from .control_routes import ControlApp
 from .hosted import HostedApp
 from .ids import new_webhook_secret
+from .pace import Pace
 from .server import EmulatorHTTPServer, serve_in_thread
 from .timers import Timers
 from .web import Request, Response
@@ -26,7 +27,8 @@ class Emulator:
     """A running Stripe emulator.
 
     ``Emulator(db=":memory:", port=0, forward_to=None, webhook_secret=None, host="127.0.0.1",
-    public_url=None, **tuning)``; ``port=0`` picks a free port. Use ``start()``/``stop()`` or
+    public_url=None, pace=None, **tuning)``; ``port=0`` picks a free port; ``pace`` sets Stripe's
+    latency and rate limits (see ``pace.Pace.configure``; off by default). Use ``start()``/``stop()`` or
     ``with Emulator() as emu:``; then ``emu.url`` is the base for the SDK and ``emu.webhook_secret``
     verifies webhooks. ``tuning`` takes the fields of ``Tuning`` (webhook retry delays, timeouts,
     worker count, refund failure delay, ...).
@@ -43,6 +45,7 @@ class Emulator:
         public_url: str | None = None,
         connect_forward_to: str | None = None,
         connect_webhook_secret: str | None = None,
+        pace: dict[str, Any] | None = None,
         **tuning: Any,
     ):
         self.db = db
@@ -50,6 +53,10 @@ class Emulator:
         self.requested_port = port
         self.forward_to = forward_to
         self.tuning = Tuning.from_options(tuning)
+        # Stripe's latency and rate limits (``pace.py``): e.g. ``pace={"preset": "stripe-test"}``.
+        self.pace = Pace()
+        self.pace.configure(pace or {})
+        self.pace.remember_as_initial()
         self._given_secret = webhook_secret
         self.connect_forward_to = connect_forward_to
         self._given_connect_secret = connect_webhook_secret
@@ -73,6 +80,7 @@ class Emulator:
             webhook_secret="",
             forward_to=self.forward_to,
             tuning=self.tuning,
+            pace=self.pace,
             connect_forward_to=self.connect_forward_to,
         )
         backend.webhook_secret = self._resolve_secret(backend)

@@ -138,7 +138,7 @@ class ApiApp:
             response = self._error(ApiError(SERVER_ERROR_MESSAGE), request_id)
         finally:
             with self._recent_lock:
-                self.in_flight.pop(request_id, None)
+                pace_delay_ms = (self.in_flight.pop(request_id, None) or {}).get("pace_delay_ms", 0.0)
         for name, value in headers.items():
             response.headers.setdefault(name, value)
         if idempotency_key:
@@ -158,6 +158,7 @@ class ApiApp:
             "idempotency_key": idempotency_key,
             "replayed": response.headers.get("Idempotent-Replayed") == "true",
             "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+            "pace_delay_ms": pace_delay_ms,
             "at": time.time(),
             "error": _error_summary(response),
         })
@@ -177,7 +178,19 @@ class ApiApp:
         route, path_params = match(request.method, request.path)
         if route is None:
             raise UnrecognizedUrl(request.method, request.path)
-        account = self._connected_account(request, api_key_of(request))
+        key = api_key_of(request)
+        pace = self.backend.pace
+        if pace.active:
+            # Refused at once when over the key's rate; otherwise the request takes Stripe's time,
+            # in this request's own thread and under no lock (other requests go on meanwhile).
+            pace.admit(key, f"{route.method} {route.template}")
+            delay = pace.delay_for(request.method)
+            with self._recent_lock:
+                if request_id in self.in_flight:
+                    self.in_flight[request_id]["pace_delay_ms"] = round(delay * 1000, 3)
+            if delay > 0:
+                self.backend.stopping.wait(delay)
+        account = self._connected_account(request, key)
         with self.backend.store.scoped(account):
             return self._handle_on(request, route, path_params, request_id, version, idempotency_key, account)
 

@@ -110,7 +110,9 @@ def test_a_direct_charge_is_made_on_the_merchants_account_with_the_fee(client, c
     # The session lives on the merchant's account only: the platform cannot read it.
     client_ = stripe_api.stripe_client()
     on_account = client_.v1.checkout.sessions.retrieve(booking.checkout_session_id, options={"stripe_account": merchant.stripe_account_id})
-    assert on_account.amount_total == 5000 and on_account.customer == booking.stripe_customer_id
+    # An unproven visitor's Customer is made by Checkout, on the merchant's account, when they pay.
+    assert on_account.amount_total == 5000 and on_account.customer is None and booking.stripe_customer_id == ""
+    assert on_account.customer_creation == "always" and on_account.customer_email == booking.customer_email
     with pytest.raises(Exception):
         client_.v1.checkout.sessions.retrieve(booking.checkout_session_id)
     idempotency_keys = {r.get("idempotency_key") for r in connect.requests() if r.get("method") == "POST"}
@@ -122,6 +124,11 @@ def test_a_direct_charge_is_made_on_the_merchants_account_with_the_fee(client, c
     assert booking.status == BookingStatus.CONFIRMED and booking.amount_paid == 5000
     fee = application_fee(booking)
     assert (fee.amount, fee.account, fee.amount_refunded) == (530, merchant.stripe_account_id, 0)
+    assert booking.stripe_customer_id.startswith("cus_")
+    made = client_.v1.customers.retrieve(booking.stripe_customer_id, options={"stripe_account": merchant.stripe_account_id})
+    assert made.email == booking.customer_email
+    with pytest.raises(Exception):
+        client_.v1.customers.retrieve(booking.stripe_customer_id)
 
 
 def test_the_platform_endpoint_alone_never_confirms_a_direct_charge_and_the_connect_endpoint_does(client, connect):

@@ -264,7 +264,7 @@ def checkout_opened(monkeypatch):
     """Stripe's side of checkout_open, remembering the cancel address it was given."""
     opened = {}
 
-    def checkout_open(*, booking, customer_id, success_url, cancel_url, hold_until=None):
+    def checkout_open(*, booking, customer_id, success_url, cancel_url, hold_until=None, product_id=""):
         opened["cancel_url"] = cancel_url
         return stripe_api.OpenedCheckout(
             session_id=f"cs_test_{booking.pk:08d}", url="https://checkout.example/pay",
@@ -273,6 +273,7 @@ def checkout_opened(monkeypatch):
 
     monkeypatch.setattr(stripe_api, "checkout_open", checkout_open)
     monkeypatch.setattr(stripe_api, "customer_create", lambda **kwargs: "cus_test_own")
+    monkeypatch.setattr(stripe_api, "listing_product_ensure", lambda **kwargs: "prod_test_listing")
     return opened
 
 
