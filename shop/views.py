@@ -29,7 +29,7 @@ from bookings import selectors
 from bookings.calendar import booking_calendar_file, booking_online_url, google_calendar_url
 from common.logs import log_event
 from bookings.models import Booking, Listing
-from bookings.services import BookingError, hold_minutes, waitlist_join_refusal
+from bookings.services import BookingError, hold_minutes, merchant_payments_refusal, waitlist_join_refusal
 from bookings.storefront_cache import final_status_key, storefront_version
 from common import ratelimits
 from payments import stripe_api
@@ -231,6 +231,8 @@ def _listing_content(listing: Listing, form: BookingForm, *, picker: str, slots:
         "has_bookable": any(slot.is_bookable for slot in slots),
         "has_held": any(slot.seats_held for slot in slots),
         "hold_minutes": hold_minutes(listing),
+        # With Connect, a merchant whose account cannot take charges is not selling (yet).
+        "not_taking_bookings": merchant_payments_refusal(listing.merchant),
         "slot_picker": picker,
         "csrf_token": CSRF_TOKEN_MARKER,
         "offer_minutes": settings.WAITLIST_OFFER_MINUTES,
