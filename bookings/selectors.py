@@ -548,6 +548,62 @@ def revenue_totals(lines: list[RevenueLine]) -> list[RevenueLine]:
     return [totals[currency] for currency in sorted(totals)]
 
 
+@dataclass
+class PlatformFeeLine:
+    """The platform's fees (Connect) in one currency, for one merchant (or all: `merchant` None)."""
+
+    currency: str
+    merchant: Merchant | None = None
+    charged: int = 0
+    refunded: int = 0
+    payments: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.charged - self.refunded
+
+
+def platform_fees(*, days: int | None = 30) -> tuple[list[PlatformFeeLine], list[PlatformFeeLine]]:
+    """The fees the platform earned on direct charges over the last `days` (None: ever), as
+    (totals per currency, lines per merchant and currency), in three queries: the fees asked on
+    payments made in that time (bookings created then and paid), less the fees given back with
+    refunds the provider made in that time (whenever their booking was paid), as the merchants'
+    revenue counts them. Currencies are never summed together."""
+    bookings = Booking.objects.filter(amount_paid__gt=0, application_fee_amount__gt=0).exclude(stripe_account_id="")
+    refunds = Refund.objects.filter(status__in=_CREATED, application_fee_refunded__gt=0)
+    if days is not None:
+        since = timezone.now() - dt.timedelta(days=days)
+        bookings = bookings.filter(created_at__gte=since)
+        refunds = refunds.filter(created_at__gte=since)
+    lines: dict[tuple[int, str], PlatformFeeLine] = {}
+    charged = (
+        bookings.values("slot__listing__merchant_id", "currency")
+        .annotate(fee=Sum("application_fee_amount"), payments=Count("pk"))
+        .order_by()
+    )
+    for row in charged:
+        line = lines.setdefault((row["slot__listing__merchant_id"], row["currency"]), PlatformFeeLine(row["currency"]))
+        line.charged, line.payments = row["fee"], row["payments"]
+    given_back = (
+        refunds.values("booking__slot__listing__merchant_id", "booking__currency")
+        .annotate(fee=Sum("application_fee_refunded"))
+        .order_by()
+    )
+    for row in given_back:
+        key = (row["booking__slot__listing__merchant_id"], row["booking__currency"])
+        lines.setdefault(key, PlatformFeeLine(row["booking__currency"])).refunded = row["fee"]
+    merchants = Merchant.objects.in_bulk({merchant_id for merchant_id, _ in lines})
+    totals: dict[str, PlatformFeeLine] = {}
+    for (merchant_id, currency), line in lines.items():
+        line.merchant = merchants[merchant_id]
+        total = totals.setdefault(currency, PlatformFeeLine(currency))
+        total.charged += line.charged
+        total.refunded += line.refunded
+        total.payments += line.payments
+    by_merchant = sorted(lines.values(), key=lambda line: (line.merchant.display_name.lower(), line.merchant.pk, line.currency))
+    return [totals[currency] for currency in sorted(totals)], by_merchant
+
+
 # Recurring series
 
 
