@@ -14,7 +14,7 @@ from bookings.services import slot_cancel
 from tests.factories import make_listing, make_slot
 from tests.payments.test_connect import connect, connected_merchant, paid_on_account  # noqa: F401 (the fixture)
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.own_connect_accounts]
 
 
 @pytest.fixture

@@ -15,11 +15,13 @@ from payments import stripe_api
 from payments.models import StripeEvent
 from payments.webhooks import stripe_event_receive
 from tests.conftest import TEST_WEBHOOK_SECRET
+from tests.connect_mode import onboarded_account
 from tests.factories import make_listing, make_merchant, make_slot
 from tests.payments.stripe_flow import open_checkout
 from tests.payments.webhook_signing import stripe_signature
 
-pytestmark = pytest.mark.django_db
+# Connect on in every test here, with the merchants' accounts the tests make (`--connect` adds none).
+pytestmark = [pytest.mark.django_db, pytest.mark.own_connect_accounts]
 
 CONNECT_SECRET = "whsec_slotbook_connect_test_secret"
 PRICE = 2500  # €25.00 a seat
@@ -35,21 +37,6 @@ def connect(settings, stripe_emulator):
     settings.CONNECT_REFUND_FEE_REASONS = ["sold_out", "slot_cancelled"]
     settings.ADMINS = [("Operator", "ops@example.com")]
     return stripe_emulator
-
-
-def onboarded_account(country: str = "FR") -> str:
-    """A connected account given everything Stripe asks (through the API), able to charge."""
-    client = stripe_api.stripe_client()
-    account = client.v1.accounts.create(params={
-        "type": "custom", "country": country, "business_type": "individual",
-        "capabilities": {"card_payments": {"requested": True}, "transfers": {"requested": True}},
-        "business_profile": {"mcc": "7999", "url": "https://tours.example"},
-        "individual": {"first_name": "Jenny", "last_name": "Rosen", "email": "jenny@example.com",
-                       "dob": {"day": 1, "month": 1, "year": 1901},
-                       "address": {"line1": "address_full_match", "city": "Paris", "postal_code": "75001"}},
-        "tos_acceptance": {"date": 1700000000, "ip": "203.0.113.7"},
-    })
-    return client.v1.accounts.update(account.id, params={"external_account": "btok_us_verified"}).id
 
 
 def connected_merchant(**fields) -> Merchant:

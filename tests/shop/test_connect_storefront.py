@@ -11,7 +11,7 @@ from bookings.models import Merchant
 from tests.factories import make_listing, make_merchant, make_slot
 from tests.payments.test_connect import connect, signed_post  # noqa: F401 (the fixture)
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.own_connect_accounts]
 
 
 def account_updated(account: str, *, event_id: str, created: int, can_charge: bool) -> dict:
