@@ -150,6 +150,7 @@ FIELDS = {
     "shop:receipts_portal": None,
     "payments:stripe_webhook": None,  # its bodies: test_no_webhook_body_makes_a_server_error
     "payments:stripe_connect_webhook": None,
+    "admin_platform_fees": {"days": "30"},
     "merchant:connect_start": None,
     "merchant:connect_refresh": None,
     "merchant:connect_return": None,
