@@ -69,6 +69,16 @@ def test_a_paris_merchant_onboards_a_customer_pays_the_dashboard_shows_gross_fee
     expect(customer.get_by_test_id("not-taking-bookings")).to_have_text(
         "Atelier Nord is not taking bookings yet. Please check back soon."
     )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for width, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
+        customer.set_viewport_size(viewport)
+        customer.goto(listing_url(shop, slot))
+        customer.screenshot(path=SCREENSHOTS / f"listing-not-taking-bookings-{width}.png", full_page=True)
+        assert fits_the_width(customer), f"the listing scrolls sideways at the {width} width"
+        customer.goto(shop.url("/"))
+        expect(customer.get_by_test_id("not-taking-bookings")).to_have_text("Not taking bookings yet")
+        customer.screenshot(path=SCREENSHOTS / f"catalog-not-taking-bookings-{width}.png", full_page=True)
+    customer.set_viewport_size(PHONE)
 
     sign_in(page, shop.base_url, "atelier")
     panel = page.get_by_test_id("stripe-account")
