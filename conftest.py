@@ -9,6 +9,16 @@ import pytest
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
+def pytest_addoption(parser):
+    parser.addoption(
+        "--connect",
+        action="store_true",
+        default=False,
+        help="Run the tests that use the Stripe emulator with Stripe Connect on: merchants sell through "
+        "connected accounts onboarded on it (also SLOTBOOK_TEST_CONNECT=1; see tests/connect_mode.py).",
+    )
+
+
 @pytest.fixture(scope="session", autouse=True)
 def plain_http_test_settings():
     """Tests talk plain HTTP to a local server, and static files come from the finders."""

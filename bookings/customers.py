@@ -108,15 +108,16 @@ def customer_signin_link_use(*, token: str) -> CustomerSignInLink:
     return link
 
 
-def proven_customer_record(*, email: str, stripe_customer_id: str) -> ProvenCustomer:
-    """The proven address's one Customer: this one when the address has none yet, else the one
+def proven_customer_record(*, email: str, stripe_customer_id: str, stripe_account: str = "") -> ProvenCustomer:
+    """The proven address's one Customer on a Stripe account (the platform's, or with Connect a
+    merchant's connected account): this one when the address has none there yet, else the one
     recorded first (a Customer created by a racing request is then left unused)."""
     address = customer_email_normalise(email)
     try:
         with transaction.atomic():
             proven, _ = ProvenCustomer.objects.get_or_create(
-                email=address, defaults={"stripe_customer_id": stripe_customer_id}
+                email=address, stripe_account_id=stripe_account, defaults={"stripe_customer_id": stripe_customer_id}
             )
     except IntegrityError:
-        proven = ProvenCustomer.objects.get(email=address)
+        proven = ProvenCustomer.objects.get(email=address, stripe_account_id=stripe_account)
     return proven

@@ -5,6 +5,7 @@ bookings are made by `shop.demo` through the Stripe emulator.)"""
 import datetime as dt
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.utils import timezone
@@ -94,13 +95,46 @@ DEMO_MERCHANTS = {
 }
 
 
+# With Connect on (CONNECT_ENABLED), a third merchant who has started Stripe's onboarding but not
+# finished it: their listing shows what a customer sees of a merchant who cannot take payments yet.
+DEMO_MERCHANT_NOT_ONBOARDED = "studio"
+DEMO_CONNECT_MERCHANTS = {
+    DEMO_MERCHANT_NOT_ONBOARDED: (
+        "Studio Lumen",
+        "America/New_York",
+        (
+            DemoListing(
+                "darkroom-printing-workshop",
+                "Darkroom printing workshop",
+                "Develop a roll of black-and-white film and make your first silver gelatin prints in our Brooklyn "
+                "darkroom. Film, paper and chemistry included.",
+                8500,
+                "usd",
+                180,
+                (dt.time(11, 0),),
+                6,
+                "address",
+                "210 Kent Avenue, Brooklyn, NY 11249",
+            ),
+        ),
+    ),
+}
+
+
+def demo_merchants() -> dict:
+    """The demo's merchants: the two of every demo, and with Connect the one not onboarded yet."""
+    if settings.CONNECT_ENABLED:
+        return {**DEMO_MERCHANTS, **DEMO_CONNECT_MERCHANTS}
+    return DEMO_MERCHANTS
+
+
 @transaction.atomic
 def demo_data_load(*, days: int = 14) -> dict[str, int]:
     """Create the demo merchants, listings and the next `days` of slots that do not exist yet."""
     user_model = get_user_model()
     created = {"merchants": 0, "listings": 0, "slots": 0}
     today = timezone.localdate()
-    for username, (display_name, tz_name, listings) in DEMO_MERCHANTS.items():
+    for username, (display_name, tz_name, listings) in demo_merchants().items():
         user, user_created = user_model.objects.get_or_create(
             username=username, defaults={"email": f"{username}@example.com"}
         )

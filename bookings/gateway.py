@@ -54,9 +54,10 @@ class PaymentGatewayError(Exception):
 
 
 class PaymentGateway(Protocol):
-    def checkout_expire(self, *, session_id: str) -> CheckoutFacts:
+    def checkout_expire(self, *, session_id: str, stripe_account: str = "") -> CheckoutFacts:
         """Make an open checkout session unpayable and return the session's facts afterwards:
-        `expired`, or `complete` when the payment got there first."""
+        `expired`, or `complete` when the payment got there first. `stripe_account`: the
+        connected account the session lives on ("" = the platform's own)."""
 
     def refund_create(
         self,
@@ -66,9 +67,13 @@ class PaymentGateway(Protocol):
         idempotency_key: str,
         metadata: dict[str, str],
         look_first: bool,
+        stripe_account: str = "",
+        refund_application_fee: bool = False,
     ) -> RefundReceipt:
-        """Refund a payment. With `look_first`, a refund that already carries this `metadata`
-        (made by an earlier attempt whose answer was lost) is returned instead of a new one."""
+        """Refund a payment (on `stripe_account`, the connected account it was made on, "" = the
+        platform's own). With `look_first`, a refund that already carries this `metadata` (made
+        by an earlier attempt whose answer was lost) is returned instead of a new one. With
+        `refund_application_fee`, the platform's fee is refunded in proportion too."""
 
 
 @cache

@@ -48,10 +48,28 @@ class Merchant(models.Model):
     support_email = models.EmailField(blank=True)
     created_at = models.DateTimeField(default=django_timezone.now)
 
+    # Stripe Connect (CONNECT_ENABLED): the merchant's connected account and what Stripe last
+    # said of it (`account.updated`, or read back on the onboarding return page).
+    stripe_account_id = models.CharField(max_length=255, blank=True)
+    stripe_account_type = models.CharField(max_length=16, blank=True)
+    stripe_charges_enabled = models.BooleanField(default=False)
+    stripe_payouts_enabled = models.BooleanField(default=False)
+    stripe_details_submitted = models.BooleanField(default=False)
+    stripe_requirements_due = models.JSONField(default=list, blank=True)
+    stripe_disabled_reason = models.CharField(max_length=255, blank=True)
+    stripe_account_synced_at = models.DateTimeField(null=True, blank=True)
+    # The merchant disconnected the platform (`account.application.deauthorized`): no more sales.
+    stripe_account_deauthorized_at = models.DateTimeField(null=True, blank=True)
+
     objects = ShownOnStorefrontQuerySet.as_manager()
 
     class Meta:
         ordering = ["display_name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["stripe_account_id"], condition=~Q(stripe_account_id=""), name="merchant_stripe_account_unique"
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.display_name
@@ -59,6 +77,23 @@ class Merchant(models.Model):
     @property
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
+
+    @property
+    def stripe_account_rejected(self) -> bool:
+        return self.stripe_disabled_reason.startswith("rejected")
+
+    @property
+    def can_take_payments(self) -> bool:
+        """Whether this merchant's customers can pay now. Without Connect the platform's own account
+        takes every payment; with it, the merchant's connected account must be able to charge."""
+        if not settings.CONNECT_ENABLED:
+            return True
+        return bool(
+            self.stripe_account_id
+            and self.stripe_charges_enabled
+            and self.stripe_account_deauthorized_at is None
+            and not self.stripe_account_rejected
+        )
 
 
 class CancellationPolicy(models.TextChoices):
@@ -271,6 +306,12 @@ class Booking(models.Model):
     checkout_expires_at = models.DateTimeField(null=True, blank=True)
     payment_intent_id = models.CharField(max_length=255, blank=True, db_index=True)
     stripe_customer_id = models.CharField(max_length=255, blank=True)
+    # The connected account the booking's Checkout Session, Customer, payment and refunds live on
+    # ("" = the platform's own account, Connect off). Recorded when checkout starts, so every later
+    # call about the booking goes to that account even if the merchant's account changes.
+    stripe_account_id = models.CharField(max_length=255, blank=True, db_index=True)
+    # The platform's fee asked on the payment (payment_intent_data[application_fee_amount]).
+    application_fee_amount = models.PositiveIntegerField(default=0)
     # Why the booking stopped holding seats (or never held them): what its customer is told.
     # Recorded by the transition that ends it (to refund_due or cancelled), never guessed later.
     ended_reason = models.CharField(max_length=16, choices=RefundReason.choices, blank=True)
@@ -475,6 +516,10 @@ class Refund(models.Model):
     # Opened when the merchant asked again after an earlier refund of the same reason failed: it
     # keeps that reason (what the customer is told) but is a refund of its own at the provider.
     asked_again = models.BooleanField(default=False)
+    # Connect: whether the platform's fee is refunded with this refund (decided when it is opened,
+    # from CONNECT_REFUND_FEE_REASONS), and how much of it that gave back.
+    refund_application_fee = models.BooleanField(default=False)
+    application_fee_refunded = models.PositiveIntegerField(default=0)
     customer_notified_at = models.DateTimeField(null=True, blank=True)
     merchant_alerted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=django_timezone.now)
@@ -510,15 +555,21 @@ class Refund(models.Model):
 
 class ProvenCustomer(models.Model):
     """The one Stripe Customer of an e-mail address its owner has proved (by following a sign-in
-    link sent to it). Bookings made by that owner while signed in are paid as this Customer, so
-    its billing portal shows all of them. Never found by searching Stripe: only created."""
+    link sent to it), per Stripe account: with Connect a Customer lives on one merchant's
+    connected account, so a person has one on each merchant they book with ("" = the platform).
+    Bookings made by that owner while signed in are paid as this Customer, so its billing portal
+    shows all of them. Never found by searching Stripe: only created."""
 
-    email = models.CharField(max_length=254, unique=True, help_text="Normalised: trimmed and lower-case.")
+    email = models.CharField(max_length=254, help_text="Normalised: trimmed and lower-case.")
+    stripe_account_id = models.CharField(max_length=255, blank=True, default="")
     stripe_customer_id = models.CharField(max_length=255, unique=True)
     created_at = models.DateTimeField(default=django_timezone.now)
 
     class Meta:
-        ordering = ["email"]
+        ordering = ["email", "stripe_account_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["email", "stripe_account_id"], name="proven_customer_once_per_account"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.email} ({self.stripe_customer_id})"

@@ -1,8 +1,9 @@
 """Money is an integer in the currency's minor unit everywhere; this module is where it meets people."""
 
-from decimal import Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
 
 from babel.numbers import format_currency, get_currency_symbol
+from django.conf import settings
 
 # Currencies Stripe charges without a minor unit, and the three-decimal ones it supports.
 ZERO_DECIMAL_CURRENCIES = frozenset(
@@ -79,3 +80,16 @@ def to_minor_units(value: Decimal | str, currency: str) -> int:
 
 def from_minor_units(amount: int, currency: str) -> Decimal:
     return Decimal(amount).scaleb(-currency_exponent(currency))
+
+
+def platform_fee(amount: int) -> int:
+    """The platform's fee on a direct charge of `amount` minor units (Connect):
+    PLATFORM_FEE_PERCENT of it, rounded half up to a whole minor unit, plus PLATFORM_FEE_FIXED,
+    never more than the amount itself (so a small price is never charged more than it costs).
+    0 for nothing to pay."""
+    if amount <= 0:
+        return 0
+    percent = (Decimal(amount) * Decimal(settings.PLATFORM_FEE_PERCENT) / 100).quantize(
+        Decimal(1), rounding=ROUND_HALF_UP
+    )
+    return min(amount, int(percent) + settings.PLATFORM_FEE_FIXED)

@@ -68,9 +68,21 @@ def booking_by_token(token: str) -> Booking:
     return Booking.objects.select_related("slot__listing__merchant").prefetch_related("refunds").get(public_token=token)
 
 
-def proven_customer_of(email: str) -> ProvenCustomer | None:
-    """The one Customer of a proven (normalised) e-mail address, if it has one yet."""
-    return ProvenCustomer.objects.filter(email=email).first()
+def proven_customer_of(email: str, *, stripe_account: str = "") -> ProvenCustomer | None:
+    """The one Customer of a proven (normalised) e-mail address on a Stripe account ("" = the
+    platform's; with Connect, a merchant's connected account), if it has one yet."""
+    return ProvenCustomer.objects.filter(email=email, stripe_account_id=stripe_account).first()
+
+
+def proven_customers_of(email: str) -> list[ProvenCustomer]:
+    """Every Customer of a proven address: the platform's, and one per merchant's connected
+    account it paid on (Connect), each with the merchant of that account when known."""
+    customers = list(ProvenCustomer.objects.filter(email=email).order_by("stripe_account_id", "pk"))
+    accounts = [c.stripe_account_id for c in customers if c.stripe_account_id]
+    merchants = {m.stripe_account_id: m for m in Merchant.objects.filter(stripe_account_id__in=accounts)}
+    for customer in customers:
+        customer.merchant = merchants.get(customer.stripe_account_id)
+    return customers
 
 
 def bookings_of_email(email: str) -> QuerySet[Booking]:
@@ -515,10 +527,12 @@ class RevenueLine:
     paid: int = 0
     refunded: int = 0
     bookings: int = 0
+    # Connect: the platform's fees on these payments, less the fees refunded with refunds.
+    fee: int = 0
 
     @property
     def net(self) -> int:
-        return self.paid - self.refunded
+        return self.paid - self.refunded - self.fee
 
 
 def merchant_revenue(merchant: Merchant, *, days: int = 30) -> list[RevenueLine]:
@@ -530,13 +544,19 @@ def merchant_revenue(merchant: Merchant, *, days: int = 30) -> list[RevenueLine]
     paid_rows = (
         Booking.objects.filter(slot__listing__merchant=merchant, created_at__gte=since, amount_paid__gt=0)
         .values("slot__listing_id", "slot__listing__title", "currency")
-        .annotate(paid=Sum("amount_paid"), bookings=Count("pk"))
+        .annotate(paid=Sum("amount_paid"), bookings=Count("pk"), fee=Sum("application_fee_amount"))
         .order_by()
     )
     for row in paid_rows:
         key = (row["slot__listing_id"], row["currency"])
         lines[key] = RevenueLine(
-            row["slot__listing_id"], row["slot__listing__title"], row["currency"], row["paid"], 0, row["bookings"]
+            row["slot__listing_id"],
+            row["slot__listing__title"],
+            row["currency"],
+            row["paid"],
+            0,
+            row["bookings"],
+            row["fee"] or 0,
         )
     refund_rows = (
         Refund.objects.filter(
@@ -545,7 +565,7 @@ def merchant_revenue(merchant: Merchant, *, days: int = 30) -> list[RevenueLine]
             status__in=(RefundStatus.PENDING, RefundStatus.SUCCEEDED),
         )
         .values("booking__slot__listing_id", "booking__slot__listing__title", "booking__currency")
-        .annotate(refunded=Sum("amount"))
+        .annotate(refunded=Sum("amount"), fee_refunded=Sum("application_fee_refunded"))
         .order_by()
     )
     for row in refund_rows:
@@ -554,6 +574,7 @@ def merchant_revenue(merchant: Merchant, *, days: int = 30) -> list[RevenueLine]
             key, RevenueLine(key[0], row["booking__slot__listing__title"], key[1])
         )
         line.refunded = row["refunded"]
+        line.fee -= row["fee_refunded"] or 0
     return sorted(lines.values(), key=lambda line: (line.title.lower(), line.listing_id, line.currency))
 
 
@@ -565,7 +586,64 @@ def revenue_totals(lines: list[RevenueLine]) -> list[RevenueLine]:
         total.paid += line.paid
         total.refunded += line.refunded
         total.bookings += line.bookings
+        total.fee += line.fee
     return [totals[currency] for currency in sorted(totals)]
+
+
+@dataclass
+class PlatformFeeLine:
+    """The platform's fees (Connect) in one currency, for one merchant (or all: `merchant` None)."""
+
+    currency: str
+    merchant: Merchant | None = None
+    charged: int = 0
+    refunded: int = 0
+    payments: int = 0
+
+    @property
+    def net(self) -> int:
+        return self.charged - self.refunded
+
+
+def platform_fees(*, days: int | None = 30) -> tuple[list[PlatformFeeLine], list[PlatformFeeLine]]:
+    """The fees the platform earned on direct charges over the last `days` (None: ever), as
+    (totals per currency, lines per merchant and currency), in three queries: the fees asked on
+    payments made in that time (bookings created then and paid), less the fees given back with
+    refunds the provider made in that time (whenever their booking was paid), as the merchants'
+    revenue counts them. Currencies are never summed together."""
+    bookings = Booking.objects.filter(amount_paid__gt=0, application_fee_amount__gt=0).exclude(stripe_account_id="")
+    refunds = Refund.objects.filter(status__in=_CREATED, application_fee_refunded__gt=0)
+    if days is not None:
+        since = timezone.now() - dt.timedelta(days=days)
+        bookings = bookings.filter(created_at__gte=since)
+        refunds = refunds.filter(created_at__gte=since)
+    lines: dict[tuple[int, str], PlatformFeeLine] = {}
+    charged = (
+        bookings.values("slot__listing__merchant_id", "currency")
+        .annotate(fee=Sum("application_fee_amount"), payments=Count("pk"))
+        .order_by()
+    )
+    for row in charged:
+        line = lines.setdefault((row["slot__listing__merchant_id"], row["currency"]), PlatformFeeLine(row["currency"]))
+        line.charged, line.payments = row["fee"], row["payments"]
+    given_back = (
+        refunds.values("booking__slot__listing__merchant_id", "booking__currency")
+        .annotate(fee=Sum("application_fee_refunded"))
+        .order_by()
+    )
+    for row in given_back:
+        key = (row["booking__slot__listing__merchant_id"], row["booking__currency"])
+        lines.setdefault(key, PlatformFeeLine(row["booking__currency"])).refunded = row["fee"]
+    merchants = Merchant.objects.in_bulk({merchant_id for merchant_id, _ in lines})
+    totals: dict[str, PlatformFeeLine] = {}
+    for (merchant_id, currency), line in lines.items():
+        line.merchant = merchants[merchant_id]
+        total = totals.setdefault(currency, PlatformFeeLine(currency))
+        total.charged += line.charged
+        total.refunded += line.refunded
+        total.payments += line.payments
+    by_merchant = sorted(lines.values(), key=lambda line: (line.merchant.display_name.lower(), line.merchant.pk, line.currency))
+    return [totals[currency] for currency in sorted(totals)], by_merchant
 
 
 # Recurring series

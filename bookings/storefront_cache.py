@@ -5,7 +5,7 @@ listing's times for at most STOREFRONT_CACHE_SECONDS, the status panel of a fina
 most FINAL_STATUS_CACHE_SECONDS. Whatever writes the rows those fragments show renders them
 stale, so the next request renders afresh: the catalog and listings by `connect()`, which hears
 every write of a Merchant, Listing or Slot (a service, the admin, a shell: save, delete, update,
-bulk_create); a booking's status panel by `booking_changed`, called by the booking's and the
+bulk_create) — a merchant's Connect account state (`account.updated`) included; a booking's status panel by `booking_changed`, called by the booking's and the
 refund's transition functions. A booking's seats are shown through its slot's `seats_left`,
 written in the same transaction as the booking's status, so bookings need no hook of their own.
 The fragments render afresh at once in the process that made the change, and in every process when the cache is
@@ -17,6 +17,7 @@ database, when a checkout starts and when a payment is confirmed.
 import hashlib
 import time
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
@@ -24,9 +25,14 @@ from django.db.models.signals import post_delete, post_save
 _VERSION_KEY = "storefront:version"
 
 
-def storefront_version() -> int:
-    """Part of the key of every catalog and listing fragment; changes with what they show."""
-    return cache.get(_VERSION_KEY, 0)
+def storefront_version() -> str:
+    """Part of the key of every catalog and listing fragment; changes with what they show.
+
+    Whether merchants sell through Connect is in it too: with Connect on, a listing of a merchant
+    whose account cannot charge says "not taking bookings yet" instead of offering checkout, and
+    that merchant's state is a Merchant row (kept by `account.updated`), so its changes move the
+    version like any other write of a merchant."""
+    return f"{cache.get(_VERSION_KEY, 0)}-{'c' if settings.CONNECT_ENABLED else 'p'}"
 
 
 def _bump_version() -> None:

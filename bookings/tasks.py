@@ -109,3 +109,19 @@ def attendee_message_deliver(self, *, message_id: int) -> None:
         notifications.attendee_message_send(delivery=delivery)
     if on_worker(self) and AttendeeMessageDelivery.objects.filter(message_id=message_id, sent_at__isnull=True).exists():
         raise retry_later(self, EmailNotSent(f"Message {message_id} is not sent to everyone yet."))
+
+
+@shared_task(name="slotbook.operator_alert_send")
+def operator_alert_send(*, subject: str, message: str) -> None:
+    """E-mail the operator (ADMINS) about something a person must act on; nothing when no ADMINS
+    are configured (the ERROR log line written when it happened is the alert then)."""
+    import logging
+
+    from django.core.mail import mail_admins
+
+    from common.logs import log_event
+
+    try:
+        mail_admins(subject, message)
+    except Exception as error:  # noqa: BLE001 - a mail server down must not undo what was recorded
+        log_event(logging.getLogger("bookings.tasks"), "operator_alert_not_sent", level=logging.ERROR, error=str(error)[:200])

@@ -240,6 +240,9 @@ EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
 EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "Slotbook <bookings@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The operator's addresses (comma-separated): told when a merchant's connected account is
+# rejected or disconnects the platform.
+ADMINS = [(address, address) for address in env.list("DJANGO_ADMINS", default=[])]
 
 # Stripe. With STRIPE_API_BASE unset the SDK talks to api.stripe.com; the local emulator
 # sets it to http://127.0.0.1:12111. STRIPE_WEBHOOK_SECRET may list several secrets
@@ -250,6 +253,36 @@ STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="").rstrip("/")
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", 2)
 # Extra origins of Stripe-hosted pages (the emulator's --public-url when it differs from its API).
 STRIPE_HOSTED_ORIGINS = env.list("STRIPE_HOSTED_ORIGINS", default=[])
+
+# Stripe Connect (README, "Merchants paid through Stripe Connect"). Off: every payment lands in the
+# platform's own account (an operator selling their own things). On: each merchant onboards a
+# connected account and their bookings are direct charges on it, the platform taking its fee.
+CONNECT_ENABLED = env.bool("CONNECT_ENABLED", False)
+# The Connect endpoint's signing secret(s), comma-separated for rotation (`stripe listen
+# --forward-connect-to` prints it; a Dashboard endpoint listening to "Connected accounts" has its own).
+STRIPE_CONNECT_WEBHOOK_SECRETS = env.list("STRIPE_CONNECT_WEBHOOK_SECRET", default=[])
+CONNECT_ACCOUNT_TYPE = env.str("CONNECT_ACCOUNT_TYPE", "express").lower()
+if CONNECT_ACCOUNT_TYPE not in ("express", "standard"):
+    raise ImproperlyConfigured(f"CONNECT_ACCOUNT_TYPE must be express or standard, not {CONNECT_ACCOUNT_TYPE!r}.")
+# The country new connected accounts are created in ("" lets Stripe use the platform's).
+CONNECT_ACCOUNT_COUNTRY = env.str("CONNECT_ACCOUNT_COUNTRY", default="").upper()
+# The platform's fee on each direct charge: PLATFORM_FEE_PERCENT of the price (a decimal, e.g.
+# 2.5) plus PLATFORM_FEE_FIXED minor units, the percentage rounded half up to a whole minor unit,
+# and never more than the price.
+PLATFORM_FEE_PERCENT = env.str("PLATFORM_FEE_PERCENT", "0")
+try:
+    _fee_percent = float(PLATFORM_FEE_PERCENT)
+except ValueError:
+    raise ImproperlyConfigured(f"PLATFORM_FEE_PERCENT must be a number, not {PLATFORM_FEE_PERCENT!r}.") from None
+if not 0 <= _fee_percent <= 100:
+    raise ImproperlyConfigured(f"PLATFORM_FEE_PERCENT must be between 0 and 100, not {PLATFORM_FEE_PERCENT}.")
+PLATFORM_FEE_FIXED = env.int("PLATFORM_FEE_FIXED", 0)
+if PLATFORM_FEE_FIXED < 0:
+    raise ImproperlyConfigured(f"PLATFORM_FEE_FIXED must not be negative, not {PLATFORM_FEE_FIXED}.")
+# The refund reasons whose refunds give the platform's fee back too (refund_application_fee):
+# by default when the customer got nothing (sold out while paying, hold gone; the time cancelled).
+# A refund the merchant makes keeps the fee unless "merchant" is listed.
+CONNECT_REFUND_FEE_REASONS = env.list("CONNECT_REFUND_FEE_REASONS", default=["sold_out", "slot_cancelled"])
 
 # benchmarks/load.py mounts a bare view at /_benchmark/bare/ to measure everything else against.
 # Never set in production.

@@ -2,6 +2,7 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
+from merchant import operator_views
 from shop import my_bookings, receipts, views, waitlist
 
 shop_patterns = [
@@ -32,6 +33,8 @@ urlpatterns = [
     path("", include("payments.urls")),
     path("merchant/", include("merchant.urls")),
     path("accounts/", include("merchant.account_urls")),
+    # Staff only (the admin's own sign-in), before the admin's catch-all.
+    path("admin/platform-fees/", admin.site.admin_view(operator_views.platform_fees), name="admin_platform_fees"),
     path("admin/", admin.site.urls),
 ]
 

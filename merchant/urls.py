@@ -1,6 +1,6 @@
 from django.urls import path
 
-from merchant import tools_views, views
+from merchant import connect_views, tools_views, views
 
 app_name = "merchant"
 
@@ -30,4 +30,8 @@ urlpatterns = [
     path("bookings/<int:pk>/refund/retry/", views.booking_refund_retry, name="booking_refund_retry"),
     path("bookings/<int:pk>/refund/resubmit/", views.booking_refund_resubmit, name="booking_refund_resubmit"),
     path("profile/", views.profile, name="profile"),
+    path("stripe/connect/", connect_views.connect_start, name="connect_start"),
+    path("stripe/connect/refresh/", connect_views.connect_refresh, name="connect_refresh"),
+    path("stripe/connect/return/", connect_views.connect_return, name="connect_return"),
+    path("stripe/dashboard/", connect_views.connect_dashboard, name="connect_dashboard"),
 ]

@@ -10,6 +10,7 @@ import datetime as dt
 from functools import wraps
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.views import redirect_to_login
@@ -136,6 +137,7 @@ def dashboard(request, merchant):
         "listings": list(selectors.merchant_listings(merchant)),
         "revenue": revenue,
         "revenue_totals": selectors.revenue_totals(revenue),
+        "connect_enabled": settings.CONNECT_ENABLED,
     }
     return render(request, "merchant/dashboard.html", context)
 

@@ -72,23 +72,29 @@ class StartedCheckout:
 
 
 def _checkout_customer(booking: Booking, proven_email: str) -> str:
-    """The Stripe Customer a booking is paid as, or "" for one Checkout makes. A visitor who has
-    proved the booking's address pays as that address's one Customer (so its portal shows all
-    their receipts: made once per person, then no call at all); anyone else gets a Customer of
-    the booking's own, which Checkout creates in the same call that opens the session and which
-    is recorded when the session completes, and whose receipts only a proven owner of the
+    """The Stripe Customer a booking is paid as, or "" for one Checkout makes, on the account the
+    booking is paid on (with Connect, the merchant's connected account: a Customer lives on one
+    account only). A visitor who has proved the booking's address pays as that address's one
+    Customer on that account (so its portal shows all their receipts from this merchant: made once
+    per person and account, then no call at all); anyone else gets a Customer of the booking's own,
+    which Checkout creates on the session's account in the same call that opens the session and
+    which is recorded when the session completes, and whose receipts only a proven owner of the
     address opens."""
+    account = booking.stripe_account_id
     address = customer_email_normalise(booking.customer_email)
     if not proven_email or proven_email != address:
         return ""
-    known = selectors.proven_customer_of(address)
+    known = selectors.proven_customer_of(address, stripe_account=account)
     if known is not None:
         return known.stripe_customer_id
     digest = hashlib.sha256(f"{address}\n{booking.customer_name}".encode()).hexdigest()[:40]
     created = stripe_api.customer_create(
-        email=booking.customer_email, name=booking.customer_name, idempotency_key=f"proven-customer-{digest}"
+        email=booking.customer_email,
+        name=booking.customer_name,
+        idempotency_key=f"proven-customer-{digest}",
+        stripe_account=account,
     )
-    return proven_customer_record(email=address, stripe_customer_id=created).stripe_customer_id
+    return proven_customer_record(email=address, stripe_customer_id=created, stripe_account=account).stripe_customer_id
 
 
 def checkout_start(
@@ -131,7 +137,8 @@ def _checkout_open(booking: Booking, *, success_url: str, cancel_url: str, prove
         cancel_url = cancel_url.replace(CHECKOUT_DRAFT_MARKER, checkout_draft_reference(booking))
         customer_id = _checkout_customer(booking, proven_email)
         hold = selectors.booking_open_hold(booking)
-        product_id = listing_product(slot.listing)
+        # A direct charge (Connect) names its line itself: listings' products live on the platform.
+        product_id = "" if booking.stripe_account_id else listing_product(slot.listing)
         opened = stripe_api.checkout_open(
             booking=booking,
             customer_id=customer_id,
@@ -162,7 +169,9 @@ def checkout_cancel(*, booking: Booking) -> Booking:
     if booking.status != BookingStatus.PENDING or not booking.checkout_session_id:
         return booking
     try:
-        booking_confirm(facts=stripe_api.checkout_expire(booking.checkout_session_id))
+        booking_confirm(
+            facts=stripe_api.checkout_expire(booking.checkout_session_id, stripe_account=booking.stripe_account_id)
+        )
     except stripe_api.PaymentsUnavailable:
         log_event(log, "checkout_cancel_unreachable", level=logging.WARNING, booking=booking.pk)
     except RefundNotCreated:
@@ -199,7 +208,9 @@ def booking_status_refresh(booking: Booking, *, throttled: bool = True) -> Statu
         return StatusCheck(booking)
     problem = ""
     try:
-        booking_confirm(facts=stripe_api.checkout_facts(booking.checkout_session_id))
+        booking_confirm(
+            facts=stripe_api.checkout_facts(booking.checkout_session_id, stripe_account=booking.stripe_account_id)
+        )
     except stripe_api.PaymentsUnavailable:
         problem = "We are still checking your payment with Stripe."
     except RefundNotCreated:

@@ -12,7 +12,10 @@ class StripeEvent(models.Model):
         IGNORED = "ignored", "Ignored"
         FAILED = "failed", "Failed"
 
-    event_id = models.CharField(max_length=255, unique=True)
+    event_id = models.CharField(max_length=255)
+    # The connected account the event is of (`event.account`, Connect endpoint); "" for the
+    # platform's own events. An event is recorded once per (account, id).
+    account = models.CharField(max_length=255, blank=True, default="")
     type = models.CharField(max_length=100)
     payload = models.JSONField()
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
@@ -28,6 +31,7 @@ class StripeEvent(models.Model):
         db_table = "bookings_stripeevent"
         ordering = ["-received_at", "-pk"]
         indexes = [models.Index(fields=["status", "received_at"], name="stripe_event_status_idx")]
+        constraints = [models.UniqueConstraint(fields=["account", "event_id"], name="stripe_event_once_per_account")]
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id} ({self.status})"

@@ -1,6 +1,8 @@
 """Finish whatever a lost webhook, a crash or a Stripe outage left undone.
 
-Its promise: every paid Checkout Session ends as a confirmed booking or a refund. Safe to run
+Its promise: every paid Checkout Session ends as a confirmed booking or a refund. With Connect
+it asks each booking's own connected account (recorded on the booking) about it, and walks each
+connected account with refunds in flight for the refund failures Stripe told of. Safe to run
 beside the site and as often as wanted: every step goes through the same idempotent services.
 """
 
@@ -27,7 +29,14 @@ from bookings.services import (
 )
 from payments import stripe_api
 from payments.checkout import booking_status_refresh
-from payments.webhooks import EventResult, stripe_event_process, stripe_event_receive, stripe_events_unfinished
+from payments.webhooks import (
+    EventAccountMismatch,
+    EventResult,
+    stripe_event_account_check,
+    stripe_event_process,
+    stripe_event_receive,
+    stripe_events_unfinished,
+)
 
 log = logging.getLogger("shop.reconcile")
 
@@ -130,9 +139,9 @@ def _submit_requested_refunds(summary: ReconcileSummary) -> None:
 
 def _settle_pending_refunds(summary: ReconcileSummary) -> None:
     pending = Refund.objects.filter(status=RefundStatus.PENDING, stripe_refund_id__isnull=False)
-    for refund_id, stripe_refund_id in pending.values_list("pk", "stripe_refund_id"):
+    for refund_id, stripe_refund_id, account in pending.values_list("pk", "stripe_refund_id", "booking__stripe_account_id"):
         try:
-            receipt = stripe_api.refund_retrieve(stripe_refund_id)
+            receipt = stripe_api.refund_retrieve(stripe_refund_id, stripe_account=account)
         except stripe_api.PaymentsUnavailable as error:
             summary.errors.append(f"refund {refund_id}: {error}")
             continue
@@ -148,13 +157,37 @@ REFUND_FAILURE_LOOKBACK = timedelta(days=30)
 def _learn_refund_failures(summary: ReconcileSummary, now) -> None:
     """A refund Stripe created (even as succeeded) can fail days later; when the webhook saying
     so was lost, Stripe's own events still tell. Each is received like a webhook: once by id."""
-    try:
-        events = stripe_api.refund_failure_events(since=now - REFUND_FAILURE_LOOKBACK)
-    except stripe_api.PaymentsUnavailable as error:
-        summary.errors.append(f"refund events: {error}")
-        return
+    since = now - REFUND_FAILURE_LOOKBACK
+    for account in _accounts_with_refunds_in_flight(since):
+        try:
+            events = stripe_api.refund_failure_events(since=since, stripe_account=account)
+        except stripe_api.PaymentsUnavailable as error:
+            summary.errors.append(f"refund events of {account or 'the platform'}: {error}")
+            continue
+        _receive_listed(summary, events, account)
+
+
+def _accounts_with_refunds_in_flight(since) -> list[str]:
+    """The platform ("") and each connected account with refunds made in the lookback window:
+    with Connect a direct charge's refund and its events live on the merchant's account."""
+    accounts = (
+        Refund.objects.filter(created_at__gte=since)
+        .exclude(booking__stripe_account_id="")
+        .values_list("booking__stripe_account_id", flat=True)
+        .distinct()
+        .order_by("booking__stripe_account_id")
+    )
+    return ["", *accounts]
+
+
+def _receive_listed(summary: ReconcileSummary, events: list[dict], account: str) -> None:
     for event in events:
-        result = stripe_event_receive(event)
+        try:
+            stripe_event_account_check(event, account=account)
+        except EventAccountMismatch as error:
+            summary.errors.append(f"event {event.get('id')}: {error}")
+            continue
+        result = stripe_event_receive(event, account=account)
         if result == EventResult.PROCESSED:
             summary.refund_failures_learned += 1
         elif result in (EventResult.FAILED_RETRY, EventResult.FAILED_FINAL):

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.utils import formats, timezone
 
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, RefundReceipt
+from bookings.services.connect import AccountFacts
 from common.logs import log_event
 from bookings.models import Booking
 from bookings.templatetags.policies import cancellation_policy
@@ -50,6 +51,18 @@ def stripe_client() -> stripe.StripeClient:
     return _client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_MAX_NETWORK_RETRIES)
 
 
+def _on(stripe_account: str, idempotency_key: str | None = None) -> dict[str, str]:
+    """The request options of a call made on `stripe_account` (a connected account: Stripe's
+    `Stripe-Account` header) or on the platform ("" ). An idempotency key is made per account, so
+    the same key on two accounts never collides in logs or replays."""
+    options: dict[str, str] = {}
+    if stripe_account:
+        options["stripe_account"] = stripe_account
+    if idempotency_key:
+        options["idempotency_key"] = f"{stripe_account}-{idempotency_key}" if stripe_account else idempotency_key
+    return options
+
+
 def _as_dict(stripe_object: Any) -> dict:
     return stripe_object.to_dict() if hasattr(stripe_object, "to_dict") else dict(stripe_object)
 
@@ -72,13 +85,14 @@ class OpenedCheckout:
     customer_id: str
 
 
-def customer_create(*, email: str, name: str, idempotency_key: str) -> str:
-    """Create a Stripe Customer. A Customer is never looked up by e-mail: an address typed into a
-    form proves nothing, and attaching a booking to someone else's Customer would open their
-    receipts and saved cards to whoever typed it. Raises PaymentsUnavailable."""
+def customer_create(*, email: str, name: str, idempotency_key: str, stripe_account: str = "") -> str:
+    """Create a Stripe Customer (on `stripe_account`, a merchant's connected account, when set).
+    A Customer is never looked up by e-mail: an address typed into a form proves nothing, and
+    attaching a booking to someone else's Customer would open their receipts and saved cards to
+    whoever typed it. Raises PaymentsUnavailable."""
     try:
         created = stripe_client().v1.customers.create(
-            params={"email": email, "name": name}, options={"idempotency_key": idempotency_key}
+            params={"email": email, "name": name}, options=_on(stripe_account, idempotency_key)
         )
     except stripe.StripeError as error:
         log_event(log, "customer_create_failed", level=logging.WARNING, error=_describe(error))
@@ -97,8 +111,11 @@ def checkout_open(
 ) -> OpenedCheckout:
     """Open a Stripe Checkout Session for a pending booking, paid as Customer `customer_id` or,
     when that is "", as a new Customer Checkout creates for the booking's e-mail on payment (one
-    call: the session's `customer` is known once it completes), expiring when the booking's seats stop being held (`hold_until`, at least 30 minutes away).
-    `success_url` must contain `{CHECKOUT_SESSION_ID}`. With `product_id` (the listing's product,
+    call: the session's `customer` is known once it completes; with Connect that Customer is made
+    on the connected account), expiring when the booking's seats stop being held (`hold_until`, at
+    least 30 minutes away). `success_url` must contain `{CHECKOUT_SESSION_ID}`. With Connect the
+    session is made on the booking's connected account (`booking.stripe_account_id`, a direct
+    charge) with the platform's fee as `payment_intent_data[application_fee_amount]`. With `product_id` (the listing's product,
     `listing_product_ensure`) the line sells that product, so only codes made for it apply, and
     the time is told under the pay button; without, an ad-hoc product names listing and time.
     Raises PaymentsUnavailable when Stripe cannot be used."""
@@ -133,16 +150,24 @@ def checkout_open(
                 ),
                 "client_reference_id": booking_reference(booking),
                 "metadata": {"booking_id": str(booking.pk), "slot_id": str(booking.slot_id)},
-                "payment_intent_data": {"metadata": {"booking_id": str(booking.pk)}},
+                "payment_intent_data": {
+                    "metadata": {"booking_id": str(booking.pk)},
+                    **(
+                        {"application_fee_amount": booking.application_fee_amount}
+                        if booking.stripe_account_id and booking.application_fee_amount > 0
+                        else {}
+                    ),
+                },
                 "success_url": success_url,
                 "cancel_url": cancel_url,
                 "expires_at": int(expires_at.timestamp()),
-                # Codes typed on Checkout: a merchant's codes are made for their listings' products only.
-                "allow_promotion_codes": True,
+                # Codes typed on Checkout: a merchant's codes are made for their listings' products only,
+                # on the platform's account: a direct charge (Connect) takes none of them.
+                "allow_promotion_codes": not booking.stripe_account_id,
                 "invoice_creation": {"enabled": True},
                 **({"custom_text": {"submit": {"message": _slot_description(booking)}}} if product_id else {}),
             },
-            options={"idempotency_key": f"booking-{booking.pk}-checkout"},
+            options=_on(booking.stripe_account_id, f"booking-{booking.pk}-checkout"),
         )
     except stripe.StripeError as error:
         log_event(log, "checkout_open_failed", level=logging.WARNING, booking=booking.pk, error=_describe(error))
@@ -181,26 +206,27 @@ def checkout_facts_from_session(session: dict) -> CheckoutFacts:
     )
 
 
-def checkout_facts(session_id: str) -> CheckoutFacts:
-    """Read a Checkout Session from Stripe. Raises PaymentsUnavailable when Stripe cannot say."""
+def checkout_facts(session_id: str, *, stripe_account: str = "") -> CheckoutFacts:
+    """Read a Checkout Session from Stripe (on the connected account it was made on). Raises
+    PaymentsUnavailable when Stripe cannot say."""
     try:
-        session = stripe_client().v1.checkout.sessions.retrieve(session_id)
+        session = stripe_client().v1.checkout.sessions.retrieve(session_id, options=_on(stripe_account))
     except stripe.StripeError as error:
         log_event(log, "checkout_read_failed", level=logging.WARNING, session=session_id, error=_describe(error))
         raise PaymentsUnavailable("We could not check your payment with our payment provider just now.") from error
     return checkout_facts_from_session(_as_dict(session))
 
 
-def checkout_expire(session_id: str) -> CheckoutFacts:
+def checkout_expire(session_id: str, *, stripe_account: str = "") -> CheckoutFacts:
     """Expire an open session so that it can no longer be paid, and return what Stripe then says
     of it. Stripe refuses (400) to expire a session that is no longer open, paid or expired
     already: the session is then read, so the caller learns which. Raises PaymentsUnavailable
     when Stripe cannot be reached."""
     try:
-        session = stripe_client().v1.checkout.sessions.expire(session_id)
+        session = stripe_client().v1.checkout.sessions.expire(session_id, options=_on(stripe_account))
     except stripe.InvalidRequestError as error:
         log_event(log, "checkout_expire_refused", session=session_id, error=_describe(error))
-        return checkout_facts(session_id)
+        return checkout_facts(session_id, stripe_account=stripe_account)
     except stripe.StripeError as error:
         log_event(log, "checkout_expire_failed", level=logging.WARNING, session=session_id, error=_describe(error))
         raise PaymentsUnavailable("We could not reach our payment provider.") from error
@@ -219,22 +245,25 @@ def _refund_receipt(refund: Any) -> RefundReceipt:
     )
 
 
-def _refunds_listed(client: stripe.StripeClient, payment_intent_id: str) -> list[Any]:
-    return list(client.v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100}).auto_paging_iter())
+def _refunds_listed(client: stripe.StripeClient, payment_intent_id: str, stripe_account: str = "") -> list[Any]:
+    listed = client.v1.refunds.list(params={"payment_intent": payment_intent_id, "limit": 100}, options=_on(stripe_account))
+    return list(listed.auto_paging_iter())
 
 
-def _refund_made_earlier(client: stripe.StripeClient, payment_intent_id: str, metadata: dict[str, str]) -> Any:
-    for refund in _refunds_listed(client, payment_intent_id):
+def _refund_made_earlier(
+    client: stripe.StripeClient, payment_intent_id: str, metadata: dict[str, str], stripe_account: str
+) -> Any:
+    for refund in _refunds_listed(client, payment_intent_id, stripe_account):
         made_for = refund.metadata.to_dict() if refund.metadata else {}
         if made_for.get("refund_id") == metadata["refund_id"]:
             return refund
     return None
 
 
-def refunds_of_payment(payment_intent_id: str) -> list[dict]:
-    """Every refund of a payment, as plain dicts."""
+def refunds_of_payment(payment_intent_id: str, *, stripe_account: str = "") -> list[dict]:
+    """Every refund of a payment (on the account it was made on), as plain dicts."""
     try:
-        return [_as_dict(refund) for refund in _refunds_listed(stripe_client(), payment_intent_id)]
+        return [_as_dict(refund) for refund in _refunds_listed(stripe_client(), payment_intent_id, stripe_account)]
     except stripe.StripeError as error:
         raise PaymentsUnavailable("We could not reach our payment provider.") from error
 
@@ -242,9 +271,9 @@ def refunds_of_payment(payment_intent_id: str) -> list[dict]:
 class StripeRefundGateway:
     """The booking domain's PaymentGateway, with Stripe."""
 
-    def checkout_expire(self, *, session_id: str) -> CheckoutFacts:
+    def checkout_expire(self, *, session_id: str, stripe_account: str = "") -> CheckoutFacts:
         try:
-            return checkout_expire(session_id)
+            return checkout_expire(session_id, stripe_account=stripe_account)
         except PaymentsUnavailable as error:
             raise PaymentGatewayError(str(error), retryable=True) from error
 
@@ -256,11 +285,13 @@ class StripeRefundGateway:
         idempotency_key: str,
         metadata: dict[str, str],
         look_first: bool,
+        stripe_account: str = "",
+        refund_application_fee: bool = False,
     ) -> RefundReceipt:
         try:
             client = stripe_client()
             if look_first:
-                earlier = _refund_made_earlier(client, payment_intent_id, metadata)
+                earlier = _refund_made_earlier(client, payment_intent_id, metadata, stripe_account)
                 if earlier is not None:
                     return _refund_receipt(earlier)
             refund = client.v1.refunds.create(
@@ -269,8 +300,10 @@ class StripeRefundGateway:
                     "amount": amount,
                     "reason": "requested_by_customer",
                     "metadata": metadata,
+                    # A direct charge's fee goes back to the connected account only when asked.
+                    **({"refund_application_fee": refund_application_fee} if stripe_account else {}),
                 },
-                options={"idempotency_key": idempotency_key},
+                options=_on(stripe_account, idempotency_key),
             )
         except PaymentsUnavailable as error:
             raise PaymentGatewayError(str(error), retryable=True) from error
@@ -281,9 +314,9 @@ class StripeRefundGateway:
         return _refund_receipt(refund)
 
 
-def refund_retrieve(refund_id: str) -> RefundReceipt:
+def refund_retrieve(refund_id: str, *, stripe_account: str = "") -> RefundReceipt:
     try:
-        return _refund_receipt(stripe_client().v1.refunds.retrieve(refund_id))
+        return _refund_receipt(stripe_client().v1.refunds.retrieve(refund_id, options=_on(stripe_account)))
     except stripe.StripeError as error:
         raise PaymentsUnavailable("We could not reach our payment provider.") from error
 
@@ -291,12 +324,13 @@ def refund_retrieve(refund_id: str) -> RefundReceipt:
 REFUND_FAILURE_EVENTS = ("refund.failed", "refund.updated")
 
 
-def refund_failure_events(*, since: dt.datetime) -> list[dict]:
+def refund_failure_events(*, since: dt.datetime, stripe_account: str = "") -> list[dict]:
     """The events since `since` that say a refund failed, oldest first, as plain dicts: what
-    `reconcile` learns from when the webhook telling of the failure never came."""
+    `reconcile` learns from when the webhook telling of the failure never came. With
+    `stripe_account`, the events of that connected account."""
     params = {"types": list(REFUND_FAILURE_EVENTS), "created": {"gte": int(since.timestamp())}, "limit": 100}
     try:
-        listed = stripe_client().v1.events.list(params=params).auto_paging_iter()
+        listed = stripe_client().v1.events.list(params=params, options=_on(stripe_account)).auto_paging_iter()
         events = [event.to_dict(for_json=True) for event in listed]
     except stripe.StripeError as error:
         raise PaymentsUnavailable("We could not reach our payment provider.") from error
@@ -304,13 +338,85 @@ def refund_failure_events(*, since: dt.datetime) -> list[dict]:
     return sorted(failed, key=lambda event: event.get("created") or 0)
 
 
+# Connect: merchants' connected accounts
+
+
+def account_facts_from_object(account: dict) -> AccountFacts:
+    """The facts of an `account` object, from the API or an `account.updated` event."""
+    requirements = account.get("requirements") or {}
+    due = set(requirements.get("currently_due") or []) | set(requirements.get("past_due") or [])
+    return AccountFacts(
+        account_id=str(account.get("id") or ""),
+        charges_enabled=account.get("charges_enabled") is True,
+        payouts_enabled=account.get("payouts_enabled") is True,
+        details_submitted=account.get("details_submitted") is True,
+        requirements_due=sorted(str(item) for item in due),
+        disabled_reason=str(requirements.get("disabled_reason") or ""),
+    )
+
+
+def account_create(*, merchant_id: int, email: str, name: str, account_type: str, country: str) -> str:
+    """Create a merchant's connected account (Express or Standard) with the capabilities a direct
+    card charge needs. The idempotency key names the merchant and attempt, so a double click makes
+    one account. Raises PaymentsUnavailable."""
+    params: dict[str, Any] = {
+        "type": account_type,
+        "metadata": {"merchant_id": str(merchant_id)},
+        "business_profile": {"name": name[:100]},
+    }
+    if email:
+        params["email"] = email
+    if country:
+        params["country"] = country
+    if account_type == "express":
+        params["capabilities"] = {"card_payments": {"requested": True}, "transfers": {"requested": True}}
+    try:
+        created = stripe_client().v1.accounts.create(params=params)
+    except stripe.StripeError as error:
+        log_event(log, "account_create_failed", level=logging.WARNING, merchant=merchant_id, error=_describe(error))
+        raise PaymentsUnavailable("We could not reach Stripe to set up your payouts. Please try again in a moment.") from error
+    return created.id
+
+
+def account_retrieve(account_id: str) -> AccountFacts:
+    try:
+        account = stripe_client().v1.accounts.retrieve(account_id)
+    except stripe.StripeError as error:
+        log_event(log, "account_read_failed", level=logging.WARNING, account=account_id, error=_describe(error))
+        raise PaymentsUnavailable("We could not read your Stripe account just now.") from error
+    return account_facts_from_object(_as_dict(account))
+
+
+def account_onboarding_url(*, account_id: str, refresh_url: str, return_url: str) -> str:
+    """A fresh single-use Account Link (`account_onboarding`): Stripe's hosted onboarding. A link
+    lasts a few minutes and works once; an expired one sends the merchant to `refresh_url`,
+    which makes a new one."""
+    try:
+        link = stripe_client().v1.account_links.create(
+            params={"account": account_id, "type": "account_onboarding", "refresh_url": refresh_url, "return_url": return_url}
+        )
+    except stripe.StripeError as error:
+        log_event(log, "account_link_failed", level=logging.WARNING, account=account_id, error=_describe(error))
+        raise PaymentsUnavailable("We could not open Stripe's onboarding just now. Please try again.") from error
+    return link.url
+
+
+def account_dashboard_url(account_id: str) -> str:
+    """A single-use login link to the merchant's Express dashboard."""
+    try:
+        return stripe_client().v1.accounts.login_links.create(account_id).url
+    except stripe.StripeError as error:
+        log_event(log, "login_link_failed", level=logging.WARNING, account=account_id, error=_describe(error))
+        raise PaymentsUnavailable("We could not open your Stripe dashboard just now. Please try again.") from error
+
+
 # Customer portal
 
 
-def portal_url(*, customer_id: str, return_url: str) -> str:
+def portal_url(*, customer_id: str, return_url: str, stripe_account: str = "") -> str:
     try:
         portal = stripe_client().v1.billing_portal.sessions.create(
-            params={"customer": customer_id, "return_url": return_url}
+            params={"customer": customer_id, "return_url": return_url}, options=_on(stripe_account)
         )
     except stripe.StripeError as error:
         log_event(log, "portal_open_failed", level=logging.WARNING, customer=customer_id, error=_describe(error))
@@ -442,29 +548,38 @@ EVENT_ID_MAX_LENGTH = 255
 EVENT_TYPE_MAX_LENGTH = 100
 
 
-def webhook_event(*, payload: bytes, signature_header: str | None) -> dict:
-    """Verify a webhook against every configured secret (several while rotating) and return the
-    event: a JSON object with a string id and type, whose `data.object` is an object. NUL
-    characters in its strings, which PostgreSQL cannot store, are replaced by U+FFFD."""
+def webhook_event(*, payload: bytes, signature_header: str | None, connect: bool = False) -> dict:
+    """Verify a webhook against every configured secret (several while rotating) of its endpoint
+    (the platform's, or with `connect` the Connect endpoint's own) and return the event: a JSON
+    object with a string id and type, whose `data.object` is an object; a Connect event must name
+    its connected account (`account`), a platform event must not. NUL characters in its strings,
+    which PostgreSQL cannot store, are replaced by U+FFFD."""
     if not signature_header:
         raise WebhookRejected("missing Stripe-Signature header")
     if not signature_header.isascii():
         # Stripe's signatures are ASCII; the SDK's hmac.compare_digest refuses anything else.
         raise WebhookRejected("the Stripe-Signature header is not ASCII")
-    if not settings.STRIPE_WEBHOOK_SECRETS:
+    secrets = settings.STRIPE_CONNECT_WEBHOOK_SECRETS if connect else settings.STRIPE_WEBHOOK_SECRETS
+    if not secrets:
         raise WebhookRejected("no webhook secret is configured")
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as error:
         raise WebhookRejected("body is not UTF-8 JSON") from error
-    for secret in settings.STRIPE_WEBHOOK_SECRETS:
+    for secret in secrets:
         try:
             # The signature alone: the SDK's construct_event would also build an Event object,
             # which fails with other errors than ValueError on JSON that is not an object.
             stripe.WebhookSignature.verify_header(text, signature_header, secret, stripe.Webhook.DEFAULT_TOLERANCE)
         except stripe.SignatureVerificationError:
             continue
-        return _event_from_json(text)
+        event = _event_from_json(text)
+        account = event.get("account")
+        if connect and not (isinstance(account, str) and account.startswith("acct_") and len(account) <= 255):
+            raise WebhookRejected("a Connect event must name its connected account")
+        if not connect and account is not None:
+            raise WebhookRejected("an event of a connected account belongs on the Connect endpoint")
+        return event
     raise WebhookRejected("signature does not match")
 
 

@@ -17,6 +17,8 @@ from bookings.services import (
     RefundNotCreated,
     booking_confirm,
     booking_expire,
+    merchant_stripe_account_deauthorize,
+    merchant_stripe_account_sync,
     refund_record_created,
     refund_record_update,
 )
@@ -37,7 +39,8 @@ class EventResult(StrEnum):
 CONFIRMING_EVENTS = {"checkout.session.completed", "checkout.session.async_payment_succeeded"}
 EXPIRING_EVENTS = {"checkout.session.expired", "checkout.session.async_payment_failed"}
 REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
-HANDLED_EVENTS = CONFIRMING_EVENTS | EXPIRING_EVENTS | REFUND_EVENTS | {"charge.refunded"}
+ACCOUNT_EVENTS = {"account.updated", "account.application.deauthorized"}
+HANDLED_EVENTS = CONFIRMING_EVENTS | EXPIRING_EVENTS | REFUND_EVENTS | {"charge.refunded"} | ACCOUNT_EVENTS
 
 
 class MalformedEvent(Exception):
@@ -67,6 +70,8 @@ _SHAPES = {
 
 def _checked_object(event_type: str, obj: dict) -> dict:
     """The event's object, with the fields this module reads checked for their types."""
+    if event_type in ACCOUNT_EVENTS:
+        return obj
     if event_type in CONFIRMING_EVENTS | EXPIRING_EVENTS:
         shape = _SHAPES["checkout.session"]
     elif event_type in REFUND_EVENTS:
@@ -105,8 +110,58 @@ def stripe_events_unfinished():
     return StripeEvent.objects.filter(_claimable(timezone.now()))
 
 
-def stripe_event_receive(event: dict) -> EventResult:
-    """Record a verified event once by its id and process it, however many identical deliveries
+class EventAccountMismatch(Exception):
+    """A verified event names a booking (or an account) that is not of the account the event is of."""
+
+
+def _event_booking(event: dict) -> Booking | None:
+    """The booking a handled event is about, if we know it (read only)."""
+    event_type = event.get("type")
+    try:
+        # A malformed object names nothing: it is recorded and fails as before.
+        obj = _checked_object(event_type, (event.get("data") or {}).get("object") or {})
+    except MalformedEvent:
+        return None
+    if event_type in CONFIRMING_EVENTS | EXPIRING_EVENTS:
+        booking = Booking.objects.filter(checkout_session_id=obj.get("id")).first() if obj.get("id") else None
+        if booking is None:
+            reference = obj.get("client_reference_id")
+            if isinstance(reference, str) and reference.startswith("booking-") and reference[8:].isdigit():
+                booking = Booking.objects.filter(pk=int(reference[8:])).first()
+        return booking
+    if event_type in REFUND_EVENTS:
+        row = _refund_row(obj)
+        return row.booking if row is not None else None
+    if event_type == "charge.refunded":
+        payment_intent_id = stripe_api.id_of(obj.get("payment_intent"))
+        return Booking.objects.filter(payment_intent_id=payment_intent_id).first() if payment_intent_id else None
+    return None
+
+
+def stripe_event_account_check(event: dict, *, account: str) -> None:
+    """Refuse (EventAccountMismatch) a verified event whose account does not own what it names:
+    a booking paid on another account (or on the platform, for a Connect event, and the reverse),
+    or an account event about another account. Nothing is written."""
+    event_type = event.get("type")
+    if event_type in ACCOUNT_EVENTS:
+        if not account:
+            return  # the platform's own account: not a merchant's, ignored
+        obj = (event.get("data") or {}).get("object") or {}
+        if event_type == "account.updated" and obj.get("id") != account:
+            raise EventAccountMismatch(f"{event_type} of {account} describes another account")
+        return
+    if event_type not in HANDLED_EVENTS:
+        return
+    booking = _event_booking(event)
+    if booking is not None and booking.stripe_account_id != account:
+        raise EventAccountMismatch(
+            f"{event_type} of account {account or 'platform'} names booking {booking.pk}, "
+            f"paid on {booking.stripe_account_id or 'the platform'}"
+        )
+
+
+def stripe_event_receive(event: dict, *, account: str = "") -> EventResult:
+    """Record a verified event once per (account, id) and process it, however many identical deliveries
     arrive at once: exactly one processes it at a time (the one that recorded it, or that claimed
     it by a conditional update); a repeat of a processed event does nothing, and one that arrives
     while another delivery processes it is answered IN_PROGRESS, so that Stripe sends it again
@@ -117,6 +172,7 @@ def stripe_event_receive(event: dict) -> EventResult:
         with transaction.atomic():
             row = StripeEvent.objects.create(
                 event_id=event["id"],
+                account=account,
                 type=event["type"],
                 payload=event,
                 attempts=1,
@@ -124,7 +180,7 @@ def stripe_event_receive(event: dict) -> EventResult:
                 claimed_at=timezone.now(),
             )
     except IntegrityError:
-        row = StripeEvent.objects.get(event_id=event["id"])
+        row = StripeEvent.objects.get(account=account, event_id=event["id"])
     else:
         return _process(row)
     return stripe_event_process(row)
@@ -172,10 +228,14 @@ def _finish(row: StripeEvent, status: str, error: str) -> None:
 
 
 def _dispatch(event: dict) -> EventResult:
+    # A Connect event names its account (checked on receipt); the platform's never do.
+    account = event.get("account") or ""
     event_type = event.get("type")
     if event_type not in HANDLED_EVENTS:
         return EventResult.IGNORED
     obj = _checked_object(event_type, (event.get("data") or {}).get("object") or {})
+    if event_type in ACCOUNT_EVENTS:
+        return _account_event(event_type, obj, account=account, created=event.get("created"))
     if event_type in CONFIRMING_EVENTS:
         result = booking_confirm(facts=stripe_api.checkout_facts_from_session(obj))
         return EventResult.IGNORED if result.booking is None else EventResult.PROCESSED
@@ -220,8 +280,23 @@ def _refund_settle(refund_object: dict) -> EventResult:
 
 def _charge_refunds_settle(charge: dict) -> EventResult:
     payment_intent_id = stripe_api.id_of(charge.get("payment_intent"))
-    if not payment_intent_id or not Refund.objects.filter(booking__payment_intent_id=payment_intent_id).exists():
+    refund = Refund.objects.filter(booking__payment_intent_id=payment_intent_id).select_related("booking").first()
+    if not payment_intent_id or refund is None:
         return EventResult.IGNORED
-    for refund_object in stripe_api.refunds_of_payment(payment_intent_id):
+    for refund_object in stripe_api.refunds_of_payment(payment_intent_id, stripe_account=refund.booking.stripe_account_id):
         _refund_settle(refund_object)
     return EventResult.PROCESSED
+
+
+def _account_event(event_type: str, obj: dict, *, account: str, created) -> EventResult:
+    """A merchant's connected account changed (`account.updated`: its charges, payouts and
+    requirements) or was disconnected (`account.application.deauthorized`). Only Connect events
+    (of a connected account) say anything of a merchant."""
+    if not account:
+        return EventResult.IGNORED
+    if event_type == "account.application.deauthorized":
+        merchant = merchant_stripe_account_deauthorize(account_id=account)
+        return EventResult.IGNORED if merchant is None else EventResult.PROCESSED
+    as_of = dt.datetime.fromtimestamp(created, dt.UTC) if isinstance(created, int) and not isinstance(created, bool) else None
+    merchant = merchant_stripe_account_sync(facts=stripe_api.account_facts_from_object(obj), as_of=as_of)
+    return EventResult.IGNORED if merchant is None else EventResult.PROCESSED

@@ -66,7 +66,9 @@ def receipts_home(request):
         return _request_page(request, ReceiptsLinkForm())
     context = {
         "email": email,
-        "proven_customer": selectors.proven_customer_of(email),
+        # One portal per Stripe account: with Connect a person is a different Customer on each
+        # merchant's connected account, and a portal shows one Customer's receipts.
+        "proven_customers": selectors.proven_customers_of(email),
         "bookings": selectors.bookings_of_email(email)[:50],
     }
     return render(request, "shop/receipts.html", context)
@@ -117,14 +119,18 @@ def receipts_signout(request):
 
 @require_POST
 def receipts_portal(request):
-    """The billing portal of the proven address's one Customer."""
+    """The billing portal of the proven address's one Customer on the account asked for (the
+    platform's, or with Connect one merchant's connected account, opened on that account)."""
     email = proven_email(request)
-    proven = selectors.proven_customer_of(email) if email else None
+    account = request.POST.get("account", "")[:255]
+    proven = selectors.proven_customer_of(email, stripe_account=account) if email else None
     if proven is None:
         return redirect("shop:receipts")
     return_url = request.build_absolute_uri(reverse("shop:receipts"))
     try:
-        url = stripe_api.portal_url(customer_id=proven.stripe_customer_id, return_url=return_url)
+        url = stripe_api.portal_url(
+            customer_id=proven.stripe_customer_id, return_url=return_url, stripe_account=proven.stripe_account_id
+        )
     except stripe_api.PaymentsUnavailable as error:
         messages.error(request, str(error))
         return redirect("shop:receipts")

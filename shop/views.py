@@ -30,7 +30,7 @@ from bookings.calendar import booking_calendar_file, booking_online_url, google_
 from common.logs import log_event
 from bookings.models import Booking, Listing
 from bookings.policies import cancel_quote, reschedule_refusal
-from bookings.services import BookingError, hold_minutes, waitlist_join_refusal
+from bookings.services import BookingError, hold_minutes, merchant_payments_refusal, waitlist_join_refusal
 from bookings.storefront_cache import final_status_key, storefront_version
 from common import ratelimits
 from payments import stripe_api
@@ -232,6 +232,8 @@ def _listing_content(listing: Listing, form: BookingForm, *, picker: str, slots:
         "has_bookable": any(slot.is_bookable for slot in slots),
         "has_held": any(slot.seats_held for slot in slots),
         "hold_minutes": hold_minutes(listing),
+        # With Connect, a merchant whose account cannot take charges is not selling (yet).
+        "not_taking_bookings": merchant_payments_refusal(listing.merchant),
         "slot_picker": picker,
         "csrf_token": CSRF_TOKEN_MARKER,
         "offer_minutes": settings.WAITLIST_OFFER_MINUTES,
@@ -575,7 +577,9 @@ def booking_portal(request, token: str):
         return redirect("shop:booking", token=booking.public_token)
     return_url = request.build_absolute_uri(reverse("shop:booking", args=[booking.public_token]))
     try:
-        url = stripe_api.portal_url(customer_id=booking.stripe_customer_id, return_url=return_url)
+        url = stripe_api.portal_url(
+            customer_id=booking.stripe_customer_id, return_url=return_url, stripe_account=booking.stripe_account_id
+        )
     except stripe_api.PaymentsUnavailable as error:
         messages.error(request, str(error))
         return redirect("shop:booking", token=booking.public_token)

@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from tests.connect_mode import connect_mode, connect_mode_on
 from tests.factories import make_booking, make_listing, make_merchant, make_slot
 
 TEST_WEBHOOK_SECRET = "whsec_slotbook_test_suite_secret"
@@ -35,9 +36,12 @@ def pytest_collection_modifyitems(config, items):
     from its first test to the end of the session, and Django's ORM should not run inside one.
     Real-Stripe runs are skipped here, before any browser or server starts, unless configured."""
     not_real = real_stripe_configured()
+    connect = connect_mode(config)
     for item in items:
         if not_real and item.get_closest_marker("real_stripe"):
             item.add_marker(pytest.mark.skip(reason=not_real))
+        if connect and item.get_closest_marker("platform_account"):
+            item.add_marker(pytest.mark.skip(reason="about the platform's own account only (--connect)"))
     items.sort(key=lambda item: item.get_closest_marker("e2e") is not None)
 
 
@@ -53,8 +57,9 @@ def stripe_emulator_server():
 
 
 @pytest.fixture
-def stripe_emulator(stripe_emulator_server, settings):
-    """The site pointed at a freshly reset emulator. Returns its control client."""
+def stripe_emulator(stripe_emulator_server, settings, request):
+    """The site pointed at a freshly reset emulator. Returns its control client. With `--connect`
+    (tests/connect_mode.py) the site sells through merchants' connected accounts on it."""
     from stripe_emulator.control import EmulatorControl
 
     control = EmulatorControl(stripe_emulator_server.url)
@@ -62,7 +67,14 @@ def stripe_emulator(stripe_emulator_server, settings):
     settings.STRIPE_SECRET_KEY = TEST_SECRET_KEY
     settings.STRIPE_API_BASE = stripe_emulator_server.url
     settings.STRIPE_WEBHOOK_SECRETS = [TEST_WEBHOOK_SECRET]
+    undo = None
+    if connect_mode(request.config) and not any(
+        request.node.get_closest_marker(name) for name in ("platform_account", "own_connect_accounts")
+    ):
+        undo = connect_mode_on(request, settings, control)
     yield control
+    if undo is not None:
+        undo()
     control.reset()
 
 
@@ -100,9 +112,9 @@ def portals_opened(monkeypatch):
     opened = []
     real = stripe_api.portal_url
 
-    def spy(*, customer_id, return_url):
+    def spy(*, customer_id, return_url, stripe_account=""):
         opened.append(customer_id)
-        return real(customer_id=customer_id, return_url=return_url)
+        return real(customer_id=customer_id, return_url=return_url, stripe_account=stripe_account)
 
     monkeypatch.setattr(stripe_api, "portal_url", spy)
     return opened

@@ -48,6 +48,12 @@ from bookings.services.catalog import (
     validate_series_start_times,
     validate_slot_start,
 )
+from bookings.services.connect import (
+    AccountFacts,
+    merchant_stripe_account_attach,
+    merchant_stripe_account_deauthorize,
+    merchant_stripe_account_sync,
+)
 from bookings.services.lifecycle import (
     ConfirmOutcome,
     ConfirmResult,
@@ -59,6 +65,7 @@ from bookings.services.lifecycle import (
     booking_start,
     booking_start_from_offer,
     checkouts_close,
+    merchant_payments_refusal,
     holds_lapse,
     waitlist_offer_refusal,
 )
@@ -105,6 +112,11 @@ __all__ = [
     "booking_reschedule",
     "bookings_terms_upgrade",
     "validate_cancellation_policy",
+    "AccountFacts",
+    "merchant_stripe_account_attach",
+    "merchant_stripe_account_deauthorize",
+    "merchant_stripe_account_sync",
+    "merchant_payments_refusal",
     "ALLOWED_TRANSITIONS",
     "BookingError",
     "ConfirmOutcome",

@@ -15,6 +15,7 @@ from django.utils import timezone
 from bookings import selectors, tasks
 from bookings.background import enqueue_after_commit
 from bookings.gateway import CheckoutFacts, PaymentGatewayError, payment_gateway
+from bookings.money import platform_fee
 from bookings.models import (
     Booking,
     Refund,
@@ -35,7 +36,7 @@ from bookings.services.holds import (
     hold_take_over_offer,
 )
 from bookings.services.waitlist import _closed_refusal, _locked_entry, _offer_end, waitlist_offer_is_expired
-from bookings.services.refunds import booking_follow_up
+from bookings.services.refunds import booking_follow_up, refund_gives_fee_back
 from bookings.services.transitions import (
     BookingError,
     PaymentFactsMismatch,
@@ -70,6 +71,29 @@ def _start_refusal(slot: Slot, quantity: int) -> str:
     return ""
 
 
+NOT_TAKING_BOOKINGS = "{merchant} is not taking bookings yet. Please check back soon."
+
+
+def merchant_payments_refusal(merchant) -> str:
+    """Why a merchant's customers cannot pay now (Connect on and their connected account cannot
+    take charges), or "" when they can."""
+    if merchant.can_take_payments:
+        return ""
+    return NOT_TAKING_BOOKINGS.format(merchant=merchant.display_name)
+
+
+def _payment_terms(listing, amount_total: int) -> dict:
+    """Where a new booking is paid: with Connect, on the merchant's connected account (recorded on
+    the booking, so later calls use it even if the merchant's account changes) with the platform's
+    fee; without, on the platform's own account."""
+    if not settings.CONNECT_ENABLED:
+        return {}
+    return {
+        "stripe_account_id": listing.merchant.stripe_account_id,
+        "application_fee_amount": platform_fee(amount_total),
+    }
+
+
 def booking_start(*, slot: Slot, quantity: int, customer_email: str, customer_name: str) -> Booking:
     """Create a pending booking for a checkout, holding its seats (`hold_take`) in the same
     transaction: either both exist or neither. The hold ends `hold_minutes` from now, unless the
@@ -77,8 +101,8 @@ def booking_start(*, slot: Slot, quantity: int, customer_email: str, customer_na
     max_quantity = settings.BOOKING_MAX_QUANTITY
     if not 1 <= quantity <= max_quantity:
         raise BookingError(f"Choose between 1 and {max_quantity} seats.")
-    slot = Slot.objects.select_related("listing").get(pk=slot.pk)
-    if refusal := _start_refusal(slot, quantity):
+    slot = Slot.objects.select_related("listing__merchant").get(pk=slot.pk)
+    if refusal := merchant_payments_refusal(slot.listing.merchant) or _start_refusal(slot, quantity):
         raise BookingError(refusal)
     expires_at = timezone.now() + timedelta(minutes=hold_minutes(slot.listing))
     with transaction.atomic():
@@ -91,6 +115,7 @@ def booking_start(*, slot: Slot, quantity: int, customer_email: str, customer_na
             currency=slot.listing.currency,
             # The policy shown before payment is the one this booking keeps.
             **booking_terms_fields(listing_terms(slot.listing)),
+            **_payment_terms(slot.listing, slot.listing.price_amount * quantity),
         )
         hold = hold_take(booking=booking, expires_at=expires_at)
         if hold is None:
@@ -129,11 +154,11 @@ def booking_start_from_offer(*, entry: WaitlistEntry, customer_name: str) -> Boo
     refusal = ""
     with transaction.atomic():
         entry = _locked_entry(entry.pk)
-        slot = Slot.objects.select_related("listing").get(pk=entry.slot_id)
+        slot = Slot.objects.select_related("listing__merchant").get(pk=entry.slot_id)
         entry.slot = slot
         if waitlist_offer_is_expired(entry, now=now):
             _offer_end(entry, status=WaitlistStatus.LAPSED, now=now)
-        refusal = waitlist_offer_refusal(entry, now=now)
+        refusal = merchant_payments_refusal(slot.listing.merchant) or waitlist_offer_refusal(entry, now=now)
         if not refusal:
             booking = Booking.objects.create(
                 slot=slot,
@@ -144,6 +169,7 @@ def booking_start_from_offer(*, entry: WaitlistEntry, customer_name: str) -> Boo
                 currency=slot.listing.currency,
                 # As for any booking: the policy shown before payment is the one it keeps.
                 **booking_terms_fields(listing_terms(slot.listing)),
+                **_payment_terms(slot.listing, slot.listing.price_amount * entry.quantity),
             )
             expires_at = now + timedelta(minutes=hold_minutes(slot.listing))
             if hold_take_over_offer(booking=booking, offer=entry.offer_hold, expires_at=expires_at) is None:
@@ -323,7 +349,12 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
         reason = RefundReason.SLOT_CANCELLED if slot_cancelled else RefundReason.SOLD_OUT
         if facts.amount_total > 0:
             booking_transition(booking, S.REFUND_DUE, ended_reason=reason, **payment)
-            Refund.objects.create(booking=booking, amount=facts.amount_total, reason=reason)
+            Refund.objects.create(
+                booking=booking,
+                amount=facts.amount_total,
+                reason=reason,
+                refund_application_fee=refund_gives_fee_back(booking, reason),
+            )
             outcome = (
                 ConfirmOutcome.SLOT_CANCELLED_REFUND_DUE if slot_cancelled else ConfirmOutcome.SOLD_OUT_REFUND_DUE
             )
@@ -364,7 +395,7 @@ def checkouts_close(*, slot_id: int | None = None, listing_id: int | None = None
     gateway = payment_gateway()
     for booking in selectors.pending_checkouts_unsellable(slot_id=slot_id, listing_id=listing_id):
         try:
-            facts = gateway.checkout_expire(session_id=booking.checkout_session_id)
+            facts = gateway.checkout_expire(session_id=booking.checkout_session_id, stripe_account=booking.stripe_account_id)
             booking_confirm(facts=facts)
         except PaymentGatewayError as error:
             log_event(log, "checkout_close_failed", level=logging.WARNING, booking=booking.pk, error=str(error)[:200])
@@ -405,7 +436,7 @@ def holds_lapse(*, now=None) -> int:
                 ended += booking_checkout_abandon(booking=booking)
             continue
         try:
-            booking_confirm(facts=gateway.checkout_expire(session_id=booking.checkout_session_id))
+            booking_confirm(facts=gateway.checkout_expire(session_id=booking.checkout_session_id, stripe_account=booking.stripe_account_id))
         except PaymentGatewayError as error:
             log_event(log, "hold_lapse_failed", level=logging.WARNING, booking=booking.pk, error=str(error)[:200])
             continue

@@ -5,6 +5,7 @@ row), recording what the provider says, and the follow-up that sends what a book
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -36,6 +37,16 @@ log = logging.getLogger("bookings.transitions")
 # Refunds
 
 
+def refund_gives_fee_back(booking: Booking, reason: str) -> bool:
+    """Whether a refund for `reason` also refunds the platform's fee (Connect's
+    `refund_application_fee`): by CONNECT_REFUND_FEE_REASONS (default: sold out while paying, the
+    hold gone, and a cancelled time, where the customer got nothing); a refund the merchant makes
+    keeps it. Only a direct charge with a fee has one to refund."""
+    if not booking.stripe_account_id or booking.application_fee_amount <= 0:
+        return False
+    return reason in settings.CONNECT_REFUND_FEE_REASONS
+
+
 def _refund_open(booking: Booking, *, amount: int, reason: str, asked_again: bool = False) -> Refund:
     outstanding = selectors.booking_refund_outstanding(booking)
     if outstanding < 1:
@@ -44,7 +55,13 @@ def _refund_open(booking: Booking, *, amount: int, reason: str, asked_again: boo
         most = format_money(outstanding, booking.currency)
         least = format_money(1, booking.currency)
         raise BookingError(f"Enter a refund between {least} and {most} (what is left to refund).")
-    refund = Refund.objects.create(booking=booking, amount=amount, reason=reason, asked_again=asked_again)
+    refund = Refund.objects.create(
+        booking=booking,
+        amount=amount,
+        reason=reason,
+        asked_again=asked_again,
+        refund_application_fee=refund_gives_fee_back(booking, reason),
+    )
     booking_changed(booking.checkout_session_id)  # its status panel tells of refunds
     return refund
 
@@ -126,6 +143,8 @@ def refund_submit(*, refund_id: int) -> Refund:
             idempotency_key=refund.idempotency_key(refund.attempts),
             metadata={"booking_id": str(booking.pk), "refund_id": str(refund.pk), "reason": refund.reason},
             look_first=refund.attempts > 1,
+            stripe_account=booking.stripe_account_id,
+            refund_application_fee=refund.refund_application_fee,
         )
     except PaymentGatewayError as error:
         Refund.objects.filter(pk=refund.pk).update(submit_lease_until=None, last_error=str(error)[:1000])
@@ -156,13 +175,37 @@ def _locked_with_refund(refund_id: int) -> tuple[Booking, Refund]:
     return booking, refund
 
 
+def _fee_share(booking: Booking, refund: Refund) -> int:
+    """The part of the platform's fee a refund with `refund_application_fee` gives back, by
+    Stripe's rule ("Create direct charges", refunds): in proportion to the part of the charge
+    refunded, rounded down, and all of what is left of the fee once the charge is fully refunded."""
+    if not refund.refund_application_fee or booking.application_fee_amount <= 0 or booking.amount_paid <= 0:
+        return 0
+    given_back = sum(
+        booking.refunds.filter(status__in=(RefundStatus.PENDING, RefundStatus.SUCCEEDED)).values_list(
+            "application_fee_refunded", flat=True
+        )
+    )
+    left = max(0, booking.application_fee_amount - given_back)
+    if booking.amount_refunded + refund.amount >= booking.amount_paid:
+        return left
+    return min(left, booking.application_fee_amount * refund.amount // booking.amount_paid)
+
+
 def refund_record_created(*, refund_id: int, receipt_id: str, status: str, failure_reason: str = "") -> Refund:
-    """Record that the provider created a refund; counts its amount as refunded exactly once."""
+    """Record that the provider created a refund; counts its amount as refunded exactly once, and
+    (Connect) the part of the platform's fee it gave back."""
     with transaction.atomic():
         booking, refund = _locked_with_refund(refund_id)
         if refund.status != RefundStatus.REQUESTED:
             return refund
-        refund_transition(refund, RefundStatus.PENDING, stripe_refund_id=receipt_id, submit_lease_until=None)
+        refund_transition(
+            refund,
+            RefundStatus.PENDING,
+            stripe_refund_id=receipt_id,
+            submit_lease_until=None,
+            application_fee_refunded=_fee_share(booking, refund),
+        )
         if booking.status in (S.REFUND_DUE, S.REFUND_FAILED) and _all_owed_refunded(booking):
             booking_transition(booking, S.REFUNDED)
         enqueue_after_commit(tasks.booking_follow_up, booking_id=booking.pk, raise_refund_errors=False)

@@ -165,12 +165,15 @@ def stripe(stripe_mode, request, live_server, settings):
 def _emulated_stripe(request, live_server):
     control = request.getfixturevalue("stripe_emulator")  # reset, and the site's settings pointed at it
     control.set_forward_to(live_server.url + "/stripe/webhook/")
+    # Connected accounts' events (Connect: `--connect`, or a test turning it on) reach their own endpoint.
+    control.set_connect_forward_to(live_server.url + "/stripe/connect/webhook/")
     stripe = EmulatedStripe(control)
     yield stripe
     # Nothing may still be on its way to a live server whose database is about to be emptied.
     control.release_webhooks()
     control.wait_for_webhooks(timeout=10)
     control.set_forward_to(None)
+    control.set_connect_forward_to(None)
 
 
 def _real_stripe(request, live_server, settings):

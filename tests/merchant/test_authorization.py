@@ -112,6 +112,12 @@ URLS = [
     ("slot_attendees", "slot", "GET", 200, None),
     ("slot_attendees_export", "slot", "GET", 200, None),
     ("slot_message", "slot", "GET POST", 200, 400),
+    # Connect's pages: with CONNECT_ENABLED off (here) a merchant's are 404 (payments go to the
+    # platform's account); test_connect covers them with Connect on.
+    ("connect_start", None, "POST", None, 404),
+    ("connect_refresh", None, "GET", 404, None),
+    ("connect_return", None, "GET", 404, None),
+    ("connect_dashboard", None, "POST", None, 404),
 ]
 
 ACTORS = ["anonymous", "merchant_a", "merchant_b", "staff"]

@@ -2,9 +2,10 @@
 
 import json
 
+from django.conf import settings
 from django.urls import reverse
 
-from bookings.models import Booking
+from bookings.models import Booking, Merchant
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.payments.webhook_signing import stripe_signature
 
@@ -17,22 +18,32 @@ def open_checkout(client, slot, *, quantity: int = 1, email: str = "ada@example.
     )
     assert response.status_code == 303, response.content.decode()[:2000]
     booking = Booking.objects.order_by("-pk").first()
+    if settings.CONNECT_ENABLED:  # --connect: a direct charge on the merchant's account, with the fee
+        from bookings.money import platform_fee
+
+        assert booking.stripe_account_id == Merchant.objects.get(pk=slot.listing.merchant_id).stripe_account_id != ""
+        assert booking.application_fee_amount == platform_fee(booking.amount_total)
     return booking, response["Location"]
 
 
 def deliver_events(client, control, *, types: set[str] | None = None) -> list:
-    """Send the emulator's events, oldest first, to the site's webhook as Stripe would."""
+    """Send the emulator's events, oldest first, to the site's webhooks as Stripe would: the
+    platform's own to its endpoint, a connected account's (`account` set, Connect) to the Connect
+    endpoint, signed with that endpoint's secret."""
     responses = []
+    connect_secret = ""
     for event in reversed(control.events()):
         if types and event["type"] not in types:
             continue
         payload = json.dumps(event).encode()
+        if event.get("account"):
+            connect_secret = connect_secret or control.connect_webhook_secret
+            url, secret = reverse("payments:stripe_connect_webhook"), connect_secret
+        else:
+            url, secret = reverse("payments:stripe_webhook"), TEST_WEBHOOK_SECRET
         responses.append(
             client.post(
-                reverse("payments:stripe_webhook"),
-                data=payload,
-                content_type="application/json",
-                HTTP_STRIPE_SIGNATURE=stripe_signature(payload, TEST_WEBHOOK_SECRET),
+                url, data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=stripe_signature(payload, secret)
             )
         )
     return responses

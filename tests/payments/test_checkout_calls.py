@@ -11,6 +11,7 @@ from payments import stripe_api
 from tests.factories import make_slot
 from tests.payments.stripe_flow import open_checkout, poll
 from tests.shop.customer_signin import prove_email
+from tests.connect_mode import on_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,7 +46,7 @@ def test_an_unproven_visitor_opens_checkout_in_one_call_and_checkout_makes_their
     assert stripe_calls(stripe_emulator, before) == ["POST /v1/checkout/sessions"]
     assert booking.stripe_customer_id == ""
 
-    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id)
+    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id, options=on_account(booking))
     assert session.customer is None
     assert session.customer_email == "Ada@Example.com"
     assert session.customer_creation == "always"
@@ -56,7 +57,7 @@ def test_an_unproven_visitor_opens_checkout_in_one_call_and_checkout_makes_their
     booking.refresh_from_db()
     assert booking.status == BookingStatus.CONFIRMED
     assert booking.stripe_customer_id.startswith("cus_")
-    customer = stripe_api.stripe_client().v1.customers.retrieve(booking.stripe_customer_id)
+    customer = stripe_api.stripe_client().v1.customers.retrieve(booking.stripe_customer_id, options=on_account(booking))
     assert customer.email == "Ada@Example.com"
     assert not ProvenCustomer.objects.exists()  # an unproven address shares nothing
 
@@ -77,7 +78,7 @@ def test_a_proven_address_pays_as_its_customer_made_once_then_in_one_call(slot, 
     second, _ = open_checkout(client, slot, email="PAT@example.com", name="Pat")
     assert stripe_calls(stripe_emulator, before) == ["POST /v1/checkout/sessions"]
     assert second.stripe_customer_id == proven.stripe_customer_id
-    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(second.checkout_session_id)
+    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(second.checkout_session_id, options=on_account(second))
     assert session.customer == proven.stripe_customer_id
 
 

@@ -15,6 +15,7 @@ from stripe_emulator.control import PaymentDeclined
 from tests.factories import make_slot
 from tests.shop.customer_signin import prove_email
 from tests.payments.stripe_flow import deliver_events, lose_hold, open_checkout, poll, stripe_session_reads
+from tests.connect_mode import on_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -28,7 +29,7 @@ def test_checkout_opens_a_stripe_session_describing_the_booking(client, slot):
     booking, url = open_checkout(client, slot, quantity=2)
 
     session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(
-        booking.checkout_session_id, params={"expand": ["line_items"]}
+        booking.checkout_session_id, params={"expand": ["line_items"]}, options=on_account(booking)
     )
     assert url == session.url
     assert booking.status == BookingStatus.PENDING
@@ -40,7 +41,8 @@ def test_checkout_opens_a_stripe_session_describing_the_booking(client, slot):
     assert session.amount_total == 2 * slot.listing.price_amount == booking.amount_total
     assert session.currency == slot.listing.currency
     assert session.line_items.data[0].quantity == 2
-    assert session.allow_promotion_codes is True
+    # Promotion codes are the platform's: offered on its own account, not on a direct charge (--connect).
+    assert session.allow_promotion_codes is (booking.stripe_account_id == "")
     assert session.invoice_creation.enabled is True
     assert 29 * 60 < session.expires_at - session.created <= 31 * 60
     assert session.success_url.endswith("/checkout/success/?session_id={CHECKOUT_SESSION_ID}")
@@ -58,7 +60,7 @@ def test_an_unproven_email_gets_a_customer_of_each_booking_and_stripe_is_never_s
     assert first.status == second.status == BookingStatus.CONFIRMED
     assert first.stripe_customer_id and second.stripe_customer_id
     assert first.stripe_customer_id != second.stripe_customer_id
-    customer = stripe_api.stripe_client().v1.customers.retrieve(first.stripe_customer_id)
+    customer = stripe_api.stripe_client().v1.customers.retrieve(first.stripe_customer_id, options=on_account(first))
     assert customer.email == "same@example.com"
     searches = [r for r in stripe_emulator.requests() if r["method"] == "GET" and r["path"] in ("/v1/customers", "/v1/customers/search")]
     assert searches == []
@@ -115,6 +117,7 @@ def test_webhook_alone_confirms_and_a_later_poll_changes_nothing(client, slot, s
     assert StripeEvent.objects.filter(type="checkout.session.completed", status="processed").count() == 1
 
 
+@pytest.mark.platform_account  # promotion codes are the platform's: not offered on direct charges
 def test_a_100_percent_promotion_code_confirms_with_nothing_paid(client, slot, stripe_emulator, settings):
     settings.STRIPE_STATUS_CHECK_SECONDS = 0
     api = stripe_api.stripe_client()
@@ -149,7 +152,7 @@ def test_the_slot_selling_out_while_paying_refunds_the_payment_exactly_once(clie
     assert "Sold out while you paid" in sold_out.content.decode()
     assert loser.status == BookingStatus.REFUNDED
     assert loser.amount_refunded == loser.amount_paid == loser.amount_total
-    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}, options=on_account(loser)).data
     assert [(r.amount, r.metadata["reason"]) for r in refunds] == [(loser.amount_total, "sold_out")]
     assert slot.seats_left == 0
     apologies = [m for m in mail.outbox if m.to == ["second@example.com"]]
@@ -185,7 +188,7 @@ def test_a_refund_stripe_answers_500_to_is_retried_with_a_new_key_and_made_once(
     loser.refresh_from_db()
     assert summary.refunds_submitted == 1
     assert loser.status == BookingStatus.REFUNDED
-    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}, options=on_account(loser)).data
     assert len(refunds) == 1
     assert Refund.objects.get(booking=loser).attempts == 2
 
@@ -203,7 +206,7 @@ def test_a_refund_whose_answer_was_lost_is_recorded_without_a_second_refund(clie
     reconcile_run()
 
     loser.refresh_from_db()
-    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}, options=on_account(loser)).data
     assert loser.status == BookingStatus.REFUNDED
     assert len(refunds) == 1
     assert Refund.objects.get(booking=loser).stripe_refund_id == refunds[0].id

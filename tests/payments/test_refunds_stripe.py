@@ -35,7 +35,7 @@ def pay(stripe_emulator, django_capture_on_commit_callbacks):
         session_id = started.booking.checkout_session_id
         stripe_emulator.pay_session(session_id, card=card)
         with django_capture_on_commit_callbacks(execute=True):
-            booking_confirm(facts=stripe_api.checkout_facts(session_id))
+            booking_confirm(facts=stripe_api.checkout_facts(session_id, stripe_account=started.booking.stripe_account_id))
         booking = Booking.objects.get(pk=started.booking.pk)
         assert booking.status == BookingStatus.CONFIRMED
         return booking
@@ -44,7 +44,7 @@ def pay(stripe_emulator, django_capture_on_commit_callbacks):
 
 
 def stripe_refunds(booking: Booking) -> list[dict]:
-    return stripe_api.refunds_of_payment(booking.payment_intent_id)
+    return stripe_api.refunds_of_payment(booking.payment_intent_id, stripe_account=booking.stripe_account_id)
 
 
 @pytest.fixture
@@ -199,7 +199,7 @@ def test_a_sold_out_refund_asked_again_by_the_merchant_keeps_its_reason(
     pay(slot)  # ... and someone else took the only seat
     stripe_emulator.pay_session(late.checkout_session_id, card=CARD_REFUND_FAILS_LATER)
     with django_capture_on_commit_callbacks(execute=True):
-        booking_confirm(facts=stripe_api.checkout_facts(late.checkout_session_id))
+        booking_confirm(facts=stripe_api.checkout_facts(late.checkout_session_id, stripe_account=late.stripe_account_id))
     stripe_emulator.advance_clock(60)
     with django_capture_on_commit_callbacks(execute=True):
         deliver_events(merchant_client, stripe_emulator, types={"refund.created", "refund.updated", "refund.failed"})

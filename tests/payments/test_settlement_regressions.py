@@ -8,6 +8,7 @@ from payments import stripe_api
 from payments.reconcile import reconcile_run
 from tests.factories import make_slot
 from tests.payments.stripe_flow import deliver_events, lose_hold, open_checkout, poll
+from tests.connect_mode import on_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,7 +55,7 @@ def test_a_retried_webhook_asks_again_for_a_sold_out_refund_that_was_not_made(cl
     loser.refresh_from_db()
     assert [r.status_code for r in retried] == [200, 200]
     assert loser.status == BookingStatus.REFUNDED
-    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}).data
+    refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}, options=on_account(loser)).data
     assert len(refunds) == 1
 
 

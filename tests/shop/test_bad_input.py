@@ -152,6 +152,12 @@ FIELDS = {
     "shop:receipts_signout": None,
     "shop:receipts_portal": None,
     "payments:stripe_webhook": None,  # its bodies: test_no_webhook_body_makes_a_server_error
+    "payments:stripe_connect_webhook": None,
+    "admin_platform_fees": {"days": "30"},
+    "merchant:connect_start": None,
+    "merchant:connect_refresh": None,
+    "merchant:connect_return": None,
+    "merchant:connect_dashboard": None,
     "shop:healthz": None,
     "merchant:dashboard": None,
     "merchant:listing_list": {"show": "archived"},

@@ -145,3 +145,56 @@ def test_the_demo_runs_the_periodic_reconcile_itself_and_passes_on_what_is_not_s
     assert not thread.is_alive()
     assert runs.read_text().count("run") >= 2
     assert written[:2] == ["not settled yet: refund 7", "not settled yet: refund 7"]
+
+
+@pytest.mark.own_connect_accounts
+def test_with_connect_the_demo_merchants_are_connected_accounts_two_onboarded_and_one_not(
+    client, capsys, stripe_emulator, settings
+):
+    from bookings.money import platform_fee
+
+    settings.CONNECT_ENABLED = True
+    settings.PLATFORM_FEE_PERCENT, settings.PLATFORM_FEE_FIXED = "5", 30
+    settings.STRIPE_CONNECT_WEBHOOK_SECRETS = [stripe_emulator.connect_webhook_secret]
+    call_command("loaddemo", days=4)
+    call_command("loaddemo", days=4)  # again: no second account, nothing added
+
+    merchants = {m.user.username: m for m in Merchant.objects.select_related("user")}
+    assert sorted(merchants) == ["atelier", "harbour", "studio"]
+    api = stripe_api.stripe_client()
+    accounts = {a.id: a for a in api.v1.accounts.list(params={"limit": 100}).data}
+    assert sorted(accounts) == sorted(m.stripe_account_id for m in merchants.values())
+    for username in ("harbour", "atelier"):
+        merchant = merchants[username]
+        account = accounts[merchant.stripe_account_id]
+        assert account.type == "express" and account.charges_enabled and account.payouts_enabled
+        assert (merchant.stripe_charges_enabled, merchant.stripe_payouts_enabled, merchant.can_take_payments) == (True, True, True)
+        bookings = list(Booking.objects.filter(slot__listing__merchant=merchant))
+        assert bookings and {b.status for b in bookings} == {BookingStatus.CONFIRMED}
+        for booking in bookings:
+            assert booking.stripe_account_id == merchant.stripe_account_id
+            assert booking.application_fee_amount == platform_fee(booking.amount_paid) > 0
+        intent = api.v1.payment_intents.retrieve(bookings[0].payment_intent_id, options={"stripe_account": merchant.stripe_account_id})
+        assert (intent.status, intent.amount, intent.application_fee_amount) == (
+            "succeeded", bookings[0].amount_paid, bookings[0].application_fee_amount)
+    assert (accounts[merchants["harbour"].stripe_account_id].country, accounts[merchants["atelier"].stripe_account_id].country) == ("GB", "FR")
+
+    studio = merchants["studio"]
+    account = accounts[studio.stripe_account_id]
+    assert not account.charges_enabled and "individual.first_name" in account.requirements.currently_due
+    assert not studio.can_take_payments and "tos_acceptance.date" in studio.stripe_requirements_due
+    assert not Booking.objects.filter(slot__listing__merchant=studio).exists()
+    page = client.get(reverse("shop:listing", args=["darkroom-printing-workshop"])).content.decode()
+    assert "Studio Lumen is not taking bookings yet" in page and "Continue to payment" not in page
+
+    output = capsys.readouterr().out
+    assert "Connect: Harbour Kayaks's connected account can take payments." in output
+    assert "Connect: Studio Lumen's connected account has not finished Stripe's onboarding" in output
+    assert "Promotion code" not in output and "Merchant sign-ins: harbour, atelier, studio" in output
+
+
+def test_without_connect_the_demo_has_its_two_merchants_and_no_connected_accounts(stripe_emulator):
+    call_command("loaddemo", days=3)
+    assert sorted(Merchant.objects.values_list("user__username", flat=True)) == ["atelier", "harbour"]
+    assert not Merchant.objects.exclude(stripe_account_id="").exists()
+    assert not Booking.objects.exclude(stripe_account_id="").exists()

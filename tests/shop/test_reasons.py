@@ -241,7 +241,7 @@ def test_stopping_sales_or_archiving_expires_open_checkouts(client, stripe_emula
 
 
 def _expiring_fails(monkeypatch):
-    def unreachable(self, *, session_id):
+    def unreachable(self, *, session_id, stripe_account=""):
         raise PaymentGatewayError("Stripe unreachable", retryable=True)
 
     monkeypatch.setattr(stripe_api.StripeRefundGateway, "checkout_expire", unreachable)

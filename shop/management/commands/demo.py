@@ -23,6 +23,9 @@ from django.core.management.base import BaseCommand, CommandError
 from shop.demo import DEMO_FREE_PROMOTION_CODE
 
 DEMO_WEBHOOK_SECRET = "whsec_slotbook_local_demo_secret"
+DEMO_CONNECT_WEBHOOK_SECRET = "whsec_slotbook_local_demo_connect_secret"
+# The platform's fee the demo takes with Connect on, unless PLATFORM_FEE_* are set: 5% + 0.30.
+DEMO_PLATFORM_FEE = {"PLATFORM_FEE_PERCENT": "5", "PLATFORM_FEE_FIXED": "30"}
 DEMO_SECRET_KEY = "sk_test_slotbook_local_demo"
 OUTBOX_BACKEND = "shop.outbox.OutboxEmailBackend"
 
@@ -169,6 +172,10 @@ class Command(BaseCommand):
             self.stdout.write(f"Reset: {len(removed)} files deleted; loading fresh demo data.")
 
         using_real_stripe = bool(env.get("STRIPE_SECRET_KEY"))
+        connect = settings.CONNECT_ENABLED
+        if connect:
+            for name, value in DEMO_PLATFORM_FEE.items():
+                env.setdefault(name, value)
         try:
             if using_real_stripe:
                 self.stdout.write("Using the Stripe account of STRIPE_SECRET_KEY.")
@@ -186,6 +193,11 @@ class Command(BaseCommand):
                         f"{site_url}/stripe/webhook/",
                         "--webhook-secret",
                         DEMO_WEBHOOK_SECRET,
+                        # Connected accounts' events (CONNECT_ENABLED) reach the Connect endpoint.
+                        "--forward-connect-to",
+                        f"{site_url}/stripe/connect/webhook/",
+                        "--connect-webhook-secret",
+                        DEMO_CONNECT_WEBHOOK_SECRET,
                         "--log-level",
                         "WARNING",
                         "--account-name",
@@ -199,6 +211,7 @@ class Command(BaseCommand):
                     STRIPE_SECRET_KEY=DEMO_SECRET_KEY,
                     STRIPE_API_BASE=f"http://127.0.0.1:{emulator_port}",
                     STRIPE_WEBHOOK_SECRET=DEMO_WEBHOOK_SECRET,
+                    STRIPE_CONNECT_WEBHOOK_SECRET=DEMO_CONNECT_WEBHOOK_SECRET,
                 )
                 self.stdout.write(f"Stripe emulator on http://127.0.0.1:{emulator_port} (state in {emulator_db}).")
 
@@ -219,12 +232,21 @@ class Command(BaseCommand):
                     pass
             free_code = (
                 ""
-                if using_real_stripe
+                if using_real_stripe or connect
                 else f"Or book for free: the 100%-off promotion code {DEMO_FREE_PROMOTION_CODE} (Harbour Kayaks) or NORD100 (Atelier Nord) on the payment page.\n"
             )
+            if connect:
+                free_code = (
+                    f"Stripe Connect is on: Harbour Kayaks and Atelier Nord are paid on their own connected accounts "
+                    f"(platform fee {env['PLATFORM_FEE_PERCENT']}% + {env['PLATFORM_FEE_FIXED']} minor units); "
+                    "Studio Lumen (sign in as studio) has not finished onboarding, so its listing is not taking bookings yet.\n"
+                    f"Platform fees earned: {site_url}/admin/platform-fees/ (a staff user: manage.py createsuperuser)\n"
+                )
             self.stdout.write(
                 self.style.SUCCESS(f"\nSlotbook is running: open {site_url}/\n")
-                + f"Merchant dashboard: {site_url}/merchant/ (sign in as harbour or atelier, password slotbook-demo)\n"
+                + f"Merchant dashboard: {site_url}/merchant/ (sign in as harbour or atelier"
+                + (", or studio" if connect else "")
+                + ", password slotbook-demo)\n"
                 + "Pay with the test card 4242 4242 4242 4242, any future expiry and any CVC.\n"
                 + free_code
                 + mail_line
