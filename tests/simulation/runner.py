@@ -309,9 +309,12 @@ class World:
         self.merchant.timezone = scenario.zone
         started = time.perf_counter()
         run = ScenarioRun(self, scenario)
-        # Final status panels are kept as in production (the test suite turns that off).
+        # Final status panels are kept as in production (the test suite turns that off). The fair
+        # queue is off: its pace is real seconds while this clock is simulated, and the emulator here
+        # never answers 429 (tests/payments/test_checkout_queue.py covers the queue).
         with override_settings(STRIPE_STATUS_CHECK_SECONDS=scenario.status_check_seconds,
-                               FINAL_STATUS_CACHE_SECONDS=FINAL_STATUS_CACHE_SECONDS):
+                               FINAL_STATUS_CACHE_SECONDS=FINAL_STATUS_CACHE_SECONDS,
+                               STRIPE_REQUESTS_PER_SECOND=0):
             try:
                 run.play()
             except Exception:  # noqa: BLE001 - an unhandled error is a finding, reported with its trace
