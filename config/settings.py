@@ -40,6 +40,14 @@ class Env(environ.Env):
                 return int(value)
             except ValueError:
                 raise ImproperlyConfigured(f"{var} must be a whole number, not {raw!r}.") from None
+        if cast is float:
+            try:
+                number = float(value)
+            except ValueError:
+                number = float("nan")
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ImproperlyConfigured(f"{var} must be a number, not {raw!r}.")
+            return number
         if cast is list:
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
