@@ -71,6 +71,13 @@ def budget_take(name: str = CHECKOUT_BUDGET) -> bool:
     if rate <= 0:
         return True
     interval, burst = _interval_and_burst(rate)
+    return budget_take_paced(name, interval_us=interval, burst_us=burst)
+
+
+def budget_take_paced(name: str, *, interval_us: int, burst_us: int) -> bool:
+    """`budget_take` with the pace given: one token per `interval_us`, `tat` allowed `burst_us`
+    ahead of now (burst_us / interval_us + 1 tokens at once)."""
+    interval, burst = interval_us, burst_us
     url = settings.STRIPE_BUDGET_REDIS_URL
     if url:
         try:

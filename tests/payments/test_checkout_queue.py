@@ -27,6 +27,7 @@ from tests.factories import make_slot
 pytestmark = pytest.mark.django_db(transaction=True)
 
 W = CheckoutQueueEntry.Status
+MINUTE_US = 60 * 1_000_000
 REDIS_TEST_URL = os.environ.get("QUEUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 
@@ -77,17 +78,23 @@ def paced(settings):
 
 @pytest.mark.parametrize("store", ["database", "redis"])
 def test_twenty_threads_at_once_take_exactly_one_seconds_worth_of_tokens_then_one_per_interval(store, settings):
-    settings.STRIPE_REQUESTS_PER_SECOND = 5
     settings.STRIPE_BUDGET_REDIS_URL = _redis_or_skip() if store == "redis" else ""
     budget.budget_reset()
+    # Five at once, then one a minute: no token comes back while the test runs, however slow the machine.
+    pace = {"interval_us": MINUTE_US, "burst_us": 4 * MINUTE_US}
 
-    taken = run_concurrently([_connected_then(budget.budget_take, gate) for gate in [threading.Barrier(20)] for _ in range(20)])
+    def take():
+        return budget.budget_take_paced(budget.CHECKOUT_BUDGET, **pace)
+
+    taken = run_concurrently([_connected_then(take, gate) for gate in [threading.Barrier(20)] for _ in range(20)])
 
     assert [t for t in taken if isinstance(t, BaseException)] == []
-    assert taken.count(True) == 5 and taken.count(False) == 15  # a burst of one second's worth, shared
+    assert taken.count(True) == 5 and taken.count(False) == 15  # one burst, shared by all threads
     # A bucket with exactly one token left (set in the store, not waited for): one thread gets it.
-    _leave_one_token(store, burst=4 * 200_000)
-    assert run_concurrently([budget.budget_take for _ in range(10)]).count(True) == 1
+    _leave_one_token(store, burst=4 * MINUTE_US)
+    assert run_concurrently([take for _ in range(10)]).count(True) == 1
+    # And the pace the setting gives: one second's worth at once.
+    assert budget._interval_and_burst(5) == (200_000, 800_000)
 
 
 def _connected_then(function, gate):
@@ -133,11 +140,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django.setup()
 from django.conf import settings
 from payments import budget
-settings.STRIPE_REQUESTS_PER_SECOND = 6
 settings.STRIPE_BUDGET_REDIS_URL = sys.argv[1]
 start_at = float(sys.argv[2])
 time.sleep(max(0.0, start_at - time.time()))  # both processes start taking at the same moment
-print(sum(budget.budget_take() for _ in range(10)))
+# Six at once, then one a minute: no token comes back while the processes run.
+print(sum(budget.budget_take_paced("checkout", interval_us=60_000_000, burst_us=300_000_000) for _ in range(10)))
 """
 
 
@@ -149,7 +156,6 @@ def test_two_processes_share_one_budget(store, settings):
     database = django_settings.DATABASES["default"]
     if store == "database" and database["ENGINE"] != "django.db.backends.postgresql":
         pytest.skip("the SQLite test database is in memory: processes share it on PostgreSQL only")
-    settings.STRIPE_REQUESTS_PER_SECOND = 6
     settings.STRIPE_BUDGET_REDIS_URL = url
     budget.budget_reset()
     env = {**os.environ, "DJANGO_SECRET_KEY": "x" * 50}
