@@ -325,6 +325,25 @@ def test_the_driver_task_ends_the_wait_of_someone_who_left_the_page(paced, strip
     assert (slot.seats_held, slot.seats_left) == (0, 2)
 
 
+def test_reconcile_ends_overdue_waits_too_when_no_beat_runs(paced, stripe_emulator):
+    from payments.reconcile import reconcile_run
+
+    paced.QUEUE_MAX_WAIT_SECONDS = 30
+    slot = make_slot(capacity=3)
+    spend_budget()
+    queue_page(start(Client(), slot, 1, quantity=3))
+    queue_page(start(Client(), make_slot(capacity=1), 2))  # waiting 10 s only: stays in line
+    CheckoutQueueEntry.objects.filter(booking__slot=slot).update(queued_at=timezone.now() - timezone.timedelta(seconds=31))
+    CheckoutQueueEntry.objects.exclude(booking__slot=slot).update(queued_at=timezone.now() - timezone.timedelta(seconds=10))
+
+    summary = reconcile_run()
+
+    assert summary.queue_timed_out == 1
+    assert sorted(CheckoutQueueEntry.objects.values_list("status", flat=True)) == [W.TIMED_OUT, W.WAITING]
+    slot.refresh_from_db()
+    assert (slot.seats_held, slot.seats_left) == (0, 3)
+
+
 # Sold out while waiting
 
 
