@@ -333,6 +333,10 @@ STRIPE_STATUS_CHECK_SECONDS = env.int("STRIPE_STATUS_CHECK_SECONDS", 3)
 # seat counts they show are never older (changes made through the site re-render them at once,
 # in every process when the cache is shared through REDIS_URL). 0 turns the cache off.
 STOREFRONT_CACHE_SECONDS = env.int("STOREFRONT_CACHE_SECONDS", 5)
+# With the cache shared through Redis, each process keeps a copy of those fragments and reads the
+# shared storefront version at most this often: a change made in another process shows within
+# this many seconds (in the process that made it, at once). 0: every page asks Redis.
+STOREFRONT_VERSION_CHECK_SECONDS = env.float("STOREFRONT_VERSION_CHECK_SECONDS", 0.25)
 # A final booking's status panel is kept this long, and dropped when the booking changes.
 FINAL_STATUS_CACHE_SECONDS = env.int("FINAL_STATUS_CACHE_SECONDS", 60)
 # A sign-in link e-mailed to a customer (to open their receipts) works once, for this long.

@@ -31,7 +31,7 @@ from common.logs import log_event
 from bookings.models import Booking, Listing
 from bookings.policies import cancel_quote, reschedule_refusal
 from bookings.services import BookingError, hold_minutes, merchant_payments_refusal, waitlist_join_refusal
-from bookings.storefront_cache import final_status_key, storefront_version
+from bookings.storefront_cache import final_status_key, fragment_get, fragment_set, storefront_version
 from common import ratelimits
 from payments import stripe_api
 from shop import receipts
@@ -98,11 +98,11 @@ def _cached(key: str, seconds: int, make):
     """`make()`, kept in the cache for `seconds` under `key` (0: always made afresh; None is never kept)."""
     if seconds <= 0:
         return make()
-    value = cache.get(key)
+    value = fragment_get(key)
     if value is None:
         value = make()
         if value is not None:
-            cache.set(key, value, seconds)
+            fragment_set(key, value, seconds)
     return value
 
 
@@ -119,14 +119,14 @@ def _public_page(request, *, key: str, template: str, context) -> tuple[bytes, .
     `context()` gives None for a page that does not exist; nothing is kept for it."""
     seconds = settings.STOREFRONT_CACHE_SECONDS
     cacheable = seconds > 0 and _without_session(request)
-    html = cache.get(key) if cacheable else None
+    html = fragment_get(key) if cacheable else None
     if html is None:
         values = context()
         if values is None:
             return None
         html = _pieces(render_to_string(template, {**values, "csrf_token": CSRF_TOKEN_MARKER}, request=request))
         if cacheable:
-            cache.set(key, html, seconds)
+            fragment_set(key, html, seconds)
     return html
 
 
