@@ -526,7 +526,6 @@ def _status_context(request, check, poll: int) -> dict:
         "starts_at": booking.slot.starts_at,
         "poll_url": reverse("shop:checkout_status", args=[booking.checkout_session_id]) + f"?poll={next_poll}",
         "poll_delay": POLL_DELAYS_SECONDS[poll],
-        "owns_booking": receipts.owns_booking(request, booking),
         "held_until": _held_until(booking),
     }
 
@@ -561,12 +560,12 @@ def _final_status_response(request, pieces: tuple[bytes, ...]) -> HttpResponse:
 @guessing_limited
 def checkout_status(request, session_id: str):
     """The polled status panel. A final booking's panel no longer changes with each poll: it is
-    kept (without its CSRF token) until the booking changes or FINAL_STATUS_CACHE_SECONDS pass,
-    and answered without a query or a call to Stripe."""
+    kept until the booking changes or FINAL_STATUS_CACHE_SECONDS pass, and answered without a
+    query or a call to Stripe. It is the same for every visitor and holds no form (receipts are
+    a link to the booking page), so a kept panel is sent as it is, with no CSRF token to mask."""
     if ratelimits.token_guessing_blocked(request):
         raise GuessingBlocked
-    # The kept panel is the one for visitors who have not proved an e-mail (no portal button).
-    seconds = 0 if receipts.proven_email(request) else settings.FINAL_STATUS_CACHE_SECONDS
+    seconds = settings.FINAL_STATUS_CACHE_SECONDS
     # The key is taken before the booking is read: a change meanwhile moves it (storefront_cache).
     key = final_status_key(session_id) if seconds > 0 and is_checkout_session_id(session_id) else None
     if key:

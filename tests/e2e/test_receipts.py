@@ -25,7 +25,10 @@ def test_an_unproven_visitor_follows_the_emailed_link_to_the_portal_of_their_own
     booking = checkout.booking
     booking.refresh_from_db()
 
-    # Not proved yet: the success page offers the link, not the portal.
+    # The success page links to the booking page; not proved yet, that offers the e-mailed link, not the portal.
+    expect(page.get_by_role("button", name="Receipts and payment methods")).to_have_count(0)
+    page.get_by_role("link", name="Receipts and payment methods").click()
+    page.wait_for_url(shop.url(reverse("shop:booking", args=[booking.public_token])) + "#receipts")
     expect(page.get_by_role("button", name="Receipts and payment methods")).to_have_count(0)
     prove_email_by_link(page, stripe, "ada@example.com")
     # Signed in, the link led to the booking's page.

@@ -16,6 +16,7 @@ from django.urls import reverse
 from bookings.models import Slot
 from bookings.services import booking_confirm, booking_refund, booking_reschedule, listing_archive, slot_capacity_change
 from payments import stripe_api
+from shop.receipts import PROVEN_EMAIL_SESSION_KEY
 from tests.factories import make_booking, make_confirmed_booking, make_slot, paid_facts
 
 pytestmark = pytest.mark.django_db
@@ -75,24 +76,54 @@ def test_a_repeated_final_poll_is_answered_from_the_cache_without_a_query(client
     assert len(queries) == 0
 
 
-def test_each_browser_gets_its_own_csrf_token_in_a_cached_final_status(slot, caching):
-    booking = make_confirmed_booking(slot=slot, stripe_customer_id="cus_1")
-    first, second = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+def test_a_final_status_is_the_same_for_every_visitor_and_links_to_the_booking_page_for_receipts(slot, caching):
+    booking = make_confirmed_booking(slot=slot, stripe_customer_id="cus_1", customer_email="ada@example.com")
+    stranger, owner = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+    session = owner.session
+    session[PROVEN_EMAIL_SESSION_KEY] = "ada@example.com"
+    session.save()
 
-    tokens = []
-    for browser in (first, second, first):
-        body = poll(browser, booking).content.decode()
-        assert "CSRFTOKENMARKER" not in body
-        tokens.append(CSRF_INPUT.search(body).group(1))
-    # The panel's form asks for a link to the booking's receipts.
-    form = {"email": booking.customer_email, "next": reverse("shop:booking", args=[booking.public_token])}
-    posted = first.post(reverse("shop:receipts_link"), {**form, "csrfmiddlewaretoken": tokens[2]})
-    forged = second.post(reverse("shop:receipts_link"), {**form, "csrfmiddlewaretoken": "x" * 64})
+    responses = [poll(browser, booking) for browser in (stranger, owner, stranger)]
+    with CaptureQueriesContext(connection) as queries:
+        again = poll(owner, booking)
 
-    assert len(set(tokens)) == 3  # masked afresh for each response, as Django does
-    assert posted.status_code == 200  # the token in the cached panel is this browser's own
-    assert "a sign-in link is on its way" in posted.content.decode()
-    assert forged.status_code == 403
+    bodies = {response.content for response in responses + [again]}
+    assert len(bodies) == 1  # no per-visitor part: one kept panel serves everyone, the proven owner too
+    body = bodies.pop().decode()
+    assert len(queries) == 0
+    # No form, so no CSRF token masked per response and no CSRF cookie set by a poll.
+    assert "<form" not in body and "csrfmiddlewaretoken" not in body and "CSRFTOKENMARKER" not in body
+    assert all("csrftoken" not in response.cookies for response in responses + [again])
+    booking_page = reverse("shop:booking", args=[booking.public_token])
+    assert f'<a class="button button--secondary" href="{booking_page}#receipts">Receipts and payment methods</a>' in body
+    assert reverse("shop:booking_portal", args=[booking.public_token]) not in body
+    # The facts of the booking are still all there.
+    for fact in ("You're booked!", "ada@example.com", slot.listing.title, f"#{booking.pk}", "<dt>Seats</dt><dd>1</dd>"):
+        assert fact in body
+
+
+def test_the_receipts_link_of_a_final_status_leads_to_the_form_that_fits_the_visitor(slot, caching):
+    booking = make_confirmed_booking(slot=slot, stripe_customer_id="cus_1", customer_email="ada@example.com")
+    stranger, owner = Client(enforce_csrf_checks=True), Client(enforce_csrf_checks=True)
+    session = owner.session
+    session[PROVEN_EMAIL_SESSION_KEY] = "ada@example.com"
+    session.save()
+    booking_page = reverse("shop:booking", args=[booking.public_token])
+
+    strangers_page = stranger.get(booking_page).content.decode()
+    owners_page = owner.get(booking_page).content.decode()
+
+    receipts = re.compile(r'<div id="receipts">(.*?)</div>', re.S)
+    strangers_part, owners_part = receipts.search(strangers_page).group(1), receipts.search(owners_page).group(1)
+    assert "E-mail me a link to my receipts" in strangers_part
+    assert reverse("shop:booking_portal", args=[booking.public_token]) not in strangers_part
+    assert f'action="{reverse("shop:booking_portal", args=[booking.public_token])}"' in owners_part
+    # The sign-in link asked for from the booking page brings the visitor back to it.
+    token = CSRF_INPUT.search(strangers_part).group(1)
+    form = {"email": booking.customer_email, "next": booking_page, "csrfmiddlewaretoken": token}
+    asked = stranger.post(reverse("shop:receipts_link"), form)
+    assert asked.status_code == 200
+    assert "a sign-in link is on its way" in asked.content.decode()
 
 
 def test_a_status_change_replaces_the_cached_final_status(client, slot, caching):
