@@ -40,7 +40,8 @@ def booking_follow_up(self, *, booking_id: int, raise_refund_errors: bool = True
 @shared_task(bind=True, name="slotbook.booking_confirmation_send")
 def booking_confirmation_send(self, *, booking_id: int) -> None:
     """The confirmation e-mail of a booking just confirmed (claimed: sent once)."""
-    booking = Booking.objects.select_related("slot__listing__merchant").get(pk=booking_id)
+    # With the merchant's user: the calendar's organizer is their e-mail when no support e-mail is set.
+    booking = Booking.objects.select_related("slot__listing__merchant__user").get(pk=booking_id)
     if notifications.booking_confirmation_send(booking=booking):
         return
     if on_worker(self) and selectors.bookings_owing_email().filter(pk=booking_id).exists():

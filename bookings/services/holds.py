@@ -48,11 +48,21 @@ def hold_extend_to(*, booking: Booking, expires_at: dt.datetime) -> None:
     Hold.objects.filter(booking=booking, ended_at__isnull=True).update(expires_at=expires_at)
 
 
-def hold_convert(*, booking: Booking) -> bool:
+def _open_hold(booking: Booking) -> Hold | None:
+    return Hold.objects.filter(booking=booking, ended_at__isnull=True).first()
+
+
+# A caller that has already read the booking's open hold (under the booking's lock) passes it,
+# so that it is not read again; by default it is read here.
+READ_IT = object()
+
+
+def hold_convert(*, booking: Booking, hold: Hold | None | object = READ_IT) -> bool:
     """Turn the booking's open hold into a sale, in the caller's transaction (booking locked):
     its seats go from held to sold and are never free in between. False, changing nothing, when
     the booking holds nothing or its time was cancelled (the caller then releases)."""
-    hold = Hold.objects.filter(booking=booking, ended_at__isnull=True).first()
+    if hold is READ_IT:
+        hold = _open_hold(booking)
     if hold is None:
         return False
     sold = Slot.objects.filter(pk=hold.slot_id, cancelled_at__isnull=True, seats_held__gte=hold.quantity).update(
@@ -94,13 +104,16 @@ def hold_back_to_offer(*, booking: Booking, expires_at: dt.datetime) -> Hold | N
     return Hold.objects.create(slot_id=hold.slot_id, kind=HoldKind.OFFER, quantity=hold.quantity, expires_at=expires_at)
 
 
-def hold_release(*, booking: Booking, now: dt.datetime | None = None, pass_on: bool = True) -> str | None:
+def hold_release(
+    *, booking: Booking, now: dt.datetime | None = None, pass_on: bool = True, hold: Hold | None | object = READ_IT
+) -> str | None:
     """End the booking's open hold and free its seats at once, in the caller's transaction
     (booking locked). The end is `lapsed` when the hold's time was up, else `released`. With
     `pass_on` the freed seats are offered at once to the time's waitlist (`waitlist_offers_make`).
     Returns the end recorded, or None when the booking held nothing."""
     now = now or timezone.now()
-    hold = Hold.objects.filter(booking=booking, ended_at__isnull=True).first()
+    if hold is READ_IT:
+        hold = _open_hold(booking)
     if hold is None:
         return None
     end = HoldEnd.LAPSED if hold.expires_at <= now else HoldEnd.RELEASED

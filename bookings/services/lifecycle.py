@@ -265,12 +265,8 @@ class ConfirmResult:
 
 
 def _booking_for_session(facts: CheckoutFacts, *, lock: bool = False) -> Booking | None:
-    # Locking fetches what the confirmation e-mail needs too, so that it is sent without another read.
-    bookings = (
-        Booking.objects.select_for_update(of=("self",)).select_related("slot__listing__merchant")
-        if lock
-        else Booking.objects.all()
-    )
+    # The booking alone: the confirmation e-mail's task reads its slot, listing and merchant itself.
+    bookings = Booking.objects.select_for_update() if lock else Booking.objects.all()
     try:
         return bookings.get(checkout_session_id=facts.session_id)
     except Booking.DoesNotExist:
@@ -350,10 +346,13 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
         }
         # Paid within its hold: the held seats become sold. Otherwise (no hold, its hold ended,
         # or the time was cancelled) any seats still held go back and free seats are taken if left.
-        seats_taken = hold_convert(booking=booking)
+        # Read once, under the booking's lock: the hold cannot end meanwhile (every end locks the booking).
+        hold = selectors.booking_open_hold(booking)
+        seats_taken = hold is not None and hold_convert(booking=booking, hold=hold)
         if not seats_taken:
             # Not passed on to the waitlist: this payment takes the seats first if it can.
-            hold_release(booking=booking, pass_on=False)
+            if hold is not None:
+                hold_release(booking=booking, pass_on=False, hold=hold)
             seats_taken = Slot.objects.filter(
                 pk=booking.slot_id, cancelled_at__isnull=True, seats_left__gte=booking.quantity
             ).update(seats_left=F("seats_left") - booking.quantity)
