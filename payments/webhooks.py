@@ -167,7 +167,10 @@ def stripe_event_receive(event: dict, *, account: str = "") -> EventResult:
     while another delivery processes it is answered IN_PROGRESS, so that Stripe sends it again
     and it is not lost if that processing fails."""
     # Most deliveries are new: insert first, already claimed (its first attempt counted in the
-    # same row), and read the recorded event only when its id is already taken.
+    # same row), and read the recorded event only when its id is already taken. A type nothing
+    # handles is inserted already ignored: its one commit records both the event and its outcome.
+    now = timezone.now()
+    ignored = event["type"] not in HANDLED_EVENTS
     try:
         with transaction.atomic():
             row = StripeEvent.objects.create(
@@ -176,13 +179,14 @@ def stripe_event_receive(event: dict, *, account: str = "") -> EventResult:
                 type=event["type"],
                 payload=event,
                 attempts=1,
-                status=StripeEvent.Status.PROCESSING,
-                claimed_at=timezone.now(),
+                status=StripeEvent.Status.IGNORED if ignored else StripeEvent.Status.PROCESSING,
+                claimed_at=now,
+                processed_at=now if ignored else None,
             )
     except IntegrityError:
         row = StripeEvent.objects.get(account=account, event_id=event["id"])
     else:
-        return _process(row)
+        return EventResult.IGNORED if ignored else _process(row)
     return stripe_event_process(row)
 
 

@@ -3,6 +3,8 @@ import time
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from bookings.models import BookingStatus
@@ -122,6 +124,21 @@ def test_an_event_type_the_site_does_not_use_is_ignored(client):
 
     assert response.status_code == 200
     assert StripeEvent.objects.get().status == StripeEvent.Status.IGNORED
+
+
+def test_an_ignored_event_is_recorded_with_its_outcome_in_one_write_and_once(client):
+    payload = event_payload("customer.created", {"id": "cus_1", "object": "customer"}, event_id="evt_ignored_1")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = post(client, payload, stripe_signature(payload, SECRET))
+    writes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith(("INSERT", "UPDATE", "DELETE"))]
+    again = post(client, payload, stripe_signature(payload, SECRET))
+
+    assert [sql.split(" (", 1)[0] for sql in writes] == ['INSERT INTO "bookings_stripeevent"']
+    assert response.status_code == again.status_code == 200
+    event = StripeEvent.objects.get()
+    assert (event.event_id, event.status, event.attempts) == ("evt_ignored_1", StripeEvent.Status.IGNORED, 1)
+    assert event.processed_at is not None and event.processed_at == event.claimed_at
 
 
 def test_an_expired_session_expires_the_pending_booking(client, booking):
