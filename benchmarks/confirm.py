@@ -3,6 +3,12 @@ transaction measured in the same run, on PostgreSQL.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test python benchmarks/confirm.py
     ... --processes 2 --threads 4 --slots 10
+    ... --broker redis://127.0.0.1:6379/12
+
+Without --broker the confirmation e-mail is sent in the confirming thread right after commit
+(claimed, rendered, handed to the locmem backend), as without CELERY_BROKER_URL (the demo, a
+laptop); with it the confirmation publishes the e-mail's task to that broker, as production does,
+and a worker would send it (none runs here: the queue is purged at the end).
 
 It works in a scratch database (Django's test database for DATABASE_URL), created and dropped
 by the run. Every round checks that no seat was oversold. Not a test: it prints numbers.
@@ -23,6 +29,19 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DJANGO_SECRET_KEY", "slotbook-benchmark-only-secret-key-never-used-for-a-real-site")
 os.environ.setdefault("EMAIL_BACKEND", "django.core.mail.backends.locmem.EmailBackend")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+
+def _broker_from_argv() -> str:
+    # Settings are read once, at setup: the broker must be in the environment before it.
+    for i, arg in enumerate(sys.argv):
+        if arg == "--broker" and i + 1 < len(sys.argv):
+            return sys.argv[i + 1]
+        if arg.startswith("--broker="):
+            return arg.split("=", 1)[1]
+    return ""
+
+
+os.environ["CELERY_BROKER_URL"] = _broker_from_argv()
 
 import django  # noqa: E402
 
@@ -199,12 +218,18 @@ def main() -> None:
     parser.add_argument("--processes", type=int, nargs="+", default=[1], help="process counts to measure (default 1)")
     parser.add_argument("--slots", type=int, nargs="+", default=[1], help="slot counts: 1 = one hot slot (default 1)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per mode; the median is reported (default 3)")
+    parser.add_argument(
+        "--broker", default="", help="publish the e-mail tasks to this broker, as production does (default: in-process)"
+    )
     args = parser.parse_args()
 
     if connection.vendor != "postgresql":
         raise SystemExit("Set DATABASE_URL to a PostgreSQL database: this benchmark measures row locking there.")
     test_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False)
-    print(f"scratch database {test_name}; {args.bookings} one-seat confirmations per round, median of {args.rounds}")
+    email = f"e-mail task published to {args.broker}" if args.broker else "e-mail sent in-process after commit"
+    print(
+        f"scratch database {test_name}; {args.bookings} one-seat confirmations per round, median of {args.rounds}; {email}"
+    )
     print(f"{'processes':>9} {'threads':>7} {'slots':>5} {'django/s':>10} {'raw SQL/s':>10} {'ratio':>6}")
     try:
         for processes in args.processes:
@@ -224,6 +249,10 @@ def main() -> None:
                     f"{django_rate / raw_rate:>6.2f}"
                 )
     finally:
+        if args.broker:
+            from config.celery import app
+
+            app.control.purge()  # the e-mail tasks nobody will run
         connections.close_all()
         connection.creation.destroy_test_db(settings.DATABASES["default"]["NAME"], verbosity=0)
 

@@ -267,11 +267,13 @@ def database_url_for(name: str) -> str:
 
 
 def start_gunicorn(
-    *, port: int, workers: int, emulator_url: str, database_name: str, pool: bool, redis: dict, log_path: Path
+    *, port: int, workers: int, emulator_url: str, database_name: str, pool: bool, redis: dict, log_path: Path,
+    broker: dict | None = None,
 ):
     env = {
         **os.environ,
         **redis,
+        **(broker or {}),
         "DJANGO_DEBUG": "false",
         "DATABASE_URL": database_url_for(database_name),
         "DATABASE_CONN_MAX_AGE": "0" if pool else "60",
@@ -461,6 +463,24 @@ def redis_clean(client, prefix: str) -> None:
         client.delete(key)
 
 
+def broker_for_run(url: str) -> dict:
+    """The environment that publishes tasks to a broker, as production does, on a queue of this
+    run's own that no worker reads (the e-mails are not timed; the queue is deleted at the end)."""
+    if not url:
+        return {"CELERY_BROKER_URL": ""}
+    return {"CELERY_BROKER_URL": url, "CELERY_QUEUE": f"loadbench-{os.getpid()}-{int(time.time())}"}
+
+
+def broker_clean(broker: dict) -> None:
+    if not broker["CELERY_BROKER_URL"]:
+        return
+    import redis
+
+    client = redis.Redis.from_url(broker["CELERY_BROKER_URL"])
+    for key in client.scan_iter(match=f"*{broker['CELERY_QUEUE']}*", count=1000):
+        client.delete(key)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=3, help="duration of each wrk run (default 3)")
@@ -478,6 +498,12 @@ def main() -> None:
         help="share the workers' cache through this Redis, as production's REDIS_URL does for several "
         "instances (default: each worker its own memory, as one instance without REDIS_URL)",
     )
+    parser.add_argument(
+        "--broker",
+        default="",
+        help="publish background tasks (the confirmation e-mails) to this Redis broker, as production's "
+        "CELERY_BROKER_URL does, instead of running them in the request after commit (default)",
+    )
     args = parser.parse_args()
 
     if shutil.which("wrk") is None:
@@ -492,6 +518,7 @@ def main() -> None:
     emulator = CountingEmulator(db=":memory:", port=0, account_name="Slotbook")
     server = None
     redis_env, redis_client = redis_for_run(args.redis_url) if args.redis_url else ({"REDIS_URL": ""}, None)
+    broker_env = broker_for_run(args.broker)
     started = time.time()
     try:
         emulator.start()
@@ -506,12 +533,13 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         server = start_gunicorn(
             port=port, workers=args.workers, emulator_url=emulator.url, database_name=database,
-            pool=args.pool, redis=redis_env, log_path=work / "gunicorn.log",
+            pool=args.pool, redis=redis_env, broker=broker_env, log_path=work / "gunicorn.log",
         )
         print(
             f"scratch database {database}; gunicorn, {args.workers} workers, "
             f"{'psycopg pool' if args.pool else 'persistent connections'}, "
-            f"{'cache in Redis' if redis_client else 'cache in each worker'}; wrk -t1 -c{args.connections} "
+            f"{'cache in Redis' if redis_client else 'cache in each worker'}, "
+            f"{'tasks to a broker' if args.broker else 'tasks in-process after commit'}; wrk -t1 -c{args.connections} "
             f"-d{seconds}s per run, {args.rounds} rounds in turns with the bare view; "
             f"seeded in {time.time() - started:.0f} s"
         )
@@ -700,6 +728,7 @@ def main() -> None:
         emulator.stop()
         if redis_client is not None:
             redis_clean(redis_client, redis_env["CACHE_KEY_PREFIX"])
+        broker_clean(broker_env)
         connections.close_all()
         connection.creation.destroy_test_db(database, verbosity=0)
 
