@@ -494,7 +494,7 @@ class ScenarioRun:
         with Connect the merchants' connected accounts."""
         if not self.scenario.connect:
             return [""]
-        return ["", *(self.world.account_of(letter) for letter in sorted(set(self.slot_merchant.values())))]
+        return ["", *self.world.connected_accounts()]
 
     def check_step(self, when: str) -> None:
         started = time.perf_counter()
@@ -1076,32 +1076,33 @@ class ScenarioRun:
         self._connect_cursor = len(events)
         return facts
 
-    def connect_facts_listed(self) -> ConnectFacts:
+    def connect_facts_listed(self, listed: dict[str, tuple[list, list]]) -> ConnectFacts:
         """The same facts listed from Stripe's API on each account (the platform's and both
-        merchants'), as a platform reads them: the last word once everything has settled."""
+        merchants': `listed`, their sessions and refunds, newest first), as a platform reads
+        them: the last word once everything has settled."""
         api = stripe_api.stripe_client()
         facts = ConnectFacts()
-        for account in ["", *self.world.connected_accounts()]:
-            options = {"stripe_account": account} if account else {}
-            for session in api.v1.checkout.sessions.list(params={"limit": 100}, options=options).auto_paging_iter():
+        for account, (sessions, refunds) in listed.items():
+            for session in sessions:
                 facts.sessions[session.id] = (account, session.to_dict())
-            listed = list(api.v1.refunds.list(params={"limit": 100}, options=options).auto_paging_iter())
-            for refund in reversed(listed):
+            for refund in reversed(refunds):
                 facts.refunds[refund.id] = (account, refund.to_dict())
         for fee in api.v1.application_fees.list(params={"limit": 100}).auto_paging_iter():
             facts.fees[fee.id] = fee.to_dict()
         facts.intent_of_charge = dict(self._connect_facts.intent_of_charge)
         return facts
 
-    def check_connect(self, when: str, *, settled: bool = False) -> None:
+    def check_connect(self, when: str, *, listed: dict[str, tuple[list, list]] | None = None) -> None:
         """With Connect, as Stripe has it: every Checkout Session (so every payment) of a booking
         is on the connected account of the merchant whose time was booked, never on the
         platform's own account nor on the other merchant's; every paid session carries one
         application fee, on that account's charge, of the amount the fee settings give for it
         (never more than the payment); a fee is given back only with a refund whose reason
         CONNECT_REFUND_FEE_REASONS lists, and by Stripe's share when one is made; the platform's
-        own account takes no payment and makes no refund, so its money is the fees alone."""
-        facts = self.connect_facts_listed() if settled else self.connect_facts_from_events()
+        own account takes no payment and makes no refund, so its money is the fees alone. After
+        every step from Stripe's events; once settled (`listed`), from its API."""
+        settled = listed is not None
+        facts = self.connect_facts_listed(listed) if settled else self.connect_facts_from_events()
         api = stripe_api.stripe_client()
         bookings = list(Booking.objects.filter(slot__in=self.slots).exclude(checkout_session_id="")
                         .values("pk", "customer_email", "slot_id", "checkout_session_id"))
@@ -1345,14 +1346,16 @@ class ScenarioRun:
         api = stripe_api.stripe_client()
         outbox = list(mail.outbox)
         sessions, refunds = {}, {}
+        listed: dict[str, tuple[list, list]] = {}  # account -> its sessions and refunds (newest first)
         for account in self.accounts():
             options = {"stripe_account": account} if account else {}
-            sessions.update({s.id: s for s in api.v1.checkout.sessions.list(params={"limit": 100}, options=options)
-                             .auto_paging_iter()})
-            for refund in api.v1.refunds.list(params={"limit": 100}, options=options).auto_paging_iter():
+            listed[account] = (list(api.v1.checkout.sessions.list(params={"limit": 100}, options=options).auto_paging_iter()),
+                               list(api.v1.refunds.list(params={"limit": 100}, options=options).auto_paging_iter()))
+            sessions.update({s.id: s for s in listed[account][0]})
+            for refund in listed[account][1]:
                 refunds.setdefault(refund.payment_intent, []).append(refund)
         if self.scenario.connect:
-            self.check_connect("after settling", settled=True)
+            self.check_connect("after settling", listed=listed)
         for c in self.scenario.customers:
             self.check_customer(c, sessions, refunds, outbox)
         if self.world.errors.records:
