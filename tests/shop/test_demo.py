@@ -7,9 +7,10 @@ from django.core import mail
 from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from bookings.demo import DEMO_PASSWORD
-from bookings.models import Booking, BookingStatus, Listing, Merchant, Slot
+from bookings.models import Booking, BookingStatus, Listing, Merchant, PromotionCode, Slot
 from bookings.money import from_minor_units
 from payments import stripe_api
 from shop.demo import DEMO_FREE_PROMOTION_CODE
@@ -190,7 +191,17 @@ def test_with_connect_the_demo_merchants_are_connected_accounts_two_onboarded_an
     output = capsys.readouterr().out
     assert "Connect: Harbour Kayaks's connected account can take payments." in output
     assert "Connect: Studio Lumen's connected account has not finished Stripe's onboarding" in output
-    assert "Promotion code" not in output and "Merchant sign-ins: harbour, atelier, studio" in output
+    assert "Merchant sign-ins: harbour, atelier, studio" in output
+    # The demo codes are made on their merchants' own accounts, once, and work on their checkouts.
+    assert "Promotion code DEMO100: 100% off Harbour Kayaks's listings" in output
+    harbour = merchants["harbour"]
+    [code] = api.v1.promotion_codes.list(params={"code": "DEMO100"}, options={"stripe_account": harbour.stripe_account_id}).data
+    assert api.v1.promotion_codes.list(params={"code": "DEMO100"}).data == []
+    assert PromotionCode.objects.filter(merchant=harbour, stripe_account=harbour.stripe_account_id).count() == 1
+    slot = Slot.objects.filter(listing__merchant=harbour, seats_left__gt=0, starts_at__gt=timezone.now()).first()
+    booking, _ = open_checkout(client, slot)
+    paid = stripe_emulator.pay_session(booking.checkout_session_id, promotion_code="demo100")
+    assert paid["amount_total"] == 0 and code.times_redeemed == 0
 
 
 def test_without_connect_the_demo_has_its_two_merchants_and_no_connected_accounts(stripe_emulator):
