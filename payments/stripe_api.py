@@ -34,6 +34,19 @@ class PaymentsUnavailable(Exception):
     """Stripe could not be reached or refused; the message is safe to show to a customer."""
 
 
+class StripeRateLimited(PaymentsUnavailable):
+    """Stripe answered 429: too many requests for now. A checkout start waits in line instead."""
+
+
+BUSY_MESSAGE = "Our payment provider is busy right now. Please try again in a moment."
+
+
+def _unavailable(error: stripe.StripeError) -> PaymentsUnavailable:
+    if isinstance(error, stripe.RateLimitError):
+        return StripeRateLimited(BUSY_MESSAGE)
+    return PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.")
+
+
 @cache
 def _client(api_key: str, api_base: str, max_retries: int) -> stripe.StripeClient:
     bases = {"api": api_base, "connect": api_base, "files": api_base, "meter_events": api_base} if api_base else None
@@ -96,7 +109,7 @@ def customer_create(*, email: str, name: str, idempotency_key: str, stripe_accou
         )
     except stripe.StripeError as error:
         log_event(log, "customer_create_failed", level=logging.WARNING, error=_describe(error))
-        raise PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.") from error
+        raise _unavailable(error) from error
     return created.id
 
 
@@ -172,7 +185,7 @@ def checkout_open(
         )
     except stripe.StripeError as error:
         log_event(log, "checkout_open_failed", level=logging.WARNING, booking=booking.pk, error=_describe(error))
-        raise PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.") from error
+        raise _unavailable(error) from error
     return OpenedCheckout(
         session_id=session.id,
         url=session.url,
