@@ -23,6 +23,7 @@ def counts() -> tuple[int, ...]:
     return tuple(model.objects.count() for model in (Merchant, Listing, Slot, Booking))
 
 
+@pytest.mark.platform_account
 def test_loading_the_demo_twice_adds_nothing_the_second_time(capsys, stripe_emulator):
     call_command("loaddemo", days=5)
     first = counts()
@@ -35,6 +36,7 @@ def test_loading_the_demo_twice_adds_nothing_the_second_time(capsys, stripe_emul
     assert "Demo bookings paid through the Stripe emulator: 0 created" in output
 
 
+@pytest.mark.platform_account
 def test_demo_bookings_are_real_payments_confirmed_through_the_state_machine(
     stripe_emulator, django_capture_on_commit_callbacks
 ):
@@ -52,6 +54,7 @@ def test_demo_bookings_are_real_payments_confirmed_through_the_state_machine(
     assert mail.outbox == []
 
 
+@pytest.mark.platform_account
 def test_without_the_emulator_the_demo_has_no_bookings_and_says_why(capsys, settings):
     settings.STRIPE_API_BASE = ""
 
@@ -63,6 +66,7 @@ def test_without_the_emulator_the_demo_has_no_bookings_and_says_why(capsys, sett
     assert "Promotion code" not in output
 
 
+@pytest.mark.platform_account
 def test_each_demo_merchant_sees_a_dashboard_with_only_their_own_bookings(client, stripe_emulator):
     call_command("loaddemo", days=5)
 
@@ -77,6 +81,7 @@ def test_each_demo_merchant_sees_a_dashboard_with_only_their_own_bookings(client
         assert "seats sold" in client.get(reverse("merchant:dashboard")).content.decode()
 
 
+@pytest.mark.platform_account
 @pytest.mark.django_db(transaction=True)
 def test_a_demo_booking_can_be_refunded_from_the_dashboard(client, stripe_emulator):
     call_command("loaddemo", days=3)
@@ -93,6 +98,7 @@ def test_a_demo_booking_can_be_refunded_from_the_dashboard(client, stripe_emulat
     assert [r.amount for r in refunds] == [booking.amount_paid]
 
 
+@pytest.mark.platform_account
 def test_the_100_percent_off_code_the_readme_advertises_exists_once_and_books_a_seat_with_no_card(
     client, capsys, stripe_emulator, django_capture_on_commit_callbacks
 ):
@@ -120,6 +126,7 @@ def test_the_100_percent_off_code_the_readme_advertises_exists_once_and_books_a_
     assert slot.seats_left == slot.capacity - 2
 
 
+@pytest.mark.platform_account
 def test_the_demo_runs_the_periodic_reconcile_itself_and_passes_on_what_is_not_settled(tmp_path):
     import sys
     import threading
@@ -204,6 +211,7 @@ def test_with_connect_the_demo_merchants_are_connected_accounts_two_onboarded_an
     assert paid["amount_total"] == 0 and code.times_redeemed == 0
 
 
+@pytest.mark.platform_account
 def test_without_connect_the_demo_has_its_two_merchants_and_no_connected_accounts(stripe_emulator):
     call_command("loaddemo", days=3)
     assert sorted(Merchant.objects.values_list("user__username", flat=True)) == ["atelier", "harbour"]
