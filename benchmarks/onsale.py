@@ -28,6 +28,11 @@ emulator's instant answers) gives the emulator Stripe's latency and rate limits,
 `--retries` times: the table counts the 429s Stripe answered and the buyers who got through on
 a later press. `--gunicorn-threads N` runs gthread workers instead of sync ones.
 
+The site's fair queue (issue 16, item 4) paces checkout starts at `--queue N` per second (default
+20, the site's STRIPE_REQUESTS_PER_SECOND); a buyer sent to its waiting page polls it every second
+as the page's htmx does until it is sent to Checkout or told the wait ended. `--queue 0` turns it
+off, for the comparison: starts then meet Stripe's 429s and buyers press Book again.
+
 The site is a list of `SiteInstance`s buyers are spread over (room for a second instance).
 """
 
@@ -77,6 +82,7 @@ class Answer:
     status: int
     body: str
     location: str = ""
+    hx_redirect: str = ""
 
 
 def http(url: str, *, data: dict | None = None, headers: dict | None = None, timeout: float = 120) -> Answer:
@@ -86,7 +92,8 @@ def http(url: str, *, data: dict | None = None, headers: dict | None = None, tim
         request.add_header(name, value)
     try:
         with OPENER.open(request, timeout=timeout) as answer:
-            return Answer(answer.status, answer.read().decode(errors="replace"), answer.headers.get("Location", ""))
+            return Answer(answer.status, answer.read().decode(errors="replace"), answer.headers.get("Location", ""),
+                          answer.headers.get("HX-Redirect", ""))
     except urllib.error.HTTPError as error:
         return Answer(error.code, error.read().decode(errors="replace"), error.headers.get("Location", ""))
     except (TimeoutError, OSError) as error:  # no answer within `timeout`: the buyer gave up
@@ -170,13 +177,14 @@ class SiteInstance:
 class Buyer:
     number: int
     site: str
-    outcome: str = "not started"  # reached / sold_out / rate_limited / stripe_busy / error
+    outcome: str = "not started"  # reached / sold_out / rate_limited / stripe_busy / queue_timed_out / queue_sold_out / error
     paid: bool = False
     first_sent: float = 0.0
     busy_answers: int = 0  # Book presses answered 503 (Stripe refused or could not be reached)
     final_status: str = ""
     start_sent: float = 0.0
     start_answered: float = 0.0
+    queued_seconds: float | None = None  # how long the fair queue's page kept them waiting
     detail: str = ""
 
     @property
@@ -215,6 +223,11 @@ def buy(buyer: Buyer, *, slug: str, slot_id: int, at: float, think: tuple[float,
     if started.status == 503:
         buyer.outcome = "stripe_busy"
         return
+    if started.status == 303 and "/checkout/queue/" in started.location:
+        started = wait_in_line(buyer, started.location)
+        if not started.location:
+            return
+        buyer.start_answered = time.perf_counter()
     if started.status == 303 and "/c/pay/" in started.location:
         buyer.outcome = "reached"
     elif started.status == 409 and "sold out" in started.body.lower():
@@ -248,6 +261,28 @@ def buy(buyer: Buyer, *, slug: str, slot_id: int, at: float, think: tuple[float,
             return
         time.sleep(1.0)
     buyer.final_status = "still pending"
+
+
+def wait_in_line(buyer: Buyer, queue_path: str) -> Answer:
+    """The fair queue's waiting page, polled as its htmx panel does (every second) until it sends
+    the buyer to Checkout (HX-Redirect: returned as a 303 to it) or ends (286)."""
+    queued_at = time.perf_counter()
+    url = f"{buyer.site}{queue_path}"
+    for _ in range(1000):
+        answer = http(url, headers={**buyer.headers, "HX-Request": "true"})
+        if answer.hx_redirect:
+            buyer.queued_seconds = time.perf_counter() - queued_at
+            return Answer(303, "", answer.hx_redirect)
+        if answer.status == 286:
+            buyer.queued_seconds = time.perf_counter() - queued_at
+            buyer.outcome = "queue_sold_out" if "sold out" in answer.body else "queue_timed_out"
+            return Answer(286, answer.body)
+        if answer.status != 200:
+            buyer.outcome, buyer.detail = "error", f"waiting page answered {answer.status}"
+            return Answer(answer.status, answer.body)
+        time.sleep(1.0)
+    buyer.outcome, buyer.detail = "error", "waiting page never ended"
+    return Answer(0, "")
 
 
 def watch_listing(site: str, slug: str, slot_id: int, started: float, stop: threading.Event, seen: dict) -> None:
@@ -325,6 +360,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="random seed of arrivals and think times")
     parser.add_argument("--retries", type=int, default=3,
                         help="times a buyer presses Book again after a 503 (Stripe busy), 1-3 s apart (default 3)")
+    parser.add_argument("--queue", type=float, default=20.0, metavar="N",
+                        help="the site's fair queue: checkout starts per second (STRIPE_REQUESTS_PER_SECOND, "
+                             "default 20, the site's own); 0 turns it off, for a comparison")
     parser.add_argument("--gunicorn-threads", type=int, default=0,
                         help="threads per gunicorn worker (gthread); 0 keeps the Procfile's sync workers (default)")
     pace = parser.add_argument_group("Stripe's pace in the emulator")
@@ -360,6 +398,7 @@ def main(argv=None) -> int:
                                    "endpoint_rate_limit": args.endpoint_rate_limit, "pace_seed": str(args.seed)}),
             port=emulator_port, log_path=work / "emulator.log",
         ))
+        os.environ["STRIPE_REQUESTS_PER_SECOND"] = f"{args.queue:g}"
         if args.gunicorn_threads:
             os.environ["GUNICORN_CMD_ARGS"] = f"--threads {args.gunicorn_threads} --worker-class gthread"
         gunicorn = start_gunicorn(port=site_port, workers=args.workers, emulator_url=emulator_url,
@@ -374,7 +413,8 @@ def main(argv=None) -> int:
         print(f"scratch database {database}; gunicorn with {args.workers} workers"
               f"{f' x {args.gunicorn_threads} threads' if args.gunicorn_threads else ' (sync)'}; emulator at {emulator_url}; "
               f"{args.buyers} buyers for {args.seats} seats over {args.arrival_seconds:g} s, paying after "
-              f"{args.think[0]:g}-{args.think[1]:g} s; logs in {work}")
+              f"{args.think[0]:g}-{args.think[1]:g} s; fair queue "
+              f"{f'{args.queue:g} starts/s' if args.queue else 'off'}; logs in {work}")
 
         buyers = [Buyer(n, sites[n % len(sites)].base) for n in range(1, args.buyers + 1)]
         begin = time.perf_counter() + 0.5
@@ -435,6 +475,13 @@ def main(argv=None) -> int:
                     f"{outcomes['rate_limited']} / {outcomes['stripe_busy']} / {outcomes['error']}")
         figures.add("Stripe 429s seen (global / endpoint)", f"{paced['counts']['rate_limited']} "
                     f"({paced['counts']['rate_limited_global']} / {paced['counts']['rate_limited_endpoint']})")
+        queued = [b.queued_seconds for b in buyers if b.queued_seconds is not None]
+        figures.add("waited in the fair queue / then reached Checkout / timed out / sold out meanwhile",
+                    f"{len(queued)} / {sum(1 for b in reached if b.queued_seconds is not None)} / "
+                    f"{outcomes['queue_timed_out']} / {outcomes['queue_sold_out']}")
+        if queued:
+            figures.add("time in the queue p50 / p95 / p99 / max",
+                        " / ".join(f"{v * 1000:.0f} ms" for v in _percentiles(queued)))
         figures.add("buyers refused then through on a later press",
                     sum(1 for b in reached if b.busy_answers))
         figures.add("paid on Stripe's page", sum(b.paid for b in buyers))

@@ -15,14 +15,82 @@ database, when a checkout starts and when a payment is confirmed.
 """
 
 import hashlib
+import threading
 import time
+from collections import OrderedDict
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.locmem import LocMemCache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 
 _VERSION_KEY = "storefront:version"
+
+
+class FrontCopy:
+    """A per-process copy in front of a shared cache (Redis) for the catalog's and listings'
+    fragments, which every visitor reads: a page then costs no round trip to Redis at all.
+
+    The copy keeps the shared storefront version it last read, and reads it again at most every
+    STOREFRONT_VERSION_CHECK_SECONDS; fragments are kept under keys naming that version, so a
+    change made in another process is shown here within that fraction of a second (a change made
+    in this process, at once: it moves the copy's version too). Fragments expire as in the shared
+    cache, and at most `max_entries` are kept (the least recently used go first)."""
+
+    def __init__(self, *, max_entries: int = 512):
+        self.max_entries = max_entries
+        self._fragments: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self._version: object = None
+        self._version_read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def wanted() -> bool:
+        """Only in front of a cache other processes share; a per-process cache needs no copy."""
+        return settings.STOREFRONT_VERSION_CHECK_SECONDS > 0 and not isinstance(caches["default"], LocMemCache)
+
+    def version(self) -> object:
+        now = time.monotonic()
+        if now - self._version_read_at >= settings.STOREFRONT_VERSION_CHECK_SECONDS:
+            self._version, self._version_read_at = cache.get(_VERSION_KEY, 0), now
+        return self._version
+
+    def version_moved(self, version: object) -> None:
+        self._version, self._version_read_at = version, time.monotonic()
+
+    def get(self, key: str):
+        now = time.monotonic()
+        with self._lock:
+            kept = self._fragments.get(key)
+            if kept is not None and kept[0] > now:
+                self._fragments.move_to_end(key)
+                return kept[1]
+        value = cache.get(key)
+        if value is not None:
+            # Its time left in the shared cache is not known: kept here for a full period, so a
+            # fragment is at most twice STOREFRONT_CACHE_SECONDS old (and never of an old version).
+            self._keep(key, value, settings.STOREFRONT_CACHE_SECONDS)
+        return value
+
+    def set(self, key: str, value, seconds: int) -> None:
+        cache.set(key, value, seconds)
+        self._keep(key, value, seconds)
+
+    def _keep(self, key: str, value, seconds: float) -> None:
+        with self._lock:
+            self._fragments[key] = (time.monotonic() + seconds, value)
+            self._fragments.move_to_end(key)
+            while len(self._fragments) > self.max_entries:
+                self._fragments.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._fragments.clear()
+        self._version, self._version_read_at = None, float("-inf")
+
+
+front_copy = FrontCopy()
 
 
 def storefront_version() -> str:
@@ -32,11 +100,26 @@ def storefront_version() -> str:
     whose account cannot charge says "not taking bookings yet" instead of offering checkout, and
     that merchant's state is a Merchant row (kept by `account.updated`), so its changes move the
     version like any other write of a merchant."""
-    return f"{cache.get(_VERSION_KEY, 0)}-{'c' if settings.CONNECT_ENABLED else 'p'}"
+    version = front_copy.version() if FrontCopy.wanted() else cache.get(_VERSION_KEY, 0)
+    return f"{version}-{'c' if settings.CONNECT_ENABLED else 'p'}"
+
+
+def fragment_get(key: str):
+    """A storefront fragment kept under `key` (which names the version), or None."""
+    return front_copy.get(key) if FrontCopy.wanted() else cache.get(key)
+
+
+def fragment_set(key: str, value, seconds: int) -> None:
+    if FrontCopy.wanted():
+        front_copy.set(key, value, seconds)
+    else:
+        cache.set(key, value, seconds)
 
 
 def _bump_version() -> None:
-    cache.set(_VERSION_KEY, time.time_ns(), None)
+    version = time.time_ns()
+    cache.set(_VERSION_KEY, version, None)
+    front_copy.version_moved(version)
 
 
 def storefront_changed() -> None:

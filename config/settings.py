@@ -40,6 +40,14 @@ class Env(environ.Env):
                 return int(value)
             except ValueError:
                 raise ImproperlyConfigured(f"{var} must be a whole number, not {raw!r}.") from None
+        if cast is float:
+            try:
+                number = float(value)
+            except ValueError:
+                number = float("nan")
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ImproperlyConfigured(f"{var} must be a number, not {raw!r}.")
+            return number
         if cast is list:
             return [item.strip() for item in value.split(",") if item.strip()]
         return value
@@ -251,6 +259,22 @@ STRIPE_SECRET_KEY = env.str("STRIPE_SECRET_KEY", default="")
 STRIPE_WEBHOOK_SECRETS = env.list("STRIPE_WEBHOOK_SECRET", default=[])
 STRIPE_API_BASE = env.str("STRIPE_API_BASE", default="").rstrip("/")
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", 2)
+# The fair queue (README, "When Stripe is the limit"): checkout starts may open at most this many
+# Checkout Sessions per second across all web processes (a token bucket holding one second's
+# worth: in Redis when REDIS_URL is set, else in the database). Stripe allows 25 requests per
+# second in test mode and 100 live; the rest is left for status checks and refunds. A start that
+# finds the budget spent keeps its seats and waits in line on a page; 0 turns the queue off.
+STRIPE_REQUESTS_PER_SECOND = env.float("STRIPE_REQUESTS_PER_SECOND", 20.0)
+if STRIPE_REQUESTS_PER_SECOND < 0:
+    raise ImproperlyConfigured(f"STRIPE_REQUESTS_PER_SECOND must not be negative, not {STRIPE_REQUESTS_PER_SECOND}.")
+# Nobody waits in that line longer than this: their seats are then released and the page says
+# Stripe is too busy, with their form kept to try again.
+QUEUE_MAX_WAIT_SECONDS = env.int("QUEUE_MAX_WAIT_SECONDS", 120)
+if not 5 <= QUEUE_MAX_WAIT_SECONDS <= 15 * 60:
+    raise ImproperlyConfigured(f"QUEUE_MAX_WAIT_SECONDS must be between 5 and 900, not {QUEUE_MAX_WAIT_SECONDS}.")
+# Where the budget lives across processes: Redis when set (an atomic Lua script), else the database.
+STRIPE_BUDGET_REDIS_URL = env.str("REDIS_URL", default="")
+STRIPE_BUDGET_KEY_PREFIX = env.str("CACHE_KEY_PREFIX", default="")
 # Extra origins of Stripe-hosted pages (the emulator's --public-url when it differs from its API).
 STRIPE_HOSTED_ORIGINS = env.list("STRIPE_HOSTED_ORIGINS", default=[])
 
@@ -309,6 +333,10 @@ STRIPE_STATUS_CHECK_SECONDS = env.int("STRIPE_STATUS_CHECK_SECONDS", 3)
 # seat counts they show are never older (changes made through the site re-render them at once,
 # in every process when the cache is shared through REDIS_URL). 0 turns the cache off.
 STOREFRONT_CACHE_SECONDS = env.int("STOREFRONT_CACHE_SECONDS", 5)
+# With the cache shared through Redis, each process keeps a copy of those fragments and reads the
+# shared storefront version at most this often: a change made in another process shows within
+# this many seconds (in the process that made it, at once). 0: every page asks Redis.
+STOREFRONT_VERSION_CHECK_SECONDS = env.float("STOREFRONT_VERSION_CHECK_SECONDS", 0.25)
 # A final booking's status panel is kept this long, and dropped when the booking changes.
 FINAL_STATUS_CACHE_SECONDS = env.int("FINAL_STATUS_CACHE_SECONDS", 60)
 # A sign-in link e-mailed to a customer (to open their receipts) works once, for this long.
@@ -349,6 +377,13 @@ CELERY_BEAT_SCHEDULE = {
     },
     # The reminder e-mails due (README, "Reminders"): every minute, so one goes out within a
     # minute of its time; a run still queued when the next is due is dropped.
+    # The fair queue's driver (README, "When Stripe is the limit"): the waiting pages drive it
+    # too; this releases the seats of people who left the page once they pass the bound.
+    "checkout-queue": {
+        "task": "slotbook.checkout_queue_drive",
+        "schedule": 2,
+        "options": {"expires": 2},
+    },
     "reminders": {
         "task": "slotbook.reminders_send",
         "schedule": REMINDERS_EVERY_SECONDS,

@@ -12,6 +12,7 @@ shop_patterns = [
     path("l/<slug:slug>/waitlist/", waitlist.waitlist_join, name="waitlist_join"),
     path("waitlist/offer/<str:token>/", waitlist.waitlist_offer, name="waitlist_offer"),
     path("waitlist/leave/<str:token>/", waitlist.waitlist_leave, name="waitlist_leave"),
+    path("checkout/queue/<str:token>/", views.checkout_queue, name="checkout_queue"),
     path("checkout/success/", views.checkout_success, name="checkout_success"),
     path("checkout/status/<str:session_id>/", views.checkout_status, name="checkout_status"),
     path("b/<str:token>/", views.booking_page, name="booking"),

@@ -23,11 +23,25 @@ from bookings.services import (
     booking_checkout_abandon,
     booking_checkout_attach,
     booking_confirm,
+    booking_hold_ensure,
     booking_start,
     booking_start_from_offer,
     checkouts_close,
 )
 from payments import stripe_api
+from payments.budget import budget_is_limited, budget_take
+from payments.checkout_queue import (
+    queue_claim_next,
+    queue_end,
+    queue_has_waiting,
+    queue_join,
+    queue_opened,
+    queue_put_back,
+    queue_take_back_lost_claims,
+    queue_time_out_overdue,
+    queue_token,
+)
+from payments.models import CheckoutQueueEntry
 from payments.promotions import listing_product
 
 log = logging.getLogger("shop.checkout")
@@ -67,8 +81,12 @@ def checkout_draft_booking(reference: str, *, listing) -> Booking | None:
 
 @dataclass(frozen=True)
 class StartedCheckout:
+    """An opened checkout (`url` is Stripe's page), or one waiting in line (`queue_token` names
+    its waiting page, `url` is "")."""
+
     booking: Booking
     url: str
+    queue_token: str = ""
 
 
 def _checkout_customer(booking: Booking, proven_email: str) -> str:
@@ -111,13 +129,38 @@ def checkout_start(
     expires when the hold ends. `proven_email` is the address the visitor has proved
     (normalised), if any: see `_checkout_customer`.
 
+    When Stripe's budget (payments/budget.py) is spent, or others are already in line, or Stripe
+    answers 429, the booking keeps its seats and waits in line instead (payments/checkout_queue.py):
+    the result then names its waiting page. With room in the budget and nobody in line the session
+    opens at once, at the cost of one atomic take.
+
     Raises BookingError when the slot cannot be booked (also when its sales stopped while the
     session was opening: the session is then expired) and PaymentsUnavailable when Stripe could
-    not open a session; the booking then expires and its seats are released at once, so nothing
-    is left half-made.
+    not open a session for another reason; the booking then expires and its seats are released
+    at once, so nothing is left half-made.
     """
     booking = booking_start(slot=slot, quantity=quantity, customer_email=customer_email, customer_name=customer_name)
-    return _checkout_open(booking, success_url=success_url, cancel_url=cancel_url, proven_email=proven_email)
+    paced = budget_is_limited()
+    if paced and (queue_has_waiting() or not budget_take()):
+        return _checkout_queue(booking, success_url=success_url, cancel_url=cancel_url, proven_email=proven_email)
+    try:
+        return _checkout_open(
+            booking, success_url=success_url, cancel_url=cancel_url, proven_email=proven_email, abandon_on_failure=False
+        )
+    except stripe_api.StripeRateLimited:
+        if not paced:
+            booking_checkout_abandon(booking=booking)
+            raise
+        log_event(log, "checkout_rate_limited", level=logging.WARNING, booking=booking.pk)
+        return _checkout_queue(booking, success_url=success_url, cancel_url=cancel_url, proven_email=proven_email)
+    except stripe_api.PaymentsUnavailable:
+        booking_checkout_abandon(booking=booking)
+        raise
+
+
+def _checkout_queue(booking: Booking, *, success_url: str, cancel_url: str, proven_email: str) -> StartedCheckout:
+    entry = queue_join(booking=booking, success_url=success_url, cancel_url=cancel_url, proven_email=proven_email)
+    return StartedCheckout(booking=booking, url="", queue_token=queue_token(entry))
 
 
 def checkout_start_from_offer(
@@ -131,14 +174,16 @@ def checkout_start_from_offer(
     return _checkout_open(booking, success_url=success_url, cancel_url=cancel_url, proven_email=proven_email)
 
 
-def _checkout_open(booking: Booking, *, success_url: str, cancel_url: str, proven_email: str) -> StartedCheckout:
+def _checkout_open(
+    booking: Booking, *, success_url: str, cancel_url: str, proven_email: str, abandon_on_failure: bool = True
+) -> StartedCheckout:
     slot = booking.slot
     try:
         cancel_url = cancel_url.replace(CHECKOUT_DRAFT_MARKER, checkout_draft_reference(booking))
         customer_id = _checkout_customer(booking, proven_email)
         hold = selectors.booking_open_hold(booking)
-        # A direct charge (Connect) names its line itself: listings' products live on the platform.
-        product_id = "" if booking.stripe_account_id else listing_product(slot.listing)
+        # The listing's product on the account the session is made on, so its merchant's codes apply.
+        product_id = listing_product(slot.listing, stripe_account=booking.stripe_account_id)
         opened = stripe_api.checkout_open(
             booking=booking,
             customer_id=customer_id,
@@ -148,7 +193,8 @@ def _checkout_open(booking: Booking, *, success_url: str, cancel_url: str, prove
             product_id=product_id,
         )
     except stripe_api.PaymentsUnavailable:
-        booking_checkout_abandon(booking=booking)
+        if abandon_on_failure:
+            booking_checkout_abandon(booking=booking)
         raise
     booking_checkout_attach(
         booking=booking, session_id=opened.session_id, expires_at=opened.expires_at, customer_id=opened.customer_id
@@ -159,6 +205,63 @@ def _checkout_open(booking: Booking, *, success_url: str, cancel_url: str, prove
         checkouts_close(slot_id=slot.pk)
         raise BookingError("This time is no longer on sale. Please pick another one.")
     return StartedCheckout(booking=booking, url=opened.url)
+
+
+def checkout_queue_drive(*, max_opens: int = 1, now=None) -> int:
+    """Give turns in the fair queue, earliest first: end the rows that waited too long, then, while
+    someone waits and the budget has a token, claim the earliest waiting row and open its Checkout
+    Session (no lock held during the call). A 429 or an unreachable Stripe puts the row back in its
+    place and stops this round; a booking whose seats are gone ends `sold_out` (its page offers the
+    waitlist). Called by every waiting page's poll (one turn each) and by the
+    `checkout_queue_drive` task. Returns the number of sessions opened."""
+    queue_take_back_lost_claims(now=now)
+    queue_time_out_overdue(now=now)
+    opened = 0
+    while opened < max_opens:
+        if not queue_has_waiting() or not budget_take():
+            break
+        entry = queue_claim_next(now=now)
+        if entry is None:
+            break
+        if not _queue_turn(entry):
+            break
+        opened += 1
+    return opened
+
+
+def _queue_turn(entry: CheckoutQueueEntry) -> bool:
+    """Open the Checkout of a claimed row. False when Stripe was busy or unreachable: the row
+    then waits again in its own place."""
+    booking = entry.booking
+    if not booking_hold_ensure(booking=booking):
+        booking.refresh_from_db()
+        ended = CheckoutQueueEntry.Status.SOLD_OUT
+        if booking.status == BookingStatus.PENDING and _slot_closed(booking):
+            ended = CheckoutQueueEntry.Status.ENDED
+        queue_end(entry=entry, status=ended)
+        return True
+    try:
+        started = _checkout_open(
+            booking,
+            success_url=entry.success_url,
+            cancel_url=entry.cancel_url,
+            proven_email=entry.proven_email,
+            abandon_on_failure=False,
+        )
+    except stripe_api.PaymentsUnavailable as error:
+        log_event(log, "checkout_queue_put_back", level=logging.WARNING, booking=booking.pk, error=type(error).__name__)
+        queue_put_back(entry=entry)
+        return False
+    except BookingError:
+        queue_end(entry=entry, status=CheckoutQueueEntry.Status.ENDED)
+        return True
+    queue_opened(entry=entry, checkout_url=started.url)
+    return True
+
+
+def _slot_closed(booking: Booking) -> bool:
+    slot = Slot.objects.select_related("listing").get(pk=booking.slot_id)
+    return slot.is_cancelled or not slot.is_on_sale or not slot.listing.is_active or slot.starts_at <= timezone.now()
 
 
 def checkout_cancel(*, booking: Booking) -> Booking:

@@ -35,3 +35,49 @@ class StripeEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id} ({self.status})"
+
+
+class StripeBudget(models.Model):
+    """A token bucket of Stripe requests shared by every process, kept as one timestamp (GCRA):
+    `tat_us` is the moment, in microseconds since the epoch, at which the bucket would be full
+    again. Used only when there is no Redis (payments/budget.py)."""
+
+    name = models.CharField(max_length=40, primary_key=True)
+    tat_us = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"Stripe budget {self.name}"
+
+
+class CheckoutQueueEntry(models.Model):
+    """A checkout start waiting for its turn to open a Checkout Session, because Stripe's budget
+    was spent when it arrived (or Stripe answered 429). Its booking already holds its seats. The
+    primary key is the arrival order; a turn is claimed by a conditional update of `status`."""
+
+    class Status(models.TextChoices):
+        WAITING = "waiting", "Waiting"
+        OPENING = "opening", "Opening"
+        OPENED = "opened", "Opened"
+        TIMED_OUT = "timed_out", "Timed out"
+        SOLD_OUT = "sold_out", "Sold out"
+        ENDED = "ended", "Ended"
+
+    booking = models.OneToOneField("bookings.Booking", on_delete=models.CASCADE, related_name="checkout_queue_entry")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.WAITING)
+    success_url = models.TextField()
+    cancel_url = models.TextField()
+    # The address the visitor had proved (normalised) when they pressed Book, or "": which
+    # Stripe Customer the session is opened for (payments.checkout._checkout_customer).
+    proven_email = models.CharField(max_length=254, blank=True)
+    queued_at = models.DateTimeField(default=django_timezone.now)
+    # When a process claimed the turn to call Stripe; a claim older than a lease is taken back.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    checkout_url = models.TextField(blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pk"]
+        indexes = [models.Index(fields=["status", "id"], name="checkout_queue_status_idx")]
+
+    def __str__(self) -> str:
+        return f"Queue entry {self.pk} of booking {self.booking_id} ({self.status})"

@@ -29,6 +29,7 @@ from bookings.services import (
 )
 from payments import stripe_api
 from payments.checkout import booking_status_refresh
+from payments.checkout_queue import queue_take_back_lost_claims, queue_time_out_overdue
 from payments.webhooks import (
     EventAccountMismatch,
     EventResult,
@@ -59,6 +60,8 @@ class ReconcileSummary:
     events_replayed: int = 0
     events_still_failing: int = 0
     follow_ups: int = 0
+    # Waits in the fair queue past QUEUE_MAX_WAIT_SECONDS ended (their seats freed).
+    queue_timed_out: int = 0
     errors: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
@@ -82,6 +85,9 @@ def reconcile_run(*, now=None) -> ReconcileSummary:
     now = now or timezone.now()
     summary = ReconcileSummary()
     summary.checkouts_closed = checkouts_close()
+    # Without beat's checkout-queue task (the demo), waits whose page was closed end here.
+    queue_take_back_lost_claims(now=now)
+    summary.queue_timed_out = queue_time_out_overdue(now=now)
     summary.holds_lapsed = holds_lapse(now=now)
     summary.offers_lapsed = waitlist_offers_lapse(now=now)
     _settle_pending(summary)

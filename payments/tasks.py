@@ -6,6 +6,7 @@ from dataclasses import asdict
 from celery import shared_task
 
 from common.logs import log_event
+from payments import checkout
 from payments.reconcile import reconcile_run
 
 log = logging.getLogger("shop.reconcile")
@@ -18,3 +19,13 @@ def reconcile() -> None:
     summary = reconcile_run()
     counts = {name: value for name, value in asdict(summary).items() if name != "errors"}
     log_event(log, "reconciled", **counts, not_settled=len(summary.errors))
+
+
+@shared_task(name="slotbook.checkout_queue_drive")
+def checkout_queue_drive() -> None:
+    """The fair queue's driver besides the waiting pages (every 2 s on beat): ends the rows that
+    waited past QUEUE_MAX_WAIT_SECONDS (so a customer who left the page frees their seats) and
+    opens as many waiting checkouts, in order, as the budget has tokens for."""
+    opened = checkout.checkout_queue_drive(max_opens=100)
+    if opened:
+        log_event(log, "checkout_queue_driven", opened=opened)

@@ -31,7 +31,7 @@ from common.logs import log_event
 from bookings.models import Booking, Listing
 from bookings.policies import cancel_quote, reschedule_refusal
 from bookings.services import BookingError, hold_minutes, merchant_payments_refusal, waitlist_join_refusal
-from bookings.storefront_cache import final_status_key, storefront_version
+from bookings.storefront_cache import final_status_key, fragment_get, fragment_set, storefront_version
 from common import ratelimits
 from payments import stripe_api
 from shop import receipts
@@ -40,9 +40,12 @@ from payments.checkout import (
     booking_status_refresh,
     checkout_cancel,
     checkout_draft_booking,
+    checkout_queue_drive,
     checkout_start,
     is_checkout_session_id,
 )
+from payments.checkout_queue import queue_entry_by_token, queue_place
+from payments.models import CheckoutQueueEntry
 from shop.forms import BookingForm
 from shop.waitlist import waitlist_form_for
 
@@ -95,11 +98,11 @@ def _cached(key: str, seconds: int, make):
     """`make()`, kept in the cache for `seconds` under `key` (0: always made afresh; None is never kept)."""
     if seconds <= 0:
         return make()
-    value = cache.get(key)
+    value = fragment_get(key)
     if value is None:
         value = make()
         if value is not None:
-            cache.set(key, value, seconds)
+            fragment_set(key, value, seconds)
     return value
 
 
@@ -116,14 +119,14 @@ def _public_page(request, *, key: str, template: str, context) -> tuple[bytes, .
     `context()` gives None for a page that does not exist; nothing is kept for it."""
     seconds = settings.STOREFRONT_CACHE_SECONDS
     cacheable = seconds > 0 and _without_session(request)
-    html = cache.get(key) if cacheable else None
+    html = fragment_get(key) if cacheable else None
     if html is None:
         values = context()
         if values is None:
             return None
         html = _pieces(render_to_string(template, {**values, "csrf_token": CSRF_TOKEN_MARKER}, request=request))
         if cacheable:
-            cache.set(key, html, seconds)
+            fragment_set(key, html, seconds)
     return html
 
 
@@ -387,7 +390,90 @@ def checkout_create(request, slug: str):
     except stripe_api.PaymentsUnavailable as error:
         form.add_error(None, str(error))
         return _listing_page(request, listing, form, status=503, week=week)
+    if started.queue_token:
+        # Stripe's budget is spent for this moment: the seats are held, and a page shows the line.
+        return HttpResponseRedirect(reverse("shop:checkout_queue", args=[started.queue_token]), status=303)
     return HttpResponseRedirect(started.url, status=303)
+
+
+# The waiting page polls this often (seconds): a turn comes at the budget's pace, many per second.
+QUEUE_POLL_SECONDS = 1
+# Without JavaScript the page reloads itself this often while waiting.
+QUEUE_REFRESH_SECONDS = 2
+
+
+@require_GET
+@guessing_limited
+def checkout_queue(request, token: str):
+    """The page of a checkout start waiting for Stripe: its place in line and an estimate, polled
+    (htmx, else a refresh). Each poll gives the next turn in line (whoever's it is); when this
+    customer's turn has opened their Checkout they go there (HX-Redirect with htmx, else 303).
+    Past QUEUE_MAX_WAIT_SECONDS, or when the time sold out meanwhile, the page says so (the
+    waitlist offered for a sold-out time, the form kept to try again) and polling stops."""
+    if ratelimits.token_guessing_blocked(request):
+        raise GuessingBlocked
+    entry = queue_entry_by_token(token) if len(token) < 200 else None
+    if entry is None:
+        ratelimits.token_miss_record(request)
+        raise Http404("No such place in line.")
+    if entry.status in (CheckoutQueueEntry.Status.WAITING, CheckoutQueueEntry.Status.OPENING):
+        checkout_queue_drive(max_opens=1)
+        entry.refresh_from_db()
+    booking = entry.booking
+    if entry.status == CheckoutQueueEntry.Status.OPENED:
+        booking.refresh_from_db()
+        # Back on this page later (from Stripe's page): the booking's own page once it has moved on.
+        target = (
+            entry.checkout_url
+            if booking.status == Booking.Status.PENDING
+            else reverse("shop:booking", args=[booking.public_token])
+        )
+        if request.htmx:
+            response = HttpResponse(status=200)
+            response["HX-Redirect"] = target
+            return response
+        return HttpResponseRedirect(target, status=303)
+    listing = booking.slot.listing
+    waiting = entry.status in (CheckoutQueueEntry.Status.WAITING, CheckoutQueueEntry.Status.OPENING)
+    context = {
+        "entry": entry,
+        "booking": booking,
+        "listing": listing,
+        "waiting": waiting,
+        "place": queue_place(entry) if waiting else None,
+        "poll_delay": QUEUE_POLL_SECONDS,
+        "refresh_seconds": QUEUE_REFRESH_SECONDS,
+        "max_wait_seconds": settings.QUEUE_MAX_WAIT_SECONDS,
+        "offer_minutes": settings.WAITLIST_OFFER_MINUTES,
+        **(_queue_waitlist(booking) if entry.status == CheckoutQueueEntry.Status.SOLD_OUT else {}),
+    }
+    with timezone.override(listing.merchant.zone):
+        if request.htmx:
+            response = render(request, "shop/_checkout_queue.html", context, status=200 if waiting else HTMX_STOP_POLLING)
+        else:
+            response = render(request, "shop/checkout_queue.html", context)
+    response["Vary"] = "HX-Request"
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _queue_waitlist(booking: Booking) -> dict:
+    """The waitlist of the time that sold out while its customer waited, with their choices."""
+    slot = selectors.slots_on_sale(booking.slot.listing).filter(pk=booking.slot_id).select_related("listing").first()
+    if slot is None or waitlist_join_refusal(slot, booking.quantity):
+        return {}
+    return {
+        "waitlist_slot": slot,
+        "waitlist_form": waitlist_form_for(
+            slot.listing,
+            initial={
+                "slot": slot.pk,
+                "quantity": booking.quantity,
+                "customer_name": booking.customer_name,
+                "customer_email": booking.customer_email,
+            },
+        ),
+    }
 
 
 def _waitlist_instead(listing: Listing, form: BookingForm) -> dict | None:

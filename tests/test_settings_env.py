@@ -32,3 +32,11 @@ def test_unreadable_booleans_and_numbers_stop_the_start_with_their_name():
         reader(EMAIL_PORT="25a").int("EMAIL_PORT", 25)
     assert reader(X="Off").bool("X", True) is False
     assert reader(X="YES").bool("X", False) is True
+
+
+def test_a_rate_is_read_as_a_number_and_anything_else_stops_the_start():
+    assert reader(STRIPE_REQUESTS_PER_SECOND=" 12.5 ").float("STRIPE_REQUESTS_PER_SECOND", 20.0) == 12.5
+    assert reader().float("STRIPE_REQUESTS_PER_SECOND", 20.0) == 20.0
+    for raw in ("fast", "nan", "inf"):
+        with pytest.raises(ImproperlyConfigured, match=f"STRIPE_REQUESTS_PER_SECOND must be a number, not '{raw}'"):
+            reader(STRIPE_REQUESTS_PER_SECOND=raw).float("STRIPE_REQUESTS_PER_SECOND", 20.0)

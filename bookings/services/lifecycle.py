@@ -200,6 +200,23 @@ def booking_checkout_attach(*, booking: Booking, session_id: str, expires_at, cu
     booking.stripe_customer_id = customer_id
 
 
+def booking_hold_ensure(*, booking: Booking) -> bool:
+    """A pending booking about to open its checkout late (it waited in the fair queue) still holds
+    its seats, or holds them again now if its hold ended meanwhile and enough are free. False when
+    it is no longer pending or the seats are gone; the caller then ends it."""
+    with transaction.atomic():
+        locked = _locked(booking.pk)
+        if locked.status != S.PENDING or locked.checkout_session_id:
+            return False
+        if selectors.booking_open_hold(locked) is not None:
+            return True
+        slot = Slot.objects.select_related("listing").get(pk=locked.slot_id)
+        if _start_refusal(slot, locked.quantity):
+            return False
+        expires_at = timezone.now() + timedelta(minutes=hold_minutes(slot.listing))
+        return hold_take(booking=locked, expires_at=expires_at) is not None
+
+
 def booking_checkout_abandon(*, booking: Booking) -> bool:
     """A checkout that could not be opened: the pending booking expires and its seats are
     released at once, in one transaction."""
@@ -330,6 +347,9 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
             "payment_intent_id": facts.payment_intent_id or "",
             "stripe_customer_id": facts.customer_id or booking.stripe_customer_id,
             "amount_paid": facts.amount_total,
+            # A code typed on Checkout may leave less to pay than the fee asked when it opened: the
+            # provider collects at most what was charged (nothing at all for a free order).
+            "application_fee_amount": min(booking.application_fee_amount, facts.amount_total),
         }
         # Paid within its hold: the held seats become sold. Otherwise (no hold, its hold ended,
         # or the time was cancelled) any seats still held go back and free seats are taken if left.

@@ -95,7 +95,10 @@ def test_a_paris_merchant_onboards_a_customer_pays_the_dashboard_shows_gross_fee
     page.wait_for_url(shop.url(reverse("merchant:dashboard")))
     expect(page.locator(".messages")).to_contain_text("Stripe still needs some details")
     expect(panel.get_by_test_id("charges-disabled")).to_be_visible()
-    expect(panel).to_contain_text("Details Stripe needs")
+    needs = panel.get_by_test_id("requirements-due")
+    expect(needs).to_contain_text("What your business sells (its industry)")  # not "business_profile.mcc"
+    expect(needs).to_contain_text("A bank account for your payouts")
+    expect(needs).not_to_contain_text("business_profile")
     expect(panel.get_by_test_id("express-dashboard")).to_have_count(0)  # no login link before onboarding is done
     shoot_dashboard(page, "details-due")
     page.get_by_test_id("connect-start").click()  # "Finish setting up with Stripe": a new link

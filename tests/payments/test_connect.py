@@ -235,6 +235,37 @@ def test_a_merchants_refund_keeps_the_fee_and_the_revenue_shows_gross_fee_net(cl
     assert "Platform fee" in page and "−€5.60" in page and "€19.40" in page
 
 
+@pytest.mark.parametrize("fee_back", [False, True])
+def test_a_customers_late_cancellation_keeps_the_fee_unless_the_setting_lists_it(
+    client, connect, settings, fee_back, django_capture_on_commit_callbacks
+):
+    """Late under a policy keeping 40%: the customer gets 60% back on the merchant's account; the
+    platform's fee stays by default, and goes back in proportion (Stripe's rule, rounded down)
+    when `customer_cancel` is listed."""
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from bookings.services import booking_customer_cancel
+
+    settings.CONNECT_REFUND_FEE_REASONS = ["sold_out", "slot_cancelled"] + (["customer_cancel"] if fee_back else [])
+    merchant = connected_merchant()
+    listing = make_listing(merchant=merchant, price_amount=PRICE, cancel_free_hours=48, cancel_late_keep_percent=40)
+    slot = make_slot(listing=listing, capacity=5, starts_at=timezone.now() + dt.timedelta(hours=30))
+    booking = paid_on_account(client, connect, slot)
+    assert (booking.policy_free_hours, booking.policy_keep_percent) == (48, 40)
+    with django_capture_on_commit_callbacks(execute=True):
+        quote = booking_customer_cancel(booking=booking, expected_refund=1500)
+    booking.refresh_from_db()
+    refund = booking.refunds.get()
+    assert (quote.refund, booking.status, refund.reason) == (1500, BookingStatus.REFUNDED, RefundReason.CUSTOMER_CANCELLED)
+    assert refund.refund_application_fee is fee_back
+    refunds = stripe_api.refunds_of_payment(booking.payment_intent_id, stripe_account=merchant.stripe_account_id)
+    assert [(r["id"], r["amount"]) for r in refunds] == [(refund.stripe_refund_id, 1500)]
+    # The fee of €2.80 (10% of €25.00 + €0.30); 60% of it is €1.68.
+    assert application_fee(booking).amount_refunded == (168 if fee_back else 0) == refund.application_fee_refunded
+
+
 def test_a_merchant_who_cannot_charge_is_not_taking_bookings_and_stripe_is_not_asked(client, connect):
     merchant = make_merchant()
     slot = make_slot(listing=make_listing(merchant=merchant, price_amount=PRICE), capacity=5)

@@ -140,6 +140,7 @@ FIELDS = {
     "shop:waitlist_leave": None,
     "shop:checkout_success": {"session_id": "{session_id}"},
     "shop:checkout_status": {"poll": "2"},
+    "shop:checkout_queue": None,
     "shop:booking": None,
     "shop:booking_portal": None,
     "shop:booking_cancel": {"expected_refund": "2500"},

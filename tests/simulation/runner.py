@@ -370,9 +370,12 @@ class World:
         started = time.perf_counter()
         run = ScenarioRun(self, scenario)
         # Final status panels are kept as in production (the test suite turns that off); Connect
-        # and its fee as the scenario says, put back afterwards.
+        # and its fee as the scenario says, put back afterwards. The fair queue is off: its pace is
+        # real seconds while this clock is simulated, and the emulator here never answers 429
+        # (tests/payments/test_checkout_queue.py covers the queue).
         with override_settings(STRIPE_STATUS_CHECK_SECONDS=scenario.status_check_seconds,
                                FINAL_STATUS_CACHE_SECONDS=FINAL_STATUS_CACHE_SECONDS,
+                               STRIPE_REQUESTS_PER_SECOND=0,
                                **self.connect_settings(scenario)):
             try:
                 self.prepare_merchants(scenario)
@@ -1523,12 +1526,15 @@ class ScenarioRun:
             if kind == "signin":
                 continue
             if kind == "waitlist":
-                # The waitlist's e-mails (counted in check_waitlist) give the time as every e-mail
-                # does; an offer's, also until when its seats are held, in the merchant's zone.
+                # The waitlist's e-mails (counted in check_waitlist) give the time waited for (the
+                # booking's own, unless it was moved since), as every e-mail does; an offer's, also
+                # until when its seats are held, in the merchant's zone.
                 text = told.SPACE.sub(" ", message.body)
-                if f"{when} ({zone})" not in text:
-                    self.violation(f"{who}: e-mail '{message.subject}' does not give the time as {when} ({zone})")
                 entry = WaitlistEntry.objects.filter(customer_email=c.email).select_related("offer_hold").first()
+                waited_for = next((slot.starts_at for slot in self.slots if entry and slot.pk == entry.slot_id), starts_at)
+                waited_when = told.wall_clock(waited_for, zone)[0]
+                if f"{waited_when} ({zone})" not in text:
+                    self.violation(f"{who}: e-mail '{message.subject}' does not give the time as {waited_when} ({zone})")
                 if reason == "offer" and entry and entry.offer_hold:
                     until = told.wall_clock(entry.offer_hold.expires_at, zone)[1]
                     if f"held for you until {until}" not in text:

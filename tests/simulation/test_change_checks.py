@@ -126,3 +126,25 @@ def test_a_move_keeping_the_old_seats_is_reported(stripe_emulator, monkeypatch):
 
     assert "slot 0 sold 2 seats, confirmed bookings hold 0" in _violations(outcome)
     assert not Refund.objects.exists()
+
+
+def test_a_booking_made_from_the_waitlist_then_moved_passes_its_checks(stripe_emulator):
+    """c1 holds the one seat and cancels on Checkout; c2, waiting, takes up the offer, pays, and
+    moves to the spare time: the waitlist's e-mails gave the time waited for (not the new one),
+    the confirmation and the move's e-mail the times they were about. The long run of 2026-12-03
+    flagged this path through a check that compared the waitlist's e-mails with the new time."""
+    customers = [Customer(index=1, slot=0, quantity=1, method="abandon", checkout_webhooks="on_time",
+                          refund_webhooks="on_time", pays_again_after_decline=False), _customer(2)]
+    steps = [(("open", 1),), (("open", 2),), (("join", 2, True),), (("cancel", 1),), (("offer", 2, "pay"),),
+             (("deliver", 2, 1, False, "checkout"),), (("reschedule", 2),)]
+    scenario = Scenario(seed=-1, capacities=[1], customers=customers, status_check_seconds=0, steps=steps,
+                        zone="Europe/Paris", slot_times=[SlotTime("ordinary", 12, 15)], policy=("customer", 24, 50),
+                        spare_slot=SlotTime("ordinary", 20, 30), spare_capacity=3)
+    world = World(stripe_emulator, TEST_WEBHOOK_SECRET)
+    with world.running():
+        outcome = world.play(scenario)
+
+    assert outcome.violations == []
+    assert outcome.totals.offers_booked == 1 and outcome.totals.reschedules == 1
+    moved = Booking.objects.get(customer_email="c2@sim.example")
+    assert moved.status == BookingStatus.CONFIRMED and moved.slot_id != Booking.objects.get(customer_email="c1@sim.example").slot_id
