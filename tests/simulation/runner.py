@@ -29,8 +29,6 @@ from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection, connections
 from django.db.backends.signals import connection_created
-from django.db.models import Q, Sum
-from django.db.models.functions import Coalesce
 from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
@@ -59,6 +57,7 @@ from tests.simulation.scenario import CARDS, Customer, Scenario, SlotTime, gener
 RETRY_ANSWER = "Not processed yet; please retry."
 CUSTOMER_CANCEL = RefundReason.CUSTOMER_CANCELLED
 MAX_RACERS = 48
+EVENTS_PAGE = 1000
 FINAL_STATUS_CACHE_SECONDS = 60  # shop/settings.py's default
 PRICE = 2500
 TITLE = "Sea kayak tour"
@@ -142,6 +141,24 @@ class ConnectFacts:
     fees: dict[str, dict] = field(default_factory=dict)  # application fees (the platform's objects)
     refunds: dict[str, tuple[str, dict]] = field(default_factory=dict)  # id -> (account, refund), oldest first
     intent_of_charge: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Rows:
+    """The scenario's rows as a step left them, read once (a query per model) for every check
+    after the step. Every row of these models is the scenario's: the world deletes them all
+    between scenarios."""
+
+    slots: list[dict]  # in the slots' order (starts_at, pk), with their listing's is_active
+    holds: list[dict]  # in the holds' order (expires_at, pk)
+    bookings: list[dict]  # in the bookings' order (newest first)
+    entries: list[dict] | None = None  # waitlist entries (created_at, pk), when the waitlist was used
+
+    def open_holds(self) -> list[dict]:
+        return [hold for hold in self.holds if hold["ended_at"] is None]
+
+    def hold_of_booking(self) -> dict[int, dict]:
+        return {hold["booking_id"]: hold for hold in self.holds if hold["booking_id"] is not None}
 
 
 @dataclass
@@ -411,7 +428,6 @@ class ScenarioRun:
         self._connect_cursor = 0  # events read into it
         self.step_no = 0
         self._events: list[dict] = []
-        self._event_ids: set[str] = set()
         self._events_step = -1
         self.op_seconds: Counter = Counter()
         self.check_seconds = 0.0
@@ -503,12 +519,28 @@ class ScenarioRun:
         started = time.perf_counter()
         if self.scenario.connect:
             self.stripe_events(fresh=True)  # once for both checks reading them
-        self.check_seats(when)
-        self.check_holds(when)
-        self.check_waitlist(when)
+        rows = self.rows()
+        self.check_seats(when, rows)
+        self.check_holds(when, rows)
+        self.check_waitlist(when, rows)
         if self.scenario.connect:
-            self.check_connect(when)
+            self.check_connect(when, rows=rows)
         self.check_seconds += time.perf_counter() - started
+
+    def rows(self) -> Rows:
+        """The rows every check after a step reads, one query per model."""
+        slots = list(Slot.objects.filter(pk__in=[slot.pk for slot in self.slots]).values(
+            "pk", "capacity", "seats_left", "seats_held", "is_on_sale", "cancelled_at", "starts_at", "listing__is_active"))
+        holds = list(Hold.objects.filter(slot__in=self.slots).values(
+            "pk", "slot_id", "booking_id", "kind", "quantity", "expires_at", "ended_at", "end"))
+        bookings = list(Booking.objects.filter(slot__in=self.slots).values(
+            "pk", "slot_id", "status", "quantity", "customer_email", "checkout_session_id", "ended_reason"))
+        entries = None
+        if self.waitlist_used:
+            entries = list(WaitlistEntry.objects.filter(slot__in=self.slots).values(
+                "pk", "slot_id", "customer_email", "status", "quantity", "offer_hold_id", "offer_email_sent_at",
+                "joined_email_sent_at", "booking_id"))
+        return Rows(slots, holds, bookings, entries)
 
     def run_step(self, step) -> None:
         calls = [self.operation(op) for op in step]
@@ -539,20 +571,21 @@ class ScenarioRun:
 
     def stripe_events(self, *, fresh: bool = False) -> list[dict]:
         """The emulator's events, oldest first, read once per step (events only come from steps)
-        unless `fresh`; only the newest are fetched, until one already seen."""
+        unless `fresh`; only those made since the last one read are fetched."""
         with self.lock:
             if fresh or self._events_step != self.step_no:
                 self._events_step = self.step_no
-                limit = 20
+                if not self._events:  # all there are, newest first
+                    limit = EVENTS_PAGE
+                    while len(newest_first := self.control.events(limit=limit)) == limit < 10_000:
+                        limit *= 10
+                    self._events = newest_first[::-1]
+                    return self._events
                 while True:
-                    newest_first = self.control.events(limit=limit)
-                    fresh = [e for e in newest_first if e["id"] not in self._event_ids]
-                    if len(fresh) < len(newest_first) or len(newest_first) < limit:
+                    page = self.control.events(after=self._events[-1]["id"], limit=EVENTS_PAGE)
+                    self._events += page
+                    if len(page) < EVENTS_PAGE:
                         break
-                    limit *= 10
-                for event in reversed(fresh):
-                    self._event_ids.add(event["id"])
-                    self._events.append(event)
             return self._events
 
     # -- operations -----------------------------------------------------------------------------
@@ -1013,32 +1046,31 @@ class ScenarioRun:
 
     # -- invariants -----------------------------------------------------------------------------
 
-    def check_seats(self, when: str) -> None:
+    def check_seats(self, when: str, rows: Rows | None = None) -> None:
         """Held + sold never exceed the capacity, counted from the rows themselves (open `Hold`
         rows, confirmed bookings); and the slot's own columns agree: `seats_held` is the sum of
         its open holds, capacity - free - held the seats of its confirmed bookings."""
-        confirmed = Q(bookings__status=BookingStatus.CONFIRMED)
-        slots = Slot.objects.filter(pk__in=[slot.pk for slot in self.slots]).annotate(
-            sold=Coalesce(Sum("bookings__quantity", filter=confirmed), 0)
-        )
-        open_holds = dict(
-            Hold.objects.filter(slot__in=self.slots, ended_at__isnull=True)
-            .values("slot").annotate(seats=Sum("quantity")).values_list("slot", "seats")
-        )
+        rows = rows or self.rows()
+        sold, open_holds = Counter(), Counter()
+        for booking in rows.bookings:
+            if booking["status"] == BookingStatus.CONFIRMED:
+                sold[booking["slot_id"]] += booking["quantity"]
+        for hold in rows.open_holds():
+            open_holds[hold["slot_id"]] += hold["quantity"]
         numbers = {slot.pk: n for n, slot in enumerate(self.slots)}
-        for slot in slots:
-            n = numbers[slot.pk]
-            held = open_holds.get(slot.pk, 0)
-            if held + slot.sold > slot.capacity:
-                self.violation(f"{when}: slot {n} has {held} seats held + {slot.sold} sold > {slot.capacity}")
-            if not 0 <= slot.seats_left <= slot.capacity:
-                self.violation(f"{when}: slot {n} has {slot.seats_left} seats left of {slot.capacity}")
-            if slot.seats_held != held:
-                self.violation(f"{when}: slot {n} counts {slot.seats_held} seats held, its open holds {held}")
-            if slot.capacity - slot.seats_left - slot.seats_held != slot.sold:
+        for slot in rows.slots:
+            n, capacity, seats_left, seats_held = numbers[slot["pk"]], slot["capacity"], slot["seats_left"], slot["seats_held"]
+            held, slot_sold = open_holds[slot["pk"]], sold[slot["pk"]]
+            if held + slot_sold > capacity:
+                self.violation(f"{when}: slot {n} has {held} seats held + {slot_sold} sold > {capacity}")
+            if not 0 <= seats_left <= capacity:
+                self.violation(f"{when}: slot {n} has {seats_left} seats left of {capacity}")
+            if seats_held != held:
+                self.violation(f"{when}: slot {n} counts {seats_held} seats held, its open holds {held}")
+            if capacity - seats_left - seats_held != slot_sold:
                 self.violation(
-                    f"{when}: slot {n} sold {slot.capacity - slot.seats_left - slot.seats_held} seats, "
-                    f"confirmed bookings hold {slot.sold}"
+                    f"{when}: slot {n} sold {capacity - seats_left - seats_held} seats, "
+                    f"confirmed bookings hold {slot_sold}"
                 )
 
     def session_ends(self, *, fresh: bool = True) -> dict[str, tuple[str, dt.datetime]]:
@@ -1095,7 +1127,8 @@ class ScenarioRun:
         facts.intent_of_charge = dict(self._connect_facts.intent_of_charge)
         return facts
 
-    def check_connect(self, when: str, *, listed: dict[str, tuple[list, list]] | None = None) -> None:
+    def check_connect(self, when: str, *, listed: dict[str, tuple[list, list]] | None = None,
+                      rows: Rows | None = None) -> None:
         """With Connect, as Stripe has it: every Checkout Session (so every payment) of a booking
         is on the connected account of the merchant whose time was booked, never on the
         platform's own account nor on the other merchant's; every paid session carries one
@@ -1107,8 +1140,7 @@ class ScenarioRun:
         settled = listed is not None
         facts = self.connect_facts_listed(listed) if settled else self.connect_facts_from_events()
         api = stripe_api.stripe_client()
-        bookings = list(Booking.objects.filter(slot__in=self.slots).exclude(checkout_session_id="")
-                        .values("pk", "customer_email", "slot_id", "checkout_session_id"))
+        bookings = [b for b in (rows or self.rows()).bookings if b["checkout_session_id"] != ""]
         names = {c.email: c.name for c in self.scenario.customers}
         account_of = {letter: self.world.account_of(letter) for letter in ("A", "B")}
         where = {account: f"merchant {letter}'s account" for letter, account in account_of.items()}
@@ -1217,46 +1249,49 @@ class ScenarioRun:
             self.violation(f"{when}: {who}'s fee {amount}: {back} given back; refunds {made} of {paid} paid give "
                            f"back {expected} (CONNECT_REFUND_FEE_REASONS: {', '.join(sorted(reasons)) or 'none'})")
 
-    def check_holds(self, when: str) -> None:
+    def check_holds(self, when: str, rows: Rows | None = None) -> None:
         """Every hold ends within a minute of its session's end (the scheduled reconcile runs
         every minute); no customer who paid before their hold's end is refunded as sold out."""
         now = timezone.now()
-        open_holds = list(Hold.objects.filter(slot__in=self.slots, ended_at__isnull=True).select_related("booking"))
-        sold_out = list(Booking.objects.filter(slot__in=self.slots, ended_reason="sold_out").select_related("hold"))
+        rows = rows or self.rows()
+        open_holds = rows.open_holds()
+        sold_out = [booking for booking in rows.bookings if booking["ended_reason"] == "sold_out"]
         if not open_holds and not sold_out:
             return
         ends = self.session_ends(fresh=not self.scenario.connect)
         names = {f"c{c.index}@sim.example": c.name for c in self.scenario.customers}
+        bookings = {booking["pk"]: booking for booking in rows.bookings}
         for hold in open_holds:
-            booking = hold.booking
+            booking = bookings.get(hold["booking_id"])
             if booking is None:  # a waitlist offer: it ends at its own time, swept every minute
-                late = (now - hold.expires_at).total_seconds()
+                late = (now - hold["expires_at"]).total_seconds()
                 if late > HOLD_END_GRACE_SECONDS:
-                    entry = WaitlistEntry.objects.filter(offer_hold=hold).first()
+                    entry = WaitlistEntry.objects.filter(offer_hold=hold["pk"]).first()
                     self.violation(
                         f"{when}: {names.get(entry.customer_email if entry else '', '?')}'s waitlist offer of "
-                        f"{hold.quantity} seat(s) is still open {late:.0f} s after its end"
+                        f"{hold['quantity']} seat(s) is still open {late:.0f} s after its end"
                     )
                 continue
-            end, ended_at = ends.get(booking.checkout_session_id or "", ("time up", hold.expires_at))
-            if ended_at > hold.expires_at:
-                end, ended_at = "time up", hold.expires_at
+            end, ended_at = ends.get(booking["checkout_session_id"] or "", ("time up", hold["expires_at"]))
+            if ended_at > hold["expires_at"]:
+                end, ended_at = "time up", hold["expires_at"]
             late = (now - ended_at).total_seconds()
             if late > HOLD_END_GRACE_SECONDS:
                 self.violation(
-                    f"{when}: {names.get(booking.customer_email, '?')}'s hold of {hold.quantity} seat(s) is still open "
-                    f"{late:.0f} s after its session ended ({end})"
+                    f"{when}: {names.get(booking['customer_email'], '?')}'s hold of {hold['quantity']} seat(s) is still "
+                    f"open {late:.0f} s after its session ended ({end})"
                 )
+        hold_of_booking = rows.hold_of_booking()
         for booking in sold_out:
-            hold = getattr(booking, "hold", None)
-            end, paid_at = ends.get(booking.checkout_session_id or "", ("", None))
-            if hold is not None and end == "completed" and paid_at < hold.expires_at:
+            hold = hold_of_booking.get(booking["pk"])
+            end, paid_at = ends.get(booking["checkout_session_id"] or "", ("", None))
+            if hold is not None and end == "completed" and paid_at < hold["expires_at"]:
                 self.violation(
-                    f"{when}: {names.get(booking.customer_email, '?')} paid at {paid_at:%H:%M:%S}, within their hold "
-                    f"(until {hold.expires_at:%H:%M:%S}, ended {hold.end or 'never'}), and was refunded as sold out"
+                    f"{when}: {names.get(booking['customer_email'], '?')} paid at {paid_at:%H:%M:%S}, within their hold "
+                    f"(until {hold['expires_at']:%H:%M:%S}, ended {hold['end'] or 'never'}), and was refunded as sold out"
                 )
 
-    def check_waitlist(self, when: str) -> None:
+    def check_waitlist(self, when: str, rows: Rows | None = None) -> None:
         """No seat offered to two people at once: every open offer hold is the offer of one
         customer in line, nobody holds two, and no seats are held by an offer and its checkout at
         once (held + sold <= capacity is check_seats'). Each offer e-mail is sent once (and every
@@ -1265,17 +1300,13 @@ class ScenarioRun:
         the join view: before anyone asked to join, there is nothing to look at.)"""
         if not self.waitlist_used:
             return
-        entries = list(
-            WaitlistEntry.objects.filter(slot__in=self.slots).values(
-                "pk", "slot_id", "customer_email", "status", "quantity", "offer_hold_id", "offer_hold__ended_at",
-                "offer_email_sent_at", "joined_email_sent_at", "booking_id", "booking__hold__pk",
-                "booking__hold__ended_at",
-            )
-        )
-        offers = list(Hold.objects.filter(slot__in=self.slots, kind=HoldKind.OFFER, ended_at__isnull=True)
-                      .values_list("pk", "quantity"))
+        rows = rows or self.rows()
+        entries = rows.entries
+        offers = [(hold["pk"], hold["quantity"]) for hold in rows.open_holds() if hold["kind"] == HoldKind.OFFER]
         if not entries and not offers:
             return
+        holds = {hold["pk"]: hold for hold in rows.holds}
+        hold_of_booking = rows.hold_of_booking()
         names = {c.email: c.name for c in self.scenario.customers}
         numbers = {slot.pk: n for n, slot in enumerate(self.slots)}
         offered_to = {e["offer_hold_id"]: e for e in entries if e["offer_hold_id"]}
@@ -1288,12 +1319,13 @@ class ScenarioRun:
         open_offers = Counter()
         for e in entries:
             who = names.get(e["customer_email"], e["customer_email"])
-            offer_open = e["offer_hold_id"] is not None and e["offer_hold__ended_at"] is None
+            offer_open = e["offer_hold_id"] is not None and holds[e["offer_hold_id"]]["ended_at"] is None
             if offer_open:
                 open_offers[(e["slot_id"], e["customer_email"])] += 1
             if e["status"] == WaitlistStatus.OFFERED and not offer_open:
                 self.violation(f"{when}: {who} is told seats are offered, but the offer's hold has ended")
-            if offer_open and e["booking__hold__pk"] is not None and e["booking__hold__ended_at"] is None:
+            checkout_hold = hold_of_booking.get(e["booking_id"]) if e["booking_id"] is not None else None
+            if offer_open and checkout_hold is not None and checkout_hold["ended_at"] is None:
                 self.violation(f"{when}: {who}'s {e['quantity']} seat(s) are held by their offer and by their "
                                "checkout at once")
         for (slot_id, email), n in open_offers.items():
@@ -1315,15 +1347,14 @@ class ScenarioRun:
         waiting = [e for e in entries if e["status"] == WaitlistStatus.WAITING]
         if waiting:
             now = timezone.now()
-            slots = {slot.pk: slot for slot in Slot.objects.filter(pk__in=[e["slot_id"] for e in waiting])
-                     .select_related("listing")}
+            slots = {slot["pk"]: slot for slot in rows.slots}
             for e in waiting:
                 slot = slots[e["slot_id"]]
-                open_for_sale = (slot.is_on_sale and not slot.is_cancelled and slot.listing.is_active
-                                 and slot.starts_at > now)
-                if open_for_sale and e["quantity"] <= slot.seats_left:
+                open_for_sale = (slot["is_on_sale"] and slot["cancelled_at"] is None and slot["listing__is_active"]
+                                 and slot["starts_at"] > now)
+                if open_for_sale and e["quantity"] <= slot["seats_left"]:
                     self.violation(f"{when}: {names.get(e['customer_email'], '?')} still waits for {e['quantity']} "
-                                   f"seat(s) while slot {numbers[slot.pk]} has {slot.seats_left} free")
+                                   f"seat(s) while slot {numbers[slot['pk']]} has {slot['seats_left']} free")
 
     def count_waitlist(self) -> None:
         entries = WaitlistEntry.objects.filter(slot__in=self.slots)
