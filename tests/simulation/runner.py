@@ -201,6 +201,37 @@ def _scratch_commits(sender=None, connection=None, **kwargs) -> None:
             cursor.execute("SET synchronous_commit = off")
 
 
+class ReadTogether:
+    """The rows of some `values()` querysets, as `list(queryset)` gives them, read again on each
+    call. On PostgreSQL in one round trip: psycopg's client-side binding (Django's default) sends
+    the statements of one call together and hands back each one's result in turn; the SQL is
+    made once."""
+
+    def __init__(self, querysets):
+        self.querysets = querysets
+        self.together = connection.vendor == "postgresql" and not connection.settings_dict["OPTIONS"].get(
+            "server_side_binding")
+        if self.together:
+            self.compilers = [queryset.query.get_compiler(using=queryset.db) for queryset in querysets]
+            statements = [compiler.as_sql() for compiler in self.compilers]
+            self.sql = "; ".join(sql for sql, _ in statements)
+            self.params = [param for _, params in statements for param in params]
+            self.names = [[*queryset.query.extra_select, *queryset.query.values_select,
+                           *queryset.query.annotation_select] for queryset in querysets]
+
+    def __call__(self) -> list[list[dict]]:
+        if not self.together:
+            return [list(queryset.all()) for queryset in self.querysets]
+        read = []
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, self.params)
+            for n, (names, compiler) in enumerate(zip(self.names, self.compilers)):
+                if n:
+                    cursor.cursor.nextset()
+                read.append([dict(zip(names, row)) for row in compiler.results_iter(results=[cursor.fetchall()])])
+        return read
+
+
 @contextmanager
 def sdk_retries_without_sleeping():
     """The SDK's retries happen as in production, without its back-off sleeps."""
@@ -429,6 +460,7 @@ class ScenarioRun:
         self.step_no = 0
         self._events: list[dict] = []
         self._events_step = -1
+        self._readers: dict[tuple, ReadTogether] = {}
         self.op_seconds: Counter = Counter()
         self.check_seconds = 0.0
         self.signins: dict[int, str] = {}  # customer -> their session cookie, once proven by the e-mailed link
@@ -527,20 +559,28 @@ class ScenarioRun:
             self.check_connect(when, rows=rows)
         self.check_seconds += time.perf_counter() - started
 
-    def rows(self) -> Rows:
-        """The rows every check after a step reads, one query per model."""
-        slots = list(Slot.objects.filter(pk__in=[slot.pk for slot in self.slots]).values(
-            "pk", "capacity", "seats_left", "seats_held", "is_on_sale", "cancelled_at", "starts_at", "listing__is_active"))
-        holds = list(Hold.objects.filter(slot__in=self.slots).values(
-            "pk", "slot_id", "booking_id", "kind", "quantity", "expires_at", "ended_at", "end"))
-        bookings = list(Booking.objects.filter(slot__in=self.slots).values(
-            "pk", "slot_id", "status", "quantity", "customer_email", "checkout_session_id", "ended_reason"))
-        entries = None
+    def row_querysets(self) -> list:
+        querysets = [
+            Slot.objects.filter(pk__in=[slot.pk for slot in self.slots]).values(
+                "pk", "capacity", "seats_left", "seats_held", "is_on_sale", "cancelled_at", "starts_at",
+                "listing__is_active"),
+            Hold.objects.filter(slot__in=self.slots).values(
+                "pk", "slot_id", "booking_id", "kind", "quantity", "expires_at", "ended_at", "end"),
+            Booking.objects.filter(slot__in=self.slots).values(
+                "pk", "slot_id", "status", "quantity", "customer_email", "checkout_session_id", "ended_reason"),
+        ]
         if self.waitlist_used:
-            entries = list(WaitlistEntry.objects.filter(slot__in=self.slots).values(
+            querysets.append(WaitlistEntry.objects.filter(slot__in=self.slots).values(
                 "pk", "slot_id", "customer_email", "status", "quantity", "offer_hold_id", "offer_email_sent_at",
                 "joined_email_sent_at", "booking_id"))
-        return Rows(slots, holds, bookings, entries)
+        return querysets
+
+    def rows(self) -> Rows:
+        """The rows every check after a step reads: a query per model, in one round trip."""
+        key = (self.waitlist_used, len(self.slots))
+        if key not in self._readers:
+            self._readers[key] = ReadTogether(self.row_querysets())
+        return Rows(*self._readers[key]())
 
     def run_step(self, step) -> None:
         calls = [self.operation(op) for op in step]
