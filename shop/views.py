@@ -1,6 +1,7 @@
 import datetime as dt
 import logging
 import re
+import uuid
 from functools import wraps
 from itertools import groupby
 
@@ -91,6 +92,19 @@ def benchmark_bare(request):
     Mounted only when BENCHMARK_BARE_VIEW is set; reads a POST body like the webhook does."""
     if request.method == "POST":
         request.read()
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def benchmark_stripe_call(request):
+    """One Stripe write (a Customer) and an empty answer: what a sync or threaded worker does while
+    Stripe thinks, for benchmarks/stripe_wait.py. Mounted only when BENCHMARK_BARE_VIEW is set."""
+    stripe_api.customer_create(email="wait@bench.example", name="Wait", idempotency_key=uuid.uuid4().hex)
+    return HttpResponse("ok", content_type="text/plain")
+
+
+async def benchmark_stripe_call_async(request):
+    """The same Stripe write awaited, for an ASGI worker (benchmarks/stripe_wait.py)."""
+    await stripe_api.customer_create_async(email="wait@bench.example", name="Wait", idempotency_key=uuid.uuid4().hex)
     return HttpResponse("ok", content_type="text/plain")
 
 
