@@ -537,6 +537,9 @@ def main() -> None:
     )
     parser.add_argument("--connections", type=int, default=12, help="wrk connections (default 12)")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers, as the Procfile's default (3)")
+    parser.add_argument("--gunicorn-threads", type=int, default=0,
+                        help="threads per gunicorn worker (gthread; the Procfile runs 8); 0: sync workers (default, "
+                        "as the figures below were taken)")
     parser.add_argument("--instances", type=int, default=1,
                         help="gunicorn instances on ports of their own sharing PostgreSQL and Redis (default 1)")
     parser.add_argument("--webhook-rate", type=float, default=60, help="webhooks per second (default 60)")
@@ -567,6 +570,8 @@ def main() -> None:
     if args.instances > 1 and redis_client is None:
         raise SystemExit(f"--instances {args.instances} needs a Redis to share (--redis-url): {redis_url} did not answer")
     servers: list = []
+    if args.gunicorn_threads:
+        os.environ["GUNICORN_CMD_ARGS"] = f"--threads {args.gunicorn_threads} --worker-class gthread"
     started = time.time()
     try:
         emulator.start()
@@ -588,7 +593,8 @@ def main() -> None:
             ))
         base = bases[0]
         print(
-            f"scratch database {database}; {args.instances} gunicorn instance(s), {args.workers} workers each, "
+            f"scratch database {database}; {args.instances} gunicorn instance(s), {args.workers} workers each"
+            f"{f' x {args.gunicorn_threads} threads' if args.gunicorn_threads else ' (sync)'}, "
             f"{'psycopg pool' if args.pool else 'persistent connections'}, "
             f"{'cache in Redis' if redis_client else 'cache in each worker'}; wrk -t1 -c{args.connections} "
             f"-d{seconds}s per run, {args.rounds} rounds in turns with the bare view; "

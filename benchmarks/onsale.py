@@ -2,7 +2,13 @@
 gunicorn + PostgreSQL + the Stripe emulator. Not a test: it prints a table.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/perf python -m benchmarks.onsale
-    python -m benchmarks.onsale --buyers 500 --seats 50 --arrival-seconds 3 --think 1 8
+    python -m benchmarks.onsale --buyers 2000 --seats 50          # everyone past the seats: sold out, no Stripe call
+    python -m benchmarks.onsale --buyers 500 --seats 300 --think 1 4 --gunicorn-threads 0   # sync workers
+    python -m benchmarks.onsale --instances 2 --redis-url redis://127.0.0.1:6379/0      # two instances
+
+The default is item 7 of issue 16: 2,000 buyers for 1,500 seats arriving within 3 s, Stripe's test
+pace (latency and 25/s), the Procfile's web tier (3 gthread workers x 8 threads), the fair queue
+at 20/s.
 
 Like benchmarks/load.py it makes a scratch database (`<name>_onsale`, dropped at the end),
 seeds one listing with one time through the services, and starts gunicorn as the Procfile does
@@ -26,7 +32,8 @@ emulator's instant answers) gives the emulator Stripe's latency and rate limits,
 `python -m stripe_emulator --help`). A buyer whose Book press is refused because Stripe said 429
 (the site answers 503, "try again in a moment") presses Book again after 1-3 s, up to
 `--retries` times: the table counts the 429s Stripe answered and the buyers who got through on
-a later press. `--gunicorn-threads N` runs gthread workers instead of sync ones.
+a later press. `--gunicorn-threads N` sets the threads of each gthread worker (default 8, as the
+Procfile; 0 runs sync workers, for the comparison).
 
 The site's fair queue (issue 16, item 4) paces checkout starts at `--queue N` per second (default
 20, the site's STRIPE_REQUESTS_PER_SECOND); a buyer sent to its waiting page polls it every second
@@ -380,8 +387,8 @@ class Figures:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.onsale", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--buyers", type=int, default=500, help="buyers (default 500)")
-    parser.add_argument("--seats", type=int, default=50, help="seats of the one time on sale (default 50)")
+    parser.add_argument("--buyers", type=int, default=2000, help="buyers (default 2,000)")
+    parser.add_argument("--seats", type=int, default=1500, help="seats of the one time on sale (default 1,500)")
     parser.add_argument("--arrival-seconds", type=float, default=3.0,
                         help="buyers arrive spread evenly at random over this many seconds (default 3)")
     parser.add_argument("--think", type=float, nargs=2, default=(1.0, 8.0), metavar=("MIN", "MAX"),
@@ -395,8 +402,8 @@ def main(argv=None) -> int:
     parser.add_argument("--queue", type=float, default=20.0, metavar="N",
                         help="the site's fair queue: checkout starts per second (STRIPE_REQUESTS_PER_SECOND, "
                              "default 20, the site's own); 0 turns it off, for a comparison")
-    parser.add_argument("--gunicorn-threads", type=int, default=0,
-                        help="threads per gunicorn worker (gthread); 0 keeps the Procfile's sync workers (default)")
+    parser.add_argument("--gunicorn-threads", type=int, default=8,
+                        help="threads per gthread worker, as the Procfile's WEB_THREADS (default 8); 0 runs sync workers")
     parser.add_argument("--instances", type=int, default=1,
                         help="gunicorn instances on ports of their own, sharing PostgreSQL and Redis (default 1)")
     parser.add_argument("--redis-url", default="",

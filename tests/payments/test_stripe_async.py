@@ -47,3 +47,19 @@ def test_awaited_call_without_a_key_is_payments_unavailable(settings):
 
     with pytest.raises(stripe_api.PaymentsUnavailable, match="not set up"):
         asyncio.run(stripe_api.customer_create_async(email="d@example.com", name="D", idempotency_key="async-d"))
+
+
+def test_benchmark_views_each_make_one_stripe_customer(stripe_emulator, rf):
+    from shop.views import benchmark_stripe_call, benchmark_stripe_call_async
+
+    blocking = benchmark_stripe_call(rf.get("/_benchmark/stripe-call/"))
+    awaited = asyncio.run(benchmark_stripe_call_async(rf.get("/_benchmark/stripe-call-async/")))
+
+    assert (blocking.status_code, blocking.content, awaited.status_code, awaited.content) == (200, b"ok", 200, b"ok")
+    made = stripe_api.stripe_client().v1.customers.list(params={"limit": 10}).data
+    assert [customer.email for customer in made] == ["wait@bench.example", "wait@bench.example"]
+
+
+def test_benchmark_stripe_views_are_not_mounted_without_the_benchmark_setting(client):
+    assert client.get("/_benchmark/stripe-call/", secure=True).status_code == 404
+    assert client.get("/_benchmark/stripe-call-async/", secure=True).status_code == 404
