@@ -1,5 +1,6 @@
 import datetime as dt
 import logging
+import math
 import re
 import uuid
 from functools import wraps
@@ -410,10 +411,17 @@ def checkout_create(request, slug: str):
     return HttpResponseRedirect(started.url, status=303)
 
 
-# The waiting page polls this often (seconds): a turn comes at the budget's pace, many per second.
-QUEUE_POLL_SECONDS = 1
-# Without JavaScript the page reloads itself this often while waiting.
-QUEUE_REFRESH_SECONDS = 2
+# The waiting page polls about as often as its turn can come: every second for the next second's
+# turns, further back every (turns ahead at the budget's pace) seconds, at most every
+# QUEUE_POLL_MAX_SECONDS. A thousand people in line at 20 turns a second then poll about 120
+# times a second in all instead of a thousand, which a web tier busy opening checkouts could not
+# answer (benchmarks/onsale.py, 2,000 buyers for 1,500 seats).
+QUEUE_POLL_MAX_SECONDS = 15
+
+
+def queue_poll_seconds(place: int) -> int:
+    rate = settings.STRIPE_REQUESTS_PER_SECOND or 1.0
+    return max(1, min(QUEUE_POLL_MAX_SECONDS, math.ceil(place / rate)))
 
 
 @require_GET
@@ -449,14 +457,17 @@ def checkout_queue(request, token: str):
         return HttpResponseRedirect(target, status=303)
     listing = booking.slot.listing
     waiting = entry.status in (CheckoutQueueEntry.Status.WAITING, CheckoutQueueEntry.Status.OPENING)
+    place = queue_place(entry) if waiting else None
+    poll_seconds = queue_poll_seconds(place.place) if place else QUEUE_POLL_MAX_SECONDS
     context = {
         "entry": entry,
         "booking": booking,
         "listing": listing,
         "waiting": waiting,
-        "place": queue_place(entry) if waiting else None,
-        "poll_delay": QUEUE_POLL_SECONDS,
-        "refresh_seconds": QUEUE_REFRESH_SECONDS,
+        "place": place,
+        "poll_delay": poll_seconds,
+        # Without JavaScript a reload costs a whole page: at least every 2 seconds.
+        "refresh_seconds": max(2, poll_seconds),
         "max_wait_seconds": settings.QUEUE_MAX_WAIT_SECONDS,
         "offer_minutes": settings.WAITLIST_OFFER_MINUTES,
         **(_queue_waitlist(booking) if entry.status == CheckoutQueueEntry.Status.SOLD_OUT else {}),
