@@ -58,6 +58,17 @@ def _client(api_key: str, api_base: str, max_retries: int) -> stripe.StripeClien
     )
 
 
+@cache
+def _async_client(api_key: str, api_base: str, max_retries: int) -> stripe.StripeClient:
+    bases = {"api": api_base, "connect": api_base, "files": api_base, "meter_events": api_base} if api_base else None
+    # httpx's async client: awaited calls leave the event loop free while Stripe thinks. One per
+    # process (an ASGI worker runs one event loop).
+    return stripe.StripeClient(
+        api_key, base_addresses=bases, max_network_retries=max_retries,
+        http_client=stripe.HTTPXClient(timeout=STRIPE_TIMEOUT_SECONDS),
+    )
+
+
 def stripe_client() -> stripe.StripeClient:
     if not settings.STRIPE_SECRET_KEY:
         raise PaymentsUnavailable("Payments are not set up on this site yet. Please try again later.")
@@ -106,6 +117,23 @@ def customer_create(*, email: str, name: str, idempotency_key: str, stripe_accou
     try:
         created = stripe_client().v1.customers.create(
             params={"email": email, "name": name}, options=_on(stripe_account, idempotency_key)
+        )
+    except stripe.StripeError as error:
+        log_event(log, "customer_create_failed", level=logging.WARNING, error=_describe(error))
+        raise _unavailable(error) from error
+    return created.id
+
+
+async def customer_create_async(*, email: str, name: str, idempotency_key: str) -> str:
+    """`customer_create` on the platform, awaited (the SDK's `_async` methods over httpx): only the
+    ASGI comparison of benchmarks/stripe_wait.py calls it (README, "A web tier that does not idle
+    while Stripe thinks"). Raises PaymentsUnavailable."""
+    if not settings.STRIPE_SECRET_KEY:
+        raise PaymentsUnavailable("Payments are not set up on this site yet. Please try again later.")
+    client = _async_client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_MAX_NETWORK_RETRIES)
+    try:
+        created = await client.v1.customers.create_async(
+            params={"email": email, "name": name}, options=_on("", idempotency_key)
         )
     except stripe.StripeError as error:
         log_event(log, "customer_create_failed", level=logging.WARNING, error=_describe(error))
