@@ -13,6 +13,14 @@ balancer, so the HTTPS redirect and secure cookies stay on. Every scenario is me
 after a run of the bare view (/_benchmark/bare/, the same middleware and no work) with the same
 connections and duration, and printed as a ratio to it: on a shared machine absolute numbers
 drift, ratios much less. Not a test: it prints numbers, and exits 1 when a target is missed.
+
+`--instances 2` starts two gunicorns on two ports sharing the database and one Redis (REDIS_URL,
+`--redis-url`, default redis://127.0.0.1:6379/0 then), as two production instances behind a load
+balancer: every run is one wrk per instance at the same time, the connections (and a webhook
+rate) split between them, the webhooks' events dealt out between them so none is sent twice; the
+table adds the instances' requests up and shows the slower instance's percentiles. After the
+scenarios one address asks the instances in turns for places in line that do not exist: the
+per-address limit must refuse the 31st miss in all (counted once, in Redis), not the 31st on each.
 """
 
 import argparse
@@ -268,7 +276,7 @@ def database_url_for(name: str) -> str:
 
 def start_gunicorn(
     *, port: int, workers: int, emulator_url: str, database_name: str, pool: bool, redis: dict, log_path: Path,
-    broker: dict | None = None,
+    broker: dict | None = None, app: str = "config.wsgi", extra_args: tuple[str, ...] = (),
 ):
     env = {
         **os.environ,
@@ -285,8 +293,8 @@ def start_gunicorn(
         "LOG_LEVEL": "INFO",
     }
     command = [
-        sys.executable, "-m", "gunicorn", "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
-        "--access-logfile", "-", "--forwarded-allow-ips=*",
+        sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
+        "--access-logfile", "-", "--forwarded-allow-ips=*", *extra_args,
     ]
     log = log_path.open("w")
     server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -350,6 +358,65 @@ def wrk(base: str, requests_file: Path, *, connections: int, seconds: float, rat
         p99_ms=result["p99_us"] / 1000,
         errors=errors,
     )
+
+
+def wrk_each(
+    bases: list[str], requests_files: list[Path], *, connections: int, seconds: float, rate: float = 0,
+    firsts: list[int] | None = None,
+) -> Run:
+    """One wrk per instance at the same time, each with its share of the connections and rate:
+    the requests added up, the slower instance's percentiles."""
+    if len(bases) == 1:
+        return wrk(bases[0], requests_files[0], connections=connections, seconds=seconds, rate=rate,
+                   first=(firsts or [0])[0])
+    share = max(1, connections // len(bases))
+    runs: list[Run | None] = [None] * len(bases)
+
+    def one(index: int) -> None:
+        runs[index] = wrk(bases[index], requests_files[index], connections=share, seconds=seconds,
+                          rate=rate / len(bases), first=(firsts or [0] * len(bases))[index])
+
+    threads = [threading.Thread(target=one, args=(index,)) for index in range(len(bases))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if any(run is None for run in runs):
+        raise SystemExit("a wrk run failed; see above")
+    return Run(
+        requests=sum(run.requests for run in runs),
+        seconds=max(run.seconds for run in runs),
+        p50_ms=max(run.p50_ms for run in runs),
+        p95_ms=max(run.p95_ms for run in runs),
+        p99_ms=max(run.p99_ms for run in runs),
+        errors=sum(run.errors for run in runs),
+    )
+
+
+def limit_across_instances(bases: list[str], *, misses: int = 35) -> list[int]:
+    """One address asks the instances in turns for places in line that do not exist: with the
+    limit counted in the shared cache the answers turn from 404 to 429 after
+    RATE_LIMIT_TOKEN_MISSES_PER_IP (30) misses in all, not after 30 on each instance."""
+    statuses = []
+    for n in range(misses):
+        request = urllib.request.Request(f"{bases[n % len(bases)]}/checkout/queue/no-such-place-{n}/")
+        for name, value in (("X-Forwarded-Proto", "https"), ("X-Forwarded-For", "10.254.254.254"),
+                            ("HX-Request", "true")):
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                statuses.append(answer.status)
+        except urllib.error.HTTPError as error:
+            statuses.append(error.code)
+    return statuses
+
+
+def limit_shared_note(statuses: list[int]) -> tuple[str, bool]:
+    refused_at = next((n + 1 for n, status in enumerate(statuses) if status == 429), None)
+    if refused_at is None:
+        return f"one address's place-in-line misses, instances in turns: never refused in {len(statuses)} (NOT shared)", False
+    return (f"one address's place-in-line misses, instances in turns: first 429 at miss {refused_at} "
+            f"(limit {settings.RATE_LIMITS['token_misses_per_ip']}, counted once across instances)"), True
 
 
 def combined(runs: list[Run]) -> Run:
@@ -489,6 +556,11 @@ def main() -> None:
     )
     parser.add_argument("--connections", type=int, default=12, help="wrk connections (default 12)")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers, as the Procfile's default (3)")
+    parser.add_argument("--gunicorn-threads", type=int, default=0,
+                        help="threads per gunicorn worker (gthread; the Procfile runs 8); 0: sync workers (default, "
+                        "as the figures below were taken)")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="gunicorn instances on ports of their own sharing PostgreSQL and Redis (default 1)")
     parser.add_argument("--webhook-rate", type=float, default=60, help="webhooks per second (default 60)")
     parser.add_argument("--pool", action="store_true", help="psycopg's pool instead of persistent connections")
     parser.add_argument("--profile", action="store_true", help="profile each scenario that misses its target")
@@ -516,9 +588,16 @@ def main() -> None:
     database = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     work = Path(tempfile.mkdtemp(prefix="slotbook-load-"))
     emulator = CountingEmulator(db=":memory:", port=0, account_name="Slotbook")
-    server = None
-    redis_env, redis_client = redis_for_run(args.redis_url) if args.redis_url else ({"REDIS_URL": ""}, None)
     broker_env = broker_for_run(args.broker)
+    if args.instances < 1:
+        parser.error("--instances must be at least 1")
+    redis_url = args.redis_url or ("redis://127.0.0.1:6379/0" if args.instances > 1 else "")
+    redis_env, redis_client = redis_for_run(redis_url) if redis_url else ({"REDIS_URL": ""}, None)
+    if args.instances > 1 and redis_client is None:
+        raise SystemExit(f"--instances {args.instances} needs a Redis to share (--redis-url): {redis_url} did not answer")
+    servers: list = []
+    if args.gunicorn_threads:
+        os.environ["GUNICORN_CMD_ARGS"] = f"--threads {args.gunicorn_threads} --worker-class gthread"
     started = time.time()
     try:
         emulator.start()
@@ -529,14 +608,19 @@ def main() -> None:
             cwd=ROOT, check=True, env={**os.environ, "DJANGO_DEBUG": "false"},
         )
         connections.close_all()
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        server = start_gunicorn(
-            port=port, workers=args.workers, emulator_url=emulator.url, database_name=database,
-            pool=args.pool, redis=redis_env, broker=broker_env, log_path=work / "gunicorn.log",
-        )
+        bases = []
+        for number in range(1, args.instances + 1):
+            port = free_port()
+            bases.append(f"http://127.0.0.1:{port}")
+            servers.append(start_gunicorn(
+                port=port, workers=args.workers, emulator_url=emulator.url, database_name=database,
+                pool=args.pool, redis=redis_env, broker=broker_env,
+                log_path=work / ("gunicorn.log" if args.instances == 1 else f"gunicorn-{number}.log"),
+            ))
+        base = bases[0]
         print(
-            f"scratch database {database}; gunicorn, {args.workers} workers, "
+            f"scratch database {database}; {args.instances} gunicorn instance(s), {args.workers} workers each"
+            f"{f' x {args.gunicorn_threads} threads' if args.gunicorn_threads else ' (sync)'}, "
             f"{'psycopg pool' if args.pool else 'persistent connections'}, "
             f"{'cache in Redis' if redis_client else 'cache in each worker'}, "
             f"{'tasks to a broker' if args.broker else 'tasks in-process after commit'}; wrk -t1 -c{args.connections} "
@@ -583,16 +667,19 @@ def main() -> None:
 
         rows: list[Row] = []
 
+        def each(requests_file: Path) -> list[Path]:
+            return [requests_file] * len(bases)
+
         def measure(name: str, requests_file: Path, *, warm_up: int = 2) -> tuple[Run, Run]:
             """The scenario and the bare view in turns, so that both see the same neighbours."""
-            wrk(base, requests_file, connections=args.connections, seconds=warm_up)
+            wrk_each(bases, each(requests_file), connections=args.connections, seconds=warm_up)
             runs, bares = [], []
             for _ in range(args.rounds):
-                bares.append(wrk(base, bare_get, connections=args.connections, seconds=seconds))
-                runs.append(wrk(base, requests_file, connections=args.connections, seconds=seconds))
+                bares.append(wrk_each(bases, each(bare_get), connections=args.connections, seconds=seconds))
+                runs.append(wrk_each(bases, each(requests_file), connections=args.connections, seconds=seconds))
             return combined(runs), combined(bares)
 
-        wrk(base, bare_get, connections=args.connections, seconds=2)
+        wrk_each(bases, each(bare_get), connections=args.connections, seconds=2)
         run, bare = measure("catalog", scenarios["catalog"])
         rows.append(Row(f"catalog ({seeded.catalog_listings} listings)", run, bare, "rate", 0.5))
         run, bare = measure("listing", scenarios["listing"])
@@ -637,18 +724,22 @@ def main() -> None:
             status, _ = fetch(base, "/stripe/webhook/", method="POST", body=body, headers=headers)
             if status != 200:
                 raise SystemExit(f"a warm-up webhook answered {status}; see {work / 'gunicorn.log'}")
-        hooks = write_requests(
-            work / "webhooks.tsv",
-            [
-                (
-                    "POST",
-                    "/stripe/webhook/",
-                    body.decode(),
-                    [PROXY_HEADER, "Content-Type: application/json", f"Stripe-Signature: {signed(body)}"],
-                )
-                for body in events
-            ],
-        )
+        # Each instance gets its own share of the events (every n-th), so none is sent twice.
+        hooks = [
+            write_requests(
+                work / f"webhooks-{number}.tsv",
+                [
+                    (
+                        "POST",
+                        "/stripe/webhook/",
+                        body.decode(),
+                        [PROXY_HEADER, "Content-Type: application/json", f"Stripe-Signature: {signed(body)}"],
+                    )
+                    for body in events[number :: len(bases)]
+                ],
+            )
+            for number in range(len(bases))
+        ]
         bare_posts = write_requests(
             work / "bare-posts.tsv",
             [
@@ -659,9 +750,14 @@ def main() -> None:
         received_before = StripeEvent.objects.count()
         runs, bares, first = [], [], 0
         for _ in range(args.rounds):
-            bares.append(wrk(base, bare_posts, connections=args.connections, seconds=seconds, rate=args.webhook_rate))
+            bares.append(wrk_each(bases, each(bare_posts), connections=args.connections, seconds=seconds,
+                                  rate=args.webhook_rate))
+            # Each instance's share of the events is as long as the others' (within one), and each
+            # wrk sends about as many: the next run starts past the most any could have sent.
+            share = first // len(bases)
             runs.append(
-                wrk(base, hooks, connections=args.connections, seconds=seconds, rate=args.webhook_rate, first=first)
+                wrk_each(bases, hooks, connections=args.connections, seconds=seconds, rate=args.webhook_rate,
+                         firsts=[share] * len(bases))
             )
             # Requests cut off at the end of a run were sent too: the next run starts past them.
             first += runs[-1].requests + args.connections
@@ -680,6 +776,12 @@ def main() -> None:
         webhooks_ok = run.requests <= received <= run.requests + args.rounds * args.connections and first <= len(events)
 
         print_table(rows)
+        # After the scenarios: without a trusted proxy every wrk request comes from 127.0.0.1, the
+        # address this probe uses up the limit of.
+        shared_limit_ok = True
+        if args.instances > 1:
+            note, shared_limit_ok = limit_shared_note(limit_across_instances(bases))
+            print(f"\n{note}")
         if args.profile:
             from itertools import cycle
 
@@ -719,10 +821,12 @@ def main() -> None:
         print(f"pending polls within the Stripe rate limit: {'yes' if pending_ok else 'NO'}")
         print(f"webhooks each processed once: {'yes' if webhooks_ok else 'NO'}")
         print(f"total {time.time() - started:.0f} s; gunicorn log {work / 'gunicorn.log'}")
-        missed = [row for row in rows if row.met is False] or not (final_ok and pending_ok and webhooks_ok)
+        missed = [row for row in rows if row.met is False] or not (
+            final_ok and pending_ok and webhooks_ok and shared_limit_ok
+        )
         sys.exit(1 if missed else 0)
     finally:
-        if server is not None:
+        for server in servers:
             server.terminate()
             server.wait(timeout=30)
         emulator.stop()

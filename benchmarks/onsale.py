@@ -2,7 +2,13 @@
 gunicorn + PostgreSQL + the Stripe emulator. Not a test: it prints a table.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/perf python -m benchmarks.onsale
-    python -m benchmarks.onsale --buyers 500 --seats 50 --arrival-seconds 3 --think 1 8
+    python -m benchmarks.onsale --buyers 2000 --seats 50          # everyone past the seats: sold out, no Stripe call
+    python -m benchmarks.onsale --buyers 500 --seats 300 --think 1 4 --gunicorn-threads 0   # sync workers
+    python -m benchmarks.onsale --instances 2 --redis-url redis://127.0.0.1:6379/0      # two instances
+
+The default is item 7 of issue 16: 2,000 buyers for 1,500 seats arriving within 3 s, Stripe's test
+pace (latency and 25/s), the Procfile's web tier (3 gthread workers x 8 threads), the fair queue
+at 20/s.
 
 Like benchmarks/load.py it makes a scratch database (`<name>_onsale`, dropped at the end),
 seeds one listing with one time through the services, and starts gunicorn as the Procfile does
@@ -26,14 +32,23 @@ emulator's instant answers) gives the emulator Stripe's latency and rate limits,
 `python -m stripe_emulator --help`). A buyer whose Book press is refused because Stripe said 429
 (the site answers 503, "try again in a moment") presses Book again after 1-3 s, up to
 `--retries` times: the table counts the 429s Stripe answered and the buyers who got through on
-a later press. `--gunicorn-threads N` runs gthread workers instead of sync ones.
+a later press. `--gunicorn-threads N` sets the threads of each gthread worker (default 8, as the
+Procfile; 0 runs sync workers, for the comparison).
 
 The site's fair queue (issue 16, item 4) paces checkout starts at `--queue N` per second (default
 20, the site's STRIPE_REQUESTS_PER_SECOND); a buyer sent to its waiting page polls it every second
 as the page's htmx does until it is sent to Checkout or told the wait ended. `--queue 0` turns it
 off, for the comparison: starts then meet Stripe's 429s and buyers press Book again.
 
-The site is a list of `SiteInstance`s buyers are spread over (room for a second instance).
+Two instances, one database (issue 16, item 6): `--instances 2` starts two gunicorns on two ports
+sharing PostgreSQL and one Redis (`--redis-url`, default redis://127.0.0.1:6379/0, under a key
+prefix of the run's own, removed afterwards), as production's REDIS_URL does; buyers alternate
+between them. Before the sale one address asks both instances in turns for places in line that
+do not exist, to show the per-address limit counted once across them (the 31st miss is refused,
+whichever instance gets it); the watcher reads the listing on every instance, so the table says
+when each showed sold out; and the fair queue's budget is one Redis bucket for both, so the
+checkouts opened in any one second stay within STRIPE_REQUESTS_PER_SECOND and its burst.
+`--redis-url` with one instance shares the cache between its workers the same way.
 """
 
 from __future__ import annotations
@@ -59,7 +74,15 @@ sys.path.insert(0, str(ROOT))
 # Buyers come from addresses of their own, through one proxy the site trusts.
 os.environ["TRUSTED_PROXY_COUNT"] = "1"
 
-from benchmarks.load import WEBHOOK_SECRET, free_port, start_gunicorn  # noqa: E402
+from benchmarks.load import (  # noqa: E402
+    WEBHOOK_SECRET,
+    free_port,
+    limit_across_instances,
+    limit_shared_note,
+    redis_clean,
+    redis_for_run,
+    start_gunicorn,
+)
 
 from django.conf import settings  # noqa: E402
 from django.db import connection, connections  # noqa: E402
@@ -164,7 +187,7 @@ def start_emulator(command: list[str], *, port: int, log_path: Path) -> subproce
 
 @dataclass
 class SiteInstance:
-    """One gunicorn serving the site (issue 16 runs two behind the buyers)."""
+    """One gunicorn serving the site; `--instances 2` runs two behind the buyers."""
 
     base: str
     process: subprocess.Popen
@@ -285,14 +308,28 @@ def wait_in_line(buyer: Buyer, queue_path: str) -> Answer:
     return Answer(0, "")
 
 
+def watch_connections(stop: threading.Event, seen: dict) -> None:
+    """The most connections to the scratch database at once, sampled every 200 ms (the web
+    workers' threads each keep one for DATABASE_CONN_MAX_AGE)."""
+    try:
+        while not stop.is_set():
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+                seen["connections"] = max(seen.get("connections", 0), cursor.fetchone()[0] - 1)
+            time.sleep(0.2)
+    finally:
+        connection.close()
+
+
 def watch_listing(site: str, slug: str, slot_id: int, started: float, stop: threading.Event, seen: dict) -> None:
-    """Read the listing page every 100 ms until the time shows sold out (for now or for good)."""
+    """Read the listing page every 100 ms until the time shows sold out (for now or for good);
+    `seen[site]` is then the seconds since `started`."""
     marker = re.compile(rf'data-slot-seats="{slot_id}">Sold out')
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "10.255.255.254"}
     while not stop.is_set():
         answer = http(f"{site}/l/{slug}/", headers=headers)
         if answer.status == 200 and marker.search(answer.body):
-            seen["sold_out_after"] = time.perf_counter() - started
+            seen[site] = time.perf_counter() - started
             return
         time.sleep(0.1)
 
@@ -328,6 +365,8 @@ def stripe_counts(emulator_url: str) -> dict:
         "customers": len(customers),
         "refunds": len(refunds),
         "paid_sessions": {s.id for s in sessions if s.payment_status == "paid"},
+        # Stripe's own clock: the most sessions created in one second, against the site's budget.
+        "most_created_in_one_second": max(Counter(s.created for s in sessions).values(), default=0),
     }
 
 
@@ -348,8 +387,8 @@ class Figures:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.onsale", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--buyers", type=int, default=500, help="buyers (default 500)")
-    parser.add_argument("--seats", type=int, default=50, help="seats of the one time on sale (default 50)")
+    parser.add_argument("--buyers", type=int, default=2000, help="buyers (default 2,000)")
+    parser.add_argument("--seats", type=int, default=1500, help="seats of the one time on sale (default 1,500)")
     parser.add_argument("--arrival-seconds", type=float, default=3.0,
                         help="buyers arrive spread evenly at random over this many seconds (default 3)")
     parser.add_argument("--think", type=float, nargs=2, default=(1.0, 8.0), metavar=("MIN", "MAX"),
@@ -363,8 +402,13 @@ def main(argv=None) -> int:
     parser.add_argument("--queue", type=float, default=20.0, metavar="N",
                         help="the site's fair queue: checkout starts per second (STRIPE_REQUESTS_PER_SECOND, "
                              "default 20, the site's own); 0 turns it off, for a comparison")
-    parser.add_argument("--gunicorn-threads", type=int, default=0,
-                        help="threads per gunicorn worker (gthread); 0 keeps the Procfile's sync workers (default)")
+    parser.add_argument("--gunicorn-threads", type=int, default=8,
+                        help="threads per gthread worker, as the Procfile's WEB_THREADS (default 8); 0 runs sync workers")
+    parser.add_argument("--instances", type=int, default=1,
+                        help="gunicorn instances on ports of their own, sharing PostgreSQL and Redis (default 1)")
+    parser.add_argument("--redis-url", default="",
+                        help="share cache, rate limits and the queue's budget through this Redis (default: none with "
+                             "one instance, redis://127.0.0.1:6379/0 with several)")
     pace = parser.add_argument_group("Stripe's pace in the emulator")
     pace.add_argument("--pace", default="stripe-test", choices=["off", "stripe-test", "stripe-live"],
                       help="latency and rate limits (default stripe-test: writes 250:900 ms, reads 120:450 ms, 25/s per key)")
@@ -375,6 +419,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.think[1] >= 25 * 60:
         parser.error("--think must stay well within the 30-minute hold")
+    if args.instances < 1:
+        parser.error("--instances must be at least 1")
+    redis_url = args.redis_url or ("redis://127.0.0.1:6379/0" if args.instances > 1 else "")
 
     if connection.vendor != "postgresql":
         raise SystemExit("Set DATABASE_URL to a PostgreSQL server: the benchmark runs against PostgreSQL.")
@@ -383,12 +430,16 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="slotbook-onsale-"))
     processes: list[subprocess.Popen] = []
     rng = random.Random(args.seed)
+    redis_env, redis_client = redis_for_run(redis_url) if redis_url else ({"REDIS_URL": ""}, None)
+    if args.instances > 1 and redis_client is None:
+        raise SystemExit(f"--instances {args.instances} needs a Redis to share (--redis-url): {redis_url} did not answer")
     try:
         listing, slot = seed(seats=args.seats)
         subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v0"],
                        cwd=ROOT, check=True, env={**os.environ, "DJANGO_DEBUG": "false"})
         connections.close_all()
-        site_port, emulator_port = free_port(), free_port()
+        site_ports = [free_port() for _ in range(args.instances)]
+        site_port, emulator_port = site_ports[0], free_port()
         emulator_url = f"http://127.0.0.1:{emulator_port}"
         processes.append(start_emulator(
             emulator_command(port=emulator_port, forward_to=f"http://127.0.0.1:{site_port}/stripe/webhook/",
@@ -401,16 +452,21 @@ def main(argv=None) -> int:
         os.environ["STRIPE_REQUESTS_PER_SECOND"] = f"{args.queue:g}"
         if args.gunicorn_threads:
             os.environ["GUNICORN_CMD_ARGS"] = f"--threads {args.gunicorn_threads} --worker-class gthread"
-        gunicorn = start_gunicorn(port=site_port, workers=args.workers, emulator_url=emulator_url,
-                                  database_name=database, pool=False, redis={"REDIS_URL": ""},
-                                  log_path=work / "gunicorn.log")
-        processes.append(gunicorn)
-        sites = [SiteInstance(f"http://127.0.0.1:{site_port}", gunicorn)]
+        sites = []
+        for number, port in enumerate(site_ports, start=1):
+            gunicorn = start_gunicorn(port=port, workers=args.workers, emulator_url=emulator_url,
+                                      database_name=database, pool=False, redis=redis_env,
+                                      log_path=work / f"gunicorn-{number}.log")
+            processes.append(gunicorn)
+            sites.append(SiteInstance(f"http://127.0.0.1:{port}", gunicorn))
+        misses = limit_across_instances([site.base for site in sites]) if args.instances > 1 else []
         paced = emulator_pace(emulator_url)
         bound = min([r for r in (paced["rate_limit"], paced["endpoint_rate_limit"]) if r] or [0])
         print(f"Stripe's pace: writes {paced['write_latency']}, reads {paced['read_latency']}, "
               f"{paced['rate_limit']}/s per key, {paced['endpoint_rate_limit']}/s per endpoint")
-        print(f"scratch database {database}; gunicorn with {args.workers} workers"
+        print(f"scratch database {database}; {args.instances} gunicorn instance(s) "
+              f"({', '.join(site.base for site in sites)}; cache "
+              f"{'in Redis ' + redis_url if redis_client else 'in each worker'}), each with {args.workers} workers"
               f"{f' x {args.gunicorn_threads} threads' if args.gunicorn_threads else ' (sync)'}; emulator at {emulator_url}; "
               f"{args.buyers} buyers for {args.seats} seats over {args.arrival_seconds:g} s, paying after "
               f"{args.think[0]:g}-{args.think[1]:g} s; fair queue "
@@ -420,8 +476,9 @@ def main(argv=None) -> int:
         begin = time.perf_counter() + 0.5
         arrivals = sorted(begin + rng.uniform(0, args.arrival_seconds) for _ in buyers)
         stop, seen = threading.Event(), {}
-        watcher = threading.Thread(target=watch_listing,
-                                   args=(sites[0].base, listing.slug, slot.pk, arrivals[0], stop, seen), daemon=True)
+        watchers = [threading.Thread(target=watch_listing,
+                                     args=(site.base, listing.slug, slot.pk, arrivals[0], stop, seen), daemon=True)
+                    for site in sites]
         threads = [
             threading.Thread(target=buy, args=(buyer,),
                              kwargs=dict(slug=listing.slug, slot_id=slot.pk, at=at, think=tuple(args.think),
@@ -429,18 +486,25 @@ def main(argv=None) -> int:
                              daemon=True)
             for buyer, at in zip(buyers, arrivals)
         ]
-        watcher.start()
+        watchers.append(threading.Thread(target=watch_connections, args=(stop, seen), daemon=True))
+        for watcher in watchers:
+            watcher.start()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         stop.set()
-        watcher.join(timeout=30)
+        for watcher in watchers:
+            watcher.join(timeout=30)
 
         # Webhooks still on their way: wait until every paid session is settled on the site.
         from bookings.models import Booking, BookingStatus, Refund, Slot
 
-        peak_mb, worker_count = workers_peak_memory_mb(gunicorn.pid)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW max_connections")
+            max_connections = cursor.fetchone()[0]
+        peaks = [workers_peak_memory_mb(site.process.pid) for site in sites]
+        peak_mb, worker_count = max(peak for peak, _ in peaks), sum(count for _, count in peaks)
         paced = emulator_pace(emulator_url)
         emulator_pace_off(emulator_url)
         stripe = stripe_counts(emulator_url)
@@ -489,14 +553,19 @@ def main(argv=None) -> int:
         figures.add("refunded (target 0)", refunded)
         figures.add("oversold (must be 0)", oversold)
         figures.add("paid, not settled", unsettled)
-        shown = seen.get("sold_out_after")
-        figures.add("sold out shown on the listing after",
-                    f"{shown:.2f} s from the first arrival" if shown is not None else "never")
+        for number, site in enumerate(sites, start=1):
+            shown = seen.get(site.base)
+            figures.add("sold out shown on the listing after" + (f" (instance {number})" if len(sites) > 1 else ""),
+                        f"{shown:.2f} s from the first arrival" if shown is not None else "never")
         figures.add("checkout starts answered/s", f"{len(starts) / span:.1f} ({len(starts)} in {span:.2f} s)")
         if reached and opened_span:
             rate = len(reached) / opened_span
             figures.add("checkouts opened/s vs Stripe's bound",
                         f"{rate:.1f} of {bound}/s ({rate / bound:.2f})" if bound else f"{rate:.1f} (no bound set)")
+            most = stripe["most_created_in_one_second"]
+            figures.add("most Checkout Sessions created in one second (Stripe's clock)",
+                        f"{most} (fair queue {args.queue:g}/s over all instances, a burst of one second's worth)"
+                        if args.queue else f"{most} (fair queue off)")
             figures.add("Book to Stripe's page p50 / p95 / p99 / max", " / ".join(
                 f"{v * 1000:.0f} ms" for v in _percentiles([b.start_answered - b.first_sent for b in reached])))
         figures.add("start answer p50 / p95 / p99 / max (all)",
@@ -506,13 +575,20 @@ def main(argv=None) -> int:
                     f"Checkout makes the Customer on payment)")
         figures.add("Stripe calls delayed by the pace", f"{paced['counts']['delayed']} "
                     f"(mean {paced['counts']['delayed_ms_total'] / max(1, paced['counts']['delayed']):.0f} ms)")
+        figures.add("database connections at most (the sale's database)",
+                    f"{seen.get('connections', 0)} of max_connections {max_connections}")
         figures.add("web workers' peak memory", f"{peak_mb:.0f} MB (largest of {worker_count} workers' VmHWM)")
+        if len(sites) > 1:
+            figures.add("reached Checkout per instance", " / ".join(
+                str(sum(1 for b in reached if b.site == site.base)) for site in sites))
+            note, _ = limit_shared_note(misses)
+            figures.add("rate limit across instances", note)
         figures.add("slot afterwards: sold / held / free", f"{fresh.seats_sold} / {fresh.seats_held} / {fresh.seats_left}")
         figures.print()
         errors = [b.detail for b in buyers if b.detail]
         if errors:
             print(f"\n  first problems: {Counter(errors).most_common(3)}")
-        bad = (oversold or refunded or unsettled or stripe["sessions"] != outcomes["reached"]
+        bad = (oversold or refunded or (misses and 429 not in misses) or unsettled or stripe["sessions"] != outcomes["reached"]
                or stripe["customers"] != stripe["paid"])
         return 1 if bad else 0
     finally:
@@ -522,6 +598,8 @@ def main(argv=None) -> int:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        if redis_client is not None:
+            redis_clean(redis_client, redis_env["CACHE_KEY_PREFIX"])
         connections.close_all()
         connection.creation.destroy_test_db(database, verbosity=0)
 

@@ -164,6 +164,9 @@ class Listing(models.Model):
     stripe_product_id = models.CharField(max_length=255, blank=True)
     # The title the provider's product was last given, so a renamed listing renames it.
     stripe_product_title = models.CharField(max_length=120, blank=True)
+    # The account the product lives on ("" the platform's; with Connect the merchant's connected
+    # account): a product exists on one account only, so it is made anew when that changes.
+    stripe_product_account = models.CharField(max_length=255, blank=True, default="")
     created_at = models.DateTimeField(default=django_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -610,6 +613,9 @@ class PromotionCode(models.Model):
     active = models.BooleanField(default=True)
     stripe_coupon_id = models.CharField(max_length=255)
     stripe_promotion_code_id = models.CharField(max_length=255, unique=True)
+    # The account the coupon and code live on ("" the platform's; with Connect the merchant's
+    # connected account): Checkout offers a code only on sessions of that same account.
+    stripe_account = models.CharField(max_length=255, blank=True, default="")
     # The listings whose products the coupon applies to when it was made (Stripe fixes them then).
     listings = models.ManyToManyField(Listing, related_name="promotion_codes", blank=True)
     # What the provider last said of its use; the page asks again when shown.

@@ -41,3 +41,5 @@ urlpatterns = [
 
 if settings.BENCHMARK_BARE_VIEW:
     urlpatterns.append(path("_benchmark/bare/", views.benchmark_bare, name="benchmark_bare"))
+    urlpatterns.append(path("_benchmark/stripe-call/", views.benchmark_stripe_call))
+    urlpatterns.append(path("_benchmark/stripe-call-async/", views.benchmark_stripe_call_async))

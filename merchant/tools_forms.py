@@ -12,6 +12,7 @@ from bookings.models import Merchant
 from bookings.money import to_minor_units
 from bookings.services.messages import MESSAGE_BODY_MAX, MESSAGE_SUBJECT_MAX
 from bookings.services.promotions import (
+    promotion_account,
     promotion_code_taken,
     validate_promotion_code_text,
     validate_promotion_discount,
@@ -62,7 +63,7 @@ class PromotionCodeForm(forms.Form):
         code = self.cleaned_data["code"]
         _service(validate_promotion_code_text, code)
         code = validate_promotion_code_text(code)
-        if promotion_code_taken(code=code):
+        if promotion_code_taken(code=code, merchant=self.merchant, stripe_account=promotion_account(self.merchant)):
             raise forms.ValidationError(f"The code {code} is already in use. Please choose another.")
         return code
 

@@ -16,7 +16,16 @@ from bookings.models import BookingStatus, PromotionCode
 from bookings.services.messages import attendee_message_send
 from merchant.tools_forms import AttendeeMessageForm, PromotionCodeForm
 from merchant.views import _slot_or_404, csv_safe, merchant_view
-from payments.promotions import PaymentsUnavailable, PromotionRefused, promotion_active_set, promotion_create, promotions_use_refresh
+from bookings.services.promotions import promotion_account
+from payments.promotions import (
+    STRANDED_CODE,
+    PaymentsUnavailable,
+    PromotionRefused,
+    merchant_connect_required,
+    promotion_active_set,
+    promotion_create,
+    promotions_use_refresh,
+)
 
 
 def _promotion_or_404(merchant, pk: int) -> PromotionCode:
@@ -56,8 +65,13 @@ def promotion_list(request, merchant):
             status = 400
     promotions = list(selectors.merchant_promotion_codes(merchant))
     use_known = promotions_use_refresh(promotions) if promotions else True
+    account = promotion_account(merchant)
+    for promotion in promotions:
+        # Checkout offers a code only on sessions of the account it was made on.
+        promotion.stranded = promotion.stripe_account != account
     context = {"merchant": merchant, "section": "promotions", "form": form, "promotions": promotions,
-               "use_known": use_known, "now": timezone.now()}
+               "use_known": use_known, "now": timezone.now(), "stranded_code": STRANDED_CODE,
+               "connect_required": merchant_connect_required(merchant), "on_own_account": bool(account)}
     return render(request, "merchant/promotion_list.html", context, status=status)
 
 

@@ -182,8 +182,8 @@ def _checkout_open(
         cancel_url = cancel_url.replace(CHECKOUT_DRAFT_MARKER, checkout_draft_reference(booking))
         customer_id = _checkout_customer(booking, proven_email)
         hold = selectors.booking_open_hold(booking)
-        # A direct charge (Connect) names its line itself: listings' products live on the platform.
-        product_id = "" if booking.stripe_account_id else listing_product(slot.listing)
+        # The listing's product on the account the session is made on, so its merchant's codes apply.
+        product_id = listing_product(slot.listing, stripe_account=booking.stripe_account_id)
         opened = stripe_api.checkout_open(
             booking=booking,
             customer_id=customer_id,

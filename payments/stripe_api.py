@@ -58,6 +58,17 @@ def _client(api_key: str, api_base: str, max_retries: int) -> stripe.StripeClien
     )
 
 
+@cache
+def _async_client(api_key: str, api_base: str, max_retries: int) -> stripe.StripeClient:
+    bases = {"api": api_base, "connect": api_base, "files": api_base, "meter_events": api_base} if api_base else None
+    # httpx's async client: awaited calls leave the event loop free while Stripe thinks. One per
+    # process (an ASGI worker runs one event loop).
+    return stripe.StripeClient(
+        api_key, base_addresses=bases, max_network_retries=max_retries,
+        http_client=stripe.HTTPXClient(timeout=STRIPE_TIMEOUT_SECONDS),
+    )
+
+
 def stripe_client() -> stripe.StripeClient:
     if not settings.STRIPE_SECRET_KEY:
         raise PaymentsUnavailable("Payments are not set up on this site yet. Please try again later.")
@@ -113,6 +124,23 @@ def customer_create(*, email: str, name: str, idempotency_key: str, stripe_accou
     return created.id
 
 
+async def customer_create_async(*, email: str, name: str, idempotency_key: str) -> str:
+    """`customer_create` on the platform, awaited (the SDK's `_async` methods over httpx): only the
+    ASGI comparison of benchmarks/stripe_wait.py calls it (README, "A web tier that does not idle
+    while Stripe thinks"). Raises PaymentsUnavailable."""
+    if not settings.STRIPE_SECRET_KEY:
+        raise PaymentsUnavailable("Payments are not set up on this site yet. Please try again later.")
+    client = _async_client(settings.STRIPE_SECRET_KEY, settings.STRIPE_API_BASE, settings.STRIPE_MAX_NETWORK_RETRIES)
+    try:
+        created = await client.v1.customers.create_async(
+            params={"email": email, "name": name}, options=_on("", idempotency_key)
+        )
+    except stripe.StripeError as error:
+        log_event(log, "customer_create_failed", level=logging.WARNING, error=_describe(error))
+        raise _unavailable(error) from error
+    return created.id
+
+
 def checkout_open(
     *,
     booking: Booking,
@@ -128,8 +156,8 @@ def checkout_open(
     on the connected account), expiring when the booking's seats stop being held (`hold_until`, at
     least 30 minutes away). `success_url` must contain `{CHECKOUT_SESSION_ID}`. With Connect the
     session is made on the booking's connected account (`booking.stripe_account_id`, a direct
-    charge) with the platform's fee as `payment_intent_data[application_fee_amount]`. With `product_id` (the listing's product,
-    `listing_product_ensure`) the line sells that product, so only codes made for it apply, and
+    charge) with the platform's fee as `payment_intent_data[application_fee_amount]`. With `product_id` (the listing's product
+    on the session's account, `listing_product_ensure`) the line sells that product, so only codes made for it apply, and
     the time is told under the pay button; without, an ad-hoc product names listing and time.
     Raises PaymentsUnavailable when Stripe cannot be used."""
     listing = booking.slot.listing
@@ -175,8 +203,9 @@ def checkout_open(
                 "cancel_url": cancel_url,
                 "expires_at": int(expires_at.timestamp()),
                 # Codes typed on Checkout: a merchant's codes are made for their listings' products only,
-                # on the platform's account: a direct charge (Connect) takes none of them.
-                "allow_promotion_codes": not booking.stripe_account_id,
+                # on the account the session is made on (with Connect, the merchant's own), so a code
+                # of any other account or merchant is refused there.
+                "allow_promotion_codes": True,
                 "invoice_creation": {"enabled": True},
                 **({"custom_text": {"submit": {"message": _slot_description(booking)}}} if product_id else {}),
             },
@@ -444,20 +473,24 @@ class PromotionRefused(Exception):
     """Stripe refused the promotion code as asked (its text taken, ...); the message says why."""
 
 
-def listing_product_ensure(*, listing_id: int, title: str, product_id: str, synced_title: str) -> str:
-    """The listing's Stripe Product: created (once, by an idempotency key of the listing) when it
-    has none, renamed when the listing's title changed since. Raises PaymentsUnavailable."""
+def listing_product_ensure(
+    *, listing_id: int, title: str, product_id: str, synced_title: str, stripe_account: str = ""
+) -> str:
+    """The listing's Stripe Product on `stripe_account` ("" the platform's): created (once, by an
+    idempotency key of the listing and account) when `product_id` is "" (none yet, or the one
+    known lives on another account), renamed when the listing's title changed since. Raises
+    PaymentsUnavailable."""
     try:
         client = stripe_client()
         if not product_id:
             product = client.v1.products.create(
                 params={"name": title, "metadata": {"listing_id": str(listing_id)}},
-                options={"idempotency_key": f"listing-{listing_id}-product"},
+                options=_on(stripe_account, f"listing-{listing_id}-product"),
             )
             product_id = product.id
             synced_title = product.name
         if synced_title != title:
-            client.v1.products.update(product_id, params={"name": title})
+            client.v1.products.update(product_id, params={"name": title}, options=_on(stripe_account))
     except stripe.StripeError as error:
         log_event(log, "product_ensure_failed", level=logging.WARNING, listing=listing_id, error=_describe(error))
         raise PaymentsUnavailable("We could not reach our payment provider. Please try again in a moment.") from error
@@ -482,9 +515,12 @@ def promotion_code_create(
     name: str,
     metadata: dict[str, str],
     idempotency_key: str,
+    stripe_account: str = "",
 ) -> MadePromotionCode:
-    """A coupon for `product_ids` only, and its customer-facing `code`. Raises PromotionRefused when
-    Stripe refuses the code (an active code with this text exists), PaymentsUnavailable otherwise."""
+    """A coupon for `product_ids` only, and its customer-facing `code`, on `stripe_account` (a
+    merchant's connected account; "" the platform's), where the products must live too. Raises
+    PromotionRefused when Stripe refuses the code (an active code with this text exists on that
+    account), PaymentsUnavailable otherwise."""
     coupon_params: dict[str, Any] = {
         "duration": "once",
         "name": name[:40],
@@ -502,10 +538,10 @@ def promotion_code_create(
         code_params["expires_at"] = int(expires_at.timestamp())
     try:
         client = stripe_client()
-        coupon = client.v1.coupons.create(params=coupon_params, options={"idempotency_key": f"{idempotency_key}-coupon"})
+        coupon = client.v1.coupons.create(params=coupon_params, options=_on(stripe_account, f"{idempotency_key}-coupon"))
         made = client.v1.promotion_codes.create(
             params={"promotion": {"type": "coupon", "coupon": coupon.id}, **code_params},
-            options={"idempotency_key": f"{idempotency_key}-code"},
+            options=_on(stripe_account, f"{idempotency_key}-code"),
         )
     except stripe.InvalidRequestError as error:
         log_event(log, "promotion_code_refused", level=logging.INFO, error=_describe(error))
@@ -524,11 +560,14 @@ class PromotionCodeUse:
     times_redeemed: int
 
 
-def promotion_code_active_set(*, promotion_code_id: str, active: bool) -> PromotionCodeUse:
-    """Pause or resume a code. Raises PromotionRefused when Stripe will not resume it (used up,
-    expired, its text taken by another active code), PaymentsUnavailable otherwise."""
+def promotion_code_active_set(*, promotion_code_id: str, active: bool, stripe_account: str = "") -> PromotionCodeUse:
+    """Pause or resume a code on the account it lives on. Raises PromotionRefused when Stripe will
+    not resume it (used up, expired, its text taken by another active code), PaymentsUnavailable
+    otherwise."""
     try:
-        updated = stripe_client().v1.promotion_codes.update(promotion_code_id, params={"active": active})
+        updated = stripe_client().v1.promotion_codes.update(
+            promotion_code_id, params={"active": active}, options=_on(stripe_account)
+        )
     except stripe.InvalidRequestError as error:
         raise PromotionRefused(error.user_message or "Our payment provider refused the change.") from error
     except stripe.StripeError as error:
@@ -536,13 +575,14 @@ def promotion_code_active_set(*, promotion_code_id: str, active: bool) -> Promot
     return PromotionCodeUse(active=updated.active, times_redeemed=updated.times_redeemed)
 
 
-def promotion_codes_use(promotion_code_ids: list[str]) -> dict[str, PromotionCodeUse]:
-    """What Stripe says of each code's use now. Raises PaymentsUnavailable."""
+def promotion_codes_use(promotion_code_ids: list[str], *, stripe_account: str = "") -> dict[str, PromotionCodeUse]:
+    """What Stripe says of each code's use now, read on the account the codes live on. Raises
+    PaymentsUnavailable."""
     client = stripe_client()
     found: dict[str, PromotionCodeUse] = {}
     try:
         for promotion_code_id in promotion_code_ids:
-            code = client.v1.promotion_codes.retrieve(promotion_code_id)
+            code = client.v1.promotion_codes.retrieve(promotion_code_id, options=_on(stripe_account))
             found[promotion_code_id] = PromotionCodeUse(active=code.active, times_redeemed=code.times_redeemed)
     except stripe.StripeError as error:
         raise PaymentsUnavailable("We could not read your codes' use from our payment provider just now.") from error

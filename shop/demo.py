@@ -14,9 +14,10 @@ from bookings.demo import DEMO_MERCHANT_NOT_ONBOARDED, demo_merchants
 from bookings.models import Booking, Listing, Merchant, PromotionCode
 from bookings.notifications import absolute_url
 from bookings.services import booking_confirm, merchant_stripe_account_attach, merchant_stripe_account_sync
+from bookings.services.promotions import promotion_account
 from payments import stripe_api
 from payments.checkout import checkout_start
-from payments.promotions import promotion_create
+from payments.promotions import merchant_connect_required, promotion_create
 
 DEMO_CUSTOMER_DOMAIN = "customers.example.com"
 DEMO_CUSTOMERS = (
@@ -118,16 +119,17 @@ def demo_promotion_code_load() -> list[tuple[str, str]] | None:
     """Give each demo merchant their 100%-off promotion code, made as any merchant makes one
     (`payments.promotions.promotion_create`), unless they have it; returns (code, merchant name)
     pairs, or None without an emulator (a real Stripe account's promotion codes are its owner's to
-    make) or with Connect (promotion codes are not offered on direct charges)."""
-    if emulator_control() is None or settings.CONNECT_ENABLED:
-        # With Connect, codes are the platform's and not offered on merchants' direct charges.
+    make). With Connect each code is made on its merchant's connected account."""
+    if emulator_control() is None:
         return None
     made = []
     for username, code in DEMO_FREE_PROMOTION_CODES.items():
         merchant = Merchant.objects.filter(user__username=username).first()
-        if merchant is None:
+        if merchant is None or merchant_connect_required(merchant):
             continue
-        if not PromotionCode.objects.filter(merchant=merchant, code=code, active=True).exists():
+        mine = PromotionCode.objects.filter(merchant=merchant, code=code, active=True,
+                                            stripe_account=promotion_account(merchant))
+        if not mine.exists():
             promotion_create(
                 merchant=merchant, code=code, percent_off=100, amount_off=None, currency="",
                 max_redemptions=None, expires_at=None, request_key=uuid.uuid5(uuid.NAMESPACE_URL, f"demo-{code}"),

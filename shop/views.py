@@ -1,6 +1,8 @@
 import datetime as dt
 import logging
+import math
 import re
+import uuid
 from functools import wraps
 from itertools import groupby
 
@@ -91,6 +93,19 @@ def benchmark_bare(request):
     Mounted only when BENCHMARK_BARE_VIEW is set; reads a POST body like the webhook does."""
     if request.method == "POST":
         request.read()
+    return HttpResponse("ok", content_type="text/plain")
+
+
+def benchmark_stripe_call(request):
+    """One Stripe write (a Customer) and an empty answer: what a sync or threaded worker does while
+    Stripe thinks, for benchmarks/stripe_wait.py. Mounted only when BENCHMARK_BARE_VIEW is set."""
+    stripe_api.customer_create(email="wait@bench.example", name="Wait", idempotency_key=uuid.uuid4().hex)
+    return HttpResponse("ok", content_type="text/plain")
+
+
+async def benchmark_stripe_call_async(request):
+    """The same Stripe write awaited, for an ASGI worker (benchmarks/stripe_wait.py)."""
+    await stripe_api.customer_create_async(email="wait@bench.example", name="Wait", idempotency_key=uuid.uuid4().hex)
     return HttpResponse("ok", content_type="text/plain")
 
 
@@ -396,10 +411,17 @@ def checkout_create(request, slug: str):
     return HttpResponseRedirect(started.url, status=303)
 
 
-# The waiting page polls this often (seconds): a turn comes at the budget's pace, many per second.
-QUEUE_POLL_SECONDS = 1
-# Without JavaScript the page reloads itself this often while waiting.
-QUEUE_REFRESH_SECONDS = 2
+# The waiting page polls about as often as its turn can come: every second for the next second's
+# turns, further back every (turns ahead at the budget's pace) seconds, at most every
+# QUEUE_POLL_MAX_SECONDS. A thousand people in line at 20 turns a second then poll about 120
+# times a second in all instead of a thousand, which a web tier busy opening checkouts could not
+# answer (benchmarks/onsale.py, 2,000 buyers for 1,500 seats).
+QUEUE_POLL_MAX_SECONDS = 15
+
+
+def queue_poll_seconds(place: int) -> int:
+    rate = settings.STRIPE_REQUESTS_PER_SECOND or 1.0
+    return max(1, min(QUEUE_POLL_MAX_SECONDS, math.ceil(place / rate)))
 
 
 @require_GET
@@ -435,14 +457,17 @@ def checkout_queue(request, token: str):
         return HttpResponseRedirect(target, status=303)
     listing = booking.slot.listing
     waiting = entry.status in (CheckoutQueueEntry.Status.WAITING, CheckoutQueueEntry.Status.OPENING)
+    place = queue_place(entry) if waiting else None
+    poll_seconds = queue_poll_seconds(place.place) if place else QUEUE_POLL_MAX_SECONDS
     context = {
         "entry": entry,
         "booking": booking,
         "listing": listing,
         "waiting": waiting,
-        "place": queue_place(entry) if waiting else None,
-        "poll_delay": QUEUE_POLL_SECONDS,
-        "refresh_seconds": QUEUE_REFRESH_SECONDS,
+        "place": place,
+        "poll_delay": poll_seconds,
+        # Without JavaScript a reload costs a whole page: at least every 2 seconds.
+        "refresh_seconds": max(2, poll_seconds),
         "max_wait_seconds": settings.QUEUE_MAX_WAIT_SECONDS,
         "offer_minutes": settings.WAITLIST_OFFER_MINUTES,
         **(_queue_waitlist(booking) if entry.status == CheckoutQueueEntry.Status.SOLD_OUT else {}),

@@ -425,6 +425,10 @@ def charge_application_fee(backend: Backend, action: Action, intent: dict[str, A
     amount = intent.get("application_fee_amount")
     if not account_id or amount is None:
         return
+    # "The amount of the application fee collected will be capped at the total payment amount"
+    # (PaymentIntent's application_fee_amount): a promotion code applied on the page may leave
+    # less to pay than the fee asked when the session was made.
+    amount = min(amount, charge["amount"])
     fee_id = new_id("fee")
     app = application(backend)
     fee = {

@@ -134,9 +134,10 @@ class EmulatorControl:
         return self._call("GET", "/deliveries", query={"event_id": event_id, "type": type, "target": target,
                                                         "limit": limit})["data"]
 
-    def events(self, *, type: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """Events, newest first."""
-        return self._call("GET", "/events", query={"type": type, "limit": limit})["data"]
+    def events(self, *, type: str | None = None, limit: int = 1000, after: str | None = None) -> list[dict[str, Any]]:
+        """Events, newest first; with ``after`` (an event's id), only the events made after it,
+        oldest first (up to ``limit``: ask again after the last one for more)."""
+        return self._call("GET", "/events", query={"type": type, "limit": limit, "after": after})["data"]
 
     def requests(self) -> list[dict[str, Any]]:
         """The last API requests the emulator answered, newest first."""

@@ -224,8 +224,17 @@ class ControlApp:
         if args.get("type"):
             where.append("json_extract(data, '$.type') = ?")
             values.append(args["type"])
+        order = "DESC"
+        if args.get("after"):
+            # A reader following the events: only those made after this one, oldest first.
+            after = self.backend.store.query_one("SELECT seq FROM objects WHERE id = ? AND type = 'event'", [args["after"]])
+            if after is None:
+                raise ControlError(404, f"No event {args['after']}.")
+            where.append("seq > ?")
+            values.append(after["seq"])
+            order = "ASC"
         rows = self.backend.store.query(
-            f"SELECT data FROM objects WHERE {' AND '.join(where)} ORDER BY seq DESC LIMIT ?", [*values, _limit(args, 1000)]
+            f"SELECT data FROM objects WHERE {' AND '.join(where)} ORDER BY seq {order} LIMIT ?", [*values, _limit(args, 1000)]
         )
         return Response.json(200, {"data": [json.loads(row["data"]) for row in rows]})
 

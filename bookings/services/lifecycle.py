@@ -343,6 +343,9 @@ def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
             "payment_intent_id": facts.payment_intent_id or "",
             "stripe_customer_id": facts.customer_id or booking.stripe_customer_id,
             "amount_paid": facts.amount_total,
+            # A code typed on Checkout may leave less to pay than the fee asked when it opened: the
+            # provider collects at most what was charged (nothing at all for a free order).
+            "application_fee_amount": min(booking.application_fee_amount, facts.amount_total),
         }
         # Paid within its hold: the held seats become sold. Otherwise (no hold, its hold ended,
         # or the time was cancelled) any seats still held go back and free seats are taken if left.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import string
@@ -171,11 +172,7 @@ def create_promotion_code(backend: Backend, action: Action, params: dict[str, An
         raise InvalidRequestError(
             f"Invalid code: {code}. Codes may only contain letters, digits and dashes.", param="code"
         )
-    clash = backend.store.query_one(
-        "SELECT id FROM objects WHERE type = 'promotion_code' AND lower(json_extract(data, '$.code')) = lower(?) "
-        "AND json_extract(data, '$.active') = 1",
-        (code,),
-    )
+    clash = _active_code_on_this_account(backend, code)
     if clash is not None:
         raise InvalidRequestError(
             f"An active promotion code with `code: {code}` already exists.", param="code", code="resource_already_exists"
@@ -265,11 +262,7 @@ def update_promotion_code(
                     "This promotion code cannot be reactivated because it has reached its maximum number of redemptions.",
                     param="active",
                 )
-            clash = backend.store.query_one(
-                "SELECT id FROM objects WHERE type = 'promotion_code' AND lower(json_extract(data, '$.code')) = lower(?) "
-                "AND json_extract(data, '$.active') = 1 AND id != ?",
-                (found["code"], found["id"]),
-            )
+            clash = _active_code_on_this_account(backend, found["code"], besides=found["id"])
             if clash is not None:
                 raise InvalidRequestError(
                     f"An active promotion code with `code: {found['code']}` already exists.",
@@ -301,17 +294,24 @@ def list_promotion_codes(backend: Backend, action: Action, params: dict[str, Any
 
 # -- discounts on a Checkout Session ------------------------------------------------------
 
-def find_promotion_code(backend: Backend, code: str) -> dict[str, Any] | None:
+def _active_code_on_this_account(backend: Backend, code: str, *, besides: str = "") -> dict[str, Any] | None:
+    """The active promotion code with this text (without regard to case) on the account of the
+    current scope: Stripe's codes are unique per account, so another account's code neither
+    clashes with it nor is found by its Checkout."""
+    account = backend.store.current_account()
+    scope_sql, scope_args = ("", []) if account is None else (" AND account = ?", [account])
     row = backend.store.query_one(
         "SELECT data FROM objects WHERE type = 'promotion_code' AND lower(json_extract(data, '$.code')) = lower(?) "
-        "AND json_extract(data, '$.active') = 1 ORDER BY seq DESC LIMIT 1",
-        (code.strip(),),
+        f"AND json_extract(data, '$.active') = 1 AND id != ?{scope_sql} ORDER BY seq DESC LIMIT 1",
+        (code, besides, *scope_args),
     )
-    if row is None:
-        return None
-    import json
+    return json.loads(row["data"]) if row else None
 
-    return json.loads(row["data"])
+
+def find_promotion_code(backend: Backend, code: str) -> dict[str, Any] | None:
+    """The active code a customer typed on a Checkout Session, among the codes of the session's
+    account only (a hosted page acts in the scope of its session's account)."""
+    return _active_code_on_this_account(backend, code.strip())
 
 
 def promotion_code_refusal(

@@ -37,8 +37,9 @@ class EmulatedStripe:
     def webhook_answers(self) -> list[int | None]:
         return [delivery["status"] for delivery in self.control.deliveries()]
 
-    def refunds_of(self, payment_intent_id: str) -> list[dict]:
-        return stripe_api.refunds_of_payment(payment_intent_id)
+    def refunds_of(self, payment_intent_id: str, *, stripe_account: str = "") -> list[dict]:
+        """The payment's refunds, read on the account it was made on (a merchant's connected account with Connect)."""
+        return stripe_api.refunds_of_payment(payment_intent_id, stripe_account=stripe_account)
 
     def create_free_promotion_code(self, code: str) -> str:
         return _create_free_promotion_code(code)
@@ -68,8 +69,9 @@ class RealStripe:
     def expire_session(self, session_id: str) -> None:
         stripe_api.stripe_client().v1.checkout.sessions.expire(session_id)
 
-    def refunds_of(self, payment_intent_id: str) -> list[dict]:
-        return stripe_api.refunds_of_payment(payment_intent_id)
+    def refunds_of(self, payment_intent_id: str, *, stripe_account: str = "") -> list[dict]:
+        """The payment's refunds, read on the account it was made on (a merchant's connected account with Connect)."""
+        return stripe_api.refunds_of_payment(payment_intent_id, stripe_account=stripe_account)
 
     def create_free_promotion_code(self, code: str) -> str:
         # Codes are unique per account and live on between runs.

@@ -57,7 +57,9 @@ def test_a_merchant_makes_a_100_percent_code_and_a_customer_books_with_it_paying
 
     page.reload()
     expect(page.locator("tr[data-code='FREECLAY'] [data-testid=times-redeemed]")).to_contain_text("1 of 3")
+    # With Connect (`--connect`) the code and the session both live on the merchant's own account.
     assert PromotionCode.objects.get().times_redeemed == 1
+    assert PromotionCode.objects.get().stripe_account == booking.stripe_account_id
 
     page.goto(live_server.url + reverse("merchant:slot_attendees", args=[slot.pk]))
     table = page.locator("[data-testid=attendees]")

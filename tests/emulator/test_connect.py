@@ -308,6 +308,66 @@ def test_objects_live_on_their_account(client, visitor, control):
         client.v1.accounts.list(options=on(a.id))
 
 
+def test_promotion_codes_live_on_their_account_and_their_text_is_unique_per_account(client, visitor, control):
+    a = onboarded(client, visitor)
+    b = onboarded(client, visitor)
+    codes = {}
+    for account, percent in ((a, 10), (b, 50)):
+        product = client.v1.products.create(params={"name": "Tour"}, options=on(account.id))
+        coupon = client.v1.coupons.create(params={"percent_off": percent, "applies_to": {"products": [product.id]}},
+                                          options=on(account.id))
+        # The same text on two accounts: Stripe's codes are unique per account only.
+        code = client.v1.promotion_codes.create(params={"promotion": {"type": "coupon", "coupon": coupon.id},
+                                                        "code": "SPRING"}, options=on(account.id))
+        codes[account.id] = (product, coupon, code)
+    with pytest.raises(stripe.InvalidRequestError) as taken:
+        client.v1.promotion_codes.create(params={"coupon": codes[a.id][1].id, "code": "spring"}, options=on(a.id))
+    assert taken.value.code == "resource_already_exists"
+    product, coupon, code = codes[a.id]
+    for options in (on(b.id), {}):
+        for call in (lambda: client.v1.promotion_codes.retrieve(code.id, options=options),
+                     lambda: client.v1.coupons.retrieve(coupon.id, options=options),
+                     lambda: client.v1.products.retrieve(product.id, options=options)):
+            with pytest.raises(stripe.InvalidRequestError) as missing:
+                call()
+            assert missing.value.http_status == 404
+    assert [c.id for c in client.v1.promotion_codes.list(options=on(a.id)).data] == [code.id]
+    assert client.v1.promotion_codes.list().data == []
+
+    # Each account's Checkout takes its own SPRING; a code of the platform's is not found there.
+    platform_coupon = client.v1.coupons.create(params={"percent_off": 100})
+    client.v1.promotion_codes.create(params={"coupon": platform_coupon.id, "code": "PLATFORMFREE"})
+    for account, paid_total in ((a, 2250), (b, 1250)):
+        product = codes[account.id][0]
+        session = client.v1.checkout.sessions.create(params={
+            "mode": "payment", "success_url": "https://shop.example/ok", "allow_promotion_codes": True,
+            "line_items": [{"price_data": {"currency": "eur", "unit_amount": 2500, "product": product.id}, "quantity": 1}],
+        }, options=on(account.id))
+        with pytest.raises(ControlError) as unknown:
+            control.pay_session(session.id, promotion_code="PLATFORMFREE")
+        assert unknown.value.error["message"] == "This code is invalid."
+        assert control.pay_session(session.id, promotion_code="spring")["amount_total"] == paid_total
+    assert client.v1.promotion_codes.retrieve(code.id, options=on(a.id)).times_redeemed == 1
+    client.v1.promotion_codes.update(code.id, params={"active": False}, options=on(a.id))
+    client.v1.promotion_codes.update(code.id, params={"active": True}, options=on(a.id))  # b's SPRING is no clash
+
+
+def test_a_fee_above_what_a_code_left_to_pay_is_collected_up_to_the_amount_charged(client, visitor, control):
+    account = onboarded(client, visitor)
+    coupon = client.v1.coupons.create(params={"amount_off": 2400, "currency": "eur"}, options=on(account.id))
+    client.v1.promotion_codes.create(params={"coupon": coupon.id, "code": "BIGDEAL"}, options=on(account.id))
+    session = client.v1.checkout.sessions.create(
+        params={"mode": "payment", "success_url": "https://shop.example/ok", "line_items": [line_item(amount=2500)],
+                "allow_promotion_codes": True, "payment_intent_data": {"application_fee_amount": 300}},
+        options=on(account.id))
+    assert control.pay_session(session.id, promotion_code="BIGDEAL")["amount_total"] == 100
+    intent = client.v1.payment_intents.retrieve(
+        client.v1.checkout.sessions.retrieve(session.id, options=on(account.id)).payment_intent,
+        params={"expand": ["latest_charge"]}, options=on(account.id))
+    assert intent.latest_charge.amount == 100 and intent.latest_charge.application_fee_amount == 100
+    assert client.v1.application_fees.retrieve(intent.latest_charge.application_fee).amount == 100
+
+
 def test_a_merchant_who_cannot_charge_gets_stripes_refusal(client):
     pending = express(client)
     with pytest.raises(stripe.InvalidRequestError, match="Your account cannot currently make charges"):

@@ -11,7 +11,7 @@ import requests
 import stripe
 
 from stripe_emulator import Emulator
-from stripe_emulator.control import EmulatorControl
+from stripe_emulator.control import ControlError, EmulatorControl
 from stripe_emulator.webhooks import sign
 
 from .helpers import FAST, create_session, sdk_client, submit_card
@@ -49,6 +49,21 @@ def test_payment_events_are_verified_and_emitted_in_stripes_order(client, contro
     assert completed.request.id is None
     assert completed.api_version == stripe.api_version
     assert client.v1.events.retrieve(completed.id).pending_webhooks == 0
+
+
+def test_the_events_after_one_are_the_later_ones_oldest_first_a_page_at_a_time(client, control):
+    for n in range(5):
+        client.v1.customers.create(params={"email": f"c{n}@example.com"})
+    newest_first = [event["id"] for event in control.events(type="customer.created")]
+    first, *later = reversed(newest_first)
+
+    assert [event["id"] for event in control.events(type="customer.created", after=first)] == later
+    assert [event["id"] for event in control.events(type="customer.created", after=first, limit=2)] == later[:2]
+    assert [event["id"] for event in control.events(type="customer.created", after=later[1], limit=2)] == later[2:]
+    assert control.events(after=newest_first[0], type="customer.created") == []
+    with pytest.raises(ControlError) as unknown:
+        control.events(after="evt_unknown")
+    assert unknown.value.status == 404
 
 
 def test_api_caused_events_carry_the_request_and_its_idempotency_key(client, control, receiver):

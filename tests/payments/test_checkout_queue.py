@@ -233,13 +233,14 @@ def test_the_waiting_page_tells_place_and_estimate_with_htmx_and_without(paced, 
     assert "You are number 2 in line" in html
     assert "about 2 seconds" in html  # two turns at one per second
     assert '<meta http-equiv="refresh" content="2">' in html  # without JavaScript: it reloads itself
-    assert f'hx-get="{second}"' in html and 'hx-trigger="load delay:1s"' in html
+    assert f'hx-get="{second}"' in html and 'hx-trigger="load delay:2s"' in html  # its turn is 2 s away
     assert page["Cache-Control"] == "private, no-store"
 
     panel = Client().get(first, HTTP_HX_REQUEST="true")
     html = panel.content.decode()
     assert panel.status_code == 200 and "<html" not in html
     assert "You are number 1 in line" in html and "about 1 second." in html
+    assert 'hx-trigger="load delay:1s"' in html
     assert "Your seats are held for you while you wait" in html
     assert opened_for == []
 
@@ -465,3 +466,13 @@ def test_queue_token_is_signed_and_names_the_entry(paced, stripe_emulator):
     page = queue_page(start(Client(), slot, 1))
     entry = CheckoutQueueEntry.objects.get()
     assert page == reverse("shop:checkout_queue", args=[queue_token(entry)])
+
+
+@pytest.mark.parametrize("place, seconds", [(1, 1), (20, 1), (21, 2), (200, 10), (290, 15), (1000, 15)])
+def test_the_further_back_the_less_often_the_page_polls(settings, place, seconds):
+    """At 20 turns a second: every second for the next second's turns, then as often as turns
+    can come, at most every 15 s, so a thousand people waiting do not swamp the web tier."""
+    from shop.views import queue_poll_seconds
+
+    settings.STRIPE_REQUESTS_PER_SECOND = 20
+    assert queue_poll_seconds(place) == seconds

@@ -7,7 +7,7 @@ import pytest
 from django.core import mail
 from django.urls import reverse
 
-from bookings.models import BookingStatus, Refund, RefundStatus
+from bookings.models import BookingStatus, Listing, Refund, RefundStatus
 from payments.models import StripeEvent
 from payments import stripe_api
 from payments.reconcile import reconcile_run
@@ -41,8 +41,10 @@ def test_checkout_opens_a_stripe_session_describing_the_booking(client, slot):
     assert session.amount_total == 2 * slot.listing.price_amount == booking.amount_total
     assert session.currency == slot.listing.currency
     assert session.line_items.data[0].quantity == 2
-    # Promotion codes are the platform's: offered on its own account, not on a direct charge (--connect).
-    assert session.allow_promotion_codes is (booking.stripe_account_id == "")
+    # Codes are offered on the account the session is on: the platform's, or with Connect (--connect)
+    # the merchant's, where the merchant's codes and the listing's product are made.
+    assert session.allow_promotion_codes is True
+    assert session.line_items.data[0].price.product == Listing.objects.get(pk=slot.listing_id).stripe_product_id
     assert session.invoice_creation.enabled is True
     assert 29 * 60 < session.expires_at - session.created <= 31 * 60
     assert session.success_url.endswith("/checkout/success/?session_id={CHECKOUT_SESSION_ID}")

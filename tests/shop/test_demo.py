@@ -7,9 +7,10 @@ from django.core import mail
 from django.conf import settings
 from django.core.management import call_command
 from django.urls import reverse
+from django.utils import timezone
 
 from bookings.demo import DEMO_PASSWORD
-from bookings.models import Booking, BookingStatus, Listing, Merchant, Slot
+from bookings.models import Booking, BookingStatus, Listing, Merchant, PromotionCode, Slot
 from bookings.money import from_minor_units
 from payments import stripe_api
 from shop.demo import DEMO_FREE_PROMOTION_CODE
@@ -22,6 +23,7 @@ def counts() -> tuple[int, ...]:
     return tuple(model.objects.count() for model in (Merchant, Listing, Slot, Booking))
 
 
+@pytest.mark.platform_account
 def test_loading_the_demo_twice_adds_nothing_the_second_time(capsys, stripe_emulator):
     call_command("loaddemo", days=5)
     first = counts()
@@ -34,6 +36,7 @@ def test_loading_the_demo_twice_adds_nothing_the_second_time(capsys, stripe_emul
     assert "Demo bookings paid through the Stripe emulator: 0 created" in output
 
 
+@pytest.mark.platform_account
 def test_demo_bookings_are_real_payments_confirmed_through_the_state_machine(
     stripe_emulator, django_capture_on_commit_callbacks
 ):
@@ -51,6 +54,7 @@ def test_demo_bookings_are_real_payments_confirmed_through_the_state_machine(
     assert mail.outbox == []
 
 
+@pytest.mark.platform_account
 def test_without_the_emulator_the_demo_has_no_bookings_and_says_why(capsys, settings):
     settings.STRIPE_API_BASE = ""
 
@@ -62,6 +66,7 @@ def test_without_the_emulator_the_demo_has_no_bookings_and_says_why(capsys, sett
     assert "Promotion code" not in output
 
 
+@pytest.mark.platform_account
 def test_each_demo_merchant_sees_a_dashboard_with_only_their_own_bookings(client, stripe_emulator):
     call_command("loaddemo", days=5)
 
@@ -76,6 +81,7 @@ def test_each_demo_merchant_sees_a_dashboard_with_only_their_own_bookings(client
         assert "seats sold" in client.get(reverse("merchant:dashboard")).content.decode()
 
 
+@pytest.mark.platform_account
 @pytest.mark.django_db(transaction=True)
 def test_a_demo_booking_can_be_refunded_from_the_dashboard(client, stripe_emulator):
     call_command("loaddemo", days=3)
@@ -92,6 +98,7 @@ def test_a_demo_booking_can_be_refunded_from_the_dashboard(client, stripe_emulat
     assert [r.amount for r in refunds] == [booking.amount_paid]
 
 
+@pytest.mark.platform_account
 def test_the_100_percent_off_code_the_readme_advertises_exists_once_and_books_a_seat_with_no_card(
     client, capsys, stripe_emulator, django_capture_on_commit_callbacks
 ):
@@ -119,6 +126,7 @@ def test_the_100_percent_off_code_the_readme_advertises_exists_once_and_books_a_
     assert slot.seats_left == slot.capacity - 2
 
 
+@pytest.mark.platform_account
 def test_the_demo_runs_the_periodic_reconcile_itself_and_passes_on_what_is_not_settled(tmp_path):
     import sys
     import threading
@@ -190,9 +198,20 @@ def test_with_connect_the_demo_merchants_are_connected_accounts_two_onboarded_an
     output = capsys.readouterr().out
     assert "Connect: Harbour Kayaks's connected account can take payments." in output
     assert "Connect: Studio Lumen's connected account has not finished Stripe's onboarding" in output
-    assert "Promotion code" not in output and "Merchant sign-ins: harbour, atelier, studio" in output
+    assert "Merchant sign-ins: harbour, atelier, studio" in output
+    # The demo codes are made on their merchants' own accounts, once, and work on their checkouts.
+    assert "Promotion code DEMO100: 100% off Harbour Kayaks's listings" in output
+    harbour = merchants["harbour"]
+    [code] = api.v1.promotion_codes.list(params={"code": "DEMO100"}, options={"stripe_account": harbour.stripe_account_id}).data
+    assert api.v1.promotion_codes.list(params={"code": "DEMO100"}).data == []
+    assert PromotionCode.objects.filter(merchant=harbour, stripe_account=harbour.stripe_account_id).count() == 1
+    slot = Slot.objects.filter(listing__merchant=harbour, seats_left__gt=0, starts_at__gt=timezone.now()).first()
+    booking, _ = open_checkout(client, slot)
+    paid = stripe_emulator.pay_session(booking.checkout_session_id, promotion_code="demo100")
+    assert paid["amount_total"] == 0 and code.times_redeemed == 0
 
 
+@pytest.mark.platform_account
 def test_without_connect_the_demo_has_its_two_merchants_and_no_connected_accounts(stripe_emulator):
     call_command("loaddemo", days=3)
     assert sorted(Merchant.objects.values_list("user__username", flat=True)) == ["atelier", "harbour"]

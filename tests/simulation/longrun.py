@@ -192,6 +192,8 @@ def main(argv=None) -> int:
     print(f"  customers' own changes: {int(totals.get('customer_cancels', 0))} cancellations "
           f"({int(totals.get('late_cancels', 0))} late), {int(totals.get('reschedules', 0))} moves, "
           f"{int(totals.get('changes_refused', 0))} refused")
+    print(f"  with Connect:         {int(totals.get('connect_scenarios', 0))} scenarios, "
+          f"{int(totals.get('application_fees', 0))} application fees ({int(totals.get('fees_given_back', 0))} given back)")
     print(f"  seats added by the merchant: {int(totals.get('capacity_increases', 0))} time(s)")
     print(f"  waits / beat ticks:   {int(totals.get('waits', 0))} / {int(totals.get('beat_ticks', 0))}")
     print(f"  payments refused by an expired session: {int(totals.get('payments_refused', 0))}")

@@ -27,34 +27,37 @@ from django.conf import settings
 from django.core import mail
 from django.core.cache import cache
 from django.core.management import call_command
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.backends.signals import connection_created
-from django.db.models import Q, Sum
-from django.db.models.functions import Coalesce
 from django.test import Client, override_settings
 from django.urls import reverse
 from django.utils import timezone
 from stripe._http_client import HTTPClient
 
 import re
+from decimal import ROUND_HALF_UP, Decimal
+
+import stripe
 
 from bookings.models import (
-    Booking, BookingStatus, Hold, HoldEnd, HoldKind, Listing, Merchant, Refund, RefundStatus, Slot, WaitlistEntry,
-    WaitlistStatus,
+    Booking, BookingStatus, CustomerSignInLink, Hold, HoldEnd, HoldKind, Listing, Merchant, PromotionCode, ProvenCustomer, Refund,
+    RefundStatus, Slot, WaitlistEntry, WaitlistStatus, rows_written_in_bulk,
 )
-from payments.models import StripeEvent
+from payments.models import CheckoutQueueEntry, StripeEvent
 from bookings.money import from_minor_units
 from bookings.models import RefundReason
 from payments import stripe_api
 from payments.webhooks import HANDLED_EVENTS
 from stripe_emulator.control import ControlError, EmulatorControl, PaymentDeclined
 from tests.payments.webhook_signing import stripe_signature
+from tests.connect_mode import merchant_connect
 from tests.simulation import told
 from tests.simulation.scenario import CARDS, Customer, Scenario, SlotTime, generate
 
 RETRY_ANSWER = "Not processed yet; please retry."
 CUSTOMER_CANCEL = RefundReason.CUSTOMER_CANCELLED
 MAX_RACERS = 48
+EVENTS_PAGE = 1000
 FINAL_STATUS_CACHE_SECONDS = 60  # shop/settings.py's default
 PRICE = 2500
 TITLE = "Sea kayak tour"
@@ -120,11 +123,42 @@ class Totals:
     late_cancels: int = 0
     reschedules: int = 0
     changes_refused: int = 0
+    connect_scenarios: int = 0
+    application_fees: int = 0
+    fees_given_back: int = 0
     seconds: float = 0.0
 
     def add(self, other: Totals) -> None:
         for name in self.__dataclass_fields__:
             setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class ConnectFacts:
+    """Stripe's money objects of a scenario with the account each lives on ("" the platform's)."""
+
+    sessions: dict[str, tuple[str, dict]] = field(default_factory=dict)  # id -> (account, session)
+    fees: dict[str, dict] = field(default_factory=dict)  # application fees (the platform's objects)
+    refunds: dict[str, tuple[str, dict]] = field(default_factory=dict)  # id -> (account, refund), oldest first
+    intent_of_charge: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Rows:
+    """The scenario's rows as a step left them, read once (a query per model) for every check
+    after the step. Every row of these models is the scenario's: the world deletes them all
+    between scenarios."""
+
+    slots: list[dict]  # in the slots' order (starts_at, pk), with their listing's is_active
+    holds: list[dict]  # in the holds' order (expires_at, pk)
+    bookings: list[dict]  # in the bookings' order (newest first)
+    entries: list[dict] | None = None  # waitlist entries (created_at, pk), when the waitlist was used
+
+    def open_holds(self) -> list[dict]:
+        return [hold for hold in self.holds if hold["ended_at"] is None]
+
+    def hold_of_booking(self) -> dict[int, dict]:
+        return {hold["booking_id"]: hold for hold in self.holds if hold["booking_id"] is not None}
 
 
 @dataclass
@@ -165,6 +199,37 @@ def _scratch_commits(sender=None, connection=None, **kwargs) -> None:
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET synchronous_commit = off")
+
+
+class ReadTogether:
+    """The rows of some `values()` querysets, as `list(queryset)` gives them, read again on each
+    call. On PostgreSQL in one round trip: psycopg's client-side binding (Django's default) sends
+    the statements of one call together and hands back each one's result in turn; the SQL is
+    made once."""
+
+    def __init__(self, querysets):
+        self.querysets = querysets
+        self.together = connection.vendor == "postgresql" and not connection.settings_dict["OPTIONS"].get(
+            "server_side_binding")
+        if self.together:
+            self.compilers = [queryset.query.get_compiler(using=queryset.db) for queryset in querysets]
+            statements = [compiler.as_sql() for compiler in self.compilers]
+            self.sql = "; ".join(sql for sql, _ in statements)
+            self.params = [param for _, params in statements for param in params]
+            self.names = [[*queryset.query.extra_select, *queryset.query.values_select,
+                           *queryset.query.annotation_select] for queryset in querysets]
+
+    def __call__(self) -> list[list[dict]]:
+        if not self.together:
+            return [list(queryset.all()) for queryset in self.querysets]
+        read = []
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, self.params)
+            for n, (names, compiler) in enumerate(zip(self.names, self.compilers)):
+                if n:
+                    cursor.cursor.nextset()
+                read.append([dict(zip(names, row)) for row in compiler.results_iter(results=[cursor.fetchall()])])
+        return read
 
 
 @contextmanager
@@ -213,6 +278,11 @@ class Clock:
         self.offset += dt.timedelta(seconds=seconds)
 
 
+# The rows a scenario makes, each model after those referring to it.
+SCENARIO_MODELS = (CheckoutQueueEntry, Refund, StripeEvent, WaitlistEntry, Hold, Booking, PromotionCode.listings.through,
+                   Slot, Listing, ProvenCustomer, CustomerSignInLink)
+
+
 class World:
     """The site and the emulator, reused from scenario to scenario and reset between them."""
 
@@ -222,16 +292,24 @@ class World:
         self.threads = threads
         self.errors = ErrorLog()
         self.clock = Clock(control)
-        user_model = Merchant._meta.get_field("user").related_model
-        user, _ = user_model.objects.get_or_create(username="sim-merchant", defaults={"email": "sim@merchant.example"})
-        self.merchant, _ = Merchant.objects.get_or_create(
-            user=user, defaults={"display_name": "Sim Kayaks", "support_email": "alerts@merchant.example"}
-        )
         # One request handler, its middleware loaded once, shared by every client and thread (as
         # one web process serves many requests); a client of its own per customer and request.
         self.handler = Client().handler
-        self.merchant_client = self.client()
-        self.merchant_client.force_login(user)
+        # Merchant A sells every scenario's times; with Connect, merchant B sells some (scenario.py).
+        self.merchants: dict[str, Merchant] = {}
+        self.merchant_clients: dict[str, Client] = {}
+        user_model = Merchant._meta.get_field("user").related_model
+        for letter, username, name, email in (("A", "sim-merchant", "Sim Kayaks", "alerts@merchant.example"),
+                                               ("B", "sim-merchant-b", "Sim Canoes", "alerts-b@merchant.example")):
+            user, _ = user_model.objects.get_or_create(username=username, defaults={"email": f"{username}@sim.example"})
+            self.merchants[letter], _ = Merchant.objects.get_or_create(
+                user=user, defaults={"display_name": name, "support_email": email}
+            )
+            self.merchant_clients[letter] = self.client()
+            self.merchant_clients[letter].force_login(user)
+        self.merchant = self.merchants["A"]
+        self.merchant_client = self.merchant_clients["A"]
+        self._connect_secret: str | None = None
 
     def client(self, **defaults) -> Client:
         client = Client(**defaults)
@@ -289,33 +367,72 @@ class World:
         self.clock.reset()
         mail.outbox = []
         cache.clear()
-        Refund.objects.all().delete()
-        StripeEvent.objects.all().delete()
-        WaitlistEntry.objects.all().delete()
-        Hold.objects.all().delete()
-        Booking.objects.all().delete()
-        Slot.objects.all().delete()
-        Listing.objects.all().delete()
+        # Every row of the last scenario, referring rows first, in one transaction (one round
+        # trip on PostgreSQL); with Stripe Customers and sign-ins: the emulator has forgotten them.
+        deletes = [f"DELETE FROM {connection.ops.quote_name(model._meta.db_table)}" for model in SCENARIO_MODELS]
+        with transaction.atomic(), connection.cursor() as cursor:
+            if connection.vendor == "postgresql":
+                cursor.execute("; ".join(deletes))
+            else:
+                for delete in deletes:
+                    cursor.execute(delete)
+        for model in (Slot, Listing):  # the storefront's fragments of them are stale (bookings/storefront_cache.py)
+            rows_written_in_bulk.send(sender=model)
         self.errors.records.clear()
 
     def run(self, seed: int) -> Outcome:
         return self.play(generate(seed))
 
+    @property
+    def connect_secret(self) -> str:
+        if self._connect_secret is None:
+            self._connect_secret = self.control.connect_webhook_secret
+        return self._connect_secret
+
+    def connect_settings(self, scenario: Scenario) -> dict:
+        """The settings a scenario runs with: Connect on with its fee and fee-refund reasons, or
+        off (the platform's own account takes every payment)."""
+        if not scenario.connect:
+            return {"CONNECT_ENABLED": False}
+        return {"CONNECT_ENABLED": True, "PLATFORM_FEE_PERCENT": scenario.fee[0], "PLATFORM_FEE_FIXED": scenario.fee[1],
+                "CONNECT_REFUND_FEE_REASONS": list(scenario.fee_refund_reasons),
+                "STRIPE_CONNECT_WEBHOOK_SECRETS": [self.connect_secret]}
+
+    def prepare_merchants(self, scenario: Scenario) -> None:
+        """Both merchants in the scenario's zone. With Connect each gets a new onboarded connected
+        account (the emulator's reset forgot the last ones); without, none, as a merchant of a
+        site without Connect has."""
+        for merchant in self.merchants.values():
+            merchant.timezone = scenario.zone
+            Merchant.objects.filter(pk=merchant.pk).update(
+                timezone=scenario.zone, stripe_account_id="", stripe_charges_enabled=False,
+                stripe_payouts_enabled=False, stripe_details_submitted=False, stripe_account_synced_at=None,
+            )
+            merchant.refresh_from_db()
+            if scenario.connect:
+                merchant_connect(merchant)
+
+    def account_of(self, letter: str) -> str:
+        return self.merchants[letter].stripe_account_id
+
+    def connected_accounts(self) -> list[str]:
+        return [merchant.stripe_account_id for merchant in self.merchants.values() if merchant.stripe_account_id]
+
     def play(self, scenario: Scenario) -> Outcome:
         """Run one scenario (planned from a seed, or written out by a test) and check it."""
         self.reset()
-        # One merchant for every scenario, in the zone this scenario puts it.
-        Merchant.objects.filter(pk=self.merchant.pk).update(timezone=scenario.zone)
-        self.merchant.timezone = scenario.zone
         started = time.perf_counter()
         run = ScenarioRun(self, scenario)
-        # Final status panels are kept as in production (the test suite turns that off). The fair
-        # queue is off: its pace is real seconds while this clock is simulated, and the emulator here
-        # never answers 429 (tests/payments/test_checkout_queue.py covers the queue).
+        # Final status panels are kept as in production (the test suite turns that off); Connect
+        # and its fee as the scenario says, put back afterwards. The fair queue is off: its pace is
+        # real seconds while this clock is simulated, and the emulator here never answers 429
+        # (tests/payments/test_checkout_queue.py covers the queue).
         with override_settings(STRIPE_STATUS_CHECK_SECONDS=scenario.status_check_seconds,
                                FINAL_STATUS_CACHE_SECONDS=FINAL_STATUS_CACHE_SECONDS,
-                               STRIPE_REQUESTS_PER_SECOND=0):
+                               STRIPE_REQUESTS_PER_SECOND=0,
+                               **self.connect_settings(scenario)):
             try:
+                self.prepare_merchants(scenario)
                 run.play()
             except Exception:  # noqa: BLE001 - an unhandled error is a finding, reported with its trace
                 run.violation("the run itself crashed:\n" + traceback.format_exc())
@@ -343,10 +460,13 @@ class ScenarioRun:
         self.waitlist_used = False  # someone has asked to join a waitlist (else it has nothing to check)
         self.delivered: set[str] = set()
         self.slots: list[Slot] = []
+        self.slot_merchant: dict[int, str] = {}  # slot pk -> the merchant ("A", "B") selling it
+        self._connect_facts = ConnectFacts()  # what Stripe's events have told of the money (Connect)
+        self._connect_cursor = 0  # events read into it
         self.step_no = 0
         self._events: list[dict] = []
-        self._event_ids: set[str] = set()
         self._events_step = -1
+        self._readers: dict[tuple, ReadTogether] = {}
         self.op_seconds: Counter = Counter()
         self.check_seconds = 0.0
         self.signins: dict[int, str] = {}  # customer -> their session cookie, once proven by the e-mailed link
@@ -377,10 +497,15 @@ class ScenarioRun:
 
     def play(self) -> None:
         policy, free_hours, keep = self.scenario.policy
-        listing = Listing.objects.create(
-            merchant=self.world.merchant, title=TITLE, slug=f"sim-{self.scenario.seed}", price_amount=PRICE,
-            currency="eur", cancel_policy=policy, cancel_free_hours=free_hours, cancel_late_keep_percent=keep,
-        )
+        # One listing per merchant selling here (B's only with Connect), the same tour at the same price.
+        listings = {
+            letter: Listing.objects.create(
+                merchant=self.world.merchants[letter], title=TITLE, slug=f"sim-{self.scenario.seed}-{letter.lower()}",
+                price_amount=PRICE, currency="eur", cancel_policy=policy, cancel_free_hours=free_hours,
+                cancel_late_keep_percent=keep,
+            )
+            for letter in sorted({self.scenario.merchant_of_slot(n) for n in range(len(self.scenario.capacities))})
+        }
         from django.utils import timezone
 
         now, taken = timezone.now(), set()
@@ -391,8 +516,8 @@ class ScenarioRun:
             taken.add(starts)
             self.note(f"slot {n} starts {told.wall_clock(starts, self.scenario.zone)[0]} {self.scenario.zone} "
                       f"({starts:%Y-%m-%d %H:%M} UTC)")
-            self.slots.append(Slot.objects.create(listing=listing, starts_at=starts, capacity=capacity,
-                                                  seats_left=capacity))
+            self.slots.append(Slot.objects.create(listing=listings[self.scenario.merchant_of_slot(n)],
+                                                  starts_at=starts, capacity=capacity, seats_left=capacity))
         if self.scenario.spare_slot is not None:
             # A time nobody buys at first, for customers to move their bookings to.
             n, capacity = len(self.slots), self.scenario.spare_capacity
@@ -400,8 +525,9 @@ class ScenarioRun:
             while starts in taken:
                 starts += dt.timedelta(hours=1)
             self.note(f"spare slot {n} starts {told.wall_clock(starts, self.scenario.zone)[0]} {self.scenario.zone}")
-            self.slots.append(Slot.objects.create(listing=listing, starts_at=starts, capacity=capacity,
-                                                  seats_left=capacity))
+            self.slots.append(Slot.objects.create(listing=listings[self.scenario.merchant_of_slot(n)],
+                                                  starts_at=starts, capacity=capacity, seats_left=capacity))
+        self.slot_merchant = {slot.pk: self.scenario.merchant_of_slot(n) for n, slot in enumerate(self.slots)}
         if any(c.method == "free" for c in self.scenario.customers):
             api = stripe_api.stripe_client()
             coupon = api.v1.coupons.create(params={"percent_off": 100, "duration": "once"})
@@ -420,12 +546,47 @@ class ScenarioRun:
         self.count_waitlist()
         self.check_seconds += time.perf_counter() - started
 
+    def accounts(self) -> list[str]:
+        """The Stripe accounts money of this scenario may be on: the platform's own (""), and
+        with Connect the merchants' connected accounts."""
+        if not self.scenario.connect:
+            return [""]
+        return ["", *self.world.connected_accounts()]
+
     def check_step(self, when: str) -> None:
         started = time.perf_counter()
-        self.check_seats(when)
-        self.check_holds(when)
-        self.check_waitlist(when)
+        if self.scenario.connect:
+            self.stripe_events(fresh=True)  # once for both checks reading them
+        rows = self.rows()
+        self.check_seats(when, rows)
+        self.check_holds(when, rows)
+        self.check_waitlist(when, rows)
+        if self.scenario.connect:
+            self.check_connect(when, rows=rows)
         self.check_seconds += time.perf_counter() - started
+
+    def row_querysets(self) -> list:
+        querysets = [
+            Slot.objects.filter(pk__in=[slot.pk for slot in self.slots]).values(
+                "pk", "capacity", "seats_left", "seats_held", "is_on_sale", "cancelled_at", "starts_at",
+                "listing__is_active"),
+            Hold.objects.filter(slot__in=self.slots).values(
+                "pk", "slot_id", "booking_id", "kind", "quantity", "expires_at", "ended_at", "end"),
+            Booking.objects.filter(slot__in=self.slots).values(
+                "pk", "slot_id", "status", "quantity", "customer_email", "checkout_session_id", "ended_reason"),
+        ]
+        if self.waitlist_used:
+            querysets.append(WaitlistEntry.objects.filter(slot__in=self.slots).values(
+                "pk", "slot_id", "customer_email", "status", "quantity", "offer_hold_id", "offer_email_sent_at",
+                "joined_email_sent_at", "booking_id"))
+        return querysets
+
+    def rows(self) -> Rows:
+        """The rows every check after a step reads: a query per model, in one round trip."""
+        key = (self.waitlist_used, len(self.slots))
+        if key not in self._readers:
+            self._readers[key] = ReadTogether(self.row_querysets())
+        return Rows(*self._readers[key]())
 
     def run_step(self, step) -> None:
         calls = [self.operation(op) for op in step]
@@ -456,20 +617,21 @@ class ScenarioRun:
 
     def stripe_events(self, *, fresh: bool = False) -> list[dict]:
         """The emulator's events, oldest first, read once per step (events only come from steps)
-        unless `fresh`; only the newest are fetched, until one already seen."""
+        unless `fresh`; only those made since the last one read are fetched."""
         with self.lock:
             if fresh or self._events_step != self.step_no:
                 self._events_step = self.step_no
-                limit = 20
+                if not self._events:  # all there are, newest first
+                    limit = EVENTS_PAGE
+                    while len(newest_first := self.control.events(limit=limit)) == limit < 10_000:
+                        limit *= 10
+                    self._events = newest_first[::-1]
+                    return self._events
                 while True:
-                    newest_first = self.control.events(limit=limit)
-                    fresh = [e for e in newest_first if e["id"] not in self._event_ids]
-                    if len(fresh) < len(newest_first) or len(newest_first) < limit:
+                    page = self.control.events(after=self._events[-1]["id"], limit=EVENTS_PAGE)
+                    self._events += page
+                    if len(page) < EVENTS_PAGE:
                         break
-                    limit *= 10
-                for event in reversed(fresh):
-                    self._event_ids.add(event["id"])
-                    self._events.append(event)
             return self._events
 
     # -- operations -----------------------------------------------------------------------------
@@ -479,6 +641,17 @@ class ScenarioRun:
 
     def booking(self, c: Customer) -> Booking | None:
         return Booking.objects.filter(customer_email=c.email).first()
+
+    def merchant_of(self, booking: Booking) -> Merchant:
+        """The merchant whose time was booked (a move stays within the listing, so the merchant)."""
+        return self.world.merchants[self.slot_merchant[booking.slot_id]]
+
+    def on_account_of(self, c: Customer) -> dict:
+        """The SDK's options reading the customer's objects where they live: on the connected
+        account of the merchant of the slot they buy (Connect), else on the platform's own."""
+        if not self.scenario.connect:
+            return {}
+        return {"stripe_account": self.world.account_of(self.scenario.merchant_of_slot(c.slot))}
 
     def op_noop(self) -> None:
         pass
@@ -564,12 +737,15 @@ class ScenarioRun:
         return mine
 
     def post_event(self, event: dict) -> int:
+        """Deliver an event where Stripe sends it: a connected account's (`account` set) to the
+        Connect endpoint signed with its secret, the platform's to the platform endpoint."""
         payload = json.dumps(event).encode()
+        connect = bool(event.get("account"))
         response = self.world.client().post(
-            reverse("payments:stripe_webhook"),
+            reverse("payments:stripe_connect_webhook" if connect else "payments:stripe_webhook"),
             data=payload,
             content_type="application/json",
-            HTTP_STRIPE_SIGNATURE=stripe_signature(payload, self.world.secret),
+            HTTP_STRIPE_SIGNATURE=stripe_signature(payload, self.world.connect_secret if connect else self.world.secret),
         )
         self.count("webhooks")
         self.answered(f"webhook {event['type']} {event['id']}", response, webhook=True)
@@ -615,7 +791,8 @@ class ScenarioRun:
         session_id = self.sessions.get(index)
         if not session_id:
             return
-        cancel_url = urlsplit(stripe_api.stripe_client().v1.checkout.sessions.retrieve(session_id).cancel_url)
+        session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(session_id, options=self.on_account_of(c))
+        cancel_url = urlsplit(session.cancel_url)
         response = self.client(c).get(f"{cancel_url.path}?{cancel_url.query}")
         self.count("cancels")
         self.answered(f"{c.name}'s return from a cancelled Checkout", response)
@@ -699,7 +876,7 @@ class ScenarioRun:
     def op_capacity(self, slot_index: int, more: int) -> None:
         """The merchant adds seats to a time, on the slots table (htmx)."""
         slot = Slot.objects.get(pk=self.slots[slot_index].pk)
-        response = self.world.merchant_client.post(
+        response = self.world.merchant_clients[self.slot_merchant[slot.pk]].post(
             reverse("merchant:slot_capacity", args=[slot.pk]), {"capacity": slot.capacity + more},
             headers={"HX-Request": "true"},
         )
@@ -860,7 +1037,7 @@ class ScenarioRun:
             return
         outstanding = max(booking.amount_paid - booking.amount_refunded, 1)
         amount = str(from_minor_units(min(part, outstanding) if part else outstanding, "eur"))
-        response = self.world.merchant_client.post(
+        response = self.world.merchant_clients[self.slot_merchant[booking.slot_id]].post(
             reverse("merchant:booking_refund", args=[booking.pk]), {"amount": amount}
         )
         self.answered(f"merchant refund of {c.name}", response)
@@ -869,7 +1046,8 @@ class ScenarioRun:
 
     def op_cancel_slot(self, slot_index: int) -> None:
         slot = self.slots[slot_index]
-        response = self.world.merchant_client.post(reverse("merchant:slot_cancel", args=[slot.pk]))
+        response = self.world.merchant_clients[self.slot_merchant[slot.pk]].post(
+            reverse("merchant:slot_cancel", args=[slot.pk]))
         self.answered(f"cancelling slot {slot_index}", response)
         self.note(f"merchant cancels slot {slot_index} ({response.status_code})")
 
@@ -914,84 +1092,252 @@ class ScenarioRun:
 
     # -- invariants -----------------------------------------------------------------------------
 
-    def check_seats(self, when: str) -> None:
+    def check_seats(self, when: str, rows: Rows | None = None) -> None:
         """Held + sold never exceed the capacity, counted from the rows themselves (open `Hold`
         rows, confirmed bookings); and the slot's own columns agree: `seats_held` is the sum of
         its open holds, capacity - free - held the seats of its confirmed bookings."""
-        confirmed = Q(bookings__status=BookingStatus.CONFIRMED)
-        slots = Slot.objects.filter(pk__in=[slot.pk for slot in self.slots]).annotate(
-            sold=Coalesce(Sum("bookings__quantity", filter=confirmed), 0)
-        )
-        open_holds = dict(
-            Hold.objects.filter(slot__in=self.slots, ended_at__isnull=True)
-            .values("slot").annotate(seats=Sum("quantity")).values_list("slot", "seats")
-        )
+        rows = rows or self.rows()
+        sold, open_holds = Counter(), Counter()
+        for booking in rows.bookings:
+            if booking["status"] == BookingStatus.CONFIRMED:
+                sold[booking["slot_id"]] += booking["quantity"]
+        for hold in rows.open_holds():
+            open_holds[hold["slot_id"]] += hold["quantity"]
         numbers = {slot.pk: n for n, slot in enumerate(self.slots)}
-        for slot in slots:
-            n = numbers[slot.pk]
-            held = open_holds.get(slot.pk, 0)
-            if held + slot.sold > slot.capacity:
-                self.violation(f"{when}: slot {n} has {held} seats held + {slot.sold} sold > {slot.capacity}")
-            if not 0 <= slot.seats_left <= slot.capacity:
-                self.violation(f"{when}: slot {n} has {slot.seats_left} seats left of {slot.capacity}")
-            if slot.seats_held != held:
-                self.violation(f"{when}: slot {n} counts {slot.seats_held} seats held, its open holds {held}")
-            if slot.capacity - slot.seats_left - slot.seats_held != slot.sold:
+        for slot in rows.slots:
+            n, capacity, seats_left, seats_held = numbers[slot["pk"]], slot["capacity"], slot["seats_left"], slot["seats_held"]
+            held, slot_sold = open_holds[slot["pk"]], sold[slot["pk"]]
+            if held + slot_sold > capacity:
+                self.violation(f"{when}: slot {n} has {held} seats held + {slot_sold} sold > {capacity}")
+            if not 0 <= seats_left <= capacity:
+                self.violation(f"{when}: slot {n} has {seats_left} seats left of {capacity}")
+            if seats_held != held:
+                self.violation(f"{when}: slot {n} counts {seats_held} seats held, its open holds {held}")
+            if capacity - seats_left - seats_held != slot_sold:
                 self.violation(
-                    f"{when}: slot {n} sold {slot.capacity - slot.seats_left - slot.seats_held} seats, "
-                    f"confirmed bookings hold {slot.sold}"
+                    f"{when}: slot {n} sold {capacity - seats_left - seats_held} seats, "
+                    f"confirmed bookings hold {slot_sold}"
                 )
 
-    def session_ends(self) -> dict[str, tuple[str, dt.datetime]]:
+    def session_ends(self, *, fresh: bool = True) -> dict[str, tuple[str, dt.datetime]]:
         """When each Checkout Session stopped being open, at Stripe (its completed or expired
         event's time on the emulator's clock, the same instant on the site's)."""
         ends = {}
-        for event in self.stripe_events(fresh=True):
+        for event in self.stripe_events(fresh=fresh):
             if event["type"] in ("checkout.session.completed", "checkout.session.expired"):
                 at = dt.datetime.fromtimestamp(event["created"], dt.UTC)
                 ends.setdefault(event["data"]["object"]["id"], (event["type"].rsplit(".", 1)[1], at))
         return ends
 
-    def check_holds(self, when: str) -> None:
+    def expected_fee(self, amount: int) -> int:
+        """The platform's fee on a payment of `amount` by the scenario's fee settings: the percent
+        of it rounded half up to a whole cent, plus the fixed part, never more than the payment."""
+        if amount <= 0:
+            return 0
+        percent, fixed = self.scenario.fee
+        share = (Decimal(amount) * Decimal(percent) / 100).quantize(Decimal(1), rounding=ROUND_HALF_UP)
+        return min(amount, int(share) + fixed)
+
+    def connect_facts_from_events(self) -> ConnectFacts:
+        """What Stripe has of this scenario's money, from its events (each names the account its
+        object lives on; the newest event of an object has its state): read after every step at
+        the cost of the events already fetched."""
+        events = self.stripe_events()
+        facts = self._connect_facts
+        for event in events[self._connect_cursor:]:
+            kind, obj, account = event["type"], event["data"]["object"], event.get("account") or ""
+            if kind.startswith("checkout.session."):
+                facts.sessions[obj["id"]] = (account, obj)
+            elif kind.startswith("application_fee.") and obj.get("object") == "application_fee":
+                facts.fees[obj["id"]] = obj
+            elif kind == "charge.succeeded":
+                facts.intent_of_charge[obj["id"]] = stripe_api.id_of(obj.get("payment_intent"))
+            elif kind.startswith("refund.") or kind == "charge.refund.updated":
+                facts.refunds[obj["id"]] = (account, obj)  # first seen first: oldest first
+        self._connect_cursor = len(events)
+        return facts
+
+    def connect_facts_listed(self, listed: dict[str, tuple[list, list]]) -> ConnectFacts:
+        """The same facts listed from Stripe's API on each account (the platform's and both
+        merchants': `listed`, their sessions and refunds, newest first), as a platform reads
+        them: the last word once everything has settled."""
+        api = stripe_api.stripe_client()
+        facts = ConnectFacts()
+        for account, (sessions, refunds) in listed.items():
+            for session in sessions:
+                facts.sessions[session.id] = (account, session.to_dict())
+            for refund in reversed(refunds):
+                facts.refunds[refund.id] = (account, refund.to_dict())
+        for fee in api.v1.application_fees.list(params={"limit": 100}).auto_paging_iter():
+            facts.fees[fee.id] = fee.to_dict()
+        facts.intent_of_charge = dict(self._connect_facts.intent_of_charge)
+        return facts
+
+    def check_connect(self, when: str, *, listed: dict[str, tuple[list, list]] | None = None,
+                      rows: Rows | None = None) -> None:
+        """With Connect, as Stripe has it: every Checkout Session (so every payment) of a booking
+        is on the connected account of the merchant whose time was booked, never on the
+        platform's own account nor on the other merchant's; every paid session carries one
+        application fee, on that account's charge, of the amount the fee settings give for it
+        (never more than the payment); a fee is given back only with a refund whose reason
+        CONNECT_REFUND_FEE_REASONS lists, and by Stripe's share when one is made; the platform's
+        own account takes no payment and makes no refund, so its money is the fees alone. After
+        every step from Stripe's events; once settled (`listed`), from its API."""
+        settled = listed is not None
+        facts = self.connect_facts_listed(listed) if settled else self.connect_facts_from_events()
+        api = stripe_api.stripe_client()
+        bookings = [b for b in (rows or self.rows()).bookings if b["checkout_session_id"] != ""]
+        names = {c.email: c.name for c in self.scenario.customers}
+        account_of = {letter: self.world.account_of(letter) for letter in ("A", "B")}
+        where = {account: f"merchant {letter}'s account" for letter, account in account_of.items()}
+        where[""] = "the platform's own account"
+        paid: dict[str, tuple[str, str, dict]] = {}  # payment intent -> (who, merchant, session)
+        for b in bookings:
+            who = f"{names.get(b['customer_email'], b['customer_email'])} (booking {b['pk']})"
+            letter = self.slot_merchant[b["slot_id"]]
+            account, session = facts.sessions.get(b["checkout_session_id"], (None, None))
+            if session is None:
+                if settled:
+                    self.violation(f"{when}: {who}'s Checkout Session is on no account of this scenario")
+                continue  # open and untouched: no event of it yet
+            if account != account_of[letter]:
+                self.violation(f"{when}: {who} booked merchant {letter}'s time and pays on {where.get(account, account)}")
+            if session.get("payment_intent"):
+                paid[stripe_api.id_of(session["payment_intent"])] = (who, letter, session)
+        mine = {b["checkout_session_id"] for b in bookings}
+        strays = [sid for sid, (account, _) in facts.sessions.items() if account == "" and sid not in mine]
+        if strays:
+            self.violation(f"{when}: the platform's own account holds {len(strays)} Checkout Session(s)")
+        fees: dict[str, list] = {}
+        for fee in facts.fees.values():
+            intent = facts.intent_of_charge.get(fee["charge"])
+            if intent is None:
+                try:
+                    charge = api.v1.charges.retrieve(fee["charge"], options={"stripe_account": fee["account"]})
+                except stripe.InvalidRequestError:
+                    self.violation(f"{when}: application fee {fee['id']} of {fee['amount']} is taken from "
+                                   f"{where.get(fee['account'], fee['account'])}, which has no charge {fee['charge']}")
+                    continue
+                intent = facts.intent_of_charge[fee["charge"]] = stripe_api.id_of(charge.payment_intent)
+            if intent not in paid:
+                if settled:
+                    self.violation(f"{when}: application fee {fee['id']} of {fee['amount']} on "
+                                   f"{where.get(fee['account'], fee['account'])} is on no booking's payment")
+                continue
+            who, letter, session = paid[intent]
+            fees.setdefault(intent, []).append(fee)
+            if fee["account"] != account_of[letter]:
+                self.violation(f"{when}: {who}'s fee is taken from {where.get(fee['account'], fee['account'])}, "
+                               f"the time booked is merchant {letter}'s")
+            expected = self.expected_fee(session["amount_total"])
+            if fee["amount"] != expected or fee["amount"] > session["amount_total"]:
+                self.violation(f"{when}: {who}'s fee is {fee['amount']} on {session['amount_total']} paid; a fee of "
+                               f"{self.scenario.fee[0]}% + {self.scenario.fee[1]} is {expected}")
+        refunds: dict[str, list] = {}
+        for account, refund in facts.refunds.values():
+            refunds.setdefault(stripe_api.id_of(refund.get("payment_intent")), []).append((account, refund))
+        reasons = set(self.scenario.fee_refund_reasons)
+        for intent, (who, letter, session) in paid.items():
+            taken = fees.get(intent, [])
+            charged = session["payment_status"] == "paid" and session["amount_total"] > 0
+            wanted = 1 if charged and self.expected_fee(session["amount_total"]) else 0
+            if len(taken) != wanted:
+                self.violation(f"{when}: {who} paid {session['amount_total']} ({session['payment_status']}) "
+                               f"with {len(taken)} application fee(s)")
+            for account, refund in refunds.get(intent, []):
+                if account != account_of[letter]:
+                    self.violation(f"{when}: {who}'s refund of {refund['amount']} is made on {where.get(account, account)}")
+            if taken:
+                self.check_fee_refunds(when, who, taken[0], session["amount_total"],
+                                       [refund for _, refund in refunds.get(intent, [])], reasons)
+        platform_refunds = sum(1 for account, _ in facts.refunds.values() if account == "")
+        if platform_refunds:
+            self.violation(f"{when}: the platform's own account made {platform_refunds} refund(s)")
+        if settled:
+            self.count("connect_scenarios")
+            self.count("application_fees", sum(len(taken) for taken in fees.values()))
+            self.count("fees_given_back", sum(1 for taken in fees.values() for fee in taken if fee["amount_refunded"]))
+            # Each payment, asked for by its id, is found only on its merchant's account.
+            for intent, (who, letter, session) in paid.items():
+                for account in where:
+                    if account == account_of[letter]:
+                        continue
+                    try:
+                        api.v1.payment_intents.retrieve(intent, options={"stripe_account": account} if account else {})
+                    except stripe.InvalidRequestError:
+                        continue
+                    self.violation(f"{when}: {who}'s payment {intent} is also found on {where[account]}")
+
+    def check_fee_refunds(self, when: str, who: str, fee: dict, paid: int, refunds: list[dict], reasons: set[str]) -> None:
+        """The fee is given back only by refunds of a listed reason; when none of the payment's
+        refunds failed (a failed one leaves Stripe's share of the next one moot), by Stripe's
+        share of each: the fee x the refund / the payment (rounded down), all that is left of it
+        once the payment is refunded in full."""
+        back, amount = fee["amount_refunded"], fee["amount"]
+        why = [(refund.get("metadata") or {}).get("reason", "?") for refund in refunds]
+        if back > amount:
+            self.violation(f"{when}: {who}'s fee {amount}: {back} given back")
+        if back and not reasons.intersection(why):
+            self.violation(f"{when}: {who}'s fee {amount}: {back} given back with refund(s) for "
+                           f"{', '.join(why) or 'nothing'}, a reason CONNECT_REFUND_FEE_REASONS "
+                           f"({', '.join(sorted(reasons)) or 'none'}) does not list")
+            return
+        if any(refund["status"] in ("failed", "canceled") for refund in refunds):
+            return
+        expected, left, refunded = 0, amount, 0
+        for refund, reason in zip(refunds, why):
+            refunded += refund["amount"]
+            if reason in reasons:
+                share = left if refunded >= paid else min(left, amount * refund["amount"] // paid)
+                expected, left = expected + share, left - share
+        if back != expected:
+            made = ", ".join(f"{refund['amount']} ({reason})" for refund, reason in zip(refunds, why)) or "none"
+            self.violation(f"{when}: {who}'s fee {amount}: {back} given back; refunds {made} of {paid} paid give "
+                           f"back {expected} (CONNECT_REFUND_FEE_REASONS: {', '.join(sorted(reasons)) or 'none'})")
+
+    def check_holds(self, when: str, rows: Rows | None = None) -> None:
         """Every hold ends within a minute of its session's end (the scheduled reconcile runs
         every minute); no customer who paid before their hold's end is refunded as sold out."""
         now = timezone.now()
-        open_holds = list(Hold.objects.filter(slot__in=self.slots, ended_at__isnull=True).select_related("booking"))
-        sold_out = list(Booking.objects.filter(slot__in=self.slots, ended_reason="sold_out").select_related("hold"))
+        rows = rows or self.rows()
+        open_holds = rows.open_holds()
+        sold_out = [booking for booking in rows.bookings if booking["ended_reason"] == "sold_out"]
         if not open_holds and not sold_out:
             return
-        ends = self.session_ends()
+        ends = self.session_ends(fresh=not self.scenario.connect)
         names = {f"c{c.index}@sim.example": c.name for c in self.scenario.customers}
+        bookings = {booking["pk"]: booking for booking in rows.bookings}
         for hold in open_holds:
-            booking = hold.booking
+            booking = bookings.get(hold["booking_id"])
             if booking is None:  # a waitlist offer: it ends at its own time, swept every minute
-                late = (now - hold.expires_at).total_seconds()
+                late = (now - hold["expires_at"]).total_seconds()
                 if late > HOLD_END_GRACE_SECONDS:
-                    entry = WaitlistEntry.objects.filter(offer_hold=hold).first()
+                    entry = WaitlistEntry.objects.filter(offer_hold=hold["pk"]).first()
                     self.violation(
                         f"{when}: {names.get(entry.customer_email if entry else '', '?')}'s waitlist offer of "
-                        f"{hold.quantity} seat(s) is still open {late:.0f} s after its end"
+                        f"{hold['quantity']} seat(s) is still open {late:.0f} s after its end"
                     )
                 continue
-            end, ended_at = ends.get(booking.checkout_session_id or "", ("time up", hold.expires_at))
-            if ended_at > hold.expires_at:
-                end, ended_at = "time up", hold.expires_at
+            end, ended_at = ends.get(booking["checkout_session_id"] or "", ("time up", hold["expires_at"]))
+            if ended_at > hold["expires_at"]:
+                end, ended_at = "time up", hold["expires_at"]
             late = (now - ended_at).total_seconds()
             if late > HOLD_END_GRACE_SECONDS:
                 self.violation(
-                    f"{when}: {names.get(booking.customer_email, '?')}'s hold of {hold.quantity} seat(s) is still open "
-                    f"{late:.0f} s after its session ended ({end})"
+                    f"{when}: {names.get(booking['customer_email'], '?')}'s hold of {hold['quantity']} seat(s) is still "
+                    f"open {late:.0f} s after its session ended ({end})"
                 )
+        hold_of_booking = rows.hold_of_booking()
         for booking in sold_out:
-            hold = getattr(booking, "hold", None)
-            end, paid_at = ends.get(booking.checkout_session_id or "", ("", None))
-            if hold is not None and end == "completed" and paid_at < hold.expires_at:
+            hold = hold_of_booking.get(booking["pk"])
+            end, paid_at = ends.get(booking["checkout_session_id"] or "", ("", None))
+            if hold is not None and end == "completed" and paid_at < hold["expires_at"]:
                 self.violation(
-                    f"{when}: {names.get(booking.customer_email, '?')} paid at {paid_at:%H:%M:%S}, within their hold "
-                    f"(until {hold.expires_at:%H:%M:%S}, ended {hold.end or 'never'}), and was refunded as sold out"
+                    f"{when}: {names.get(booking['customer_email'], '?')} paid at {paid_at:%H:%M:%S}, within their hold "
+                    f"(until {hold['expires_at']:%H:%M:%S}, ended {hold['end'] or 'never'}), and was refunded as sold out"
                 )
 
-    def check_waitlist(self, when: str) -> None:
+    def check_waitlist(self, when: str, rows: Rows | None = None) -> None:
         """No seat offered to two people at once: every open offer hold is the offer of one
         customer in line, nobody holds two, and no seats are held by an offer and its checkout at
         once (held + sold <= capacity is check_seats'). Each offer e-mail is sent once (and every
@@ -1000,17 +1346,13 @@ class ScenarioRun:
         the join view: before anyone asked to join, there is nothing to look at.)"""
         if not self.waitlist_used:
             return
-        entries = list(
-            WaitlistEntry.objects.filter(slot__in=self.slots).values(
-                "pk", "slot_id", "customer_email", "status", "quantity", "offer_hold_id", "offer_hold__ended_at",
-                "offer_email_sent_at", "joined_email_sent_at", "booking_id", "booking__hold__pk",
-                "booking__hold__ended_at",
-            )
-        )
-        offers = list(Hold.objects.filter(slot__in=self.slots, kind=HoldKind.OFFER, ended_at__isnull=True)
-                      .values_list("pk", "quantity"))
+        rows = rows or self.rows()
+        entries = rows.entries
+        offers = [(hold["pk"], hold["quantity"]) for hold in rows.open_holds() if hold["kind"] == HoldKind.OFFER]
         if not entries and not offers:
             return
+        holds = {hold["pk"]: hold for hold in rows.holds}
+        hold_of_booking = rows.hold_of_booking()
         names = {c.email: c.name for c in self.scenario.customers}
         numbers = {slot.pk: n for n, slot in enumerate(self.slots)}
         offered_to = {e["offer_hold_id"]: e for e in entries if e["offer_hold_id"]}
@@ -1023,12 +1365,13 @@ class ScenarioRun:
         open_offers = Counter()
         for e in entries:
             who = names.get(e["customer_email"], e["customer_email"])
-            offer_open = e["offer_hold_id"] is not None and e["offer_hold__ended_at"] is None
+            offer_open = e["offer_hold_id"] is not None and holds[e["offer_hold_id"]]["ended_at"] is None
             if offer_open:
                 open_offers[(e["slot_id"], e["customer_email"])] += 1
             if e["status"] == WaitlistStatus.OFFERED and not offer_open:
                 self.violation(f"{when}: {who} is told seats are offered, but the offer's hold has ended")
-            if offer_open and e["booking__hold__pk"] is not None and e["booking__hold__ended_at"] is None:
+            checkout_hold = hold_of_booking.get(e["booking_id"]) if e["booking_id"] is not None else None
+            if offer_open and checkout_hold is not None and checkout_hold["ended_at"] is None:
                 self.violation(f"{when}: {who}'s {e['quantity']} seat(s) are held by their offer and by their "
                                "checkout at once")
         for (slot_id, email), n in open_offers.items():
@@ -1050,15 +1393,14 @@ class ScenarioRun:
         waiting = [e for e in entries if e["status"] == WaitlistStatus.WAITING]
         if waiting:
             now = timezone.now()
-            slots = {slot.pk: slot for slot in Slot.objects.filter(pk__in=[e["slot_id"] for e in waiting])
-                     .select_related("listing")}
+            slots = {slot["pk"]: slot for slot in rows.slots}
             for e in waiting:
                 slot = slots[e["slot_id"]]
-                open_for_sale = (slot.is_on_sale and not slot.is_cancelled and slot.listing.is_active
-                                 and slot.starts_at > now)
-                if open_for_sale and e["quantity"] <= slot.seats_left:
+                open_for_sale = (slot["is_on_sale"] and slot["cancelled_at"] is None and slot["listing__is_active"]
+                                 and slot["starts_at"] > now)
+                if open_for_sale and e["quantity"] <= slot["seats_left"]:
                     self.violation(f"{when}: {names.get(e['customer_email'], '?')} still waits for {e['quantity']} "
-                                   f"seat(s) while slot {numbers[slot.pk]} has {slot.seats_left} free")
+                                   f"seat(s) while slot {numbers[slot['pk']]} has {slot['seats_left']} free")
 
     def count_waitlist(self) -> None:
         entries = WaitlistEntry.objects.filter(slot__in=self.slots)
@@ -1083,10 +1425,17 @@ class ScenarioRun:
         self.check_seats("after settling")
         api = stripe_api.stripe_client()
         outbox = list(mail.outbox)
-        sessions = {s.id: s for s in api.v1.checkout.sessions.list(params={"limit": 100}).auto_paging_iter()}
-        refunds: dict[str, list] = {}
-        for refund in api.v1.refunds.list(params={"limit": 100}).auto_paging_iter():
-            refunds.setdefault(refund.payment_intent, []).append(refund)
+        sessions, refunds = {}, {}
+        listed: dict[str, tuple[list, list]] = {}  # account -> its sessions and refunds (newest first)
+        for account in self.accounts():
+            options = {"stripe_account": account} if account else {}
+            listed[account] = (list(api.v1.checkout.sessions.list(params={"limit": 100}, options=options).auto_paging_iter()),
+                               list(api.v1.refunds.list(params={"limit": 100}, options=options).auto_paging_iter()))
+            sessions.update({s.id: s for s in listed[account][0]})
+            for refund in listed[account][1]:
+                refunds.setdefault(refund.payment_intent, []).append(refund)
+        if self.scenario.connect:
+            self.check_connect("after settling", listed=listed)
         for c in self.scenario.customers:
             self.check_customer(c, sessions, refunds, outbox)
         if self.world.errors.records:
@@ -1190,7 +1539,7 @@ class ScenarioRun:
         who = f"{c.name} (booking {booking.pk}, {booking.status})"
         to_customer = [m.subject for m in outbox if m.to == [c.email]]
         cancel_mails = sum(1 for s in to_customer if s == CUSTOMER_CANCELLED or s.startswith(CUSTOMER_CANCELLED + ", refund of "))
-        merchant_mails = sum(1 for m in outbox if m.to == [self.world.merchant.support_email]
+        merchant_mails = sum(1 for m in outbox if m.to == [self.merchant_of(booking).support_email]
                              and m.subject == f"Booking #{booking.pk} cancelled by {c.name}")
         moved_mails = to_customer.count(MOVED_SUBJECT)
         moves = self.moves[c.index]
@@ -1234,7 +1583,7 @@ class ScenarioRun:
         the booking page, against what is recorded: the reason money came back (and how much),
         and the slot's wall-clock time in the merchant's zone (see told.py)."""
         who = f"{c.name} (booking {booking.pk}, {booking.status})"
-        merchant = self.world.merchant
+        merchant = self.merchant_of(booking)
         zone = self.scenario.zone
         starts_at = next(slot.starts_at for slot in self.slots if slot.pk == booking.slot_id)
         when, time_of_day = told.wall_clock(starts_at, zone)

@@ -36,6 +36,20 @@ ZONES_WITH_CLOCK_CHANGES = {"Europe/London", "Europe/Paris", "America/New_York"}
 # Which day a time is on: an ordinary one, the zone's next clock-change day (in the small hours,
 # around the change itself, or later that day), or near midnight so that the date in UTC differs.
 SLOT_DAYS = {"ordinary": 5, "clock_change": 3, "other_utc_day": 2}
+# About one scenario in three sells through Stripe Connect: two merchants (A owns the even slots,
+# B the odd ones; a spare slot is A's), each with an onboarded connected account.
+CONNECT_SHARE = 1 / 3
+# The platform's fee (PLATFORM_FEE_PERCENT, PLATFORM_FEE_FIXED): round percentages, one that
+# rounds half up (7.5% of 2500 is 187.5), a fixed fee alone, and fees that reach the whole price.
+CONNECT_FEES = {("10", 30): 3, ("7.5", 0): 2, ("0", 50): 1, ("12.5", 25): 1, ("100", 30): 1}
+# The refund reasons whose refunds give the fee back (CONNECT_REFUND_FEE_REASONS): the default,
+# the merchant's refunds too, every reason, none.
+CONNECT_FEE_REFUND_REASONS = {
+    ("sold_out", "slot_cancelled"): 3,
+    ("sold_out", "slot_cancelled", "merchant"): 1,
+    ("sold_out", "slot_cancelled", "merchant", "customer_cancel"): 1,
+    (): 1,
+}
 
 
 def _pick(rng: random.Random, weights: dict[str, int]) -> str:
@@ -101,6 +115,16 @@ class Scenario:
     policy: tuple[str, int, int] = ("customer", 24, 100)
     spare_slot: SlotTime | None = None
     spare_capacity: int = 0
+    # Stripe Connect: off (the platform's own account takes every payment), or on with two
+    # merchants, the platform's fee (percent as the setting spells it, fixed minor units) and the
+    # refund reasons that give the fee back.
+    connect: bool = False
+    fee: tuple[str, int] = ("0", 0)
+    fee_refund_reasons: tuple[str, ...] = ()
+
+    def merchant_of_slot(self, n: int) -> str:
+        """Which merchant ("A" or "B") sells slot `n` (the spare slot, numbered last, is A's)."""
+        return "B" if self.connect and n < len(self.capacities) and n % 2 else "A"
 
     def describe(self) -> list[str]:
         lines = [
@@ -111,6 +135,11 @@ class Scenario:
             f"{self.policy[2]}%" + (f"; spare slot {len(self.capacities)} ({self.spare_capacity} seats) at "
                                     f"{self.spare_slot.describe()}" if self.spare_slot else ""),
         ]
+        if self.connect:
+            owners = ", ".join(f"{n}: {self.merchant_of_slot(n)}" for n in range(len(self.capacities)))
+            lines.append(f"  Connect: on, merchants A/B (slots {owners}{'; spare: A' if self.spare_slot else ''}); "
+                         f"fee {self.fee[0]}% + {self.fee[1]}, given back for "
+                         f"{', '.join(self.fee_refund_reasons) or 'no refund reason'}")
         for c in self.customers:
             extra = ", pays again after the decline" if c.method == "decline" and c.pays_again_after_decline else ""
             lines.append(
@@ -144,6 +173,7 @@ def generate(seed: int) -> Scenario:
     scenario = Scenario(
         seed=seed, capacities=capacities, customers=customers, status_check_seconds=rng.choice([0, 0, 3])
     )
+    _connect(scenario)
     # Where and when, and how much a merchant refunds, from a second generator of the same seed:
     # the plans of the money races stay those they were before zones were added.
     told = random.Random(f"zone-{seed}")
@@ -151,6 +181,31 @@ def generate(seed: int) -> Scenario:
     scenario.slot_times = [_slot_time(told, scenario.zone) for _ in capacities]
     scenario.steps = _plan(rng, scenario, told)
     return scenario
+
+
+def _connect(scenario: Scenario) -> None:
+    """Whether the scenario sells through Connect, from a generator of its own (`connect-SEED`),
+    so that the other scenarios' plans are what they were. A Connect scenario with one slot gets
+    a second one, B's, and about half of its customers buy there; its free orders pay by card
+    (promotion codes are the platform's and are not offered on merchants' Checkout)."""
+    cn = random.Random(f"connect-{scenario.seed}")
+    if cn.random() >= CONNECT_SHARE:
+        return
+    scenario.connect = True
+    scenario.fee = _pick_tuple(cn, CONNECT_FEES)
+    scenario.fee_refund_reasons = _pick_tuple(cn, CONNECT_FEE_REFUND_REASONS)
+    if len(scenario.capacities) == 1:
+        scenario.capacities.append(cn.randint(1, 5))
+        for c in scenario.customers:
+            c.slot = 1 if cn.random() < 0.5 else 0
+    for c in scenario.customers:
+        if c.method == "free":
+            c.method = "pay"
+
+
+def _pick_tuple(rng: random.Random, weights: dict[tuple, int]) -> tuple:
+    names = list(weights)
+    return rng.choices(names, weights=[weights[name] for name in names])[0]
 
 
 def _slot_time(rng: random.Random, zone: str) -> SlotTime:

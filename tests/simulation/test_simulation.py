@@ -10,7 +10,8 @@ from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.simulation.runner import World, run_seeds
 from tests.simulation.scenario import generate
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# The scenarios switch Connect on and off themselves (a third sell through two merchants' accounts).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.own_connect_accounts]
 
 QUICK_SEED = 20261123
 # SQLite serializes every write, so the same scenarios take about twice as long there.
@@ -41,9 +42,11 @@ def test_a_quick_run_of_random_races_and_faults_keeps_every_money_invariant(stri
             f"{totals.waitlist_joins} waitlist joins, {totals.offers_made} offers ({totals.offers_booked} booked), "
             f"{totals.customer_cancels} customer cancellations ({totals.late_cancels} late), "
             f"{totals.reschedules} moves, {totals.changes_refused} changes refused, "
+            f"{totals.connect_scenarios} with Connect ({totals.application_fees} fees, {totals.fees_given_back} given back), "
             f"{totals.scenarios / totals.seconds:.1f} scenarios/s"
         )
     assert totals.scenarios == QUICK_SCENARIOS
     assert not failures, "\n\n".join(outcome.report() for outcome in failures[:3])
     assert totals.webhooks and totals.polls and totals.refunds and totals.offers_booked  # the run exercised what it claims to
     assert totals.customer_cancels and totals.reschedules
+    assert totals.connect_scenarios and totals.application_fees and totals.fees_given_back
