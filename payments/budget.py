@@ -11,19 +11,20 @@ compare-and-set, so it is one atomic operation in either store:
   same token) reading Redis's own clock, so every web host agrees on "now";
 - without Redis, one conditional UPDATE of one row (`payments.StripeBudget`): PostgreSQL
   re-checks the WHERE of an UPDATE that waited for the row's lock against the row as the winner
-  left it, and SQLite runs one writer at a time, so no token is taken twice. The clock is the
-  process's wall clock (hosts kept in time by NTP are milliseconds apart, well within a token).
+  left it, and SQLite runs one writer at a time, so no token is taken twice. "Now" is the
+  database's clock read by that statement (`DatabaseNowMicroseconds`), not a time the process
+  read before waiting for the lock: a take that waited behind others would otherwise compare the
+  bucket as they left it with a moment already past, and be refused a token that was there.
 
 No counter lives in a process: two web processes share one budget. A Redis that does not answer
 falls back to the database, so a start is never refused because the budget could not be read.
 """
 
 import logging
-import time
 from functools import cache
 
 from django.conf import settings
-from django.db.models import F, Value
+from django.db.models import BigIntegerField, F, Func
 from django.db.models.functions import Greatest
 
 from common.logs import log_event
@@ -87,16 +88,30 @@ def budget_take_paced(name: str, *, interval_us: int, burst_us: int) -> bool:
     return _database_take(name, interval, burst)
 
 
+class DatabaseNowMicroseconds(Func):
+    """Microseconds since the epoch by the database's clock, read when the statement runs (on
+    PostgreSQL when the row is (re-)checked, after any wait for its lock)."""
+
+    output_field = BigIntegerField()
+
+    def as_sql(self, compiler, connection, **extra):
+        return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)", []
+
+    def as_sqlite(self, compiler, connection, **extra):
+        # SQLite's clock has milliseconds; a token here lasts tens of them at least.
+        return "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)", []
+
+
 def _database_take(name: str, interval: int, burst: int) -> bool:
-    now = time.time_ns() // 1000
+    now = DatabaseNowMicroseconds()
     budget = StripeBudget.objects.filter(name=name, tat_us__lte=now + burst)
-    if budget.update(tat_us=Greatest(F("tat_us"), Value(now)) + interval):
+    if budget.update(tat_us=Greatest(F("tat_us"), now) + interval):
         return True
     if StripeBudget.objects.filter(name=name).exists():
         return False
     # The first take ever: make the row (two processes may race to; one insert wins) and take again.
     StripeBudget.objects.bulk_create([StripeBudget(name=name, tat_us=0)], ignore_conflicts=True)
-    return bool(budget.update(tat_us=Greatest(F("tat_us"), Value(now)) + interval))
+    return bool(budget.update(tat_us=Greatest(F("tat_us"), now) + interval))
 
 
 @cache
