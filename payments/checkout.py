@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
-from django.core import signing
 from django.db.models import Q
 from django.utils import timezone
 
+from common.signed_ids import signed_id, signed_id_read
 from bookings import selectors
 from bookings.customers import customer_email_normalise, proven_customer_record
 from common.logs import log_event
@@ -64,17 +64,14 @@ CHECKOUT_DRAFT_MAX_AGE = timedelta(days=1)
 
 def checkout_draft_reference(booking: Booking) -> str:
     """An unguessable reference to the booking (signed with SECRET_KEY, dated), for its cancel_url."""
-    return signing.dumps(booking.pk, salt=_DRAFT_SALT)
+    return signed_id(booking.pk, salt=_DRAFT_SALT)
 
 
 def checkout_draft_booking(reference: str, *, listing) -> Booking | None:
     """The not-yet-paid booking of this listing a cancel address names, if the reference is
     genuine and recent; None otherwise (nothing of anyone is shown for a wrong one)."""
-    try:
-        booking_id = signing.loads(reference, salt=_DRAFT_SALT, max_age=CHECKOUT_DRAFT_MAX_AGE)
-    except signing.BadSignature:
-        return None
-    if not isinstance(booking_id, int):
+    booking_id = signed_id_read(reference, salt=_DRAFT_SALT, max_age=CHECKOUT_DRAFT_MAX_AGE)
+    if booking_id is None:
         return None
     return selectors.unpaid_booking_of_listing(booking_id=booking_id, listing=listing)
 

@@ -20,10 +20,10 @@ import math
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core import signing
 from django.db.models import Q
 from django.utils import timezone
 
+from common.signed_ids import signed_id, signed_id_read
 from bookings.models import Booking
 from bookings.services import booking_checkout_abandon, booking_expire
 from common.logs import log_event
@@ -42,15 +42,12 @@ TOKEN_MAX_AGE = dt.timedelta(days=1)
 
 def queue_token(entry: CheckoutQueueEntry) -> str:
     """The waiting page's unguessable address part (signed with SECRET_KEY)."""
-    return signing.dumps(entry.pk, salt=_TOKEN_SALT)
+    return signed_id(entry.pk, salt=_TOKEN_SALT)
 
 
 def queue_entry_by_token(token: str) -> CheckoutQueueEntry | None:
-    try:
-        entry_id = signing.loads(token, salt=_TOKEN_SALT, max_age=TOKEN_MAX_AGE)
-    except signing.BadSignature:
-        return None
-    if not isinstance(entry_id, int):
+    entry_id = signed_id_read(token, salt=_TOKEN_SALT, max_age=TOKEN_MAX_AGE)
+    if entry_id is None:
         return None
     return (
         CheckoutQueueEntry.objects.select_related("booking__slot__listing__merchant").filter(pk=entry_id).first()
