@@ -588,13 +588,24 @@ class ScenarioRun:
             self._readers[key] = ReadTogether(self.row_querysets())
         return Rows(*self._readers[key]())
 
+    # Time passing is not an actor racing the customers: a wait planned in a step runs after the
+    # step's other operations, so the scheduled reconcile it runs (within a minute of "now", and
+    # after each hold's end) sees what they did, as production's every-minute beat would. Raced
+    # with a payment, a wait could tick before the payment and then move the clock ten minutes
+    # with nobody looking (the long run of 2026-12-03, seed 102759).
+    TIME_PASSING = ("wait", "wait_in_line")
+
     def run_step(self, step) -> None:
-        calls = [self.operation(op) for op in step]
+        actions = [op for op in step if op[0] not in self.TIME_PASSING]
+        waits = [op for op in step if op[0] in self.TIME_PASSING]
+        calls = [self.operation(op) for op in actions]
         if len(calls) == 1 or not self.world.threads:
             for call in calls:
                 call()
-            return
-        self.race(calls)
+        elif calls:
+            self.race(calls)
+        for op in waits:
+            self.operation(op)()
 
     def race(self, functions) -> list:
         results = self.world.race(functions)

@@ -159,3 +159,30 @@ def test_seats_freed_while_the_customer_can_still_pay_are_a_violation(stripe_emu
     assert re.search(r"during the run: c1 paid at \S+, within their hold \(until \S+, ended released\), "
                      r"and was refunded as sold out", violations)
     assert "held +" not in violations and "still open" not in violations  # only this invariant fails
+
+
+def test_a_wait_planned_beside_a_payment_runs_after_it(stripe_emulator, monkeypatch):
+    """Time passing runs after the step's other operations, never raced with them: the scheduled
+    reconcile of the wait then sees the payment (seed 102759 of the long run of 2026-12-03 raced
+    them, and its check found the paid hold open ten minutes later)."""
+    from tests.simulation.runner import ScenarioRun
+
+    order: list[str] = []
+    real_wait, real_pay = ScenarioRun.op_wait, ScenarioRun.op_pay
+
+    def wait(self, *args):
+        order.append("wait")
+        return real_wait(self, *args)
+
+    def pay(self, *args):
+        order.append("pay")
+        return real_pay(self, *args)
+
+    monkeypatch.setattr(ScenarioRun, "op_wait", wait)
+    monkeypatch.setattr(ScenarioRun, "op_pay", pay)
+    customers = [_customer(1, webhooks="never")]
+    steps = [(("open", 1),), (("wait", 600, 30), ("pay", 1, "pay"))]
+    outcome = _play(stripe_emulator, _scenario(customers, steps))
+
+    assert order[:2] == ["pay", "wait"]
+    assert outcome.violations == []
