@@ -107,10 +107,11 @@ def _database_take(name: str, interval: int, burst: int) -> bool:
     budget = StripeBudget.objects.filter(name=name, tat_us__lte=now + burst)
     if budget.update(tat_us=Greatest(F("tat_us"), now) + interval):
         return True
-    if StripeBudget.objects.filter(name=name).exists():
-        return False
-    # The first take ever: make the row (two processes may race to; one insert wins) and take again.
-    StripeBudget.objects.bulk_create([StripeBudget(name=name, tat_us=0)], ignore_conflicts=True)
+    if not StripeBudget.objects.filter(name=name).exists():
+        # The first take ever: make the row (two processes may race to; one insert wins).
+        StripeBudget.objects.bulk_create([StripeBudget(name=name, tat_us=0)], ignore_conflicts=True)
+    # Taken again either way: a take that found no row may see the row another take made since,
+    # and must not be refused a token of a bucket that was never used.
     return bool(budget.update(tat_us=Greatest(F("tat_us"), now) + interval))
 
 
