@@ -8,11 +8,13 @@ never for a fixed time.
 """
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -35,6 +37,8 @@ REDIS_HOST, REDIS_PORT, REDIS_DB = "127.0.0.1", 6379, 7
 BROKER_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/{REDIS_DB}"
 ROOT = Path(__file__).resolve().parent.parent
 WAIT_SECONDS = 60
+TASK_RECEIVED = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] received")
+TASK_ENDED = re.compile(r"Task [\w.]+\[([0-9a-f-]+)\] (?:succeeded|retry|raised)")
 
 
 def redis_refusal() -> str:
@@ -127,6 +131,28 @@ class Processes:
     def log_size(self) -> int:
         return self.worker_log.stat().st_size if self.worker_log.exists() else 0
 
+    def wait_until_idle(self) -> None:
+        """Wait until every task the worker received has ended (succeeded, failed or retried).
+
+        The next test's database flush truncates every table; a task still writing would
+        deadlock with it, and PostgreSQL may pick the flush as the one to abort.
+        """
+
+        import redis
+
+        broker = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, db=REDIS_DB)
+
+        def idle() -> bool:
+            # A task may enqueue another as it ends: nothing may wait on the queue or be
+            # fetched and unacknowledged, and every delivery (a retry is delivered again) ended.
+            if broker.llen(self.queue) or broker.hlen("unacked"):
+                return False
+            log = self.log_since(0)
+            ended = Counter(TASK_ENDED.findall(log))
+            return all(count <= ended[task] for task, count in Counter(TASK_RECEIVED.findall(log)).items())
+
+        wait_for(idle, what="the worker to finish the tasks it received", process_logs=[self.worker_log])
+
 
 @pytest.fixture(scope="module")
 def processes(redis_broker, django_db_setup, django_db_blocker, stripe_emulator_server, tmp_path_factory):
@@ -188,7 +214,8 @@ def on_the_worker(processes, settings, stripe_emulator):
     """This process enqueues to the worker after each commit (CELERY_BROKER_URL set)."""
     settings.CELERY_BROKER_URL = BROKER_URL
     settings.CELERY_TASK_DEFAULT_QUEUE = processes.queue
-    return processes
+    yield processes
+    processes.wait_until_idle()
 
 
 CARD_OK = "4242424242424242"
@@ -225,7 +252,12 @@ def test_the_confirmation_email_is_sent_by_the_worker_not_the_web_process(on_the
     assert f"Subject: You're booked: {booking.slot.listing.title}" in sent[0]
     assert mail.outbox == []  # nothing was sent by this (the web) process
     assert Booking.objects.get(pk=booking.pk).confirmation_email_sent_at is not None
-    assert f"email_sent template=booking_confirmed booking={booking.pk}" in on_the_worker.worker_log.read_text()
+    # The worker logs the sending just after it wrote the file.
+    wait_for(
+        lambda: f"email_sent template=booking_confirmed booking={booking.pk}" in on_the_worker.worker_log.read_text(),
+        what="the worker's log of the sending",
+        process_logs=[on_the_worker.worker_log],
+    )
 
 
 CONFIRM_AND_DIE = textwrap.dedent(
