@@ -1009,26 +1009,30 @@ class ScenarioRun:
         target = clock.now() + dt.timedelta(seconds=seconds)
         self.count("waits")
         self.note(f"-- {seconds} s pass --")
-        self.beat_tick(beat_delay)
+        seen_through = self.beat_tick(beat_delay)
         while True:
-            now = clock.now()
-            due = (Hold.objects.filter(slot__in=self.slots, ended_at__isnull=True, expires_at__gt=now,
+            # Due: a hold ending after the last reconcile looked, even one that ended while that
+            # reconcile ran (its end is then already past, and the next run is still a minute away).
+            due = (Hold.objects.filter(slot__in=self.slots, ended_at__isnull=True, expires_at__gt=seen_through,
                                        expires_at__lte=target)
                    .order_by("expires_at").values_list("expires_at", flat=True).first())
             if due is None:
                 break
-            clock.advance((due - now).total_seconds())
+            clock.advance(max((due - clock.now()).total_seconds(), 0))
             self.note(f"a hold's time is up ({told.wall_clock(due, 'UTC')[1]} UTC)")
-            self.beat_tick(beat_delay)
+            seen_through = self.beat_tick(beat_delay)
         remaining = (target - clock.now()).total_seconds()
         if remaining > 0:
             clock.advance(remaining)
 
-    def beat_tick(self, delay: int) -> None:
-        """The scheduled `reconcile`, `delay` seconds (under a minute) from now."""
+    def beat_tick(self, delay: int) -> dt.datetime:
+        """The scheduled `reconcile`, `delay` seconds (under a minute) from now. Returns the time
+        it started at: every hold that had ended by then, it saw."""
         self.world.clock.advance(delay)
         self.count("beat_ticks")
+        started = self.world.clock.now()
         self.op_reconcile()
+        return started
 
     def op_reconcile(self) -> None:
         out, err = io.StringIO(), io.StringIO()

@@ -186,3 +186,29 @@ def test_a_wait_planned_beside_a_payment_runs_after_it(stripe_emulator, monkeypa
 
     assert order[:2] == ["pay", "wait"]
     assert outcome.violations == []
+
+
+def test_a_hold_ending_while_a_scheduled_reconcile_runs_is_ended_by_the_next(stripe_emulator, monkeypatch):
+    """A hold whose end falls after a reconcile began (so it did not see it) but before it
+    finished is ended by the next scheduled run, as beat would do a minute later: the wait must
+    not skip it as already past (seeds 100629, 103423, 103895 of the long runs of 2026-12-03
+    left a waitlist offer made at the first run of settling open for the rest of the hour)."""
+    from payments.management.commands import reconcile as command
+
+    real_run, runs = command.reconcile_run, []
+
+    def run_then_a_hold_ends_meanwhile(**kwargs):
+        started = timezone.now()
+        summary = real_run(now=started)
+        runs.append(started)
+        if len(runs) == 1:  # its time is up a microsecond after this run looked, long before the next
+            Hold.objects.filter(ended_at__isnull=True).update(expires_at=started + timezone.timedelta(microseconds=1))
+        return summary
+
+    monkeypatch.setattr(command, "reconcile_run", run_then_a_hold_ends_meanwhile)
+    customers = [_customer(1, webhooks="never")]
+    outcome = _play(stripe_emulator, _scenario(customers, [(("open", 1),), (("wait", 600, 30),)]))
+
+    assert len(runs) >= 2
+    assert Hold.objects.get().end == HoldEnd.LAPSED
+    assert outcome.violations == []
