@@ -123,7 +123,7 @@ def test_a_customer_signs_in_by_link_moves_then_cancels_in_the_free_window_and_s
         RefundReason.CUSTOMER_CANCELLED,
         3600,
     )
-    assert [r["amount"] for r in stripe_api.refunds_of_payment(booking.payment_intent_id)] == [3600]
+    assert [r["amount"] for r in stripe_api.refunds_of_payment(booking.payment_intent_id, stripe_account=booking.stripe_account_id)] == [3600]
     assert Slot.objects.get(pk=second.pk).seats_left == 4
 
     page.goto(shop.url(reverse("shop:my_bookings")))
