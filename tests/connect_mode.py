@@ -83,3 +83,20 @@ def on_account(booking) -> dict:
     """The SDK's request options that read a booking's objects where they live: on its merchant's
     connected account with Connect, on the platform's own account (no header) without."""
     return {"stripe_account": booking.stripe_account_id} if booking.stripe_account_id else {}
+
+
+def checkout_sessions_everywhere() -> int:
+    """Checkout Sessions the (freshly reset) emulator holds on the platform's account and on every
+    merchant's connected account (with Connect they are made on the merchant's)."""
+    from bookings.models import Merchant
+    from payments import stripe_api
+
+    client = stripe_api.stripe_client()
+    accounts = [""] + sorted(set(Merchant.objects.exclude(stripe_account_id="").values_list("stripe_account_id", flat=True)))
+    return sum(
+        1
+        for account in accounts
+        for _ in client.v1.checkout.sessions.list(
+            params={"limit": 100}, options={"stripe_account": account} if account else {}
+        ).auto_paging_iter()
+    )

@@ -364,7 +364,7 @@ def test_a_customer_refund_is_created_at_stripe_once_and_told_truly(
     from bookings.services import booking_confirm
 
     with django_capture_on_commit_callbacks(execute=True):
-        booking_confirm(facts=stripe_api.checkout_facts(started.booking.checkout_session_id))
+        booking_confirm(facts=stripe_api.checkout_facts(started.booking.checkout_session_id, stripe_account=started.booking.stripe_account_id))
     booking = Booking.objects.get(pk=started.booking.pk)
     mail.outbox.clear()
 
@@ -373,7 +373,7 @@ def test_a_customer_refund_is_created_at_stripe_once_and_told_truly(
     booking_follow_up(booking_id=booking.pk)  # run again: nothing more at Stripe, no e-mail twice
 
     booking.refresh_from_db()
-    at_stripe = stripe_api.refunds_of_payment(booking.payment_intent_id)
+    at_stripe = stripe_api.refunds_of_payment(booking.payment_intent_id, stripe_account=booking.stripe_account_id)
     assert [(r["amount"], r["metadata"]["reason"]) for r in at_stripe] == [(2500, "customer_cancel")]
     assert booking.status == BookingStatus.REFUNDED and booking.amount_refunded == 2500
     subjects = sorted(m.subject for m in mail.outbox)
@@ -508,7 +508,7 @@ def test_a_late_cancel_keeping_a_share_ends_refunded_once_its_partial_refund_is_
     )
     stripe_emulator.pay_session(started.booking.checkout_session_id, card="4242424242424242")
     with django_capture_on_commit_callbacks(execute=True):
-        booking_confirm(facts=stripe_api.checkout_facts(started.booking.checkout_session_id))
+        booking_confirm(facts=stripe_api.checkout_facts(started.booking.checkout_session_id, stripe_account=started.booking.stripe_account_id))
     booking = Booking.objects.get(pk=started.booking.pk)
 
     with django_capture_on_commit_callbacks(execute=True):

@@ -5,6 +5,7 @@ from django.core import mail
 
 from bookings.models import BookingStatus
 from bookings.services import ConfirmOutcome, booking_confirm
+from tests.connect_mode import on_account
 from tests.concurrency import run_concurrently
 from tests.factories import make_booking, make_slot, paid_facts
 
@@ -68,7 +69,7 @@ def test_30_paid_sessions_10_within_their_hold_20_after_it_lapsed_confirm_10_and
         )
         stripe_emulator.pay_session(started.booking.checkout_session_id, "4242424242424242")
         bookings.append(started.booking)
-    facts = [stripe_api.checkout_facts(b.checkout_session_id) for b in bookings]
+    facts = [stripe_api.checkout_facts(b.checkout_session_id, stripe_account=b.stripe_account_id) for b in bookings]
     # 20 holds lapse before their payment is heard of, and the time shrinks to the 10 still held.
     for late in bookings[10:]:
         booking_expire(booking=late)
@@ -84,7 +85,9 @@ def test_30_paid_sessions_10_within_their_hold_20_after_it_lapsed_confirm_10_and
     assert slot.seats_left == 0
     statuses = sorted(b.status for b in type(bookings[0]).objects.filter(slot=slot))
     assert statuses == ["confirmed"] * 10 + ["refunded"] * 20
-    stripe_refunds = list(stripe_api.stripe_client().v1.refunds.list(params={"limit": 100}).auto_paging_iter())
+    stripe_refunds = list(
+        stripe_api.stripe_client().v1.refunds.list(params={"limit": 100}, options=on_account(bookings[0])).auto_paging_iter()
+    )
     refunded_intents = [r.payment_intent for r in stripe_refunds]
     assert len(refunded_intents) == 20 == len(set(refunded_intents))
     assert Refund.objects.filter(reason="sold_out").count() == 20

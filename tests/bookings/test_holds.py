@@ -18,6 +18,7 @@ from bookings.services import (
 from payments import stripe_api
 from payments.checkout import checkout_start
 from payments.reconcile import reconcile_run
+from tests.connect_mode import checkout_sessions_everywhere, on_account
 from tests.factories import make_slot
 from tests.payments.stripe_flow import deliver_events, open_checkout
 
@@ -42,13 +43,13 @@ def seats(slot) -> tuple[int, int, int]:
 
 
 def sessions_created(control) -> int:
-    """Checkout Sessions the (freshly reset) emulator holds: its request log keeps only the latest."""
-    return sum(1 for _ in stripe_api.stripe_client().v1.checkout.sessions.list(params={"limit": 100}).auto_paging_iter())
+    """Checkout Sessions the (freshly reset) emulator holds, on whichever accounts they were made."""
+    return checkout_sessions_everywhere()
 
 
 def pay(control, booking):
     control.pay_session(booking.checkout_session_id, "4242424242424242")
-    return stripe_api.checkout_facts(booking.checkout_session_id)
+    return stripe_api.checkout_facts(booking.checkout_session_id, stripe_account=booking.stripe_account_id)
 
 
 def test_opening_a_checkout_holds_its_seats_until_its_session_ends(stripe_emulator):
@@ -61,7 +62,7 @@ def test_opening_a_checkout_holds_its_seats_until_its_session_ends(stripe_emulat
     assert seats(slot) == (0, 2, 1)
     assert hold.is_open and hold.quantity == 2
     assert hold.expires_at == booking.checkout_expires_at
-    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id)
+    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id, options=on_account(booking))
     assert dt.datetime.fromtimestamp(session.expires_at, dt.UTC) == hold.expires_at
     assert dt.timedelta(minutes=30, seconds=-1) <= hold.expires_at - before < dt.timedelta(minutes=31)
 
@@ -109,7 +110,7 @@ def test_paying_within_the_hold_converts_it_into_the_sale(stripe_emulator):
 def test_cancelling_on_checkout_expires_the_session_and_frees_the_seats_at_once(client, stripe_emulator):
     slot = make_slot(capacity=1)
     booking, _ = open_checkout(client, slot, email="ada@example.com", name="Ada Lovelace")
-    cancel_url = stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id).cancel_url
+    cancel_url = stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id, options=on_account(booking)).cancel_url
     assert seats(slot) == (0, 1, 0)
 
     page = client.get(urlsplit(cancel_url).path + "?" + urlsplit(cancel_url).query)
@@ -122,7 +123,7 @@ def test_cancelling_on_checkout_expires_the_session_and_frees_the_seats_at_once(
     assert booking.status == BookingStatus.EXPIRED
     assert Hold.objects.get(booking=booking).end == HoldEnd.RELEASED
     assert seats(slot) == (0, 0, 1)
-    assert stripe_api.checkout_facts(booking.checkout_session_id).status == "expired"
+    assert stripe_api.checkout_facts(booking.checkout_session_id, stripe_account=booking.stripe_account_id).status == "expired"
     assert start(slot, email="second@example.com").status == BookingStatus.PENDING
 
 
@@ -150,7 +151,7 @@ def test_stopping_sales_releases_the_holds_and_expires_their_sessions(stripe_emu
     assert booking.status == BookingStatus.EXPIRED
     assert Hold.objects.get(booking=booking).end == HoldEnd.RELEASED
     assert seats(slot) == (0, 0, 3)
-    assert stripe_api.checkout_facts(booking.checkout_session_id).status == "expired"
+    assert stripe_api.checkout_facts(booking.checkout_session_id, stripe_account=booking.stripe_account_id).status == "expired"
 
 
 def test_cancelling_the_time_releases_the_holds(stripe_emulator, django_capture_on_commit_callbacks):
@@ -164,7 +165,7 @@ def test_cancelling_the_time_releases_the_holds(stripe_emulator, django_capture_
     assert booking.status == BookingStatus.EXPIRED
     assert Hold.objects.get(booking=booking).end == HoldEnd.RELEASED
     assert Slot.objects.get(pk=slot.pk).seats_held == 0
-    assert stripe_api.checkout_facts(booking.checkout_session_id).status == "expired"
+    assert stripe_api.checkout_facts(booking.checkout_session_id, stripe_account=booking.stripe_account_id).status == "expired"
 
 
 def test_a_checkout_stripe_cannot_open_releases_its_hold(stripe_emulator, settings):
@@ -204,7 +205,7 @@ def test_a_hold_left_to_lapse_is_ended_by_reconcile_which_expires_its_session_at
     assert seats(slot) == (0, 1, 0)
 
     clock.advance(minutes=1, seconds=1)  # past the hold's end; Stripe has not expired the session yet
-    assert stripe_api.checkout_facts(booking.checkout_session_id).status == "open"
+    assert stripe_api.checkout_facts(booking.checkout_session_id, stripe_account=booking.stripe_account_id).status == "open"
     summary = reconcile_run()
 
     booking.refresh_from_db()
@@ -212,7 +213,7 @@ def test_a_hold_left_to_lapse_is_ended_by_reconcile_which_expires_its_session_at
     assert booking.status == BookingStatus.EXPIRED
     assert Hold.objects.get(booking=booking).end == HoldEnd.LAPSED
     assert seats(slot) == (0, 0, 1)
-    assert stripe_api.checkout_facts(booking.checkout_session_id).status == "expired"
+    assert stripe_api.checkout_facts(booking.checkout_session_id, stripe_account=booking.stripe_account_id).status == "expired"
 
 
 def test_a_hold_whose_payment_arrived_just_in_time_is_converted_by_the_lapse_sweep(stripe_emulator, clock):

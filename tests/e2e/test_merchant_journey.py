@@ -76,7 +76,7 @@ def test_a_merchant_sells_a_series_a_customer_books_it_and_the_refund_frees_the_
     stripe.eventually(lambda: Booking.objects.get(pk=booking.pk).status == BookingStatus.REFUNDED, "refunded")
     page.reload()
     expect(page.locator("h1 .badge")).to_have_text("Refunded")
-    refunds = stripe.refunds_of(booking.payment_intent_id)
+    refunds = stripe.refunds_of(booking.payment_intent_id, stripe_account=booking.stripe_account_id)
     assert [(refund["amount"], refund["status"]) for refund in refunds] == [(3000, "succeeded")]
 
     customer.goto(listing_url(shop, slots[0]))

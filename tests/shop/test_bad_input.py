@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 
 from bookings.models import Booking, BookingStatus, Listing, Merchant, Refund, Slot
 from payments.models import StripeEvent
+from tests.connect_mode import connect_mode
 from tests.conftest import TEST_WEBHOOK_SECRET
 from tests.factories import make_confirmed_booking, make_listing, make_merchant, make_slot
 from tests.payments.webhook_signing import session_object, stripe_signature
@@ -472,8 +473,10 @@ def test_no_request_to_any_url_makes_a_server_error_when_signed_out(world):
     "name",
     sorted(name for name, fields in FIELDS.items() if fields and name != "payments:stripe_webhook"),
 )
-def test_no_value_in_any_form_field_makes_a_server_error_or_a_partial_write(world, name):
+def test_no_value_in_any_form_field_makes_a_server_error_or_a_partial_write(world, name, request):
     """Each page with a form, on its own: every field with generated values, the rest valid."""
+    if name == "shop:checkout_create" and connect_mode(request.config):
+        pytest.skip("resets the emulator between examples, which takes the merchants' connected accounts with it")
     route = next(route for route in ROUTES if route.name == name)
     signed_in = _signed_in(route)
     method = "GET" if name in GET_FORMS else "POST"

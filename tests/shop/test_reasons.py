@@ -18,6 +18,7 @@ from bookings.services import RefundNotCreated, booking_confirm, booking_refund,
 from payments import stripe_api
 from payments.reconcile import reconcile_run
 from stripe_emulator.control import ControlError
+from tests.connect_mode import on_account
 from tests.factories import make_listing, make_merchant, make_slot, paid_facts
 from tests.payments.stripe_flow import lose_hold, open_checkout, poll
 
@@ -218,7 +219,7 @@ def test_cancelling_a_time_expires_its_open_checkouts_after_commit_and_they_cann
     response = client.post(reverse("merchant:slot_cancel", args=[paris_slot.pk]))
 
     assert response.status_code == 302
-    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id)
+    session = stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id, options=on_account(booking))
     assert session.status == "expired"
     booking.refresh_from_db()
     assert booking.status == BookingStatus.EXPIRED
@@ -236,7 +237,7 @@ def test_stopping_sales_or_archiving_expires_open_checkouts(client, stripe_emula
     else:
         listing_archive(listing=paris_slot.listing)
 
-    assert stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id).status == "expired"
+    assert stripe_api.stripe_client().v1.checkout.sessions.retrieve(booking.checkout_session_id, options=on_account(booking)).status == "expired"
     assert Booking.objects.get(pk=booking.pk).status == BookingStatus.EXPIRED
 
 
@@ -260,7 +261,7 @@ def test_a_payment_for_a_cancelled_time_whose_expiry_failed_is_refunded_as_cance
     booking.refresh_from_db()
     assert (booking.status, booking.ended_reason) == (BookingStatus.REFUNDED, RefundReason.SLOT_CANCELLED)
     assert [r.reason for r in booking.refunds.all()] == [RefundReason.SLOT_CANCELLED]
-    refunds = stripe_api.refunds_of_payment(booking.payment_intent_id)
+    refunds = stripe_api.refunds_of_payment(booking.payment_intent_id, stripe_account=booking.stripe_account_id)
     assert [(r["amount"], r["metadata"]["reason"]) for r in refunds] == [(5000, "slot_cancelled")]
     reads = _customer_reads(client, booking)
     assert reads["e-mail (text)"].startswith("Pottery evening is cancelled: your payment is refunded")
@@ -328,11 +329,11 @@ def test_reconcile_expires_checkouts_a_crash_left_open(client, stripe_emulator, 
         else:
             listing_archive(listing=paris_slot.listing)
     session_id = booking.checkout_session_id
-    assert stripe_api.stripe_client().v1.checkout.sessions.retrieve(session_id).status == "open"
+    assert stripe_api.stripe_client().v1.checkout.sessions.retrieve(session_id, options=on_account(booking)).status == "open"
 
     summary = reconcile_run()
 
     assert summary.checkouts_closed == 1
-    assert stripe_api.stripe_client().v1.checkout.sessions.retrieve(session_id).status == "expired"
+    assert stripe_api.stripe_client().v1.checkout.sessions.retrieve(session_id, options=on_account(booking)).status == "expired"
     assert Booking.objects.get(pk=booking.pk).status == BookingStatus.EXPIRED
     assert reconcile_run().checkouts_closed == 0
