@@ -36,9 +36,10 @@ a later press. `--gunicorn-threads N` sets the threads of each gthread worker (d
 Procfile; 0 runs sync workers, for the comparison).
 
 The site's fair queue (issue 16, item 4) paces checkout starts at `--queue N` per second (default
-20, the site's STRIPE_REQUESTS_PER_SECOND); a buyer sent to its waiting page polls it every second
-as the page's htmx does until it is sent to Checkout or told the wait ended. `--queue 0` turns it
-off, for the comparison: starts then meet Stripe's 429s and buyers press Book again.
+20, the site's STRIPE_REQUESTS_PER_SECOND); a buyer sent to its waiting page polls it after the
+delay the page's htmx panel names (1-15 s, longer the further back in line) until it is sent to
+Checkout or told the wait ended. `--queue 0` turns it off, for the comparison: starts then meet
+Stripe's 429s and buyers press Book again.
 
 Two instances, one database (issue 16, item 6): `--instances 2` starts two gunicorns on two ports
 sharing PostgreSQL and one Redis (`--redis-url`, default redis://127.0.0.1:6379/0, under a key
@@ -286,9 +287,13 @@ def buy(buyer: Buyer, *, slug: str, slot_id: int, at: float, think: tuple[float,
     buyer.final_status = "still pending"
 
 
+POLL_DELAY = re.compile(r'hx-trigger="load delay:(\d+)s"')
+
+
 def wait_in_line(buyer: Buyer, queue_path: str) -> Answer:
-    """The fair queue's waiting page, polled as its htmx panel does (every second) until it sends
-    the buyer to Checkout (HX-Redirect: returned as a 303 to it) or ends (286)."""
+    """The fair queue's waiting page, polled as its htmx panel does (after the delay the panel
+    names: the further back in line, the longer, 1-15 s) until it sends the buyer to Checkout
+    (HX-Redirect: returned as a 303 to it) or ends (286)."""
     queued_at = time.perf_counter()
     url = f"{buyer.site}{queue_path}"
     for _ in range(1000):
@@ -303,7 +308,8 @@ def wait_in_line(buyer: Buyer, queue_path: str) -> Answer:
         if answer.status != 200:
             buyer.outcome, buyer.detail = "error", f"waiting page answered {answer.status}"
             return Answer(answer.status, answer.body)
-        time.sleep(1.0)
+        delay = POLL_DELAY.search(answer.body)
+        time.sleep(float(delay.group(1)) if delay else 1.0)
     buyer.outcome, buyer.detail = "error", "waiting page never ended"
     return Answer(0, "")
 
