@@ -1,5 +1,7 @@
 """Row ids in addresses, signed so that nobody can name another person's row."""
 
+import datetime as dt
+
 from django.core import signing
 
 # A token longer than any we make is not ours: refused before the signature is computed.
@@ -10,7 +12,7 @@ def signed_id(pk: int, *, salt: str) -> str:
     return signing.dumps(pk, salt=salt, compress=False)
 
 
-def signed_id_read(token: str, *, salt: str, max_age: int | None = None) -> int | None:
+def signed_id_read(token: str, *, salt: str, max_age: int | dt.timedelta | None = None) -> int | None:
     """The id a token made by `signed_id` with this salt names; None for a token not ours
     (tampered, another salt, too old, too long, not ASCII, or not naming an integer)."""
     if not token or len(token) > SIGNED_ID_MAX_LENGTH or not token.isascii():

@@ -10,10 +10,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from common.signed_ids import signed_id, signed_id_read
 from bookings import selectors
 from bookings.customers import customer_email_normalise, proven_customer_record
 from common.logs import log_event
+from common.signed_ids import signed_id, signed_id_read
 from bookings.models import Booking, BookingStatus, Slot, WaitlistEntry
 from bookings.selectors import pending_checkouts_unsellable
 from bookings.services import (

@@ -23,10 +23,10 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from common.signed_ids import signed_id, signed_id_read
 from bookings.models import Booking
 from bookings.services import booking_checkout_abandon, booking_expire
 from common.logs import log_event
+from common.signed_ids import signed_id, signed_id_read
 from payments.models import CheckoutQueueEntry
 
 log = logging.getLogger("shop.checkout")
