@@ -274,11 +274,10 @@ def database_url_for(name: str) -> str:
     return urlunsplit(parts._replace(path="/" + name))
 
 
-def start_gunicorn(
-    *, port: int, workers: int, emulator_url: str, database_name: str, pool: bool, redis: dict, log_path: Path,
-    broker: dict | None = None, app: str = "config.wsgi", extra_args: tuple[str, ...] = (),
-):
-    env = {
+def site_environment(*, emulator_url: str, database_name: str, pool: bool, redis: dict, broker: dict | None = None) -> dict:
+    """The environment the site's processes run with here: production's settings (DEBUG off,
+    persistent or pooled connections), the scratch database and the emulator."""
+    return {
         **os.environ,
         **redis,
         **(broker or {}),
@@ -292,6 +291,14 @@ def start_gunicorn(
         "EMAIL_BACKEND": "django.core.mail.backends.dummy.EmailBackend",
         "LOG_LEVEL": "INFO",
     }
+
+
+def start_gunicorn(
+    *, port: int, workers: int, emulator_url: str, database_name: str, pool: bool, redis: dict, log_path: Path,
+    broker: dict | None = None, app: str = "config.wsgi", extra_args: tuple[str, ...] = (),
+):
+    env = site_environment(emulator_url=emulator_url, database_name=database_name, pool=pool, redis=redis,
+                           broker=broker)
     command = [
         sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
         "--access-logfile", "-", "--forwarded-allow-ips=*", *extra_args,

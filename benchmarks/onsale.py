@@ -35,10 +35,13 @@ emulator's instant answers) gives the emulator Stripe's latency and rate limits,
 a later press. `--gunicorn-threads N` sets the threads of each gthread worker (default 8, as the
 Procfile; 0 runs sync workers, for the comparison).
 
-The site's fair queue (issue 16, item 4) paces checkout starts at `--queue N` per second (default
-20, the site's STRIPE_REQUESTS_PER_SECOND); a buyer sent to its waiting page polls it after the
-delay the page's htmx panel names (1-15 s, longer the further back in line) until it is sent to
-Checkout or told the wait ended. `--queue 0` turns it off, for the comparison: starts then meet
+The site's fair queue (issue 16, item 4) paces its Stripe calls at `--queue N` per second (the
+site's STRIPE_REQUESTS_PER_SECOND); a buyer sent to its waiting page polls it after the delay the
+page's htmx panel names (1-15 s, longer the further back in line) until it is sent to Checkout or
+told the wait ended. As in production, the Procfile's Celery worker and beat run beside gunicorn
+(`--broker`, a Redis queue of the run's own): beat's driver gives the turns at the budget's pace
+and the waiting pages only read; `--broker ''` runs no Celery, and the pages' polls give the
+turns, as in the demo. `--queue 0` turns the queue off, for the comparison: starts then meet
 Stripe's 429s and buyers press Book again.
 
 Two instances, one database (issue 16, item 6): `--instances 2` starts two gunicorns on two ports
@@ -77,11 +80,14 @@ os.environ["TRUSTED_PROXY_COUNT"] = "1"
 
 from benchmarks.load import (  # noqa: E402
     WEBHOOK_SECRET,
+    broker_clean,
+    broker_for_run,
     free_port,
     limit_across_instances,
     limit_shared_note,
     redis_clean,
     redis_for_run,
+    site_environment,
     start_gunicorn,
 )
 
@@ -184,6 +190,34 @@ def start_emulator(command: list[str], *, port: int, log_path: Path) -> subproce
             time.sleep(0.2)
     process.terminate()
     raise SystemExit(f"the emulator did not answer within 30 s; see {log_path}")
+
+
+def start_celery(*, environment: dict, work: Path) -> list[subprocess.Popen]:
+    """The Procfile's `worker` and `beat` on the run's own queue: beat starts the fair queue's
+    driver every QUEUE_DRIVE_SECONDS and the worker runs it (and the confirmation e-mails)."""
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "--loglevel=INFO", "--concurrency", "2"],
+        cwd=ROOT, env=environment, stdout=(work / "celery-worker.log").open("w"), stderr=subprocess.STDOUT,
+    )
+    beat = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "beat", "--loglevel=INFO",
+         "--schedule", str(work / "celerybeat-schedule")],
+        cwd=ROOT, env=environment, stdout=(work / "celery-beat.log").open("w"), stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 60
+    while "ready." not in (work / "celery-worker.log").read_text():
+        if worker.poll() is not None or beat.poll() is not None or time.time() > deadline:
+            for process in (worker, beat):
+                process.terminate()
+            raise SystemExit(f"the Celery worker or beat did not start; see {work}")
+        time.sleep(0.2)
+    return [worker, beat]
+
+
+def log_events(work: Path, event: str) -> int:
+    """How many times the site's processes logged `event` (their JSON log lines)."""
+    marker = f'"event": "{event}"'
+    return sum(path.read_text(errors="replace").count(marker) for path in work.glob("*.log"))
 
 
 @dataclass
@@ -412,6 +446,11 @@ def main(argv=None) -> int:
                         help="threads per gthread worker, as the Procfile's WEB_THREADS (default 8); 0 runs sync workers")
     parser.add_argument("--instances", type=int, default=1,
                         help="gunicorn instances on ports of their own, sharing PostgreSQL and Redis (default 1)")
+    parser.add_argument("--broker", default="redis://127.0.0.1:6379/0",
+                        help="run the Procfile's Celery worker and beat on this Redis broker (a queue of the run's own), "
+                             "as production does: beat's driver gives the fair queue's turns (default "
+                             "redis://127.0.0.1:6379/0); '' runs none, and the waiting pages' polls give the turns, "
+                             "as in the demo")
     parser.add_argument("--redis-url", default="",
                         help="share cache, rate limits and the queue's budget through this Redis (default: none with "
                              "one instance, redis://127.0.0.1:6379/0 with several)")
@@ -437,6 +476,7 @@ def main(argv=None) -> int:
     processes: list[subprocess.Popen] = []
     rng = random.Random(args.seed)
     redis_env, redis_client = redis_for_run(redis_url) if redis_url else ({"REDIS_URL": ""}, None)
+    broker_env = broker_for_run(args.broker)
     if args.instances > 1 and redis_client is None:
         raise SystemExit(f"--instances {args.instances} needs a Redis to share (--redis-url): {redis_url} did not answer")
     try:
@@ -456,12 +496,18 @@ def main(argv=None) -> int:
             port=emulator_port, log_path=work / "emulator.log",
         ))
         os.environ["STRIPE_REQUESTS_PER_SECOND"] = f"{args.queue:g}"
+        if args.broker:
+            processes.extend(start_celery(
+                environment=site_environment(emulator_url=emulator_url, database_name=database, pool=False,
+                                             redis=redis_env, broker=broker_env),
+                work=work,
+            ))
         if args.gunicorn_threads:
             os.environ["GUNICORN_CMD_ARGS"] = f"--threads {args.gunicorn_threads} --worker-class gthread"
         sites = []
         for number, port in enumerate(site_ports, start=1):
             gunicorn = start_gunicorn(port=port, workers=args.workers, emulator_url=emulator_url,
-                                      database_name=database, pool=False, redis=redis_env,
+                                      database_name=database, pool=False, redis=redis_env, broker=broker_env,
                                       log_path=work / f"gunicorn-{number}.log")
             processes.append(gunicorn)
             sites.append(SiteInstance(f"http://127.0.0.1:{port}", gunicorn))
@@ -476,7 +522,9 @@ def main(argv=None) -> int:
               f"{f' x {args.gunicorn_threads} threads' if args.gunicorn_threads else ' (sync)'}; emulator at {emulator_url}; "
               f"{args.buyers} buyers for {args.seats} seats over {args.arrival_seconds:g} s, paying after "
               f"{args.think[0]:g}-{args.think[1]:g} s; fair queue "
-              f"{f'{args.queue:g} starts/s' if args.queue else 'off'}; logs in {work}")
+              f"{f'{args.queue:g} starts/s' if args.queue else 'off'}, driven by "
+              f"{'beat (Celery worker and beat on ' + args.broker + ')' if args.broker else 'the waiting pages'}; "
+              f"logs in {work}")
 
         buyers = [Buyer(n, sites[n % len(sites)].base) for n in range(1, args.buyers + 1)]
         begin = time.perf_counter() + 0.5
@@ -579,6 +627,8 @@ def main(argv=None) -> int:
         figures.add("Stripe: Sessions created / Customers made",
                     f"{stripe['sessions']} / {stripe['customers']} (one session per buyer who reached Checkout; "
                     f"Checkout makes the Customer on payment)")
+        figures.add("Stripe calls that could wait, left for later (success pages / reconcile)",
+                    f"{log_events(work, 'status_check_deferred')} (the webhook settled them)")
         figures.add("Stripe calls delayed by the pace", f"{paced['counts']['delayed']} "
                     f"(mean {paced['counts']['delayed_ms_total'] / max(1, paced['counts']['delayed']):.0f} ms)")
         figures.add("database connections at most (the sale's database)",
@@ -606,6 +656,7 @@ def main(argv=None) -> int:
                 process.kill()
         if redis_client is not None:
             redis_clean(redis_client, redis_env["CACHE_KEY_PREFIX"])
+        broker_clean(broker_env)
         connections.close_all()
         connection.creation.destroy_test_db(database, verbosity=0)
 

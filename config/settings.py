@@ -367,6 +367,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 TASK_RETRY_MAX = env.int("TASK_RETRY_MAX", 8)
 TASK_RETRY_BACKOFF_MAX_SECONDS = env.int("TASK_RETRY_BACKOFF_MAX_SECONDS", 300)
 RECONCILE_EVERY_SECONDS = env.int("RECONCILE_EVERY_SECONDS", 60)
+# How often beat starts the fair queue's driver, and so how long each run drives the line.
+QUEUE_DRIVE_SECONDS = 2
 REMINDERS_EVERY_SECONDS = env.int("REMINDERS_EVERY_SECONDS", 60)
 CELERY_BEAT_SCHEDULE = {
     "reconcile": {
@@ -375,15 +377,16 @@ CELERY_BEAT_SCHEDULE = {
         # A run still queued when the next one is due is dropped: the next one does its work.
         "options": {"expires": RECONCILE_EVERY_SECONDS},
     },
-    # The reminder e-mails due (README, "Reminders"): every minute, so one goes out within a
-    # minute of its time; a run still queued when the next is due is dropped.
-    # The fair queue's driver (README, "When Stripe is the limit"): the waiting pages drive it
-    # too; this releases the seats of people who left the page once they pass the bound.
+    # The fair queue's driver (README, "When Stripe is the limit"): each run gives turns at the
+    # budget's pace until the next is due (or nobody waits), and releases the seats of people
+    # who left the page once they pass the bound.
     "checkout-queue": {
         "task": "slotbook.checkout_queue_drive",
-        "schedule": 2,
-        "options": {"expires": 2},
+        "schedule": QUEUE_DRIVE_SECONDS,
+        "options": {"expires": QUEUE_DRIVE_SECONDS},
     },
+    # The reminder e-mails due (README, "Reminders"): every minute, so one goes out within a
+    # minute of its time; a run still queued when the next is due is dropped.
     "reminders": {
         "task": "slotbook.reminders_send",
         "schedule": REMINDERS_EVERY_SECONDS,

@@ -1,8 +1,11 @@
 """The budget of Stripe requests shared by every web process and worker: a token bucket.
 
 Stripe limits requests per second per secret key (25 in test mode, 100 live) and answers 429
-beyond. Checkout starts spend at most STRIPE_REQUESTS_PER_SECOND of it, with a burst of one
-second's worth. The bucket is kept as a single number, the GCRA's "theoretical arrival time"
+beyond. The site's Stripe calls in volume spend at most STRIPE_REQUESTS_PER_SECOND of it, with a
+burst of one second's worth: checkout starts (`budget_take`), and reads that can wait
+(`budget_take(spare_only=True)`: the success page's and reconcile's reads of a session, which the
+webhook makes unneeded), which only go while half the burst is unspent, so a line of checkout
+starts is never slowed by them. The bucket is kept as a single number, the GCRA's "theoretical arrival time"
 (`tat`): the moment the bucket would be full again. A take succeeds when `tat - now` is within
 the burst, and moves `tat` to `max(tat, now) + 1/rate`; otherwise nothing changes. That is one
 compare-and-set, so it is one atomic operation in either store:
@@ -32,7 +35,7 @@ from payments.models import StripeBudget
 
 log = logging.getLogger("shop.payments")
 
-CHECKOUT_BUDGET = "checkout"
+STRIPE_BUDGET = "stripe"
 MICROSECONDS = 1_000_000
 
 # KEYS[1] the bucket; ARGV[1] microseconds per token; ARGV[2] burst (microseconds ahead allowed).
@@ -65,14 +68,16 @@ def budget_is_limited() -> bool:
     return settings.STRIPE_REQUESTS_PER_SECOND > 0
 
 
-def budget_take(name: str = CHECKOUT_BUDGET) -> bool:
+def budget_take(name: str = STRIPE_BUDGET, *, spare_only: bool = False) -> bool:
     """Take one token of the named budget, shared by every process; False, taking nothing, when it
-    is spent. Always True when pacing is off."""
+    is spent. `spare_only`: take one only while at least half the burst is unspent (for a call
+    that can be left for later), so those calls never hold up a call that cannot wait. Always
+    True when pacing is off."""
     rate = settings.STRIPE_REQUESTS_PER_SECOND
     if rate <= 0:
         return True
     interval, burst = _interval_and_burst(rate)
-    return budget_take_paced(name, interval_us=interval, burst_us=burst)
+    return budget_take_paced(name, interval_us=interval, burst_us=burst // 2 if spare_only else burst)
 
 
 def budget_take_paced(name: str, *, interval_us: int, burst_us: int) -> bool:
@@ -132,7 +137,7 @@ def _redis_take(url: str, name: str, interval: int, burst: int) -> bool:
     return bool(_redis_script(url)(keys=[_redis_key(name)], args=[interval, burst]))
 
 
-def budget_reset(name: str = CHECKOUT_BUDGET) -> None:
+def budget_reset(name: str = STRIPE_BUDGET) -> None:
     """Make the budget full again, in whichever store holds it (for tests and benchmarks)."""
     StripeBudget.objects.filter(name=name).delete()
     url = settings.STRIPE_BUDGET_REDIS_URL

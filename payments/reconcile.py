@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus, Refund, RefundStatus
@@ -49,6 +49,8 @@ class ReconcileSummary:
     offers_lapsed: int = 0
     offer_emails_sent: int = 0
     pending_checked: int = 0
+    # Pending bookings left for the next run: Stripe's budget had no token to spare for them.
+    pending_deferred: int = 0
     confirmed: int = 0
     expired: int = 0
     refunds_due: int = 0
@@ -71,7 +73,8 @@ class ReconcileSummary:
             f"waitlist offers not taken up in time, passed on: {self.offers_lapsed}",
             f"waitlist offer e-mails sent late: {self.offer_emails_sent}",
             f"pending bookings checked with Stripe: {self.pending_checked} "
-            f"(confirmed {self.confirmed}, refund due {self.refunds_due}, expired {self.expired})",
+            f"(confirmed {self.confirmed}, refund due {self.refunds_due}, expired {self.expired}; "
+            f"left for the next run, Stripe's budget being spent: {self.pending_deferred})",
             f"pending bookings that never reached Stripe, expired: {self.abandoned}",
             f"refunds asked for: {self.refunds_submitted} (still failing: {self.refunds_still_failing})",
             f"refunds settled from Stripe: {self.refunds_settled}",
@@ -102,12 +105,20 @@ def reconcile_run(*, now=None) -> ReconcileSummary:
 
 
 def _settle_pending(summary: ReconcileSummary) -> None:
-    pending = Booking.objects.filter(status=BookingStatus.PENDING, checkout_session_id__isnull=False).select_related(
-        "slot__listing__merchant"
+    # Longest unasked first: when Stripe's budget runs short mid-run (an on-sale holding a
+    # thousand open checkouts), the run stops and the next one goes on where this one ended.
+    pending = (
+        Booking.objects.filter(status=BookingStatus.PENDING, checkout_session_id__isnull=False)
+        .select_related("slot__listing__merchant")
+        .order_by(F("stripe_checked_at").asc(nulls_first=True), "pk")
     )
+    waiting = pending.count()
     for booking in pending.iterator():
-        summary.pending_checked += 1
         check = booking_status_refresh(booking, throttled=False)
+        if check.deferred:
+            summary.pending_deferred = waiting - summary.pending_checked
+            break
+        summary.pending_checked += 1
         if check.problem:
             summary.errors.append(f"booking {booking.pk}: {check.problem}")
         status = check.booking.status

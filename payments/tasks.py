@@ -4,6 +4,7 @@ import logging
 from dataclasses import asdict
 
 from celery import shared_task
+from django.conf import settings
 
 from common.logs import log_event
 from payments import checkout
@@ -23,9 +24,10 @@ def reconcile() -> None:
 
 @shared_task(name="slotbook.checkout_queue_drive")
 def checkout_queue_drive() -> None:
-    """The fair queue's driver besides the waiting pages (every 2 s on beat): ends the rows that
-    waited past QUEUE_MAX_WAIT_SECONDS (so a customer who left the page frees their seats) and
-    opens as many waiting checkouts, in order, as the budget has tokens for."""
-    opened = checkout.checkout_queue_drive(max_opens=100)
-    if opened:
-        log_event(log, "checkout_queue_driven", opened=opened)
+    """The fair queue's driver, run by beat every QUEUE_DRIVE_SECONDS: for that long (less when
+    nobody waits) it ends the rows that waited past QUEUE_MAX_WAIT_SECONDS, so a customer who
+    left the page frees their seats, and opens the waiting checkouts in order at the budget's
+    pace, several Stripe calls in flight at once."""
+    turns = checkout.checkout_queue_drive_for(seconds=settings.QUEUE_DRIVE_SECONDS)
+    if turns:
+        log_event(log, "checkout_queue_driven", turns=turns)

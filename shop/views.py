@@ -45,6 +45,7 @@ from payments.checkout import (
     checkout_queue_drive,
     checkout_start,
     is_checkout_session_id,
+    queue_driven_by_pages,
 )
 from payments.checkout_queue import queue_entry_by_token, queue_place
 from payments.models import CheckoutQueueEntry
@@ -428,8 +429,10 @@ def queue_poll_seconds(place: int) -> int:
 @guessing_limited
 def checkout_queue(request, token: str):
     """The page of a checkout start waiting for Stripe: its place in line and an estimate, polled
-    (htmx, else a refresh). Each poll gives the next turn in line (whoever's it is); when this
-    customer's turn has opened their Checkout they go there (HX-Redirect with htmx, else 303).
+    (htmx, else a refresh). With no Celery broker (no beat to drive the line) each poll gives the
+    next turn in line, whoever's it is; with one, beat's driver gives the turns and a poll only
+    reads. When this customer's turn has opened their Checkout they go there (HX-Redirect with
+    htmx, else 303).
     Past QUEUE_MAX_WAIT_SECONDS, or when the time sold out meanwhile, the page says so (the
     waitlist offered for a sold-out time, the form kept to try again) and polling stops."""
     if ratelimits.token_guessing_blocked(request):
@@ -438,7 +441,7 @@ def checkout_queue(request, token: str):
     if entry is None:
         ratelimits.token_miss_record(request)
         raise Http404("No such place in line.")
-    if entry.status in (CheckoutQueueEntry.Status.WAITING, CheckoutQueueEntry.Status.OPENING):
+    if entry.status in (CheckoutQueueEntry.Status.WAITING, CheckoutQueueEntry.Status.OPENING) and queue_driven_by_pages():
         checkout_queue_drive(max_opens=1)
         entry.refresh_from_db()
     booking = entry.booking

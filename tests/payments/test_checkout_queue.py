@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from bookings.models import Booking, BookingStatus, Hold, HoldEnd, Slot
 from payments import budget, stripe_api
-from payments.checkout import checkout_queue_drive
+from payments.checkout import checkout_queue_drive, checkout_queue_drive_for
 from payments.checkout_queue import queue_token
 from payments.models import CheckoutQueueEntry, StripeBudget
 from tests.concurrency import run_concurrently
@@ -34,7 +34,7 @@ REDIS_TEST_URL = os.environ.get("QUEUE_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 def spend_budget() -> None:
     """The budget spent for the next hour: nothing opens until a test gives it back."""
     budget.budget_take()  # makes the row
-    StripeBudget.objects.filter(name=budget.CHECKOUT_BUDGET).update(tat_us=time.time_ns() // 1000 + 3600 * 10**6)
+    StripeBudget.objects.filter(name=budget.STRIPE_BUDGET).update(tat_us=time.time_ns() // 1000 + 3600 * 10**6)
 
 
 def start(client, slot, i: int, quantity: int = 1):
@@ -84,7 +84,7 @@ def test_twenty_threads_at_once_take_exactly_one_seconds_worth_of_tokens_then_on
     pace = {"interval_us": MINUTE_US, "burst_us": 4 * MINUTE_US}
 
     def take():
-        return budget.budget_take_paced(budget.CHECKOUT_BUDGET, **pace)
+        return budget.budget_take_paced(budget.STRIPE_BUDGET, **pace)
 
     taken = run_concurrently([_connected_then(take, gate) for gate in [threading.Barrier(20)] for _ in range(20)])
 
@@ -112,13 +112,13 @@ def _connected_then(function, gate):
 def _leave_one_token(store: str, *, burst: int) -> None:
     """`tat` = now + burst: one take fits, the next would run past the burst (for the next 1/rate s)."""
     if store == "database":
-        StripeBudget.objects.filter(name=budget.CHECKOUT_BUDGET).update(tat_us=time.time_ns() // 1000 + burst)
+        StripeBudget.objects.filter(name=budget.STRIPE_BUDGET).update(tat_us=time.time_ns() // 1000 + burst)
         return
     import redis
 
     client = redis.Redis.from_url(REDIS_TEST_URL)
     seconds, microseconds = client.time()
-    client.set(budget._redis_key(budget.CHECKOUT_BUDGET), seconds * 1_000_000 + microseconds + burst, px=10_000)
+    client.set(budget._redis_key(budget.STRIPE_BUDGET), seconds * 1_000_000 + microseconds + burst, px=10_000)
 
 
 def _redis_or_skip() -> str:
@@ -144,7 +144,7 @@ settings.STRIPE_BUDGET_REDIS_URL = sys.argv[1]
 start_at = float(sys.argv[2])
 time.sleep(max(0.0, start_at - time.time()))  # both processes start taking at the same moment
 # Six at once, then one a minute: no token comes back while the processes run.
-print(sum(budget.budget_take_paced("checkout", interval_us=60_000_000, burst_us=300_000_000) for _ in range(10)))
+print(sum(budget.budget_take_paced("stripe", interval_us=60_000_000, burst_us=300_000_000) for _ in range(10)))
 """
 
 
@@ -476,3 +476,163 @@ def test_the_further_back_the_less_often_the_page_polls(settings, place, seconds
 
     settings.STRIPE_REQUESTS_PER_SECOND = 20
     assert queue_poll_seconds(place) == seconds
+
+
+# The background driver (beat's task, with a broker)
+
+
+class StandingClock:
+    """Time that moves only when the driver pauses for the budget: the run ends after `seconds`
+    of pauses, however long the machine takes over each step."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def pause(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_the_driver_opens_the_line_in_order_with_calls_in_flight_at_once_until_the_budget_is_spent(
+    paced, stripe_emulator, monkeypatch
+):
+    slot = make_slot(capacity=10)
+    spend_budget()
+    pages = [queue_page(start(Client(), slot, i)) for i in range(6)]
+    bookings = list(Booking.objects.filter(slot=slot).order_by("pk"))
+    # Four tokens at once, then one a minute: the run gets exactly four.
+    monkeypatch.setattr(budget, "_interval_and_burst", lambda rate: (MINUTE_US, 3 * MINUTE_US))
+    budget.budget_reset()
+    # Each of the four calls waits until all four are in flight: the driver does not wait for one
+    # Stripe call to end before making the next.
+    all_in_flight = threading.Barrier(4, timeout=30)
+    real, calls = stripe_api.checkout_open, []
+
+    def slow_stripe(*, booking, **kwargs):
+        calls.append(booking.pk)
+        all_in_flight.wait()
+        return real(booking=booking, **kwargs)
+
+    monkeypatch.setattr(stripe_api, "checkout_open", slow_stripe)
+    clock = StandingClock()
+
+    turns = checkout_queue_drive_for(seconds=2, openers=8, clock=clock, pause=clock.pause)
+
+    assert turns == 4
+    assert sorted(calls) == [b.pk for b in bookings[:4]]  # the first four in line, one call each
+    assert list(CheckoutQueueEntry.objects.order_by("pk").values_list("status", flat=True)) == [W.OPENED] * 4 + [W.WAITING] * 2
+    assert clock.now >= 2  # it waited for the budget until its time was up, not longer
+    assert Client().get(pages[0])["Location"].startswith(stripe_emulator.base_url)
+    assert "You are number 1 in line" in Client().get(pages[4]).content.decode()
+
+
+def test_the_driver_stops_at_a_429_and_the_row_keeps_its_place(paced, stripe_emulator, monkeypatch):
+    slot = make_slot(capacity=5)
+    spend_budget()
+    for i in range(3):
+        queue_page(start(Client(), slot, i))
+    first = Booking.objects.filter(slot=slot).order_by("pk").first()
+    budget.budget_reset()
+
+    def busy(**kwargs):
+        raise stripe_api.StripeRateLimited(stripe_api.BUSY_MESSAGE)
+
+    monkeypatch.setattr(stripe_api, "checkout_open", busy)
+    clock = StandingClock()
+
+    assert checkout_queue_drive_for(seconds=2, openers=1, clock=clock, pause=clock.pause) == 0
+
+    rows = list(CheckoutQueueEntry.objects.order_by("pk").values_list("booking_id", "status"))
+    assert rows[0] == (first.pk, W.WAITING) and [status for _, status in rows] == [W.WAITING] * 3
+
+
+def test_the_driver_ends_at_once_when_nobody_waits(paced, stripe_emulator, opened_for):
+    clock = StandingClock()
+    assert checkout_queue_drive_for(seconds=2, clock=clock, pause=clock.pause) == 0
+    assert clock.now == 0 and opened_for == []
+
+
+def test_with_a_broker_the_waiting_page_only_reads_and_beats_driver_gives_the_turn(paced, stripe_emulator, opened_for):
+    paced.CELERY_BROKER_URL = "redis://127.0.0.1:6379/15"  # nothing is published in this test
+    slot = make_slot(capacity=5)
+    spend_budget()
+    page = queue_page(start(Client(), slot, 1))
+    budget.budget_reset()
+
+    polled = Client().get(page, HTTP_HX_REQUEST="true")
+
+    assert "You are number 1 in line" in polled.content.decode() and opened_for == []
+    clock = StandingClock()
+    assert checkout_queue_drive_for(seconds=2, clock=clock, pause=clock.pause) == 1
+    turned = Client().get(page, HTTP_HX_REQUEST="true")
+    assert turned["HX-Redirect"].startswith(stripe_emulator.base_url)
+    assert opened_for == [Booking.objects.get(slot=slot).pk]
+
+
+# Calls that can wait yield to the line
+
+
+def test_reads_that_can_wait_take_only_from_the_spare_half_of_the_budget(settings, monkeypatch):
+    settings.STRIPE_BUDGET_REDIS_URL = ""
+    monkeypatch.setattr(budget, "_interval_and_burst", lambda rate: (MINUTE_US, 4 * MINUTE_US))
+    budget.budget_reset()
+
+    spare = [budget.budget_take(spare_only=True) for _ in range(4)]
+    after = [budget.budget_take() for _ in range(3)]
+
+    # Five tokens at once: a read takes one while at most half the burst is spent (three), and
+    # a checkout start may still take the rest.
+    assert spare == [True, True, True, False]
+    assert after == [True, True, False]
+
+
+def test_the_success_page_waits_for_the_webhook_while_the_line_has_the_budget(paced, stripe_emulator, client):
+    from tests.payments.stripe_flow import deliver_events, open_checkout, poll, stripe_session_reads
+
+    paced.STRIPE_STATUS_CHECK_SECONDS = 0
+    booking, _ = open_checkout(client, make_slot(capacity=3))
+    stripe_emulator.pay_session(booking.checkout_session_id, "4242424242424242")
+    spend_budget()
+
+    waiting = poll(client, booking)
+
+    # Not asked, and not told anything is wrong: the page keeps polling.
+    html = waiting.content.decode()
+    assert waiting.status_code == 200 and 'data-status="pending"' in html and "hx-trigger" in html
+    assert "still checking your payment" not in html
+    assert stripe_session_reads(stripe_emulator, booking.checkout_session_id) == 0
+    deliver_events(client, stripe_emulator)
+    confirmed = poll(client, booking)
+    assert confirmed.status_code == 286 and 'data-status="confirmed"' in confirmed.content.decode()
+
+
+def test_reconcile_leaves_what_the_budget_cannot_spare_to_its_next_run_longest_unasked_first(
+    paced, stripe_emulator, client, monkeypatch
+):
+    from payments.reconcile import reconcile_run
+    from tests.payments.stripe_flow import open_checkout, stripe_session_reads
+
+    paced.STRIPE_REQUESTS_PER_SECOND = 20
+    slot = make_slot(capacity=5)
+    opened = [open_checkout(client, slot, email=f"r{i}@example.com")[0] for i in range(3)]
+    for booking in opened:
+        stripe_emulator.pay_session(booking.checkout_session_id, "4242424242424242")
+    # One token at a time, the next a minute later: each run has room for one read.
+    monkeypatch.setattr(budget, "_interval_and_burst", lambda rate: (MINUTE_US, 0))
+    StripeBudget.objects.update(tat_us=0)
+
+    first = reconcile_run()
+
+    assert (first.pending_checked, first.confirmed, first.pending_deferred) == (1, 1, 2)
+    assert "left for the next run, Stripe's budget being spent: 2" in "\n".join(first.lines())
+    assert first.errors == []
+    StripeBudget.objects.update(tat_us=0)
+    second = reconcile_run()
+    assert (second.pending_checked, second.confirmed, second.pending_deferred) == (1, 1, 1)
+    StripeBudget.objects.update(tat_us=0)
+    third = reconcile_run()
+    assert (third.pending_checked, third.confirmed, third.pending_deferred) == (1, 1, 0)
+    assert all(stripe_session_reads(stripe_emulator, b.checkout_session_id) == 1 for b in opened)
+    assert set(Booking.objects.filter(slot=slot).values_list("status", flat=True)) == {BookingStatus.CONFIRMED}
