@@ -58,6 +58,7 @@ checkouts opened in any one second stay within STRIPE_REQUESTS_PER_SECOND and it
 from __future__ import annotations
 
 import argparse
+import html
 import os
 import random
 import re
@@ -135,10 +136,15 @@ def http(url: str, *, data: dict | None = None, headers: dict | None = None, tim
 
 def emulator_command(*, port: int, forward_to: str, db_path: Path, pace: dict[str, str] | None = None) -> list[str]:
     """The Stripe emulator's command line; `pace` maps its pace options (pace, write_latency,
-    read_latency, rate_limit, endpoint_rate_limit, pace_seed) to their values."""
+    read_latency, rate_limit, endpoint_rate_limit, pace_seed) to their values. The endpoint gets
+    the event types the site handles, as its Dashboard endpoint is configured (README,
+    "Production"), not all twelve a payment causes."""
+    from payments.webhooks import HANDLED_EVENTS
+
     command = [
         sys.executable, "-m", "stripe_emulator", "--port", str(port), "--db", str(db_path),
         "--forward-to", forward_to, "--webhook-secret", WEBHOOK_SECRET, "--log-level", "WARNING",
+        "--forward-events", ",".join(sorted(HANDLED_EVENTS)),
     ]
     for name, value in (pace or {}).items():
         if value is not None:
@@ -175,6 +181,29 @@ def workers_peak_memory_mb(master_pid: int) -> tuple[float, int]:
         except OSError:
             continue
     return (max(peaks) if peaks else 0.0), len(peaks)
+
+
+def process_tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a process and its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores), from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def start_emulator(command: list[str], *, port: int, log_path: Path) -> subprocess.Popen:
@@ -310,18 +339,26 @@ def buy(buyer: Buyer, *, slug: str, slot_id: int, at: float, think: tuple[float,
         buyer.detail = f"Stripe's page answered {page.status}, paying {paid.status}"
         return
     buyer.paid = True
-    # Back on the site: the success page, polled as its htmx panel does, until final (286).
-    status_url = f"{buyer.site}/checkout/status/{session_id}/"
+    # Back on the site: Stripe sends the buyer to the success page, whose htmx panel then polls
+    # the address and after the delay it names (quickly at first, then backing off) until final.
+    success = urllib.parse.urlsplit(paid.location)  # https://…, as behind the TLS proxy: asked here on its port
+    answer = http(f"{buyer.site}{success.path}?{success.query}", headers=headers)
     for _ in range(60):
-        answer = http(status_url, headers={**headers, "HX-Request": "true"})
-        if answer.status == 286:
+        if answer.status == 286 or (answer.status == 200 and not POLL_DELAY.search(answer.body)):
             buyer.final_status = "final"
             return
-        time.sleep(1.0)
+        poll, delay = POLL_URL.search(answer.body), POLL_DELAY.search(answer.body)
+        if answer.status != 200 or poll is None or delay is None:
+            buyer.final_status = f"success page answered {answer.status}"
+            return
+        time.sleep(float(delay.group(1)))
+        answer = http(urllib.parse.urljoin(buyer.site, html.unescape(poll.group(1))),
+                      headers={**headers, "HX-Request": "true"})
     buyer.final_status = "still pending"
 
 
 POLL_DELAY = re.compile(r'hx-trigger="load delay:(\d+)s"')
+POLL_URL = re.compile(r'hx-get="([^"]+)"')
 
 
 def wait_in_line(buyer: Buyer, queue_path: str) -> Answer:
@@ -407,6 +444,7 @@ def stripe_counts(emulator_url: str) -> dict:
         "paid_sessions": {s.id for s in sessions if s.payment_status == "paid"},
         # Stripe's own clock: the most sessions created in one second, against the site's budget.
         "most_created_in_one_second": max(Counter(s.created for s in sessions).values(), default=0),
+        "created_at": sorted(s.created for s in sessions),
     }
 
 
@@ -496,12 +534,15 @@ def main(argv=None) -> int:
             port=emulator_port, log_path=work / "emulator.log",
         ))
         os.environ["STRIPE_REQUESTS_PER_SECOND"] = f"{args.queue:g}"
-        if args.broker:
-            processes.extend(start_celery(
-                environment=site_environment(emulator_url=emulator_url, database_name=database, pool=False,
-                                             redis=redis_env, broker=broker_env),
-                work=work,
-            ))
+        # The emulator posts its webhooks straight to gunicorn over HTTP, where production's TLS
+        # proxy would say https: without this every webhook would be redirected (301) unread.
+        os.environ["DJANGO_SECURE_SSL_REDIRECT"] = "false"
+        celery = start_celery(
+            environment=site_environment(emulator_url=emulator_url, database_name=database, pool=False,
+                                         redis=redis_env, broker=broker_env),
+            work=work,
+        ) if args.broker else []
+        processes.extend(celery)
         if args.gunicorn_threads:
             os.environ["GUNICORN_CMD_ARGS"] = f"--threads {args.gunicorn_threads} --worker-class gthread"
         sites = []
@@ -543,10 +584,25 @@ def main(argv=None) -> int:
         watchers.append(threading.Thread(target=watch_connections, args=(stop, seen), daemon=True))
         for watcher in watchers:
             watcher.start()
+        parts = {
+            "the site's web tier": [site.process.pid for site in sites],
+            "its Celery worker and beat": [process.pid for process in celery],
+            "the Stripe emulator": [processes[0].pid],
+        }
+
+        def cpu_now() -> dict[str, float]:
+            seconds = {name: sum(process_tree_cpu_seconds(pid) for pid in pids) for name, pids in parts.items()}
+            own = os.times()  # this process alone: its children are the parts above
+            return {**seconds, "the buyers (this process)": own.user + own.system}
+
+        cpu_before, machine_before, sale_began = cpu_now(), machine_cpu_seconds(), time.perf_counter()
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
+        machine_busy = machine_cpu_seconds() - machine_before
+        sale_seconds = time.perf_counter() - sale_began
+        cpu_by_part = {name: seconds - cpu_before[name] for name, seconds in cpu_now().items()}
         stop.set()
         for watcher in watchers:
             watcher.join(timeout=30)
@@ -603,6 +659,10 @@ def main(argv=None) -> int:
         figures.add("buyers refused then through on a later press",
                     sum(1 for b in reached if b.busy_answers))
         figures.add("paid on Stripe's page", sum(b.paid for b in buyers))
+        figures.add("success page turned final while the buyer watched (its htmx polling)",
+                    f"{sum(1 for b in buyers if b.final_status == 'final')} of {sum(b.paid for b in buyers)}"
+                    + "".join(f"; {n} {status}" for status, n in Counter(
+                        b.final_status for b in buyers if b.paid and b.final_status != "final").items()))
         figures.add("confirmed", sold)
         figures.add("refunded (target 0)", refunded)
         figures.add("oversold (must be 0)", oversold)
@@ -616,6 +676,12 @@ def main(argv=None) -> int:
             rate = len(reached) / opened_span
             figures.add("checkouts opened/s vs Stripe's bound",
                         f"{rate:.1f} of {bound}/s ({rate / bound:.2f})" if bound else f"{rate:.1f} (no bound set)")
+            created = stripe["created_at"]
+            first_30 = sum(1 for t in created if t < created[0] + 30) / 30
+            whole = len(created) / max(1, created[-1] - created[0] + 1)
+            figures.add("Checkout Sessions created/s on Stripe's clock: first 30 s / whole sale",
+                        f"{first_30:.1f} ({first_30 / bound:.2f}) / {whole:.1f} ({whole / bound:.2f})" if bound
+                        else f"{first_30:.1f} / {whole:.1f}")
             most = stripe["most_created_in_one_second"]
             figures.add("most Checkout Sessions created in one second (Stripe's clock)",
                         f"{most} (fair queue {args.queue:g}/s over all instances, a burst of one second's worth)"
@@ -627,8 +693,14 @@ def main(argv=None) -> int:
         figures.add("Stripe: Sessions created / Customers made",
                     f"{stripe['sessions']} / {stripe['customers']} (one session per buyer who reached Checkout; "
                     f"Checkout makes the Customer on payment)")
-        figures.add("Stripe calls that could wait, left for later (success pages / reconcile)",
-                    f"{log_events(work, 'status_check_deferred')} (the webhook settled them)")
+        import json
+
+        deliveries = json.loads(http(f"{emulator_url}/_emulator/webhooks").body)
+        figures.add("webhooks delivered / answered 2xx / still queued or failed",
+                    f"{deliveries['succeeded'] + deliveries['failed'] + deliveries['queued'] + deliveries['in_flight']} / "
+                    f"{deliveries['succeeded']} / {deliveries['queued'] + deliveries['in_flight'] + deliveries['failed']}")
+        figures.add("success pages' reads of Stripe left for later (budget spent)",
+                    f"{log_events(work, 'status_check_deferred')} (the page waited for the webhook)")
         figures.add("Stripe calls delayed by the pace", f"{paced['counts']['delayed']} "
                     f"(mean {paced['counts']['delayed_ms_total'] / max(1, paced['counts']['delayed']):.0f} ms)")
         figures.add("database connections at most (the sale's database)",
@@ -639,6 +711,10 @@ def main(argv=None) -> int:
                 str(sum(1 for b in reached if b.site == site.base)) for site in sites))
             note, _ = limit_shared_note(misses)
             figures.add("rate limit across instances", note)
+        parts = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in cpu_by_part.items())
+        figures.add("CPU while the buyers ran (2 cores)",
+                    f"{machine_busy:.0f} of {sale_seconds * (os.cpu_count() or 1):.0f} core-seconds busy: {parts}, "
+                    f"PostgreSQL, Redis and the rest {max(0.0, machine_busy - sum(cpu_by_part.values())):.0f} s")
         figures.add("slot afterwards: sold / held / free", f"{fresh.seats_sold} / {fresh.seats_held} / {fresh.seats_left}")
         figures.print()
         errors = [b.detail for b in buyers if b.detail]

@@ -356,7 +356,16 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # Redis gives an unacknowledged task to another worker after this long: longer than any task
 # with its retries' countdowns (TASK_RETRY_BACKOFF_MAX_SECONDS).
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 900)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 900),
+    # Redis keeps one list per step and a worker takes from the lowest step first.
+    "priority_steps": [0, 3, 6, 9],
+}
+# Every task is published at step 3, beat's fair-queue driver at 0: during an on-sale the
+# confirmation e-mails of a thousand buyers queue up, and the driver must not wait behind them
+# (it would expire unrun, and the line stand still).
+CELERY_TASK_DEFAULT_PRIORITY = 3
+QUEUE_DRIVE_PRIORITY = 0
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -383,7 +392,7 @@ CELERY_BEAT_SCHEDULE = {
     "checkout-queue": {
         "task": "slotbook.checkout_queue_drive",
         "schedule": QUEUE_DRIVE_SECONDS,
-        "options": {"expires": QUEUE_DRIVE_SECONDS},
+        "options": {"expires": QUEUE_DRIVE_SECONDS, "priority": QUEUE_DRIVE_PRIORITY},
     },
     # The reminder e-mails due (README, "Reminders"): every minute, so one goes out within a
     # minute of its time; a run still queued when the next is due is dropped.

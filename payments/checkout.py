@@ -2,6 +2,7 @@
 
 import hashlib
 import logging
+import queue
 import re
 import threading
 import time
@@ -246,29 +247,38 @@ def checkout_queue_drive_for(
 ) -> int:
     """Drive the fair queue for `seconds` at the budget's pace (beat's `checkout_queue_drive`
     task): end the rows that waited too long, then, while someone waits, take a token as soon as
-    the budget has one, claim the earliest waiting row and give it its turn (`_queue_turn`) on a
-    thread of its own, at most `openers` at once, each Stripe call under no lock. Ends early when
-    nobody waits. A 429 or an unreachable Stripe puts that row back in its place and ends the
-    run: the next one, a beat later, tries again. Returns the turns given (as
-    `checkout_queue_drive`), once every call begun has ended."""
+    the budget has one, claim the earliest waiting row and hand it to an opener thread, which
+    gives it its turn (`_queue_turn`): at most `openers` Stripe calls at once, each under no lock.
+    Openers are started as the calls in flight need them and keep their database connection for
+    the run. Ends early when nobody waits. A 429 or an unreachable Stripe puts that row back in
+    its place and ends the run: the next one, a beat later, tries again. Returns the turns given
+    (as `checkout_queue_drive`), once every call begun has ended."""
     deadline = clock() + seconds
     queue_take_back_lost_claims()
     queue_time_out_overdue()
     token_pause = 1 / max(settings.STRIPE_REQUESTS_PER_SECOND, 1.0)
     free = threading.BoundedSemaphore(openers)
+    claimed: queue.SimpleQueue[CheckoutQueueEntry | None] = queue.SimpleQueue()
     stripe_busy = threading.Event()
-    opened: list[CheckoutQueueEntry] = []
-    calls: list[threading.Thread] = []
+    turns: list[CheckoutQueueEntry] = []
+    threads: list[threading.Thread] = []
+    in_flight = [0]
+    in_flight_lock = threading.Lock()
 
-    def turn(entry: CheckoutQueueEntry) -> None:
+    def opener() -> None:
         try:
-            if _queue_turn(entry):
-                opened.append(entry)
-            else:
-                stripe_busy.set()
+            while (entry := claimed.get()) is not None:
+                try:
+                    if _queue_turn(entry):
+                        turns.append(entry)
+                    else:
+                        stripe_busy.set()
+                finally:
+                    with in_flight_lock:
+                        in_flight[0] -= 1
+                    free.release()
         finally:
             connection.close()
-            free.release()
 
     while clock() < deadline and not stripe_busy.is_set():
         if not free.acquire(timeout=max(0.0, deadline - clock())):
@@ -284,12 +294,18 @@ def checkout_queue_drive_for(
         if entry is None:
             free.release()
             continue
-        call = threading.Thread(target=turn, args=(entry,), name=f"checkout-queue-turn-{entry.pk}")
-        call.start()
-        calls.append(call)
-    for call in calls:
-        call.join()
-    return len(opened)
+        with in_flight_lock:
+            in_flight[0] += 1
+            all_busy = in_flight[0] > len(threads)
+        claimed.put(entry)
+        if all_busy:
+            threads.append(threading.Thread(target=opener, name=f"checkout-queue-opener-{len(threads)}"))
+            threads[-1].start()
+    for _ in threads:
+        claimed.put(None)
+    for thread in threads:
+        thread.join()
+    return len(turns)
 
 
 def _queue_turn(entry: CheckoutQueueEntry) -> bool:

@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--db", default=".emulator.sqlite3",
                         help="SQLite file holding the state (default .emulator.sqlite3; ':memory:' keeps nothing).")
     parser.add_argument("--forward-to", default=None, help="URL that receives the webhooks (default: none).")
+    parser.add_argument("--forward-events", default=None, metavar="TYPE,...",
+                        help="send only these event types to the endpoints, comma-separated, as a Dashboard "
+                             "endpoint's enabled events or `stripe listen --events` (default: every type)")
     parser.add_argument("--webhook-secret", default=None,
                         help="whsec_… secret to sign webhooks with (default: the one stored in --db, or a new one).")
     parser.add_argument("--forward-connect-to", default=None,
@@ -82,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
             connect_forward_to=args.forward_connect_to,
             connect_webhook_secret=args.connect_webhook_secret,
             pace=pace,
+            forward_events=[name.strip() for name in args.forward_events.split(",") if name.strip()]
+            if args.forward_events else None,
             **tuning,
         )
     except PaceError as error:
@@ -96,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     print(f"Stripe emulator on {emulator.url} (state in {args.db}); overview at {emulator.public_url}/_emulator/", flush=True)
     if args.forward_to:
-        print(f"Forwarding events to {args.forward_to}", flush=True)
+        only = f" ({args.forward_events} only)" if args.forward_events else ""
+        print(f"Forwarding events to {args.forward_to}{only}", flush=True)
     if args.forward_connect_to:
         print(f"Forwarding connected accounts' events to {args.forward_connect_to}", flush=True)
         if not args.connect_webhook_secret:

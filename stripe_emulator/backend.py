@@ -134,6 +134,7 @@ class Backend:
         connect_forward_to: str | None = None,
         connect_webhook_secret: str = "",
         pace: Pace | None = None,
+        forward_events: frozenset[str] | None = None,
     ):
         self.store = Store(db)
         self.clock = Clock(self.store)
@@ -145,6 +146,9 @@ class Backend:
         # The Connect endpoint: events of connected accounts, signed with its own secret.
         self.connect_forward_to = connect_forward_to
         self.connect_webhook_secret = connect_webhook_secret
+        # The event types the endpoints are sent (a Dashboard endpoint's enabled events, or
+        # `stripe listen --events`); None sends every type, as `stripe listen` does by default.
+        self.forward_events = forward_events
         self.tuning = tuning
         self.faults = Faults()
         # Stripe's latency and rate limits, off unless asked for (``pace.py``).
@@ -164,7 +168,10 @@ class Backend:
             return self.connect_forward_to, self.connect_webhook_secret
         return self.forward_to, self.webhook_secret
 
-    def endpoint_count(self, account: str) -> int:
+    def endpoint_count(self, account: str, event_type: str) -> int:
+        """The endpoints an event of this account and type is sent to (its `pending_webhooks`)."""
+        if self.forward_events is not None and event_type not in self.forward_events:
+            return 0
         return 1 if self.endpoint_for(account)[0] else 0
 
     def business_name(self) -> str:

@@ -97,6 +97,7 @@ class ControlApp:
             "forward_to": self.backend.forward_to,
             "webhook_secret": self.backend.webhook_secret,
             "connect_forward_to": self.backend.connect_forward_to,
+            "forward_events": sorted(self.backend.forward_events) if self.backend.forward_events is not None else None,
             "connect_webhook_secret": self.backend.connect_webhook_secret,
             "account_api_version": self.backend.account_api_version,
             "public_url": self.backend.public_url,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from .api.dispatch import ApiApp
@@ -27,8 +28,9 @@ class Emulator:
     """A running Stripe emulator.
 
     ``Emulator(db=":memory:", port=0, forward_to=None, webhook_secret=None, host="127.0.0.1",
-    public_url=None, pace=None, **tuning)``; ``port=0`` picks a free port; ``pace`` sets Stripe's
-    latency and rate limits (see ``pace.Pace.configure``; off by default). Use ``start()``/``stop()`` or
+    public_url=None, pace=None, forward_events=None, **tuning)``; ``port=0`` picks a free port;
+    ``pace`` sets Stripe's latency and rate limits (see ``pace.Pace.configure``; off by default);
+    ``forward_events`` limits the event types sent to the endpoints (default: every type). Use ``start()``/``stop()`` or
     ``with Emulator() as emu:``; then ``emu.url`` is the base for the SDK and ``emu.webhook_secret``
     verifies webhooks. ``tuning`` takes the fields of ``Tuning`` (webhook retry delays, timeouts,
     worker count, refund failure delay, ...).
@@ -46,6 +48,7 @@ class Emulator:
         connect_forward_to: str | None = None,
         connect_webhook_secret: str | None = None,
         pace: dict[str, Any] | None = None,
+        forward_events: Iterable[str] | None = None,
         **tuning: Any,
     ):
         self.db = db
@@ -59,6 +62,8 @@ class Emulator:
         self.pace.remember_as_initial()
         self._given_secret = webhook_secret
         self.connect_forward_to = connect_forward_to
+        # Only these event types are forwarded (None: every type), as an endpoint's enabled events.
+        self.forward_events = frozenset(forward_events) if forward_events is not None else None
         self._given_connect_secret = connect_webhook_secret
         self._given_public_url = public_url
         self.webhook_secret_generated = False
@@ -82,6 +87,7 @@ class Emulator:
             tuning=self.tuning,
             pace=self.pace,
             connect_forward_to=self.connect_forward_to,
+            forward_events=self.forward_events,
         )
         backend.webhook_secret = self._resolve_secret(backend)
         backend.connect_webhook_secret = self._resolve_connect_secret(backend)

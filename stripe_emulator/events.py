@@ -42,7 +42,7 @@ def emit(
         "created": backend.now(),
         "data": data,
         "livemode": False,
-        "pending_webhooks": backend.endpoint_count(owner),
+        "pending_webhooks": backend.endpoint_count(owner, event_type),
         "request": {"id": action.request_id, "idempotency_key": action.idempotency_key},
         "type": event_type,
     })

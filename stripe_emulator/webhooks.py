@@ -121,10 +121,11 @@ class Dispatcher:
     def enqueue(self, event: dict[str, Any]) -> None:
         """Queue deliveries of a just-recorded event; runs inside the event's transaction. A
         connected account's event (``event.account``) goes to the Connect endpoint only; the
-        platform's own events to the platform endpoint only."""
+        platform's own events to the platform endpoint only; a type not among the forwarded
+        events (``forward_events``, when set) to neither."""
         target = "connect" if event.get("account") else "platform"
         endpoint = self.backend.endpoint_for(event.get("account") or "")[0]
-        if not endpoint:
+        if not endpoint or not self.backend.endpoint_count(event.get("account") or "", event["type"]):
             return
         with self._faults_lock:
             dropped = self.faults.drop > 0

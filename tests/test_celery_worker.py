@@ -145,7 +145,8 @@ class Processes:
         def idle() -> bool:
             # A task may enqueue another as it ends: nothing may wait on the queue or be
             # fetched and unacknowledged, and every delivery (a retry is delivered again) ended.
-            if broker.llen(self.queue) or broker.hlen("unacked"):
+            # Each priority is a list of its own (the queue's name, then one per step).
+            if any(broker.llen(key) for key in broker.scan_iter(match=f"{self.queue}*")) or broker.hlen("unacked"):
                 return False
             log = self.log_since(0)
             ended = Counter(TASK_ENDED.findall(log))

@@ -286,3 +286,20 @@ def test_delivery_counts_are_one_snapshot_even_while_workers_take_deliveries(emu
         store.execute("UPDATE deliveries SET state = 'queued' WHERE state = 'in_flight'")
 
     assert counts["queued"] == 1 and counts["next_attempt_at"] is not None
+
+
+def test_only_the_forwarded_event_types_are_sent_as_an_endpoints_enabled_events(receiver, visitor):
+    with Emulator(forward_to=receiver.url, forward_events=["checkout.session.completed"], **FAST) as emu:
+        receiver.secret = emu.webhook_secret
+        client, control = sdk_client(emu.url), EmulatorControl(emu.url)
+        session = create_session(client, customer_creation="always")
+        submit_card(visitor, session)
+        assert control.wait_for_webhooks(timeout=10)["idle"]
+
+        emitted = [event["type"] for event in control.events()]
+        assert set(PAYMENT_EVENTS) <= set(emitted)  # every event still happens at Stripe
+        assert receiver.types() == ["checkout.session.completed"]
+        assert receiver.events("checkout.session.completed")[0].data.object.id == session.id
+        others = client.v1.events.list(params={"type": "charge.succeeded"}).data
+        assert [event.pending_webhooks for event in others] == [0]
+        assert control.config()["forward_events"] == ["checkout.session.completed"]
