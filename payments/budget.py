@@ -5,8 +5,8 @@ beyond. The site's Stripe calls in volume spend at most STRIPE_REQUESTS_PER_SECO
 burst of one second's worth: checkout starts (`budget_take`), and reads that can wait
 (`budget_take(spare_only=True)`: the success page's and reconcile's reads of a session, which the
 webhook makes unneeded), which only go while half the burst is unspent, so a line of checkout
-starts is never slowed by them. The bucket is kept as a single number, the GCRA's "theoretical arrival time"
-(`tat`): the moment the bucket would be full again. A take succeeds when `tat - now` is within
+starts is never slowed by them. The bucket is kept as a single number, the GCRA's "theoretical
+arrival time" (`tat`): the moment the bucket would be full again. A take succeeds when `tat - now` is within
 the burst, and moves `tat` to `max(tat, now) + 1/rate`; otherwise nothing changes. That is one
 compare-and-set, so it is one atomic operation in either store:
 

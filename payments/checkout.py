@@ -273,6 +273,11 @@ def checkout_queue_drive_for(
                         turns.append(entry)
                     else:
                         stripe_busy.set()
+                except Exception as error:  # noqa: BLE001 - one turn's fault must not stop the line
+                    log_event(log, "checkout_queue_turn_failed", level=logging.ERROR, booking=entry.booking_id,
+                              entry=entry.pk, error=type(error).__name__)
+                    queue_put_back(entry=entry)
+                    stripe_busy.set()
                 finally:
                     with in_flight_lock:
                         in_flight[0] -= 1

@@ -441,7 +441,8 @@ def checkout_queue(request, token: str):
     if entry is None:
         ratelimits.token_miss_record(request)
         raise Http404("No such place in line.")
-    if entry.status in (CheckoutQueueEntry.Status.WAITING, CheckoutQueueEntry.Status.OPENING) and queue_driven_by_pages():
+    waiting_turn = entry.status in (CheckoutQueueEntry.Status.WAITING, CheckoutQueueEntry.Status.OPENING)
+    if waiting_turn and queue_driven_by_pages():
         checkout_queue_drive(max_opens=1)
         entry.refresh_from_db()
     booking = entry.booking

@@ -636,3 +636,22 @@ def test_reconcile_leaves_what_the_budget_cannot_spare_to_its_next_run_longest_u
     assert (third.pending_checked, third.confirmed, third.pending_deferred) == (1, 1, 0)
     assert all(stripe_session_reads(stripe_emulator, b.checkout_session_id) == 1 for b in opened)
     assert set(Booking.objects.filter(slot=slot).values_list("status", flat=True)) == {BookingStatus.CONFIRMED}
+
+
+def test_a_turn_failing_unexpectedly_puts_its_row_back_and_ends_the_run(paced, stripe_emulator, monkeypatch, caplog):
+    slot = make_slot(capacity=5)
+    spend_budget()
+    for i in range(2):
+        queue_page(start(Client(), slot, i))
+    budget.budget_reset()
+
+    def broken(**kwargs):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(stripe_api, "checkout_open", broken)
+    clock = StandingClock()
+
+    assert checkout_queue_drive_for(seconds=2, openers=1, clock=clock, pause=clock.pause) == 0
+
+    assert list(CheckoutQueueEntry.objects.values_list("status", flat=True)) == [W.WAITING, W.WAITING]
+    assert "checkout_queue_turn_failed" in caplog.text and "RuntimeError" in caplog.text
