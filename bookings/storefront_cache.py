@@ -9,8 +9,9 @@ bulk_create) — a merchant's Connect account state (`account.updated`) included
 refund's transition functions. A booking's seats are shown through its slot's `seats_left`,
 written in the same transaction as the booking's status, so bookings need no hook of their own.
 The fragments render afresh at once in the process that made the change, and in every process when the cache is
-shared (REDIS_URL); with the default per-process cache, another process shows the old fragment
-until it expires. Bookings never depend on these fragments: seats are checked again, in the
+shared (REDIS_URL) within STOREFRONT_VERSION_CHECK_SECONDS (each process keeps copies in front of
+Redis: `FrontCopy`, `StatusVersions`); with the default per-process cache, another process shows
+the old fragment until it expires. Bookings never depend on these fragments: seats are checked again, in the
 database, when a checkout starts and when a payment is confirmed.
 """
 
@@ -153,20 +154,72 @@ def _status_version_key(session_id: str) -> str:
     return "storefront:status-version:" + hashlib.sha256(session_id.encode()).hexdigest()[:40]
 
 
+class StatusVersions:
+    """A per-process copy of bookings' panel versions in front of a shared cache (Redis), each
+    read again at most every STOREFRONT_VERSION_CHECK_SECONDS, so that a kept panel, kept in
+    `status_panels`, costs no round trip to Redis: a booking changed in another process shows its
+    new panel here within that fraction of a second (one changed in this process, at once). At
+    most `max_entries` are kept, the least recently used going first."""
+
+    def __init__(self, *, max_entries: int = 4096):
+        self.max_entries = max_entries
+        self._versions: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def fresh(self, key: str) -> object | None:
+        with self._lock:
+            kept = self._versions.get(key)
+            if kept is None or time.monotonic() - kept[0] >= settings.STOREFRONT_VERSION_CHECK_SECONDS:
+                return None
+            self._versions.move_to_end(key)
+            return kept[1]
+
+    def remember(self, key: str, version: object) -> None:
+        with self._lock:
+            self._versions[key] = (time.monotonic(), version)
+            self._versions.move_to_end(key)
+            while len(self._versions) > self.max_entries:
+                self._versions.popitem(last=False)
+
+
+status_versions = StatusVersions()
+# Kept panels in this process, under keys naming their version (as the fragments in front_copy).
+status_panels = FrontCopy(max_entries=2048)
+
+
 def final_status_key(session_id: str) -> str:
     """The key of a booking's kept status panel. It holds the booking's panel version, which
     moves with every change of the booking: read it before the booking, and a panel rendered
     from rows read before a change is kept under a key that nobody reads after it."""
     key = _status_version_key(session_id)
-    version = cache.get(key)
+    shared = FrontCopy.wanted()
+    version = status_versions.fresh(key) if shared else None
     if version is None:
-        cache.add(key, time.time_ns(), _STATUS_VERSION_SECONDS)
-        version = cache.get(key, 0)
+        version = cache.get(key)
+        if version is None:
+            cache.add(key, time.time_ns(), _STATUS_VERSION_SECONDS)
+            version = cache.get(key, 0)
+        if shared:
+            status_versions.remember(key, version)
     return f"storefront:status:{key.rsplit(':', 1)[1]}:{version}"
 
 
+def status_panel_get(key: str):
+    """A kept status panel (under a key from `final_status_key`), or None."""
+    return status_panels.get(key) if FrontCopy.wanted() else cache.get(key)
+
+
+def status_panel_set(key: str, pieces, seconds: int) -> None:
+    if FrontCopy.wanted():
+        status_panels.set(key, pieces, seconds)
+    else:
+        cache.set(key, pieces, seconds)
+
+
 def _bump_status_version(key: str) -> None:
-    cache.set(key, time.time_ns(), _STATUS_VERSION_SECONDS)
+    version = time.time_ns()
+    cache.set(key, version, _STATUS_VERSION_SECONDS)
+    status_versions.remember(key, version)
 
 
 def booking_changed(session_id: str | None) -> None:

@@ -13,10 +13,11 @@ import ipaddress
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.backends import ModelBackend
+from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.shortcuts import render
 from django_ratelimit import ALL
-from django_ratelimit.core import get_usage
+from django_ratelimit.core import _get_window, _make_cache_key, _split_rate, get_usage
 
 # A subscriber is usually given a whole /64: counting single IPv6 addresses would let one
 # client escape every limit by changing address.
@@ -62,9 +63,15 @@ def hit(request, *, group: str, rate: str, key=_ip_key) -> bool:
 
 
 def exceeded(request, *, group: str, rate: str, key=_ip_key) -> bool:
-    """Whether the limit is already used up, without counting an attempt."""
-    usage = _usage(request, group=group, key=key, rate=rate, increment=False)
-    return bool(usage and usage["count"] >= usage["limit"])
+    """Whether the limit is already used up, without counting an attempt: one read of the count
+    django-ratelimit keeps, under its own key (its `get_usage` would first write an empty count,
+    a second round trip to Redis on every booking page and poll)."""
+    if not getattr(settings, "RATELIMIT_ENABLE", True):
+        return False
+    limit, period = _split_rate(rate)
+    value = key(group, request)
+    counted = _make_cache_key(group, _get_window(value, period), rate, value, ALL)
+    return caches[settings.RATELIMIT_USE_CACHE].get(counted, 0) >= limit
 
 
 def retry_after_seconds(request, *, group: str, rate: str, key=_ip_key) -> int:

@@ -200,7 +200,8 @@ STORAGES = {
 CACHES = {
     "default": (
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Django's RedisCache, keeping one Redis client per pool (common/cache.py).
+            "BACKEND": "common.cache.SharedClientRedisCache",
             "LOCATION": env.str("REDIS_URL", default=""),
             # Sites (or benchmark runs) sharing one Redis keep apart with a prefix each.
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default=""),

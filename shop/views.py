@@ -9,7 +9,6 @@ from itertools import groupby
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.messages.storage.cookie import CookieStorage
-from django.core.cache import cache
 from django.db import DatabaseError, connection
 from django.http import (
     Http404,
@@ -33,7 +32,14 @@ from common.logs import log_event
 from bookings.models import Booking, Listing
 from bookings.policies import cancel_quote, reschedule_refusal
 from bookings.services import BookingError, hold_minutes, merchant_payments_refusal, waitlist_join_refusal
-from bookings.storefront_cache import final_status_key, fragment_get, fragment_set, storefront_version
+from bookings.storefront_cache import (
+    final_status_key,
+    fragment_get,
+    fragment_set,
+    status_panel_get,
+    status_panel_set,
+    storefront_version,
+)
 from common import ratelimits
 from payments import stripe_api
 from shop import receipts
@@ -598,7 +604,7 @@ def checkout_status(request, session_id: str):
     # The key is taken before the booking is read: a change meanwhile moves it (storefront_cache).
     key = final_status_key(session_id) if seconds > 0 and is_checkout_session_id(session_id) else None
     if key:
-        pieces = cache.get(key)
+        pieces = status_panel_get(key)
         if pieces is not None:
             return _final_status_response(request, pieces)
     booking = _booking_by_session_or_404(request, session_id)
@@ -612,7 +618,7 @@ def checkout_status(request, session_id: str):
         )
     pieces = _pieces(html)
     if key and not check.problem:
-        cache.set(key, pieces, seconds)
+        status_panel_set(key, pieces, seconds)
     return _final_status_response(request, pieces)
 
 

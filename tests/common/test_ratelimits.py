@@ -109,3 +109,25 @@ def test_the_client_address_comes_from_x_forwarded_for_only_behind_trusted_proxi
     settings.TRUSTED_PROXY_COUNT = 2
     assert client_ip(request) == "1.2.3.4"
     assert client_ip(rf.get("/", REMOTE_ADDR="not an ip")) == "0.0.0.0"
+
+
+def test_checking_the_guessing_limit_reads_the_count_once_and_writes_nothing(rf, settings, monkeypatch):
+    from django.core.cache import caches
+
+    from common.ratelimits import token_guessing_blocked, token_miss_record
+
+    settings.RATE_LIMITS = {**settings.RATE_LIMITS, "token_misses_per_ip": "3/10m"}
+    request = rf.get("/", REMOTE_ADDR="10.77.0.1")
+    cache, calls = caches["default"], []
+    for name in ("get", "add", "set", "incr"):
+        real = getattr(cache, name)
+        monkeypatch.setattr(cache, name, lambda *a, _real=real, _name=name, **k: calls.append(_name) or _real(*a, **k))
+
+    assert not token_guessing_blocked(request)
+    assert calls == ["get"]
+    for _ in range(2):
+        token_miss_record(request)
+    assert not token_guessing_blocked(request)  # two misses of three
+    token_miss_record(request)
+    assert token_guessing_blocked(request)  # the third: used up
+    assert not token_guessing_blocked(rf.get("/", REMOTE_ADDR="10.77.0.2"))

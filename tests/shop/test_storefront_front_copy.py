@@ -1,7 +1,8 @@
 """With the cache shared through Redis, each process keeps a copy of the storefront's fragments in
 front of it (bookings.storefront_cache.FrontCopy): a page read again costs no round trip to Redis,
 a change made in the process shows at once, and one made in another process within
-STOREFRONT_VERSION_CHECK_SECONDS. Runs against the local Redis (database 10)."""
+STOREFRONT_VERSION_CHECK_SECONDS. The same for a final booking's kept status panel. Runs against
+the local Redis (database 10)."""
 
 import os
 
@@ -10,9 +11,9 @@ from django.core.cache import caches
 from django.urls import reverse
 
 from bookings import storefront_cache
-from bookings.services import slot_capacity_change
+from bookings.services import booking_confirm, booking_refund, slot_capacity_change
 from bookings.storefront_cache import FrontCopy
-from tests.factories import make_slot
+from tests.factories import make_booking, make_confirmed_booking, make_slot, paid_facts
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +47,7 @@ def shared_cache(settings, monkeypatch):
         if os.environ.get("CI") == "true":
             pytest.fail(f"{refusal}. CI must run these: .ci/run starts Redis.")
         pytest.skip(refusal)
-    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+    settings.CACHES = {"default": {"BACKEND": "common.cache.SharedClientRedisCache", "LOCATION": REDIS_URL,
                                    "KEY_PREFIX": "front-copy-test"}}
     settings.STOREFRONT_CACHE_SECONDS = 5
     settings.STOREFRONT_VERSION_CHECK_SECONDS = 0.25
@@ -129,3 +130,59 @@ def test_without_a_shared_cache_there_is_no_copy(settings):
     assert not FrontCopy.wanted()  # the tests' per-process cache
     settings.STOREFRONT_VERSION_CHECK_SECONDS = 0
     assert not FrontCopy.wanted()
+
+
+def final_poll(client, booking):
+    return client.get(reverse("shop:checkout_status", args=[booking.checkout_session_id]) + "?poll=3",
+                      headers={"HX-Request": "true"})
+
+
+@pytest.fixture
+def panel_copies(shared_cache, settings, monkeypatch):
+    """This process's copies of kept status panels and their versions, fresh for the test."""
+    settings.FINAL_STATUS_CACHE_SECONDS = 60
+    monkeypatch.setattr(storefront_cache, "status_versions", storefront_cache.StatusVersions())
+    monkeypatch.setattr(storefront_cache, "status_panels", FrontCopy(max_entries=16))
+    return shared_cache
+
+
+def test_a_final_poll_read_again_asks_redis_only_for_the_guessing_limit(client, panel_copies, monkeypatch):
+    booking = make_confirmed_booking(slot=make_slot(capacity=3))
+    assert final_poll(client, booking).status_code == 286
+    asked = redis_reads(monkeypatch)
+
+    again = final_poll(client, booking)
+
+    assert again.status_code == 286 and "You're booked!" in again.content.decode()
+    assert [key for key in asked if "storefront" in key] == []  # neither the panel nor its version
+
+
+def test_another_process_shows_a_changed_booking_within_the_version_check(client, panel_copies, monkeypatch):
+    booking = make_booking(slot=make_slot(capacity=3))
+    booking_confirm(facts=paid_facts(booking, amount_total=0, payment_status="no_payment_required",
+                                     payment_intent_id=None))
+    booking.refresh_from_db()
+    assert "You're booked!" in final_poll(client, booking).content.decode()
+    # Another process cancels it: the shared version moves (and that process's own copy).
+    this_process = storefront_cache.status_versions
+    monkeypatch.setattr(storefront_cache, "status_versions", storefront_cache.StatusVersions())
+    booking_refund(booking=booking)
+    monkeypatch.setattr(storefront_cache, "status_versions", this_process)
+
+    panel_copies.now += 0.1  # within the check: this process still shows the panel it keeps
+    assert "You're booked!" in final_poll(client, booking).content.decode()
+    panel_copies.now += 0.2  # past it: the version is read again, and the new panel rendered
+    body = final_poll(client, booking).content.decode()
+    assert 'data-status="cancelled"' in body and "You're booked!" not in body
+
+
+def test_a_booking_changed_in_this_process_shows_at_once(client, panel_copies):
+    booking = make_booking(slot=make_slot(capacity=3))
+    booking_confirm(facts=paid_facts(booking, amount_total=0, payment_status="no_payment_required",
+                                     payment_intent_id=None))
+    booking.refresh_from_db()
+    assert "You're booked!" in final_poll(client, booking).content.decode()
+
+    booking_refund(booking=booking)
+
+    assert 'data-status="cancelled"' in final_poll(client, booking).content.decode()
