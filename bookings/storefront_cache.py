@@ -85,6 +85,17 @@ class FrontCopy:
             while len(self._fragments) > self.max_entries:
                 self._fragments.popitem(last=False)
 
+    def read(self, key: str):
+        """The value kept under `key`: through this copy in front of a shared cache, else (a
+        per-process cache) from the cache itself."""
+        return self.get(key) if self.wanted() else cache.get(key)
+
+    def write(self, key: str, value, seconds: int) -> None:
+        if self.wanted():
+            self.set(key, value, seconds)
+        else:
+            cache.set(key, value, seconds)
+
     def clear(self) -> None:
         with self._lock:
             self._fragments.clear()
@@ -107,14 +118,11 @@ def storefront_version() -> str:
 
 def fragment_get(key: str):
     """A storefront fragment kept under `key` (which names the version), or None."""
-    return front_copy.get(key) if FrontCopy.wanted() else cache.get(key)
+    return front_copy.read(key)
 
 
 def fragment_set(key: str, value, seconds: int) -> None:
-    if FrontCopy.wanted():
-        front_copy.set(key, value, seconds)
-    else:
-        cache.set(key, value, seconds)
+    front_copy.write(key, value, seconds)
 
 
 def _bump_version() -> None:
@@ -206,14 +214,11 @@ def final_status_key(session_id: str) -> str:
 
 def status_panel_get(key: str):
     """A kept status panel (under a key from `final_status_key`), or None."""
-    return status_panels.get(key) if FrontCopy.wanted() else cache.get(key)
+    return status_panels.read(key)
 
 
 def status_panel_set(key: str, pieces, seconds: int) -> None:
-    if FrontCopy.wanted():
-        status_panels.set(key, pieces, seconds)
-    else:
-        cache.set(key, pieces, seconds)
+    status_panels.write(key, pieces, seconds)
 
 
 def _bump_status_version(key: str) -> None:
