@@ -20,6 +20,10 @@ for one seat, and, when it reaches Stripe's hosted page, thinks for a moment (we
 hold) and pays there through its HTML form (card 4242), then polls its success page until it is
 final. Meanwhile a watcher reads the listing page every 100 ms until the time shows sold out.
 
+gunicorn runs with benchmarks/cpu_by_route.py, so the table ends with the web tier's CPU by
+route (each request's handling thread's own CPU); CPU_BY_ROUTE_PROFILE=N also profiles every N-th
+request of a route (pstats files in the run's log directory).
+
 Afterwards the database and Stripe (the emulator's API) are compared: seats sold against the
 capacity (oversold must be 0), bookings confirmed, refunds (target 0: everyone pays within the
 hold), and Stripe Customers and Checkout Sessions created against the buyers who reached
@@ -79,6 +83,7 @@ sys.path.insert(0, str(ROOT))
 # Buyers come from addresses of their own, through one proxy the site trusts.
 os.environ["TRUSTED_PROXY_COUNT"] = "1"
 
+from benchmarks.cpu_by_route import cpu_by_route_read  # noqa: E402
 from benchmarks.load import (  # noqa: E402
     WEBHOOK_SECRET,
     broker_clean,
@@ -543,13 +548,16 @@ def main(argv=None) -> int:
             work=work,
         ) if args.broker else []
         processes.extend(celery)
+        (work / "cpu").mkdir()
+        os.environ["CPU_BY_ROUTE_DIR"] = str(work / "cpu")
         if args.gunicorn_threads:
             os.environ["GUNICORN_CMD_ARGS"] = f"--threads {args.gunicorn_threads} --worker-class gthread"
         sites = []
         for number, port in enumerate(site_ports, start=1):
             gunicorn = start_gunicorn(port=port, workers=args.workers, emulator_url=emulator_url,
                                       database_name=database, pool=False, redis=redis_env, broker=broker_env,
-                                      log_path=work / f"gunicorn-{number}.log")
+                                      log_path=work / f"gunicorn-{number}.log",
+                                      extra_args=("--config", str(ROOT / "benchmarks" / "cpu_by_route.py")))
             processes.append(gunicorn)
             sites.append(SiteInstance(f"http://127.0.0.1:{port}", gunicorn))
         misses = limit_across_instances([site.base for site in sites]) if args.instances > 1 else []
@@ -717,7 +725,8 @@ def main(argv=None) -> int:
                     f"PostgreSQL, Redis and the rest {max(0.0, machine_busy - sum(cpu_by_part.values())):.0f} s")
         figures.add("slot afterwards: sold / held / free", f"{fresh.seats_sold} / {fresh.seats_held} / {fresh.seats_left}")
         figures.print()
-        errors = [b.detail for b in buyers if b.detail]
+        print_cpu_by_route(work / "cpu")
+        errors =  [b.detail for b in buyers if b.detail]
         if errors:
             print(f"\n  first problems: {Counter(errors).most_common(3)}")
         bad = (oversold or refunded or (misses and 429 not in misses) or unsettled or stripe["sessions"] != outcomes["reached"]
@@ -735,6 +744,16 @@ def main(argv=None) -> int:
         broker_clean(broker_env)
         connections.close_all()
         connection.creation.destroy_test_db(database, verbosity=0)
+
+
+def print_cpu_by_route(directory: Path) -> None:
+    """The web tier's CPU by route (the handling threads' own CPU, benchmarks/cpu_by_route.py)."""
+    routes = cpu_by_route_read(directory)
+    total = sum(seconds for _, seconds in routes.values()) or 1.0
+    print(f"\n  web tier's CPU by route (handling threads' own, {total:.1f} s in all, the whole run)")
+    for route, (count, seconds) in sorted(routes.items(), key=lambda item: -item[1][1])[:12]:
+        print(f"  {route[:60]:60} {count:6} requests {seconds:7.1f} s {seconds * 1000 / count:7.2f} ms each "
+              f"{seconds / total:6.1%}")
 
 
 def _percentiles(values: list[float]) -> list[float]:
