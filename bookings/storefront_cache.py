@@ -10,7 +10,7 @@ refund's transition functions. A booking's seats are shown through its slot's `s
 written in the same transaction as the booking's status, so bookings need no hook of their own.
 The fragments render afresh at once in the process that made the change, and in every process when the cache is
 shared (REDIS_URL) within STOREFRONT_VERSION_CHECK_SECONDS (each process keeps copies in front of
-Redis: `FrontCopy`, `StatusVersions`); with the default per-process cache, another process shows
+Redis: `FrontCopy`, `StatusVersions` and its generation); with the default per-process cache, another process shows
 the old fragment until it expires. Bookings never depend on these fragments: seats are checked again, in the
 database, when a checkout starts and when a payment is confirmed.
 """
@@ -158,36 +158,58 @@ def connect() -> None:
 _STATUS_VERSION_SECONDS = 24 * 3600
 
 
+_STATUS_GENERATION_KEY = "storefront:status-generation"
+
+
 def _status_version_key(session_id: str) -> str:
     return "storefront:status-version:" + hashlib.sha256(session_id.encode()).hexdigest()[:40]
 
 
 class StatusVersions:
-    """A per-process copy of bookings' panel versions in front of a shared cache (Redis), each
-    read again at most every STOREFRONT_VERSION_CHECK_SECONDS, so that a kept panel, kept in
-    `status_panels`, costs no round trip to Redis: a booking changed in another process shows its
-    new panel here within that fraction of a second (one changed in this process, at once). At
+    """A per-process copy of bookings' panel versions in front of a shared cache (Redis), so that
+    a kept panel, kept in `status_panels`, costs no round trip to Redis. Every change of any
+    booking's version also moves one shared *generation*; each process reads the generation at
+    most every STOREFRONT_VERSION_CHECK_SECONDS, and a booking's version it read under the
+    generation still current is used as it is, however long ago it was read (no booking changed
+    anywhere since). A booking changed in another process therefore shows its new panel here
+    within that fraction of a second, one changed in this process at once; while bookings keep
+    changing (an on-sale) each version is read again, as it would be without the generation. At
     most `max_entries` are kept, the least recently used going first."""
 
     def __init__(self, *, max_entries: int = 4096):
         self.max_entries = max_entries
-        self._versions: OrderedDict[str, tuple[float, object]] = OrderedDict()
+        self._versions: OrderedDict[str, tuple[object, object]] = OrderedDict()
+        self._generation: object = None
+        self._generation_read_at = float("-inf")
         self._lock = threading.Lock()
 
-    def fresh(self, key: str) -> object | None:
+    def generation(self) -> object:
+        """The shared generation, as last read (read again when older than the check)."""
+        now = time.monotonic()
+        if now - self._generation_read_at >= settings.STOREFRONT_VERSION_CHECK_SECONDS:
+            self._generation, self._generation_read_at = cache.get(_STATUS_GENERATION_KEY, 0), now
+        return self._generation
+
+    def fresh(self, key: str, generation: object) -> object | None:
         with self._lock:
             kept = self._versions.get(key)
-            if kept is None or time.monotonic() - kept[0] >= settings.STOREFRONT_VERSION_CHECK_SECONDS:
+            if kept is None or kept[0] != generation:
                 return None
             self._versions.move_to_end(key)
             return kept[1]
 
-    def remember(self, key: str, version: object) -> None:
+    def remember(self, key: str, version: object, generation: object) -> None:
+        """A version read from the shared cache under `generation` (read before the version)."""
         with self._lock:
-            self._versions[key] = (time.monotonic(), version)
+            self._versions[key] = (generation, version)
             self._versions.move_to_end(key)
             while len(self._versions) > self.max_entries:
                 self._versions.popitem(last=False)
+
+    def moved(self, key: str, version: object, generation: object) -> None:
+        """This process moved a booking's version, and then the generation."""
+        self._generation, self._generation_read_at = generation, time.monotonic()
+        self.remember(key, version, generation)
 
 
 status_versions = StatusVersions()
@@ -201,14 +223,15 @@ def final_status_key(session_id: str) -> str:
     from rows read before a change is kept under a key that nobody reads after it."""
     key = _status_version_key(session_id)
     shared = FrontCopy.wanted()
-    version = status_versions.fresh(key) if shared else None
+    generation = status_versions.generation() if shared else None
+    version = status_versions.fresh(key, generation) if shared else None
     if version is None:
         version = cache.get(key)
         if version is None:
             cache.add(key, time.time_ns(), _STATUS_VERSION_SECONDS)
             version = cache.get(key, 0)
         if shared:
-            status_versions.remember(key, version)
+            status_versions.remember(key, version, generation)
     return f"storefront:status:{key.rsplit(':', 1)[1]}:{version}"
 
 
@@ -224,7 +247,11 @@ def status_panel_set(key: str, pieces, seconds: int) -> None:
 def _bump_status_version(key: str) -> None:
     version = time.time_ns()
     cache.set(key, version, _STATUS_VERSION_SECONDS)
-    status_versions.remember(key, version)
+    if FrontCopy.wanted():
+        # After the version: a process that sees the new generation reads the new version.
+        generation = time.time_ns()
+        cache.set(_STATUS_GENERATION_KEY, generation, None)
+        status_versions.moved(key, version, generation)
 
 
 def booking_changed(session_id: str | None) -> None:

@@ -157,6 +157,33 @@ def test_a_final_poll_read_again_asks_redis_only_for_the_guessing_limit(client, 
     assert [key for key in asked if "storefront" in key] == []  # neither the panel nor its version
 
 
+def test_a_final_poll_past_the_check_asks_redis_only_for_the_generation_while_no_booking_changed(
+    client, panel_copies, monkeypatch
+):
+    booking = make_confirmed_booking(slot=make_slot(capacity=3))
+    other = make_booking(slot=make_slot(capacity=3))
+    assert final_poll(client, booking).status_code == 286
+    panel_copies.now += 10  # long past the check, nothing changed meanwhile
+    asked = redis_reads(monkeypatch)
+
+    assert "You're booked!" in final_poll(client, booking).content.decode()
+    assert [key for key in asked if "storefront" in key] == ["storefront:status-generation"]
+
+    # Another process changes some other booking: the generation moves, and past the check this
+    # booking's own version is read again (and found unchanged).
+    this_process = storefront_cache.status_versions
+    monkeypatch.setattr(storefront_cache, "status_versions", storefront_cache.StatusVersions())
+    booking_confirm(facts=paid_facts(other, amount_total=0, payment_status="no_payment_required",
+                                     payment_intent_id=None))
+    monkeypatch.setattr(storefront_cache, "status_versions", this_process)
+    asked.clear()
+    panel_copies.now += 0.3
+    assert "You're booked!" in final_poll(client, booking).content.decode()
+    storefront_keys = [key for key in asked if "storefront" in key]
+    assert storefront_keys[0] == "storefront:status-generation" and len(storefront_keys) == 2
+    assert "status-version" in storefront_keys[1]
+
+
 def test_another_process_shows_a_changed_booking_within_the_version_check(client, panel_copies, monkeypatch):
     booking = make_booking(slot=make_slot(capacity=3))
     booking_confirm(facts=paid_facts(booking, amount_total=0, payment_status="no_payment_required",
