@@ -13,6 +13,9 @@ balancer, so the HTTPS redirect and secure cookies stay on. Every scenario is me
 after a run of the bare view (/_benchmark/bare/, the same middleware and no work) with the same
 connections and duration, and printed as a ratio to it: on a shared machine absolute numbers
 drift, ratios much less. Not a test: it prints numbers, and exits 1 when a target is missed.
+The targets are issue 16's: the catalog and a listing at ≥ 0.5 of the bare view's req/s, the
+final poll at ≥ 0.8, webhooks' p99 ≤ 5× the bare view's; with the cache in Redis (`--redis-url`)
+every cached scenario at ≥ 0.6 (REDIS_CACHED_TARGET).
 
 `--instances 2` starts two gunicorns on two ports sharing the database and one Redis (REDIS_URL,
 `--redis-url`, default redis://127.0.0.1:6379/0 then), as two production instances behind a load
@@ -104,6 +107,10 @@ class Seeded:
     final_sessions: list[str]
     pending_sessions: list[str]
     webhook_bookings: list  # pending bookings a webhook settles
+
+
+# Issue 16: "Redis-backed caching at ≥ 0.6 of the bare view".
+REDIS_CACHED_TARGET = 0.6
 
 
 def seed(*, webhook_bookings: int) -> Seeded:
@@ -694,9 +701,12 @@ def main() -> None:
 
         wrk_each(bases, each(bare_get), connections=args.connections, seconds=2)
         run, bare = measure("catalog", scenarios["catalog"])
-        rows.append(Row(f"catalog ({seeded.catalog_listings} listings)", run, bare, "rate", 0.5))
+        # Issue 16: pages cached through Redis at ≥ 0.6 of the bare view; per process the
+        # catalog and listing at ≥ 0.5, the final poll at ≥ 0.8.
+        page_target = REDIS_CACHED_TARGET if redis_client else 0.5
+        rows.append(Row(f"catalog ({seeded.catalog_listings} listings)", run, bare, "rate", page_target))
         run, bare = measure("listing", scenarios["listing"])
-        rows.append(Row(f"listing, {BIG_LISTING_SLOTS} upcoming slots", run, bare, "rate", 0.5))
+        rows.append(Row(f"listing, {BIG_LISTING_SLOTS} upcoming slots", run, bare, "rate", page_target))
 
         calls_before = emulator.calls()
         # Steady state, as with customers who keep polling: long enough for each worker to have
@@ -705,7 +715,8 @@ def main() -> None:
         final_calls = emulator.calls() - calls_before
         queries, one_poll_calls = final_poll_queries(seeded.final_sessions[0], emulator)
         row = Row(
-            f"poll, final ({POLLING_CUSTOMERS} bookings)", run, bare, "rate", 0.8,
+            f"poll, final ({POLLING_CUSTOMERS} bookings)", run, bare, "rate",
+            REDIS_CACHED_TARGET if redis_client else 0.8,
             note=f"Stripe calls during the run: {final_calls} (target 0); queries per poll: {queries[0]} "
             f"before its panel is cached, {queries[1]} after (target ≤ 2)",
         )
