@@ -4,7 +4,7 @@
 
 The handling thread's own CPU (`time.thread_time`, so neither other threads' work nor time spent
 waiting for the GIL, the database or Stripe) is read before and after each request and added to
-its route's total (`route_of`: the path with its tokens and ids replaced by a placeholder). Each
+its route's total (`route_of`: the path with its tokens and ids written as `<id>`). Each
 worker writes its totals as JSON to CPU_BY_ROUTE_DIR at most every second and when it exits;
 `cpu_by_route_read` adds the workers' files up. With CPU_BY_ROUTE_PROFILE=N every N-th request
 of a route is also profiled (cProfile timed by the thread's own CPU), and each worker writes its routes'

@@ -29,6 +29,28 @@ from django.db.models.signals import post_delete, post_save
 _VERSION_KEY = "storefront:version"
 
 
+class CheckedValue:
+    """A value of the shared cache as this process last read it, read again once older than
+    STOREFRONT_VERSION_CHECK_SECONDS; a value this process wrote itself is known at once."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self._value: object = None
+        self._read_at = float("-inf")
+
+    def get(self) -> object:
+        now = time.monotonic()
+        if now - self._read_at >= settings.STOREFRONT_VERSION_CHECK_SECONDS:
+            self._value, self._read_at = cache.get(self.key, 0), now
+        return self._value
+
+    def moved(self, value: object) -> None:
+        self._value, self._read_at = value, time.monotonic()
+
+    def forget(self) -> None:
+        self._value, self._read_at = None, float("-inf")
+
+
 class FrontCopy:
     """A per-process copy in front of a shared cache (Redis) for the catalog's and listings'
     fragments, which every visitor reads: a page then costs no round trip to Redis at all.
@@ -42,8 +64,7 @@ class FrontCopy:
     def __init__(self, *, max_entries: int = 512):
         self.max_entries = max_entries
         self._fragments: OrderedDict[str, tuple[float, object]] = OrderedDict()
-        self._version: object = None
-        self._version_read_at = float("-inf")
+        self._version = CheckedValue(_VERSION_KEY)
         self._lock = threading.Lock()
 
     @staticmethod
@@ -52,13 +73,10 @@ class FrontCopy:
         return settings.STOREFRONT_VERSION_CHECK_SECONDS > 0 and not isinstance(caches["default"], LocMemCache)
 
     def version(self) -> object:
-        now = time.monotonic()
-        if now - self._version_read_at >= settings.STOREFRONT_VERSION_CHECK_SECONDS:
-            self._version, self._version_read_at = cache.get(_VERSION_KEY, 0), now
-        return self._version
+        return self._version.get()
 
     def version_moved(self, version: object) -> None:
-        self._version, self._version_read_at = version, time.monotonic()
+        self._version.moved(version)
 
     def get(self, key: str):
         now = time.monotonic()
@@ -99,7 +117,7 @@ class FrontCopy:
     def clear(self) -> None:
         with self._lock:
             self._fragments.clear()
-        self._version, self._version_read_at = None, float("-inf")
+        self._version.forget()
 
 
 front_copy = FrontCopy()
@@ -179,16 +197,12 @@ class StatusVersions:
     def __init__(self, *, max_entries: int = 4096):
         self.max_entries = max_entries
         self._versions: OrderedDict[str, tuple[object, object]] = OrderedDict()
-        self._generation: object = None
-        self._generation_read_at = float("-inf")
+        self._generation = CheckedValue(_STATUS_GENERATION_KEY)
         self._lock = threading.Lock()
 
     def generation(self) -> object:
         """The shared generation, as last read (read again when older than the check)."""
-        now = time.monotonic()
-        if now - self._generation_read_at >= settings.STOREFRONT_VERSION_CHECK_SECONDS:
-            self._generation, self._generation_read_at = cache.get(_STATUS_GENERATION_KEY, 0), now
-        return self._generation
+        return self._generation.get()
 
     def fresh(self, key: str, generation: object) -> object | None:
         with self._lock:
@@ -208,7 +222,7 @@ class StatusVersions:
 
     def moved(self, key: str, version: object, generation: object) -> None:
         """This process moved a booking's version, and then the generation."""
-        self._generation, self._generation_read_at = generation, time.monotonic()
+        self._generation.moved(generation)
         self.remember(key, version, generation)
 
 
