@@ -41,7 +41,8 @@ _PROFILE_EVERY = int(os.environ.get("CPU_BY_ROUTE_PROFILE") or 0)
 
 def pre_request(worker, req) -> None:
     _started.profile = None
-    if _PROFILE_EVERY and _totals[route_of(req.method, req.path)][0] % _PROFILE_EVERY == 0:
+    # A read that adds no route: only post_request adds them, under the lock _write reads under.
+    if _PROFILE_EVERY and _totals.get(route_of(req.method, req.path), (0,))[0] % _PROFILE_EVERY == 0:
         _started.profile = cProfile.Profile(time.thread_time)
         _started.profile.enable()
     _started.cpu = time.thread_time()
