@@ -41,10 +41,18 @@ EXPIRING_EVENTS = {"checkout.session.expired", "checkout.session.async_payment_f
 REFUND_EVENTS = {"refund.created", "refund.updated", "refund.failed", "charge.refund.updated"}
 ACCOUNT_EVENTS = {"account.updated", "account.application.deauthorized"}
 HANDLED_EVENTS = CONFIRMING_EVENTS | EXPIRING_EVENTS | REFUND_EVENTS | {"charge.refunded"} | ACCOUNT_EVENTS
+# Settled by the database alone on their usual way (no call to Stripe): recorded together with
+# their outcome in the transaction that settles the booking (`_receive_in_one_transaction`).
+ONE_TRANSACTION_EVENTS = CONFIRMING_EVENTS | EXPIRING_EVENTS
 
 
 class MalformedEvent(Exception):
     """A verified event whose object is not shaped as Stripe's are: a retry would bring the same."""
+
+
+class _StripeCallNeeded(Exception):
+    """Rolls back an event's one-transaction settlement: it must ask Stripe for a refund still
+    owed, which is never done under uncommitted writes."""
 
 
 _OPTIONAL_STRING = (str, type(None))
@@ -163,13 +171,19 @@ def stripe_event_account_check(event: dict, *, account: str) -> None:
 def stripe_event_receive(event: dict, *, account: str = "") -> EventResult:
     """Record a verified event once per (account, id) and process it, however many identical deliveries
     arrive at once: exactly one processes it at a time (the one that recorded it, or that claimed
-    it by a conditional update); a repeat of a processed event does nothing, and one that arrives
-    while another delivery processes it is answered IN_PROGRESS, so that Stripe sends it again
-    and it is not lost if that processing fails."""
+    it by a conditional update); a repeat of a processed event does nothing. A checkout's payment
+    or expiry is recorded in the transaction that settles it, so a repeat arriving meanwhile waits
+    for that commit and finds it done. For the other events, and a checkout event that must call
+    Stripe, a repeat arriving while another delivery processes it is answered IN_PROGRESS, so
+    that Stripe sends it again and it is not lost if that processing fails."""
     # Most deliveries are new: insert first, already claimed (its first attempt counted in the
     # same row), and read the recorded event only when its id is already taken. A type nothing
     # handles is inserted already ignored: its one commit records both the event and its outcome.
     now = timezone.now()
+    if event["type"] in ONE_TRANSACTION_EVENTS:
+        result = _receive_in_one_transaction(event, account=account, now=now)
+        if result is not None:
+            return result
     ignored = event["type"] not in HANDLED_EVENTS
     try:
         with transaction.atomic():
@@ -190,6 +204,45 @@ def stripe_event_receive(event: dict, *, account: str = "") -> EventResult:
     return stripe_event_process(row)
 
 
+def _receive_in_one_transaction(event: dict, *, account: str, now) -> EventResult | None:
+    """A checkout's payment or expiry, recorded as done in the very transaction that settles its
+    booking: one commit where the other events take three (record, settle, record the outcome).
+    A repeat delivery meanwhile waits at the event's unique key until that commit (nothing here
+    calls Stripe, so milliseconds), then finds the event done. None, with all of it rolled back,
+    when this delivery must take the way of the other events instead: the event is recorded
+    already, settling it failed (it is then recorded as failed there), or the payment's refund is
+    still owed and Stripe must be asked for it."""
+    committed = False
+
+    def mark_committed() -> None:
+        nonlocal committed
+        committed = True
+
+    try:
+        with transaction.atomic():
+            row = StripeEvent.objects.create(
+                event_id=event["id"],
+                account=account,
+                type=event["type"],
+                payload=event,
+                attempts=1,
+                status=StripeEvent.Status.PROCESSED,
+                claimed_at=now,
+                processed_at=now,
+            )
+            # Registered before the settlement's own hooks, so it runs first after the commit: an
+            # error raised after it comes from those side effects run in this process (no broker).
+            transaction.on_commit(mark_committed)
+            result = _dispatch(event, ask_owed_refund=False)
+            if result == EventResult.IGNORED:
+                StripeEvent.objects.filter(pk=row.pk).update(status=StripeEvent.Status.IGNORED)
+    except Exception as error:  # noqa: BLE001 - rolled back: the other way records what happens
+        if not committed:
+            return None
+        return _failed(row, error)
+    return result
+
+
 def stripe_event_process(row: StripeEvent) -> EventResult:
     """Claim a recorded event and process it (again, for one that failed) and record how it went.
     The claim is one conditional update, so two callers never process the event at once."""
@@ -208,30 +261,37 @@ def stripe_event_process(row: StripeEvent) -> EventResult:
 def _process(row: StripeEvent) -> EventResult:
     try:
         result = _dispatch(row.payload)
-    except (RefundNotCreated, stripe_api.PaymentsUnavailable) as error:
+    except Exception as error:  # noqa: BLE001 - every failure is recorded on the event
+        return _failed(row, error)
+    _finish(row, StripeEvent.Status.PROCESSED if result == EventResult.PROCESSED else StripeEvent.Status.IGNORED, "")
+    return result
+
+
+def _failed(row: StripeEvent, error: Exception) -> EventResult:
+    """Record that processing the event failed (called while `error` is being handled)."""
+    if isinstance(error, (RefundNotCreated, stripe_api.PaymentsUnavailable)):
         _finish(row, StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}")
         return EventResult.FAILED_RETRY
-    except PaymentFactsMismatch as error:
+    if isinstance(error, PaymentFactsMismatch):
         log_event(log, "payment_facts_mismatch", level=logging.ERROR, event_id=row.event_id, error=str(error))
         _finish(row, StripeEvent.Status.FAILED, f"PaymentFactsMismatch: {error}")
         return EventResult.FAILED_FINAL
-    except MalformedEvent as error:
+    if isinstance(error, MalformedEvent):
         log_event(log, "webhook_event_malformed", level=logging.ERROR, event_id=row.event_id, error=str(error))
         _finish(row, StripeEvent.Status.FAILED, f"MalformedEvent: {error}")
         return EventResult.FAILED_FINAL
-    except Exception as error:
-        log_event(log, "webhook_event_crashed", level=logging.ERROR, exc_info=True, event_id=row.event_id, type=row.type)
-        _finish(row, StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}")
-        return EventResult.FAILED_RETRY
-    _finish(row, StripeEvent.Status.PROCESSED if result == EventResult.PROCESSED else StripeEvent.Status.IGNORED, "")
-    return result
+    log_event(log, "webhook_event_crashed", level=logging.ERROR, exc_info=True, event_id=row.event_id, type=row.type)
+    _finish(row, StripeEvent.Status.FAILED, f"{type(error).__name__}: {error}")
+    return EventResult.FAILED_RETRY
 
 
 def _finish(row: StripeEvent, status: str, error: str) -> None:
     StripeEvent.objects.filter(pk=row.pk).update(status=status, error=error[:2000], processed_at=timezone.now())
 
 
-def _dispatch(event: dict) -> EventResult:
+def _dispatch(event: dict, *, ask_owed_refund: bool = True) -> EventResult:
+    """What the event means for bookings. `ask_owed_refund=False` inside a transaction of the
+    caller's: a refund still owed is not asked for there (_StripeCallNeeded)."""
     # A Connect event names its account (checked on receipt); the platform's never do.
     account = event.get("account") or ""
     event_type = event.get("type")
@@ -241,7 +301,9 @@ def _dispatch(event: dict) -> EventResult:
     if event_type in ACCOUNT_EVENTS:
         return _account_event(event_type, obj, account=account, created=event.get("created"))
     if event_type in CONFIRMING_EVENTS:
-        result = booking_confirm(facts=stripe_api.checkout_facts_from_session(obj))
+        result = booking_confirm(facts=stripe_api.checkout_facts_from_session(obj), ask_owed_refund=ask_owed_refund)
+        if result.refund_left_to_ask:
+            raise _StripeCallNeeded(f"booking {result.booking.pk} still owes a refund request")
         return EventResult.IGNORED if result.booking is None else EventResult.PROCESSED
     if event_type in EXPIRING_EVENTS:
         booking = Booking.objects.filter(checkout_session_id=obj.get("id")).first()

@@ -30,3 +30,14 @@ def run_concurrently(functions: list[Callable[[], Any]], *, timeout: float = 60)
         if thread.is_alive():
             raise TimeoutError("a worker thread did not finish")
     return results
+
+
+def sessions_waiting_on_a_lock() -> int:
+    """How many database sessions of this test database wait for a lock now (PostgreSQL only)."""
+    with connection.cursor() as cursor:
+        # A transaction sees one snapshot of the activity unless told to take a new one.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0]

@@ -262,6 +262,9 @@ class ConfirmOutcome(StrEnum):
 class ConfirmResult:
     outcome: ConfirmOutcome
     booking: Booking | None
+    # A repeat of a payment whose refund Stripe has still to be asked for, left unasked because
+    # the caller said it must not call Stripe (`ask_owed_refund=False`).
+    refund_left_to_ask: bool = False
 
 
 def _booking_for_session(facts: CheckoutFacts, *, lock: bool = False) -> Booking | None:
@@ -297,7 +300,7 @@ def _check_payment_facts(booking: Booking, facts: CheckoutFacts) -> None:
         raise PaymentFactsMismatch(f"Session {facts.session_id} is paid but names no PaymentIntent.")
 
 
-def booking_confirm(*, facts: CheckoutFacts) -> ConfirmResult:
+def booking_confirm(*, facts: CheckoutFacts, ask_owed_refund: bool = True) -> ConfirmResult:
     """Settle a booking from its checkout session: confirm it and take its seats, exactly once.
 
     In one transaction: only a pending booking moves; its open hold becomes the sale (the seats
@@ -308,6 +311,10 @@ def booking_confirm(*, facts: CheckoutFacts) -> ConfirmResult:
     whose listing was archived, still happens: a payment that raced the stop is honoured while
     seats are left. Whoever comes second gets ALREADY_DONE and changes nothing. E-mails and refunds run
     after commit. Raises PaymentFactsMismatch when the session does not describe the booking.
+
+    A repeat of a payment whose refund is still owed asks Stripe for it again at once; a caller
+    inside a transaction of its own passes `ask_owed_refund=False` and is told instead
+    (`refund_left_to_ask`), so that Stripe is never called under its uncommitted writes.
     """
     if facts.status == "expired" or not facts.is_settled:
         booking = _booking_for_session(facts)
@@ -322,6 +329,8 @@ def booking_confirm(*, facts: CheckoutFacts) -> ConfirmResult:
     if result.outcome == ConfirmOutcome.ALREADY_DONE and _refund_still_to_ask(result.booking):
         # The payment's news again (Stripe retrying the webhook that answered 500, a late poll):
         # the moment to ask once more for a refund the first attempt could not make, not a no-op.
+        if not ask_owed_refund:
+            return ConfirmResult(result.outcome, result.booking, refund_left_to_ask=True)
         booking_follow_up(booking_id=result.booking.pk)
     return result
 

@@ -388,14 +388,10 @@ def test_a_customer_refund_is_created_at_stripe_once_and_told_truly(
 # Lock and re-read: a policy edit and a cancellation racing (real threads, PostgreSQL)
 
 
-def _waiting_on_a_lock(connection_alias="default") -> bool:
-    from django.db import connections
+def _waiting_on_a_lock() -> bool:
+    from tests.concurrency import sessions_waiting_on_a_lock
 
-    with connections[connection_alias].cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
-        )
-        return cursor.fetchone()[0] > 0
+    return sessions_waiting_on_a_lock() > 0
 
 
 def _wait_until(predicate, seconds=20.0):

@@ -43,17 +43,32 @@ def test_reconcile_asks_stripe_even_when_the_success_page_just_did(client, slot,
     assert booking.status == BookingStatus.CONFIRMED
 
 
-def test_a_retried_webhook_asks_again_for_a_sold_out_refund_that_was_not_made(client, stripe_emulator, settings):
+def test_a_retried_webhook_asks_again_for_a_sold_out_refund_that_was_not_made(
+    client, stripe_emulator, settings, monkeypatch
+):
+    from django.db import connection
+
+    from bookings.services import refunds as refund_services
+
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
     stripe_emulator.fail_refunds(1, mode="error")
     loser = sold_out_booking(client, stripe_emulator)
     assert loser.status == BookingStatus.REFUND_DUE
+    real_submit, asked_in_a_transaction = refund_services.refund_submit, []
 
-    # Stripe sends the event that answered 500 again: this time the refund must be asked for.
+    def submit(**kwargs):
+        asked_in_a_transaction.append(connection.in_atomic_block)
+        return real_submit(**kwargs)
+
+    monkeypatch.setattr(refund_services, "refund_submit", submit)
+
+    # Stripe sends the event that answered 500 again: this time the refund must be asked for,
+    # and not inside the transaction that records the event (it waits for no call to Stripe).
     retried = deliver_events(client, stripe_emulator, types={"checkout.session.completed"})
 
     loser.refresh_from_db()
     assert [r.status_code for r in retried] == [200, 200]
+    assert asked_in_a_transaction == [False]
     assert loser.status == BookingStatus.REFUNDED
     refunds = stripe_api.stripe_client().v1.refunds.list(params={"payment_intent": loser.payment_intent_id}, options=on_account(loser)).data
     assert len(refunds) == 1

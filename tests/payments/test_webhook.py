@@ -141,6 +141,44 @@ def test_an_ignored_event_is_recorded_with_its_outcome_in_one_write_and_once(cli
     assert event.processed_at is not None and event.processed_at == event.claimed_at
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("event_type", ["checkout.session.completed", "checkout.session.expired"])
+def test_a_checkout_event_is_recorded_with_its_outcome_in_the_transaction_that_settles_its_booking(client, event_type):
+    from bookings.models import Booking
+    from bookings.services import booking_start
+    from tests.factories import make_slot
+
+    slot = make_slot(capacity=3)
+    booking = booking_start(slot=slot, quantity=2, customer_email="ada@example.com", customer_name="Ada")
+    Booking.objects.filter(pk=booking.pk).update(checkout_session_id="cs_test_one_commit")
+    booking.refresh_from_db()
+    paid = event_type == "checkout.session.completed"
+    obj = session_object(booking) if paid else session_object(booking, status="expired", payment_status="unpaid")
+    payload = event_payload(event_type, obj, event_id="evt_one_commit")
+
+    with CaptureQueriesContext(connection) as queries:
+        response = post(client, payload, stripe_signature(payload, SECRET))
+
+    statements = [q["sql"].split(" ", 1)[0] for q in queries.captured_queries]
+    event_writes = [q["sql"].split(" (", 1)[0] for q in queries.captured_queries if '"bookings_stripeevent"' in q["sql"]]
+    assert response.status_code == 200 and response.content == b"processed"
+    # One commit for the event and the booking; the event is written once, already done. (With
+    # no broker the confirmation e-mail is sent in this process after it, claimed by one UPDATE.)
+    assert statements.count("COMMIT") == 1
+    assert statements.index("BEGIN") < statements.index("INSERT") < statements.index("COMMIT")
+    assert event_writes == ['INSERT INTO "bookings_stripeevent"']
+    event = StripeEvent.objects.get()
+    assert (event.event_id, event.status, event.attempts) == ("evt_one_commit", StripeEvent.Status.PROCESSED, 1)
+    booking.refresh_from_db()
+    slot.refresh_from_db()
+    if paid:
+        assert booking.status == BookingStatus.CONFIRMED and (slot.seats_left, slot.seats_held) == (1, 0)
+        assert [m.to for m in mail.outbox] == [["ada@example.com"]]
+    else:
+        assert booking.status == BookingStatus.EXPIRED and (slot.seats_left, slot.seats_held) == (3, 0)
+    assert post(client, payload, stripe_signature(payload, SECRET)).content == b"duplicate"
+
+
 def test_an_expired_session_expires_the_pending_booking(client, booking):
     obj = session_object(booking, status="expired", payment_status="unpaid", payment_intent=None)
     payload = event_payload("checkout.session.expired", obj)
