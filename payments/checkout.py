@@ -380,6 +380,17 @@ class StatusCheck:
     deferred: bool = False
 
 
+def _reread(booking: Booking) -> None:
+    """The booking's row as it now is. refresh_from_db forgets the slot (with its listing and
+    merchant) read with it, three more queries for the page that shows them; kept while the
+    booking is still of that slot."""
+    slot_field = Booking._meta.get_field("slot")
+    slot = slot_field.get_cached_value(booking) if slot_field.is_cached(booking) else None
+    booking.refresh_from_db()
+    if slot is not None and booking.slot_id == slot.pk:
+        slot_field.set_cached_value(booking, slot)
+
+
 def booking_status_refresh(booking: Booking, *, throttled: bool = True) -> StatusCheck:
     """What the success page shows. A final booking is answered from the database alone; a
     pending one asks Stripe, at most once every few seconds per booking across all processes,
@@ -398,11 +409,11 @@ def booking_status_refresh(booking: Booking, *, throttled: bool = True) -> Statu
         claim = claim.filter(Q(stripe_checked_at__isnull=True) | Q(stripe_checked_at__lte=recently))
     claimed = claim.update(stripe_checked_at=now)
     if not claimed:
-        booking.refresh_from_db()
+        _reread(booking)
         return StatusCheck(booking)
     if not budget_take(spare_only=True):
         log_event(log, "status_check_deferred", booking=booking.pk)
-        booking.refresh_from_db()
+        _reread(booking)
         return StatusCheck(booking, deferred=True)
     problem = ""
     try:
@@ -416,5 +427,5 @@ def booking_status_refresh(booking: Booking, *, throttled: bool = True) -> Statu
     except PaymentFactsMismatch as error:
         log_event(log, "payment_facts_mismatch", level=logging.ERROR, booking=booking.pk, error=str(error))
         problem = "We could not match your payment to this booking. We have been alerted and will contact you."
-    booking.refresh_from_db()
+    _reread(booking)
     return StatusCheck(booking, problem)

@@ -306,3 +306,36 @@ def test_declined_card_leaves_the_booking_pending_until_the_session_expires(clie
 
     assert final.status_code == 286
     assert "Payment not completed" in final.content.decode()
+
+
+def test_the_success_page_that_confirms_reads_the_time_listing_and_merchant_once(client, stripe_emulator, settings):
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from tests.factories import make_listing, make_merchant
+
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    merchant = make_merchant(timezone_name="Europe/Paris")
+    listing = make_listing(merchant=merchant, title="Canal walk")
+    starts_at = dt.datetime(2030, 6, 3, 9, 30, tzinfo=ZoneInfo("Europe/Paris"))
+    booking, _ = open_checkout(client, make_slot(listing=listing, starts_at=starts_at))
+    stripe_emulator.pay_session(booking.checkout_session_id, "4242424242424242")
+
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(reverse("shop:checkout_success"), {"session_id": booking.checkout_session_id})
+
+    # Read with the booking (joined), then kept through the confirmation: no second read of any.
+    reads_of_their_own = [
+        q["sql"] for q in queries.captured_queries
+        if q["sql"].startswith("SELECT") and any(
+            f'FROM "{table}"' in q["sql"] for table in ("bookings_slot", "bookings_listing", "bookings_merchant")
+        )
+    ]
+    html = page.content.decode()
+    booking.refresh_from_db()
+    assert booking.status == BookingStatus.CONFIRMED
+    assert reads_of_their_own == []
+    assert "Canal walk" in html and "Monday 3 June 2030, 09:30" in html and "Europe/Paris" in html
