@@ -178,6 +178,8 @@ def booking_money_back(booking: Booking, *, refund: Refund | None = None) -> Mon
         if refund.status == RefundStatus.FAILED:
             state = MoneyBackState.FAILED
         return MoneyBack(reason=refund.reason, state=state, amount=refund.amount, **facts)
+    if not ended and booking.status != BookingStatus.CONFIRMED:
+        return None  # pending or expired: nothing was paid, so nothing came back (no read of refunds)
     refunds = [r for r in booking.refunds.all() if r.status != RefundStatus.FAILED]
     if booking.status == BookingStatus.CONFIRMED:
         if not refunds:
@@ -186,8 +188,6 @@ def booking_money_back(booking: Booking, *, refund: Refund | None = None) -> Mon
         created = all(r.status in _CREATED for r in refunds)
         state = MoneyBackState.REFUNDED if created else MoneyBackState.ON_ITS_WAY
         return MoneyBack(reason=RefundReason.MERCHANT, state=state, amount=asked, **facts)
-    if not ended:
-        return None
     if booking.amount_paid == 0:
         state, amount = MoneyBackState.NOTHING_CHARGED, 0
     elif booking.status == BookingStatus.CANCELLED and booking.ended_reason == RefundReason.CUSTOMER_CANCELLED:

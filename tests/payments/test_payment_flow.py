@@ -339,3 +339,26 @@ def test_the_success_page_that_confirms_reads_the_time_listing_and_merchant_once
     assert booking.status == BookingStatus.CONFIRMED
     assert reads_of_their_own == []
     assert "Canal walk" in html and "Monday 3 June 2030, 09:30" in html and "Europe/Paris" in html
+
+
+def test_a_poll_of_a_booking_still_being_paid_tells_its_hold_and_reads_no_refunds(client, slot, settings):
+    from zoneinfo import ZoneInfo
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from bookings.models import Hold
+
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    booking, _ = open_checkout(client, slot)  # not paid yet: Stripe says the session is open
+
+    with CaptureQueriesContext(connection) as queries:
+        panel = poll(client, booking).content.decode()
+
+    hold = Hold.objects.get(booking=booking, ended_at__isnull=True)
+    zone = slot.listing.merchant.timezone
+    held_until = timezone.localtime(hold.expires_at, ZoneInfo(zone)).strftime("%H:%M")
+    assert f"Your seat is held for you until {held_until}" in panel and f"({zone})" in panel
+    # Nothing was paid, so nothing can have come back: the refunds are not read.
+    assert not [q["sql"] for q in queries.captured_queries if 'FROM "bookings_refund"' in q["sql"]]
