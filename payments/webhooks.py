@@ -123,7 +123,8 @@ class EventAccountMismatch(Exception):
 
 
 def _event_booking(event: dict) -> Booking | None:
-    """The booking a handled event is about, if we know it (read only)."""
+    """The booking a handled event is about, if we know it (read only; of a checkout's, only the
+    account it was paid on, which is all the check reads, on every payment)."""
     event_type = event.get("type")
     try:
         # A malformed object names nothing: it is recorded and fails as before.
@@ -131,11 +132,12 @@ def _event_booking(event: dict) -> Booking | None:
     except MalformedEvent:
         return None
     if event_type in CONFIRMING_EVENTS | EXPIRING_EVENTS:
-        booking = Booking.objects.filter(checkout_session_id=obj.get("id")).first() if obj.get("id") else None
+        bookings = Booking.objects.only("pk", "stripe_account_id")
+        booking = bookings.filter(checkout_session_id=obj.get("id")).first() if obj.get("id") else None
         if booking is None:
             reference = obj.get("client_reference_id")
             if isinstance(reference, str) and reference.startswith("booking-") and reference[8:].isdigit():
-                booking = Booking.objects.filter(pk=int(reference[8:])).first()
+                booking = bookings.filter(pk=int(reference[8:])).first()
         return booking
     if event_type in REFUND_EVENTS:
         row = _refund_row(obj)
