@@ -145,10 +145,22 @@ class MoneyBack:
     amount: int  # in minor units of `currency`: refunded, on its way, or failed
     amount_paid: int
     currency: str
+    ended_reason: str = ""  # why the booking ended, when it did (a RefundReason)
 
     @property
     def in_full(self) -> bool:
         return self.amount == self.amount_paid
+
+    @property
+    def ended_by(self) -> str:
+        """The reason the booking ended for: its own, or this money's when none is recorded."""
+        return self.ended_reason or self.reason
+
+    @property
+    def refunded_while_it_stood(self) -> bool:
+        """Part of the payment given back by the merchant while the booking stood, told on its own
+        (its e-mail) after the booking ended for another reason: the merchant did not end it."""
+        return self.reason == RefundReason.MERCHANT and self.booking_ended and self.ended_by != RefundReason.MERCHANT
 
 
 _CREATED = (RefundStatus.PENDING, RefundStatus.SUCCEEDED)
@@ -172,7 +184,12 @@ def booking_money_back(booking: Booking, *, refund: Refund | None = None) -> Mon
         BookingStatus.REFUND_FAILED,
         BookingStatus.CANCELLED,
     )
-    facts = dict(booking_ended=ended, amount_paid=booking.amount_paid, currency=booking.currency)
+    facts = dict(
+        booking_ended=ended,
+        amount_paid=booking.amount_paid,
+        currency=booking.currency,
+        ended_reason=booking.ended_reason if ended else "",
+    )
     if refund is not None:
         state = MoneyBackState.REFUNDED if refund.status in _CREATED else MoneyBackState.ON_ITS_WAY
         if refund.status == RefundStatus.FAILED:

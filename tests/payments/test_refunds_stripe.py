@@ -223,3 +223,45 @@ def test_a_sold_out_refund_asked_again_by_the_merchant_keeps_its_reason(
     assert "cancelled your booking" not in notice[0].body and "cancelled this time" not in notice[0].body
     page = client.get(reverse("shop:booking", args=[late.public_token])).content.decode()
     assert "Sold out while you paid" in page and "cancelled your booking" not in page
+
+
+def test_a_partial_refund_told_after_the_customer_cancelled_says_who_gave_it_and_who_cancelled(
+    stripe_emulator, pay, django_capture_on_commit_callbacks, settings
+):
+    """Simulation seeds 424201083 and 424201107: the merchant gave part of the payment back, Stripe
+    could not make that refund at once, the customer then cancelled; when the merchant's refund
+    was made, its e-mail said "<merchant> cancelled your booking" under "Cancelled and refunded by
+    <merchant>". The merchant did not cancel it: the customer did."""
+    from bookings.models import CancellationPolicy
+    from bookings.policies import cancel_quote
+    from bookings.services import booking_customer_cancel
+    from tests.factories import make_listing, make_merchant
+
+    merchant = make_merchant(timezone_name="Europe/Paris", display_name="Canal Tours")
+    listing = make_listing(merchant=merchant, title="Canal walk", cancel_policy=CancellationPolicy.CUSTOMER_MAY_CANCEL)
+    booking = pay(make_slot(listing=listing), email="ines@example.com")
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    stripe_emulator.fail_refunds(count=1, mode="error")
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_refund(booking=booking, amount=500)  # Stripe fails it: left to be asked again
+    assert Refund.objects.get(booking=booking).status == RefundStatus.REQUESTED
+    assert not [m for m in mail.outbox if "refund" in m.subject.lower()]
+    booking = Booking.objects.get(pk=booking.pk)
+    quote = cancel_quote(booking)
+    assert quote.allowed and quote.refund == 2000
+
+    with django_capture_on_commit_callbacks(execute=True):
+        # The cancellation's follow-up asks for every refund still owed: the merchant's is made now.
+        booking_customer_cancel(booking=booking, expected_refund=2000)
+
+    booking.refresh_from_db()
+    assert booking.status == BookingStatus.REFUNDED and booking.amount_refunded == 2500
+    merchants_refund = next(m for m in mail.outbox if m.subject == "A refund for your booking: Canal walk")
+    html = merchants_refund.alternatives[0][0]
+    assert "Canal Tours refunded €5.00 of your €25.00 payment. You cancelled this booking, so it holds no seats. " \
+           "The refund has been made; refunds take 5 to 10 days to reach your statement." in merchants_refund.body
+    assert "Partly refunded by Canal Tours" in html
+    assert "cancelled your booking" not in merchants_refund.body and "Cancelled and refunded by" not in html
+    # Its time, in the merchant's zone, as every e-mail gives it.
+    starts = booking.slot.starts_at.astimezone(merchant.zone)
+    assert f"{starts:%H:%M} (Europe/Paris)" in merchants_refund.body

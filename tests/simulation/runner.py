@@ -1639,11 +1639,14 @@ class ScenarioRun:
                 if not mine:
                     self.violation(f"{who} got '{message.subject}' with no {reason} refund notified")
                     continue
+                # Sent while the booking stood, or once it had ended (its reason then said too).
+                ended = booking.ended_reason if booking.status != BookingStatus.CONFIRMED else ""
                 sentences = [told.refund_email_sentence(reason=reason, amount=r.amount, paid=booking.amount_paid,
-                                                        currency=booking.currency, merchant=merchant.display_name)
-                             for r in mine]
+                                                        currency=booking.currency, merchant=merchant.display_name,
+                                                        ended_reason=ended_reason)
+                             for r in mine for ended_reason in dict.fromkeys(["", ended])]
                 expected = next((s for s in sentences if s in message.body), sentences[0])
-                allowed = {reason}
+                allowed = {reason} | ({ended} - {""})
             elif kind == "cancelled":
                 kept = reason == CUSTOMER_CANCEL and booking.amount_paid and not booking.amount_refunded
                 if booking.ended_reason != reason or booking.amount_paid and not kept:

@@ -53,7 +53,7 @@ def test_the_written_out_scenario_tells_the_truth(stripe_emulator):
 
 def test_a_wrong_reason_in_the_emails_and_on_the_pages_is_a_violation(stripe_emulator, monkeypatch):
     """The site says "sold out" whatever happened (as it did before issue 11)."""
-    _mutate_money_back(monkeypatch, reason="sold_out")
+    _mutate_money_back(monkeypatch, reason="sold_out", ended_reason="sold_out")
 
     violations = _violations(_play(stripe_emulator, _written_out("Europe/Paris")))
 

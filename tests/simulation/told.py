@@ -80,11 +80,18 @@ def _why(reason: str, merchant: str, *, charged: bool) -> str:
     return f"{merchant} cancelled your booking, so it holds no seats."
 
 
-def refund_email_sentence(*, reason: str, amount: int, paid: int, currency: str, merchant: str) -> str:
-    """The sentence of the e-mail about one refund, sent once the provider created it."""
+def refund_email_sentence(
+    *, reason: str, amount: int, paid: int, currency: str, merchant: str, ended_reason: str = ""
+) -> str:
+    """The sentence of the e-mail about one refund, sent once the provider created it: while the
+    booking stood (`ended_reason` ""), or after it ended for `ended_reason`."""
     if reason == "merchant" and amount < paid:
-        return (f"{merchant} refunded {money(amount, currency)} of your {money(paid, currency)} payment. "
-                f"Your booking still stands. The refund has been made; {STATEMENT}")
+        partly = f"{merchant} refunded {money(amount, currency)} of your {money(paid, currency)} payment."
+        if not ended_reason:
+            return f"{partly} Your booking still stands. The refund has been made; {STATEMENT}"
+        if ended_reason != "merchant":
+            # Given back while the booking stood; the booking ended since, and not by the merchant.
+            return f"{partly} {_why(ended_reason, merchant, charged=True)} The refund has been made; {STATEMENT}"
     if amount == paid:
         how = f"Your payment of {money(amount, currency)} has been refunded in full; {STATEMENT}"
     else:
