@@ -189,21 +189,30 @@ def stripe_event_receive(event: dict, *, account: str = "") -> EventResult:
     ignored = event["type"] not in HANDLED_EVENTS
     try:
         with transaction.atomic():
-            row = StripeEvent.objects.create(
-                event_id=event["id"],
-                account=account,
-                type=event["type"],
-                payload=event,
-                attempts=1,
+            row = _recorded(
+                event, account=account, now=now,
                 status=StripeEvent.Status.IGNORED if ignored else StripeEvent.Status.PROCESSING,
-                claimed_at=now,
-                processed_at=now if ignored else None,
             )
     except IntegrityError:
         row = StripeEvent.objects.get(account=account, event_id=event["id"])
     else:
         return EventResult.IGNORED if ignored else _process(row)
     return stripe_event_process(row)
+
+
+def _recorded(event: dict, *, account: str, now, status: str) -> StripeEvent:
+    """The event's row, its first delivery counted and claimed at `now` (and done at `now`,
+    unless it is still being processed)."""
+    return StripeEvent.objects.create(
+        event_id=event["id"],
+        account=account,
+        type=event["type"],
+        payload=event,
+        attempts=1,
+        status=status,
+        claimed_at=now,
+        processed_at=None if status == StripeEvent.Status.PROCESSING else now,
+    )
 
 
 def _receive_in_one_transaction(event: dict, *, account: str, now) -> EventResult | None:
@@ -222,16 +231,7 @@ def _receive_in_one_transaction(event: dict, *, account: str, now) -> EventResul
 
     try:
         with transaction.atomic():
-            row = StripeEvent.objects.create(
-                event_id=event["id"],
-                account=account,
-                type=event["type"],
-                payload=event,
-                attempts=1,
-                status=StripeEvent.Status.PROCESSED,
-                claimed_at=now,
-                processed_at=now,
-            )
+            row = _recorded(event, account=account, now=now, status=StripeEvent.Status.PROCESSED)
             # Registered before the settlement's own hooks, so it runs first after the commit: an
             # error raised after it comes from those side effects run in this process (no broker).
             transaction.on_commit(mark_committed)
