@@ -64,3 +64,45 @@ def test_a_cancelled_time_and_a_partial_refund_say_why_money_came_back(width, ne
         "Atelier Lumière refunded €10.00 of your €50.00 payment. Your booking still stands."
     )
     shoot("booking-partly-refunded")
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_partial_refund_made_after_the_customer_cancelled_reads_true_on_the_booking_page_and_in_its_email(
+    width, new_context, shop, stripe, settings
+):
+    """Simulation seeds 424201083 and 424201107: the merchant's partial refund, which Stripe could
+    not make at once, is made by the customer's cancellation; nothing may say the merchant cancelled."""
+    from django.core import mail
+
+    from bookings.models import CancellationPolicy
+    from bookings.services import booking_customer_cancel
+
+    merchant = make_merchant(timezone_name="Europe/Paris", display_name="Atelier Lumière")
+    listing = make_listing(
+        merchant=merchant, title="Pottery evening", price_amount=2500, currency="eur",
+        cancel_policy=CancellationPolicy.CUSTOMER_MAY_CANCEL,
+    )
+    booking = _paid_booking(shop, stripe, make_slot(listing=listing, capacity=4), "ada@example.com")
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    stripe.control.fail_refunds(count=1, mode="error")
+    booking_refund(booking=booking, amount=1000)  # Stripe fails it: left to be asked again
+    booking_customer_cancel(booking=Booking.objects.get(pk=booking.pk), expected_refund=4000)
+    stripe.control.wait_for_webhooks()
+    booking.refresh_from_db()
+    assert (booking.status, booking.amount_refunded) == ("refunded", 5000)
+    notice = next(m for m in mail.outbox if m.subject == "A refund for your booking: Pottery evening")
+    assert ("Atelier Lumière refunded €10.00 of your €50.00 payment. You cancelled this booking, so it holds "
+            "no seats. The refund has been made") in notice.body
+    page = new_context(**WIDTHS[width]).new_page()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    page.goto(shop.url(reverse("shop:booking", args=[booking.public_token])))
+
+    expect(page.get_by_role("heading", name="You cancelled this booking — refunded")).to_be_visible()
+    expect(page.get_by_test_id("money-back")).to_contain_text("You cancelled this booking, so it holds no seats.")
+    expect(page.get_by_test_id("money-back")).to_contain_text("Your payment of €50.00 has been refunded in full")
+    expect(page.locator("body")).not_to_contain_text("Atelier Lumière cancelled")
+    starts = booking.slot.starts_at.astimezone(merchant.zone)
+    expect(page.locator(".facts")).to_contain_text(f"{starts:%H:%M} (Europe/Paris)")
+    page.screenshot(path=SCREENSHOTS / f"booking-partly-refunded-then-cancelled-{width}.png", full_page=True)
+    assert fits_the_width(page), f"the booking page scrolls sideways at the {width} width"
