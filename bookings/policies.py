@@ -124,7 +124,7 @@ def cancel_quote(booking: Booking, *, now: dt.datetime | None = None) -> CancelQ
     deadline = terms.deadline(starts_at)
     paid = booking.amount_paid
     already_back = paid - booking_refund_outstanding(booking) if paid else 0
-    free = deadline is not None and now <= deadline
+    free = _free_at(deadline, now)
     kept = 0 if free else terms.kept(paid)
     refund = max(0, paid - kept - already_back)
     refusal = ""
@@ -137,6 +137,20 @@ def cancel_quote(booking: Booking, *, now: dt.datetime | None = None) -> CancelQ
     return CancelQuote(
         terms=terms, deadline=deadline, free=free, refund=refund, kept=kept, already_back=already_back, refusal=refusal
     )
+
+
+def _free_at(deadline: dt.datetime | None, moment: dt.datetime) -> bool:
+    return deadline is not None and moment <= deadline
+
+
+def cancellation_kept(booking: Booking) -> int:
+    """What the merchant keeps of a booking its customer cancelled, by the terms it was sold under
+    and the moment it was cancelled (the same rule as the quote the customer confirmed). Terms
+    never change once a booking has ended. Reads `booking.slot`."""
+    terms = booking_terms(booking)
+    if _free_at(terms.deadline(booking.slot.starts_at), booking.cancelled_by_customer_at):
+        return 0
+    return terms.kept(booking.amount_paid)
 
 
 def reschedule_refusal(booking: Booking, *, now: dt.datetime | None = None) -> str:

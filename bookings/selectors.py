@@ -28,6 +28,7 @@ from bookings.models import (
     WaitlistEntry,
     WaitlistStatus,
 )
+from bookings.policies import cancellation_kept
 
 
 def upcoming_slots() -> QuerySet[Slot]:
@@ -130,7 +131,7 @@ class MoneyBackState(StrEnum):
     ON_ITS_WAY = "on_its_way"  # recorded, not yet created at the provider
     REFUNDED = "refunded"  # created at the provider: 5 to 10 days to reach the statement
     FAILED = "failed"
-    KEPT = "kept"  # cancelled by the customer after the deadline: the policy refunds nothing
+    KEPT = "kept"  # cancelled by the customer after the deadline: the policy refunds nothing more
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,17 @@ def booking_refund_outstanding(booking: Booking) -> int:
     return booking.amount_refundable - asked
 
 
+def booking_refund_owed(booking: Booking) -> int:
+    """What an ended booking's customer is still owed back beyond what has come back or been asked
+    for: all that is left, or, for a booking its customer cancelled, what its terms gave back at
+    that moment (`policies.cancellation_kept`). More than 0 once a refund counted in it failed.
+    Reads `booking.refunds` and, for a customer's cancellation, `booking.slot`."""
+    outstanding = booking_refund_outstanding(booking)
+    if booking.ended_reason != RefundReason.CUSTOMER_CANCELLED or booking.cancelled_by_customer_at is None:
+        return outstanding
+    return max(0, outstanding - cancellation_kept(booking))
+
+
 def booking_money_back(booking: Booking, *, refund: Refund | None = None) -> MoneyBack | None:
     """What the customer is told about money coming back for a booking, or None when nothing
     came back and the booking did not end. With `refund`, about that refund alone (its e-mail).
@@ -208,9 +220,10 @@ def booking_money_back(booking: Booking, *, refund: Refund | None = None) -> Mon
     if booking.amount_paid == 0:
         state, amount = MoneyBackState.NOTHING_CHARGED, 0
     elif booking.status == BookingStatus.CANCELLED and booking.ended_reason == RefundReason.CUSTOMER_CANCELLED:
-        state, amount = MoneyBackState.KEPT, booking.amount_refunded
+        # What the merchant had refunded before the customer cancelled is what comes back.
+        state, amount = MoneyBackState.KEPT, sum(r.amount for r in refunds)
     elif booking.status == BookingStatus.REFUND_FAILED:
-        state, amount = MoneyBackState.FAILED, booking.amount_refundable
+        state, amount = MoneyBackState.FAILED, booking_refund_owed(booking)
     elif booking.status == BookingStatus.REFUND_DUE:
         state, amount = MoneyBackState.ON_ITS_WAY, sum(r.amount for r in refunds)
     else:

@@ -526,6 +526,7 @@ def booking_detail(request, merchant, pk: int):
         "listing": booking.slot.listing,
         "refunds": refunds,
         "outstanding": selectors.booking_refund_outstanding(booking),
+        "owed": selectors.booking_refund_owed(booking),
         "has_requested_refund": any(refund.status == RefundStatus.REQUESTED for refund in refunds),
     }
     return render(request, "merchant/booking_detail.html", context)

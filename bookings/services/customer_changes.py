@@ -41,6 +41,9 @@ def booking_customer_cancel(*, booking: Booking, expected_refund: int, now: dt.d
     and the merchant once each. Raises TermsChanged, changing nothing, when the amount differs
     from `expected_refund` (what the customer confirmed), and BookingError when it cannot be
     cancelled (already cancelled, no self-service, started)."""
+    # One moment for the quote and the record: what the booking is owed later is worked out
+    # from `cancelled_by_customer_at` by the same rule (policies.cancellation_kept).
+    now = now or timezone.now()
     with transaction.atomic():
         locked = _locked(booking.pk)
         locked.slot = Slot.objects.get(pk=locked.slot_id)
@@ -52,7 +55,7 @@ def booking_customer_cancel(*, booking: Booking, expected_refund: int, now: dt.d
                 "What you get back has changed since you looked: it is now "
                 f"{format_money(quote.refund, locked.currency)}. Nothing was cancelled; please check and confirm again."
             )
-        cancelled_at = timezone.now()
+        cancelled_at = now
         if quote.refund > 0:
             _refund_open(locked, amount=quote.refund, reason=RefundReason.CUSTOMER_CANCELLED)
             booking_transition(

@@ -213,13 +213,15 @@ def refund_record_created(*, refund_id: int, receipt_id: str, status: str, failu
 
 
 def _all_owed_refunded(booking: Booking) -> bool:
-    """Whether an ended booking has got back all it is owed: everything paid, or, cancelled by
-    its customer under a policy that keeps a share, every refund asked for (none still waiting)."""
+    """Whether an ended booking has got back all it is owed (`selectors.booking_refund_owed`):
+    everything paid, or, cancelled by its customer under a policy that keeps a share, what the
+    policy gave back, with no refund still waiting to be created."""
     if booking.amount_refunded == booking.amount_paid:
         return True
     return (
         booking.ended_reason == RefundReason.CUSTOMER_CANCELLED
         and not Refund.objects.filter(booking=booking, status=RefundStatus.REQUESTED).exists()
+        and selectors.booking_refund_owed(booking) == 0
     )
 
 
@@ -237,7 +239,10 @@ def refund_record_update(*, refund_id: int, status: str, failure_reason: str = "
 
 def refund_record_failure(*, refund_id: int, failure_reason: str) -> Refund:
     """A refund failed at the provider (at once, or later). Its amount is no longer counted as
-    refunded, a fully refunded booking becomes `refund_failed`, and the merchant is alerted."""
+    refunded; an ended booking whose customer is now owed money back (`booking_refund_owed`)
+    becomes `refund_failed`, and the merchant is alerted. That includes a booking its customer
+    cancelled with nothing more to refund because the merchant's refund covered what the policy
+    gives back: when that refund fails, the policy's share is owed again."""
     with transaction.atomic():
         booking, refund = _locked_with_refund(refund_id)
         if refund.status == RefundStatus.FAILED:
@@ -245,7 +250,7 @@ def refund_record_failure(*, refund_id: int, failure_reason: str) -> Refund:
         refund_transition(
             refund, RefundStatus.FAILED, failure_reason=failure_reason[:255], submit_lease_until=None
         )
-        if booking.status in (S.REFUND_DUE, S.REFUNDED):
+        if booking.status in (S.REFUND_DUE, S.REFUNDED, S.CANCELLED) and selectors.booking_refund_owed(booking) > 0:
             booking_transition(booking, S.REFUND_FAILED)
         enqueue_after_commit(tasks.booking_follow_up, booking_id=booking.pk, raise_refund_errors=False)
     log_event(
@@ -261,17 +266,17 @@ def refund_record_failure(*, refund_id: int, failure_reason: str) -> Refund:
 
 
 def booking_refund_retry(*, booking: Booking) -> Refund:
-    """A merchant asks again for the refund of a booking whose refund failed. The new refund keeps
-    the failed one's reason, so the customer is told again why the money comes back."""
+    """A merchant asks again for the refund of a booking whose refund failed: what its customer is
+    owed (`booking_refund_owed`: all that is left, or what a customer's cancellation gave back
+    under its terms). The new refund keeps the failed one's reason, so the customer is told again
+    why the money comes back."""
     with transaction.atomic():
         booking = _locked(booking.pk)
         if booking.status != S.REFUND_FAILED:
             raise BookingError("Only a booking whose refund failed can be refunded again.")
         failed = booking.refunds.filter(status=RefundStatus.FAILED).order_by("-pk").first()
         reason = failed.reason if failed else (booking.ended_reason or RefundReason.MERCHANT)
-        refund = _refund_open(
-            booking, amount=selectors.booking_refund_outstanding(booking), reason=reason, asked_again=True
-        )
+        refund = _refund_open(booking, amount=selectors.booking_refund_owed(booking), reason=reason, asked_again=True)
         booking_transition(booking, S.REFUND_DUE)
         enqueue_after_commit(tasks.booking_follow_up, booking_id=booking.pk, raise_refund_errors=False)
     return refund

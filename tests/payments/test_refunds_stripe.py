@@ -265,3 +265,118 @@ def test_a_partial_refund_told_after_the_customer_cancelled_says_who_gave_it_and
     # Its time, in the merchant's zone, as every e-mail gives it.
     starts = booking.slot.starts_at.astimezone(merchant.zone)
     assert f"{starts:%H:%M} (Europe/Paris)" in merchants_refund.body
+
+
+def test_a_late_cancellation_covered_by_the_merchants_refund_is_owed_again_when_that_refund_fails(
+    stripe_emulator, pay, client, django_capture_on_commit_callbacks
+):
+    """Simulation seed 424200367: the merchant refunded half of a payment, the customer then
+    cancelled late under terms keeping half, so nothing more came back; the merchant's refund then
+    failed at the bank. The booking stayed `cancelled`, its pages said nothing is refunded, and the
+    customer's half was owed by nobody. Now the booking is `refund_failed` for what the policy
+    gives back, the customer's pages say so, and the merchant's retry refunds that, not all."""
+    from bookings.models import CancellationPolicy
+    from bookings.policies import cancel_quote
+    from bookings.services import booking_customer_cancel
+    from tests.factories import make_listing, make_merchant
+
+    merchant = make_merchant(timezone_name="Europe/Paris", display_name="Canal Tours", support_email="desk@canal.example")
+    listing = make_listing(
+        merchant=merchant, title="Canal walk", price_amount=2500, cancel_policy=CancellationPolicy.CUSTOMER_MAY_CANCEL,
+        cancel_free_hours=2000, cancel_late_keep_percent=50,
+    )
+    booking = pay(make_slot(listing=listing), card=CARD_REFUND_FAILS_LATER, email="ines@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_refund(booking=booking, amount=1250)
+    booking = Booking.objects.get(pk=booking.pk)
+    quote = cancel_quote(booking)
+    assert (quote.free, quote.kept, quote.already_back, quote.refund) == (False, 1250, 1250, 0)
+    mail.outbox.clear()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_customer_cancel(booking=booking, expected_refund=0)
+
+    booking.refresh_from_db()
+    assert booking.status == BookingStatus.CANCELLED
+    told = next(m for m in mail.outbox if m.to == ["ines@example.com"])
+    assert told.subject == "You cancelled your booking: Canal walk"
+    kept = ("You cancelled this booking, so it holds no seats. You cancelled after the free cancellation deadline, "
+            "so under Canal Tours's cancellation policy nothing more is refunded: the €12.50 Canal Tours refunded "
+            "before you cancelled is what comes back.")
+    assert kept in told.body
+    assert "nothing is refunded" not in told.body
+    starts = booking.slot.starts_at.astimezone(merchant.zone)
+    assert f"{starts:%H:%M} (Europe/Paris)" in told.body
+    mail.outbox.clear()
+
+    stripe_emulator.advance_clock(60)
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver_events(client, stripe_emulator, types={"refund.updated", "refund.failed"})
+
+    booking.refresh_from_db()
+    assert booking.status == BookingStatus.REFUND_FAILED
+    assert booking.amount_refunded == 0
+    assert [m.subject for m in mail.outbox if m.to == ["desk@canal.example"]] == [
+        f"Action needed: a refund failed for booking #{booking.pk}"
+    ]
+    page = " ".join(client.get(reverse("shop:booking", args=[booking.public_token])).content.decode().split())
+    assert "Your refund did not go through" in page
+    assert ("You cancelled this booking, so it holds no seats. The refund of €12.50 did not go through. "
+            "Canal Tours has been alerted and will refund you; you can reach them at desk@canal.example.") in page
+    assert f"{starts:%H:%M}" in page and "Europe/Paris" in page
+
+    client.force_login(merchant.user)
+    detail = " ".join(client.get(reverse("merchant:booking_detail", args=[booking.pk])).content.decode().split())
+    assert "has not got €12.50 back, what your cancellation policy gives back for their cancellation." in detail
+    assert "Retry the refund of €12.50" in detail
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("merchant:booking_refund_retry", args=[booking.pk]))
+
+    booking.refresh_from_db()
+    again = booking.refunds.order_by("pk").last()
+    assert (again.amount, again.reason, again.asked_again) == (1250, RefundReason.MERCHANT, True)
+    assert [r["amount"] for r in stripe_refunds(booking)] == [1250, 1250]
+    assert booking.amount_refunded == 1250 and booking.status == BookingStatus.REFUNDED
+
+
+def test_a_late_cancellations_failed_refund_is_owed_and_asked_again_for_the_policys_share_only(
+    stripe_emulator, pay, client, django_capture_on_commit_callbacks
+):
+    """A customer cancelled late under terms keeping 40% of €25.00: €15.00 came back, then that
+    refund failed. The pages said "The refund of €25.00 did not go through" and the merchant's
+    retry refunded €25.00, the kept share too. What is owed is the €15.00 the terms gave back."""
+    from bookings.models import CancellationPolicy
+    from bookings.policies import cancel_quote
+    from bookings.services import booking_customer_cancel
+    from tests.factories import make_listing, make_merchant
+
+    merchant = make_merchant(timezone_name="America/New_York", display_name="Harbor Cruises")
+    listing = make_listing(
+        merchant=merchant, title="Harbor cruise", price_amount=2500, cancel_policy=CancellationPolicy.CUSTOMER_MAY_CANCEL,
+        cancel_free_hours=2000, cancel_late_keep_percent=40,
+    )
+    booking = pay(make_slot(listing=listing), card=CARD_REFUND_FAILS_LATER, email="ana@example.com")
+    assert cancel_quote(booking).refund == 1500
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_customer_cancel(booking=booking, expected_refund=1500)
+    booking.refresh_from_db()
+    assert booking.status == BookingStatus.REFUNDED and booking.amount_refunded == 1500
+
+    stripe_emulator.advance_clock(60)
+    with django_capture_on_commit_callbacks(execute=True):
+        deliver_events(client, stripe_emulator, types={"refund.updated", "refund.failed"})
+
+    booking.refresh_from_db()
+    assert booking.status == BookingStatus.REFUND_FAILED and booking.amount_refunded == 0
+    page = " ".join(client.get(reverse("shop:booking", args=[booking.public_token])).content.decode().split())
+    assert "You cancelled this booking, so it holds no seats. The refund of €15.00 did not go through." in page
+    assert "€25.00 did not go through" not in page
+    client.force_login(merchant.user)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("merchant:booking_refund_retry", args=[booking.pk]))
+    booking.refresh_from_db()
+    again = booking.refunds.order_by("pk").last()
+    assert (again.amount, again.reason, again.asked_again) == (1500, RefundReason.CUSTOMER_CANCELLED, True)
+    assert [r["amount"] for r in stripe_refunds(booking)] == [1500, 1500]
+    assert booking.status == BookingStatus.REFUNDED and booking.amount_refunded == 1500

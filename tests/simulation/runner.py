@@ -1518,6 +1518,9 @@ class ScenarioRun:
                     self.violation(f"{who}: cancelled by its customer with {refunded} refunded, promised {promised}")
                 elif booking.status == BookingStatus.REFUNDED and refunded != expected:
                     self.violation(f"{who}: cancelled by its customer, {refunded} refunded at Stripe, expected {expected}")
+                elif booking.status == BookingStatus.REFUND_FAILED and (refunded >= expected or not failed):
+                    self.violation(f"{who}: cancelled by its customer, refund_failed with {refunded} of {expected} "
+                                   f"refunded at Stripe and {len(failed)} failed there")
                 elif booking.status not in (BookingStatus.CANCELLED, BookingStatus.REFUNDED, BookingStatus.REFUND_FAILED):
                     self.violation(f"{who}: cancelled by its customer, yet {booking.status}")
             elif booking.status == BookingStatus.CONFIRMED:
@@ -1571,10 +1574,8 @@ class ScenarioRun:
         policy, free_hours, keep = self.scenario.policy
         if policy == "none":
             self.violation(f"{who}: cancelled by its customer though sold without self-service")
-        starts_at = next(slot.starts_at for slot in self.slots if slot.pk == booking.slot_id)
-        free = keep == 0 or cancelled_at <= starts_at - dt.timedelta(hours=free_hours)
+        free, allowed = self.policy_gives_back(booking)
         paid = booking.amount_paid
-        allowed = paid if free else paid - paid * keep // 100
         before = [r for r in refunds if r.reason != CUSTOMER_CANCEL and r.created_at <= cancelled_at]
         promised = max(0, allowed - sum(r.amount for r in before if r.status != RefundStatus.FAILED))
         mine = [r for r in refunds if r.reason == CUSTOMER_CANCEL]
@@ -1582,16 +1583,30 @@ class ScenarioRun:
                                                     and r.status != RefundStatus.FAILED):
             self.violation(f"{who}: refunds of {sum(r.amount for r in refunds)} for {paid} paid")
         if any(r.status == RefundStatus.FAILED for r in before):
-            pass  # a merchant refund that failed after the customer's quote counted it: only the bound above
+            # A merchant refund the customer's quote counted failed afterwards: only the bound
+            # above; what the policy gives back is owed again (checked with the money).
+            pass
         elif [r.amount for r in mine] != ([promised] if promised else []):
             self.violation(f"{who}: cancelled {'within' if free else 'after'} the free window ({keep}% kept late) "
                            f"of {paid} paid: refunds {[r.amount for r in mine]}, the policy promised {promised}")
-        told_customer = 1 if not promised or any(r.stripe_refund_id for r in mine) else 0
+        # Told once: by the refund's e-mail once it is made, or, with nothing more to refund at the
+        # moment of cancelling, by the cancellation's own e-mail.
+        told_customer = 1 if not mine or any(r.stripe_refund_id for r in mine) else 0
         if cancel_mails != told_customer:
             self.violation(f"{who}: {cancel_mails} cancellation e-mail(s) to the customer, expected {told_customer}")
         if merchant_mails != 1:
             self.violation(f"{who}: {merchant_mails} e-mail(s) telling the merchant of the cancellation")
         return promised
+
+    def policy_gives_back(self, booking: Booking) -> tuple[bool, int]:
+        """Whether a booking its customer cancelled was cancelled within the free window, and what
+        the scenario's policy gives back for it in all: the payment, or the payment less
+        floor(payment x kept% / 100) after the deadline (the start less the free hours)."""
+        _policy, free_hours, keep = self.scenario.policy
+        starts_at = next(slot.starts_at for slot in self.slots if slot.pk == booking.slot_id)
+        free = keep == 0 or booking.cancelled_by_customer_at <= starts_at - dt.timedelta(hours=free_hours)
+        paid = booking.amount_paid
+        return free, paid if free else paid - paid * keep // 100
 
     def check_told(self, c: Customer, booking: Booking, refunds: list[Refund], outbox) -> None:
         """What the customer was told, in every e-mail and on the success page's status panel and
@@ -1648,12 +1663,20 @@ class ScenarioRun:
                 expected = next((s for s in sentences if s in message.body), sentences[0])
                 allowed = {reason} | ({ended} - {""})
             elif kind == "cancelled":
-                kept = reason == CUSTOMER_CANCEL and booking.amount_paid and not booking.amount_refunded
+                kept = reason == CUSTOMER_CANCEL and booking.amount_paid
                 if booking.ended_reason != reason or booking.amount_paid and not kept:
                     self.violation(f"{who} got '{message.subject}'; recorded: {booking.ended_reason or 'no'} reason, "
                                    f"{booking.amount_paid} paid")
-                expected = told.cancelled_email_sentence(reason=reason, merchant=merchant.display_name, kept=bool(kept))
-                allowed = {reason}
+                # Kept late: what the merchant had refunded before is what came back; a refund of
+                # it that failed since was still counted when the e-mail went.
+                before = [r for r in refunds if kept and r.reason != CUSTOMER_CANCEL
+                          and r.created_at <= booking.cancelled_by_customer_at]
+                sentences = [told.cancelled_email_sentence(reason=reason, merchant=merchant.display_name,
+                                                           kept=bool(kept), back_before=back, currency=booking.currency)
+                             for back in dict.fromkeys([sum(r.amount for r in before if r.status != RefundStatus.FAILED),
+                                                        sum(r.amount for r in before)])]
+                expected = next((s for s in sentences if s in message.body), sentences[0])
+                allowed = {reason} | ({"merchant"} if before else set())
             elif kind == "moved":
                 expected, allowed = None, set()
                 problems = told.check_email(message, expected_sentence=expected, allowed_reasons=allowed, **facts)
@@ -1670,8 +1693,11 @@ class ScenarioRun:
             for problem in problems:
                 self.violation(f"{who}: {problem}")
         # The pages, once everything has settled.
+        owed = None
+        if booking.status == BookingStatus.REFUND_FAILED and booking.ended_reason == CUSTOMER_CANCEL:
+            owed = max(0, self.policy_gives_back(booking)[1] - booking.amount_refunded)
         expected = told.page_sentence(booking, refunds, merchant=merchant.display_name,
-                                      support_email=merchant.support_email)
+                                      support_email=merchant.support_email, owed=owed)
         if booking.status == BookingStatus.CONFIRMED:
             stated = {"merchant"} if any(r.status != RefundStatus.FAILED for r in refunds) else set()
         else:

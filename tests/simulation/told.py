@@ -99,21 +99,30 @@ def refund_email_sentence(
     return f"{_why(reason, merchant, charged=True)} {how}"
 
 
-def cancelled_email_sentence(*, reason: str, merchant: str, kept: bool = False) -> str:
+def cancelled_email_sentence(
+    *, reason: str, merchant: str, kept: bool = False, back_before: int = 0, currency: str = "eur"
+) -> str:
     """The sentence of the e-mail about a booking ended with nothing charged (a 100% code), or
-    with nothing refunded (cancelled by its customer late, the policy keeping it all)."""
+    with nothing more refunded (cancelled by its customer late, the policy keeping the rest of
+    what the merchant had not already refunded: `back_before`)."""
     if kept:
-        return f"{_why(reason, merchant, charged=True)} {KEPT.format(merchant=merchant)}"
+        return f"{_why(reason, merchant, charged=True)} {kept_sentence(merchant, back_before, currency)}"
     return f"{_why(reason, merchant, charged=False)} Nothing was charged, so there is nothing to refund."
 
 
-KEPT = ("You cancelled after the free cancellation deadline, so under {merchant}'s cancellation policy "
-        "nothing is refunded.")
+def kept_sentence(merchant: str, back_before: int, currency: str) -> str:
+    late = f"You cancelled after the free cancellation deadline, so under {merchant}'s cancellation policy nothing "
+    if not back_before:
+        return late + "is refunded."
+    return (late + f"more is refunded: the {money(back_before, currency)} {merchant} refunded before you cancelled "
+            "is what comes back.")
 
 
-def page_sentence(booking, refunds, *, merchant: str, support_email: str) -> str | None:
+def page_sentence(booking, refunds, *, merchant: str, support_email: str, owed: int | None = None) -> str | None:
     """The sentence the pages show about money coming back, from the booking's final facts and
-    its Refund rows; None where they should say nothing of it."""
+    its Refund rows; None where they should say nothing of it. `owed`: what a booking whose
+    refund failed is still owed (by default all that was not refunded; for a customer's
+    cancellation, the caller works it out from the policy)."""
     currency, paid = booking.currency, booking.amount_paid
     live = [r for r in refunds if r.status != "failed"]
     created = all(r.status in ("pending", "succeeded") for r in live)
@@ -128,11 +137,12 @@ def page_sentence(booking, refunds, *, merchant: str, support_email: str) -> str
     why = _why(booking.ended_reason, merchant, charged=paid > 0)
     if paid == 0:
         return f"{why} Nothing was charged, so there is nothing to refund."
-    if booking.status == "cancelled" and booking.ended_reason == "customer_cancel" and not live:
-        return f"{why} {KEPT.format(merchant=merchant)}"
+    if booking.status == "cancelled" and booking.ended_reason == "customer_cancel":
+        return f"{why} {kept_sentence(merchant, sum(r.amount for r in live), currency)}"
     if booking.status == "refund_failed":
         reach = f"; you can reach them at {support_email}" if support_email else ""
-        return (f"{why} The refund of {money(paid - booking.amount_refunded, currency)} did not go through. "
+        owed = paid - booking.amount_refunded if owed is None else owed
+        return (f"{why} The refund of {money(owed, currency)} did not go through. "
                 f"{merchant} has been alerted and will refund you{reach}.")
     if booking.status == "refund_due":
         amount, verb, full_verb = sum(r.amount for r in live), "is on its way", "is being"
