@@ -524,6 +524,8 @@ class Refund(models.Model):
     refund_application_fee = models.BooleanField(default=False)
     application_fee_refunded = models.PositiveIntegerField(default=0)
     customer_notified_at = models.DateTimeField(null=True, blank=True)
+    # A refund the customer was told of that then failed: they are told that too, once.
+    customer_told_failed_at = models.DateTimeField(null=True, blank=True)
     merchant_alerted_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=django_timezone.now)
     updated_at = models.DateTimeField(auto_now=True)

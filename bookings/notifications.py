@@ -174,6 +174,26 @@ def refund_notice_send(*, refund: Refund, booking: Booking) -> bool:
     )
 
 
+REFUND_FAILED_SUBJECT = "Your refund did not go through: {title}"
+
+
+def refund_failed_customer_send(*, refund: Refund, booking: Booking) -> bool:
+    """Tell the customer that a refund they were told of failed at their bank, and that the
+    merchant (alerted at the same moment) will refund them: the refund's e-mail said it was made."""
+    listing = booking.slot.listing
+    return _send_claimed(
+        claim_conditions={"customer_notified_at__isnull": False},
+        model=Refund,
+        pk=refund.pk,
+        field="customer_told_failed_at",
+        template="refund_notice",
+        subject=REFUND_FAILED_SUBJECT.format(title=listing.title),
+        to=booking.customer_email,
+        context={**_booking_context(booking), "refund": refund, "money_back": booking_money_back(booking, refund=refund)},
+        reply_to=listing.merchant.support_email or None,
+    )
+
+
 def refund_failed_alert_send(*, refund: Refund, booking: Booking) -> bool:
     merchant = booking.slot.listing.merchant
     to = merchant.support_email or merchant.user.email

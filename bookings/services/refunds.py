@@ -328,7 +328,10 @@ def booking_follow_up(*, booking_id: int, raise_refund_errors: bool = True) -> N
     for refund in refunds:
         if refund.status in (RefundStatus.PENDING, RefundStatus.SUCCEEDED) and refund.customer_notified_at is None:
             notifications.refund_notice_send(refund=refund, booking=booking)
-        elif refund.status == RefundStatus.FAILED and refund.merchant_alerted_at is None:
-            notifications.refund_failed_alert_send(refund=refund, booking=booking)
+        elif refund.status == RefundStatus.FAILED:
+            if refund.merchant_alerted_at is None:
+                notifications.refund_failed_alert_send(refund=refund, booking=booking)
+            if refund.customer_notified_at is not None and refund.customer_told_failed_at is None:
+                notifications.refund_failed_customer_send(refund=refund, booking=booking)
     if refund_error is not None and raise_refund_errors:
         raise refund_error

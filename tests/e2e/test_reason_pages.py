@@ -14,7 +14,7 @@ from tests.factories import make_listing, make_merchant, make_slot
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def _paid_booking(shop, stripe, slot, email: str) -> Booking:
+def _paid_booking(shop, stripe, slot, email: str, card: str = "4242424242424242") -> Booking:
     started = checkout_start(
         slot=slot,
         quantity=2,
@@ -23,7 +23,7 @@ def _paid_booking(shop, stripe, slot, email: str) -> Booking:
         success_url=shop.url(reverse("shop:checkout_success")) + "?session_id={CHECKOUT_SESSION_ID}",
         cancel_url=shop.url("/"),
     )
-    stripe.control.pay_session(started.booking.checkout_session_id)
+    stripe.control.pay_session(started.booking.checkout_session_id, card=card)
     stripe.control.wait_for_webhooks()
     return Booking.objects.get(pk=started.booking.pk)
 
@@ -106,3 +106,59 @@ def test_a_partial_refund_made_after_the_customer_cancelled_reads_true_on_the_bo
     expect(page.locator(".facts")).to_contain_text(f"{starts:%H:%M} (Europe/Paris)")
     page.screenshot(path=SCREENSHOTS / f"booking-partly-refunded-then-cancelled-{width}.png", full_page=True)
     assert fits_the_width(page), f"the booking page scrolls sideways at the {width} width"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_late_cancellation_whose_counted_refund_failed_says_what_is_owed_to_the_customer_and_the_merchant(
+    width, new_context, shop, stripe, live_server
+):
+    """Simulation seed 424200367: the merchant refunded half, the customer cancelled late (the
+    policy keeping half, nothing more came back), then the merchant's refund failed at the bank."""
+    from django.core import mail
+
+    from bookings.models import CancellationPolicy
+    from bookings.services import booking_customer_cancel
+    from tests.e2e.pages import sign_in
+
+    merchant = make_merchant(username="atelier", timezone_name="Europe/Paris", display_name="Atelier Lumière")
+    listing = make_listing(
+        merchant=merchant, title="Pottery evening", price_amount=2500, currency="eur",
+        cancel_policy=CancellationPolicy.CUSTOMER_MAY_CANCEL, cancel_free_hours=2000, cancel_late_keep_percent=50,
+    )
+    booking = _paid_booking(shop, stripe, make_slot(listing=listing, capacity=4), "ada@example.com",
+                            card="4000000000005126")  # its refunds fail a moment later
+    booking_refund(booking=booking, amount=2500)
+    booking_customer_cancel(booking=Booking.objects.get(pk=booking.pk), expected_refund=0)
+    stripe.control.advance_clock(60)
+    stripe.control.wait_for_webhooks()
+    booking.refresh_from_db()
+    assert (booking.status, booking.amount_refunded) == ("refund_failed", 0)
+    failed = [m for m in mail.outbox if m.subject == "Your refund did not go through: Pottery evening"]
+    assert len(failed) == 1 and failed[0].to == ["ada@example.com"]
+    page = new_context(**WIDTHS[width]).new_page()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    starts = booking.slot.starts_at.astimezone(merchant.zone)
+
+    page.goto(shop.url(reverse("shop:booking", args=[booking.public_token])))
+
+    expect(page.get_by_role("heading", name="Your refund did not go through")).to_be_visible()
+    expect(page.get_by_test_id("money-back")).to_contain_text(
+        "You cancelled this booking, so it holds no seats. The refund of €25.00 did not go through. "
+        f"Atelier Lumière has been alerted and will refund you; you can reach them at {merchant.support_email}."
+    )
+    expect(page.locator(".facts")).to_contain_text(f"{starts:%H:%M} (Europe/Paris)")
+    expect(page.locator("body")).not_to_contain_text("nothing is refunded")
+    page.screenshot(path=SCREENSHOTS / f"booking-cancelled-late-refund-failed-{width}.png", full_page=True)
+    assert fits_the_width(page), f"the booking page scrolls sideways at the {width} width"
+
+    sign_in(page, live_server.url, "atelier")
+    page.goto(live_server.url + reverse("merchant:booking_detail", args=[booking.pk]))
+    expect(page.locator(".callout--bad")).to_contain_text(
+        "Ada Lovelace has not got back the €25.00 your cancellation policy gives back for their cancellation."
+    )
+    expect(page.locator(".facts").first).to_contain_text("By the customer")
+    expect(page.locator("table")).to_contain_text("Customer told it failed")
+    expect(page.get_by_role("button", name="Retry the refund of €25.00")).to_be_visible()
+    expect(page.locator(".facts").first).to_contain_text(f"{starts:%H:%M}")
+    page.screenshot(path=SCREENSHOTS / f"merchant-booking-refund-failed-{width}.png", full_page=True)
+    assert fits_the_width(page), f"the merchant's booking page scrolls sideways at the {width} width"

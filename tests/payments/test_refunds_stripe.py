@@ -6,11 +6,12 @@ from django.core import mail
 from django.urls import reverse
 
 from bookings.models import Booking, BookingStatus, Refund, RefundReason, RefundStatus
-from bookings.services import booking_confirm, booking_refund, slot_cancel
+from bookings.services import booking_confirm, booking_follow_up, booking_refund, slot_cancel
 from payments import stripe_api
 from payments.checkout import checkout_start
 from tests.factories import make_slot
 from tests.payments.stripe_flow import deliver_events, lose_hold
+from tests.simulation.told import readable
 
 pytestmark = pytest.mark.django_db
 
@@ -319,6 +320,17 @@ def test_a_late_cancellation_covered_by_the_merchants_refund_is_owed_again_when_
     assert [m.subject for m in mail.outbox if m.to == ["desk@canal.example"]] == [
         f"Action needed: a refund failed for booking #{booking.pk}"
     ]
+    # The customer was told the €12.50 was refunded: now they are told it did not go through.
+    failed = [m for m in mail.outbox if m.to == ["ines@example.com"]]
+    assert [m.subject for m in failed] == ["Your refund did not go through: Canal walk"]
+    sentence = ("Canal Tours's refund of €12.50 of your €25.00 payment did not go through. You cancelled this "
+                "booking, so it holds no seats. Canal Tours has been alerted and will refund you; you can reach "
+                "them at desk@canal.example.")
+    assert sentence in " ".join(failed[0].body.split())
+    html = readable(failed[0].alternatives[0][0])
+    assert html.count("Your refund did not go through") == 1 and sentence in html
+    assert f"{starts:%H:%M} (Europe/Paris)" in failed[0].body
+    assert "has been made" not in failed[0].body
     page = " ".join(client.get(reverse("shop:booking", args=[booking.public_token])).content.decode().split())
     assert "Your refund did not go through" in page
     assert ("You cancelled this booking, so it holds no seats. The refund of €12.50 did not go through. "
@@ -327,7 +339,7 @@ def test_a_late_cancellation_covered_by_the_merchants_refund_is_owed_again_when_
 
     client.force_login(merchant.user)
     detail = " ".join(client.get(reverse("merchant:booking_detail", args=[booking.pk])).content.decode().split())
-    assert "has not got €12.50 back, what your cancellation policy gives back for their cancellation." in detail
+    assert "has not got back the €12.50 your cancellation policy gives back for their cancellation." in detail
     assert "Retry the refund of €12.50" in detail
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=True):
@@ -372,6 +384,13 @@ def test_a_late_cancellations_failed_refund_is_owed_and_asked_again_for_the_poli
     page = " ".join(client.get(reverse("shop:booking", args=[booking.public_token])).content.decode().split())
     assert "You cancelled this booking, so it holds no seats. The refund of €15.00 did not go through." in page
     assert "€25.00 did not go through" not in page
+    failed = [m for m in mail.outbox if m.subject == "Your refund did not go through: Harbor cruise"]
+    assert len(failed) == 1 and failed[0].to == ["ana@example.com"]
+    assert ("You cancelled this booking, so it holds no seats. The refund of €15.00 did not go through. Harbor "
+            f"Cruises has been alerted and will refund you; you can reach them at {merchant.support_email}.") in " ".join(
+        failed[0].body.split())
+    starts = booking.slot.starts_at.astimezone(merchant.zone)
+    assert f"{starts:%H:%M} (America/New_York)" in failed[0].body
     client.force_login(merchant.user)
     with django_capture_on_commit_callbacks(execute=True):
         client.post(reverse("merchant:booking_refund_retry", args=[booking.pk]))
@@ -380,3 +399,45 @@ def test_a_late_cancellations_failed_refund_is_owed_and_asked_again_for_the_poli
     assert (again.amount, again.reason, again.asked_again) == (1500, RefundReason.CUSTOMER_CANCELLED, True)
     assert [r["amount"] for r in stripe_refunds(booking)] == [1500, 1500]
     assert booking.status == BookingStatus.REFUNDED and booking.amount_refunded == 1500
+
+
+def test_a_partial_refund_of_a_standing_booking_that_fails_later_is_told_to_the_customer_once(
+    stripe_emulator, pay, client, django_capture_on_commit_callbacks
+):
+    """The merchant gave back €5.00 and the customer was told it was made; it failed at the bank
+    days later. The customer is told so, once, and that the booking still stands; the booking
+    stays confirmed and keeps its seats."""
+    from tests.factories import make_listing, make_merchant
+
+    merchant = make_merchant(timezone_name="Asia/Tokyo", display_name="Sakura Tea")
+    listing = make_listing(merchant=merchant, title="Tea ceremony", price_amount=2500)
+    slot = make_slot(listing=listing, capacity=3)
+    booking = pay(slot, card=CARD_REFUND_FAILS_LATER, email="ken@example.com")
+    with django_capture_on_commit_callbacks(execute=True):
+        booking_refund(booking=booking, amount=500)
+    assert [m.subject for m in mail.outbox if m.to == ["ken@example.com"]][-1] == "A refund for your booking: Tea ceremony"
+    mail.outbox.clear()
+
+    stripe_emulator.advance_clock(60)
+    for _ in range(2):  # Stripe delivers its events again: nothing is told twice
+        with django_capture_on_commit_callbacks(execute=True):
+            deliver_events(client, stripe_emulator, types={"refund.updated", "refund.failed"})
+        refund = Refund.objects.get(booking=booking)
+        booking_follow_up(booking_id=booking.pk)
+
+    booking.refresh_from_db()
+    slot.refresh_from_db()
+    assert booking.status == BookingStatus.CONFIRMED and slot.seats_left == 2
+    assert refund.status == RefundStatus.FAILED and refund.customer_told_failed_at is not None
+    told = [m for m in mail.outbox if m.to == ["ken@example.com"]]
+    assert [m.subject for m in told] == ["Your refund did not go through: Tea ceremony"]
+    assert ("Sakura Tea's refund of €5.00 of your €25.00 payment did not go through. Your booking still stands. "
+            f"Sakura Tea has been alerted and will refund you; you can reach them at {merchant.support_email}.") in " ".join(
+        told[0].body.split())
+    starts = slot.starts_at.astimezone(merchant.zone)
+    assert f"{starts:%H:%M} (Asia/Tokyo)" in told[0].body
+    assert not told[0].attachments  # the booking stands: no calendar change
+    page = " ".join(client.get(reverse("shop:booking", args=[booking.public_token])).content.decode().split())
+    # The page lists the refund as failed and tells of no money back.
+    assert "€5.00 — refunded by the merchant" in page and "(failed)" in page
+    assert "Sakura Tea refunded" not in page and "Refunded</dt>" not in page

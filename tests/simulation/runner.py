@@ -1486,6 +1486,11 @@ class ScenarioRun:
         alerts = sum(1 for m in outbox if m.subject == f"Action needed: a refund failed for booking #{booking.pk}")
         if alerts != len(failed_rows):
             self.violation(f"{who}: {alerts} merchant alerts for {len(failed_rows)} failed refund(s)")
+        # A refund made (and told, as counted above) that then failed is told to the customer too.
+        failed_made = sum(1 for r in failed_rows if r.stripe_refund_id)
+        if subjects[REFUND_FAILED_SUBJECT] != failed_made:
+            self.violation(f"{who} got {subjects[REFUND_FAILED_SUBJECT]} e-mails '{REFUND_FAILED_SUBJECT}' "
+                           f"for {failed_made} refund(s) made that failed")
         promised = self.check_changes(c, booking, refunds_here, outbox)
         self.check_told(c, booking, refunds_here, outbox)
         if not booking.checkout_session_id:
@@ -1662,6 +1667,22 @@ class ScenarioRun:
                              for r in mine for ended_reason in dict.fromkeys(["", ended])]
                 expected = next((s for s in sentences if s in message.body), sentences[0])
                 allowed = {reason} | ({ended} - {""})
+            elif kind == "refund_failed":
+                mine = [r for r in refunds if r.status == RefundStatus.FAILED and r.stripe_refund_id]
+                if not mine:
+                    self.violation(f"{who} got '{message.subject}' with no refund made that failed")
+                    continue
+                # Failed while the booking stood (only a merchant's refund of a part leaves it
+                # standing), or once it had ended.
+                ended = booking.ended_reason if booking.status != BookingStatus.CONFIRMED else ""
+                sentences = [told.refund_failed_email_sentence(
+                    reason=r.reason, amount=r.amount, paid=booking.amount_paid, currency=booking.currency,
+                    merchant=merchant.display_name, support_email=merchant.support_email, ended_reason=ended_reason)
+                    for r in mine
+                    for ended_reason in dict.fromkeys(
+                        ["" if r.reason == "merchant" and r.amount < booking.amount_paid else ended, ended])]
+                expected = next((s for s in sentences if s in told.SPACE.sub(" ", message.body)), sentences[0])
+                allowed = {r.reason for r in mine} | ({ended} - {""})
             elif kind == "cancelled":
                 kept = reason == CUSTOMER_CANCEL and booking.amount_paid
                 if booking.ended_reason != reason or booking.amount_paid and not kept:
@@ -1736,6 +1757,8 @@ CUSTOMER_CANCELLED = f"You cancelled your booking: {TITLE}"
 MOVED_SUBJECT = f"Your booking is moved: {TITLE}"
 EMAIL_SUBJECTS[CUSTOMER_CANCELLED] = ("cancelled", "customer_cancel")
 EMAIL_SUBJECTS[MOVED_SUBJECT] = ("moved", None)
+REFUND_FAILED_SUBJECT = f"Your refund did not go through: {TITLE}"
+EMAIL_SUBJECTS[REFUND_FAILED_SUBJECT] = ("refund_failed", None)
 EMAIL_SUBJECTS[SIGNIN_SUBJECT] = ("signin", None)
 OFFER_SUBJECT = f"Seats are free for you: {TITLE}"
 JOINED_SUBJECT = f"You're on the waitlist: {TITLE}"

@@ -59,7 +59,7 @@ def reason_phrases(merchant: str) -> dict[str, tuple[str, ...]]:
         "slot_cancelled": ("cancelled this time", "this time was cancelled"),
         "merchant": (f"{merchant} cancelled your booking", f"cancelled by {merchant}",
                      f"cancelled and refunded by {merchant}", f"partly refunded by {merchant}",
-                     f"{merchant} refunded "),
+                     f"{merchant} refunded ", f"{merchant}'s refund of"),
         "customer_cancel": ("you cancelled",),
     }
 
@@ -97,6 +97,22 @@ def refund_email_sentence(
     else:
         how = f"A refund of {money(amount, currency)} has been made; {STATEMENT}"
     return f"{_why(reason, merchant, charged=True)} {how}"
+
+
+def refund_failed_email_sentence(
+    *, reason: str, amount: int, paid: int, currency: str, merchant: str, support_email: str, ended_reason: str = ""
+) -> str:
+    """The sentence of the e-mail telling that a refund, told as made, failed: while the booking
+    stood (`ended_reason` ""), or after it ended for `ended_reason`."""
+    reach = f"; you can reach them at {support_email}" if support_email else ""
+    alerted = f"{merchant} has been alerted and will refund you{reach}."
+    if reason == "merchant" and ended_reason != "merchant":
+        # The merchant's refund of a part, given while the booking stood.
+        stands = _why(ended_reason, merchant, charged=True) if ended_reason else "Your booking still stands."
+        return (f"{merchant}'s refund of {money(amount, currency)} of your {money(paid, currency)} payment did not "
+                f"go through. {stands} {alerted}")
+    why = _why(ended_reason or reason, merchant, charged=True)
+    return f"{why} The refund of {money(amount, currency)} did not go through. {alerted}"
 
 
 def cancelled_email_sentence(
