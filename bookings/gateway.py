@@ -26,6 +26,9 @@ class CheckoutFacts:
     currency: str | None
     payment_intent_id: str | None
     customer_id: str | None
+    # The Stripe account the session was read on ("" the platform's, else a connected account's);
+    # None when the caller cannot say. A booking paid on another account is never settled by it.
+    account: str | None = None
 
     @property
     def is_settled(self) -> bool:

@@ -33,7 +33,6 @@ from payments.checkout_queue import queue_take_back_lost_claims, queue_time_out_
 from payments.webhooks import (
     EventAccountMismatch,
     EventResult,
-    stripe_event_account_check,
     stripe_event_process,
     stripe_event_receive,
     stripe_events_unfinished,
@@ -200,11 +199,10 @@ def _accounts_with_refunds_in_flight(since) -> list[str]:
 def _receive_listed(summary: ReconcileSummary, events: list[dict], account: str) -> None:
     for event in events:
         try:
-            stripe_event_account_check(event, account=account)
+            result = stripe_event_receive(event, account=account)
         except EventAccountMismatch as error:
             summary.errors.append(f"event {event.get('id')}: {error}")
             continue
-        result = stripe_event_receive(event, account=account)
         if result == EventResult.PROCESSED:
             summary.refund_failures_learned += 1
         elif result in (EventResult.FAILED_RETRY, EventResult.FAILED_FINAL):

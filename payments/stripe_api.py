@@ -231,8 +231,9 @@ def _slot_description(booking: Booking) -> str:
     return f"{when} ({merchant.timezone}) · {merchant.display_name} · {policy}"
 
 
-def checkout_facts_from_session(session: dict) -> CheckoutFacts:
-    """The facts of a Checkout Session object, from the API or from a webhook event."""
+def checkout_facts_from_session(session: dict, *, account: str | None = None) -> CheckoutFacts:
+    """The facts of a Checkout Session object, from the API or from a webhook event, read on
+    `account` ("" the platform's) when the caller knows it."""
     metadata = session.get("metadata") or {}
     return CheckoutFacts(
         session_id=session["id"],
@@ -245,6 +246,7 @@ def checkout_facts_from_session(session: dict) -> CheckoutFacts:
         currency=session.get("currency"),
         payment_intent_id=id_of(session.get("payment_intent")),
         customer_id=id_of(session.get("customer")),
+        account=account,
     )
 
 
@@ -256,7 +258,7 @@ def checkout_facts(session_id: str, *, stripe_account: str = "") -> CheckoutFact
     except stripe.StripeError as error:
         log_event(log, "checkout_read_failed", level=logging.WARNING, session=session_id, error=_describe(error))
         raise PaymentsUnavailable("We could not check your payment with our payment provider just now.") from error
-    return checkout_facts_from_session(_as_dict(session))
+    return checkout_facts_from_session(_as_dict(session), account=stripe_account)
 
 
 def checkout_expire(session_id: str, *, stripe_account: str = "") -> CheckoutFacts:

@@ -13,6 +13,7 @@ from common.logs import log_event
 from bookings.models import Booking, Refund, RefundStatus
 from payments.models import StripeEvent
 from bookings.services import (
+    PaymentAccountMismatch,
     PaymentFactsMismatch,
     RefundNotCreated,
     booking_confirm,
@@ -151,7 +152,9 @@ def _event_booking(event: dict) -> Booking | None:
 def stripe_event_account_check(event: dict, *, account: str) -> None:
     """Refuse (EventAccountMismatch) a verified event whose account does not own what it names:
     a booking paid on another account (or on the platform, for a Connect event, and the reverse),
-    or an account event about another account. Nothing is written."""
+    or an account event about another account. Nothing is written. `stripe_event_receive` runs
+    it before recording an event; a checkout's payment or expiry settled in one transaction is
+    checked on the booking row that transaction reads, with no read of its own."""
     event_type = event.get("type")
     if event_type in ACCOUNT_EVENTS:
         if not account:
@@ -186,6 +189,7 @@ def stripe_event_receive(event: dict, *, account: str = "") -> EventResult:
         result = _receive_in_one_transaction(event, account=account, now=now)
         if result is not None:
             return result
+    stripe_event_account_check(event, account=account)
     ignored = event["type"] not in HANDLED_EVENTS
     try:
         with transaction.atomic():
@@ -222,7 +226,8 @@ def _receive_in_one_transaction(event: dict, *, account: str, now) -> EventResul
     calls Stripe, so milliseconds), then finds the event done. None, with all of it rolled back,
     when this delivery must take the way of the other events instead: the event is recorded
     already, settling it failed (it is then recorded as failed there), or the payment's refund is
-    still owed and Stripe must be asked for it."""
+    still owed and Stripe must be asked for it. Raises EventAccountMismatch, with nothing written,
+    when the booking it names is paid on another account than the event's."""
     committed = False
 
     def mark_committed() -> None:
@@ -235,9 +240,14 @@ def _receive_in_one_transaction(event: dict, *, account: str, now) -> EventResul
             # Registered before the settlement's own hooks, so it runs first after the commit: an
             # error raised after it comes from those side effects run in this process (no broker).
             transaction.on_commit(mark_committed)
-            result = _dispatch(event, ask_owed_refund=False)
+            result = _dispatch(event, account=account, ask_owed_refund=False)
             if result == EventResult.IGNORED:
                 StripeEvent.objects.filter(pk=row.pk).update(status=StripeEvent.Status.IGNORED)
+    except PaymentAccountMismatch as error:  # rolled back: nothing written
+        raise EventAccountMismatch(
+            f"{event['type']} of account {account or 'platform'} names booking {error.booking_id}, "
+            f"paid on {error.paid_on or 'the platform'}"
+        ) from error
     except Exception as error:  # noqa: BLE001 - rolled back: the other way records what happens
         if not committed:
             return None
@@ -262,7 +272,7 @@ def stripe_event_process(row: StripeEvent) -> EventResult:
 
 def _process(row: StripeEvent) -> EventResult:
     try:
-        result = _dispatch(row.payload)
+        result = _dispatch(row.payload, account=row.account)
     except Exception as error:  # noqa: BLE001 - every failure is recorded on the event
         return _failed(row, error)
     _finish(row, StripeEvent.Status.PROCESSED if result == EventResult.PROCESSED else StripeEvent.Status.IGNORED, "")
@@ -291,11 +301,10 @@ def _finish(row: StripeEvent, status: str, error: str) -> None:
     StripeEvent.objects.filter(pk=row.pk).update(status=status, error=error[:2000], processed_at=timezone.now())
 
 
-def _dispatch(event: dict, *, ask_owed_refund: bool = True) -> EventResult:
-    """What the event means for bookings. `ask_owed_refund=False` inside a transaction of the
-    caller's: a refund still owed is not asked for there (_StripeCallNeeded)."""
-    # A Connect event names its account (checked on receipt); the platform's never do.
-    account = event.get("account") or ""
+def _dispatch(event: dict, *, account: str, ask_owed_refund: bool = True) -> EventResult:
+    """What the event means for bookings, as an event of `account` (the endpoint's: "" the
+    platform's, else the connected account a Connect event names). `ask_owed_refund=False` inside
+    a transaction of the caller's: a refund still owed is not asked for there (_StripeCallNeeded)."""
     event_type = event.get("type")
     if event_type not in HANDLED_EVENTS:
         return EventResult.IGNORED
@@ -303,14 +312,19 @@ def _dispatch(event: dict, *, ask_owed_refund: bool = True) -> EventResult:
     if event_type in ACCOUNT_EVENTS:
         return _account_event(event_type, obj, account=account, created=event.get("created"))
     if event_type in CONFIRMING_EVENTS:
-        result = booking_confirm(facts=stripe_api.checkout_facts_from_session(obj), ask_owed_refund=ask_owed_refund)
+        facts = stripe_api.checkout_facts_from_session(obj, account=account)
+        result = booking_confirm(facts=facts, ask_owed_refund=ask_owed_refund)
         if result.refund_left_to_ask:
             raise _StripeCallNeeded(f"booking {result.booking.pk} still owes a refund request")
         return EventResult.IGNORED if result.booking is None else EventResult.PROCESSED
     if event_type in EXPIRING_EVENTS:
-        booking = Booking.objects.filter(checkout_session_id=obj.get("id")).first()
+        booking = Booking.objects.filter(checkout_session_id=obj.get("id")).only("pk", "stripe_account_id").first()
         if booking is None:
             return EventResult.IGNORED
+        if booking.stripe_account_id != account:
+            raise PaymentAccountMismatch(
+                session_id=obj.get("id"), booking_id=booking.pk, paid_on=booking.stripe_account_id, told_on=account
+            )
         booking_expire(booking=booking)
         return EventResult.PROCESSED
     if event_type in REFUND_EVENTS:

@@ -39,6 +39,7 @@ from bookings.services.waitlist import _closed_refusal, _locked_entry, _offer_en
 from bookings.services.refunds import booking_follow_up, refund_gives_fee_back
 from bookings.services.transitions import (
     BookingError,
+    PaymentAccountMismatch,
     PaymentFactsMismatch,
     RefundNotCreated,
     S,
@@ -282,6 +283,10 @@ def _booking_for_session(facts: CheckoutFacts, *, lock: bool = False) -> Booking
 
 
 def _check_payment_facts(booking: Booking, facts: CheckoutFacts) -> None:
+    if facts.account is not None and facts.account != booking.stripe_account_id:
+        raise PaymentAccountMismatch(
+            session_id=facts.session_id, booking_id=booking.pk, paid_on=booking.stripe_account_id, told_on=facts.account
+        )
     if facts.client_reference_id != booking_reference(booking):
         raise PaymentFactsMismatch(
             f"Session {facts.session_id} names {facts.client_reference_id!r}, not booking {booking.pk}."

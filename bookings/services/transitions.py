@@ -51,6 +51,19 @@ class PaymentFactsMismatch(Exception):
     """The provider's session does not describe this booking: never confirm on it."""
 
 
+class PaymentAccountMismatch(PaymentFactsMismatch):
+    """The session was read on (or its event came from) another Stripe account than the one the
+    booking is paid on: it says nothing of this booking."""
+
+    def __init__(self, *, session_id: str, booking_id: int, paid_on: str, told_on: str):
+        super().__init__(
+            f"Session {session_id} of account {told_on or 'platform'} names booking {booking_id}, "
+            f"paid on {paid_on or 'the platform'}."
+        )
+        self.booking_id = booking_id
+        self.paid_on = paid_on
+
+
 class RefundNotCreated(Exception):
     """The provider did not create a refund this time; it stays due and will be asked again."""
 

@@ -164,6 +164,36 @@ def test_an_event_naming_another_account_is_refused_with_nothing_written(client,
     assert other.stripe_charges_enabled and not StripeEvent.objects.exists()
 
 
+@pytest.mark.parametrize("event_type", ["checkout.session.expired", "checkout.session.async_payment_failed"])
+def test_an_expiry_naming_another_accounts_booking_is_refused_with_its_seats_still_held(client, connect, event_type):
+    """A checkout's expiry is checked on the booking it names too: one of another account, or of
+    the platform, does not free the seats of a customer still paying."""
+    merchant, other = connected_merchant(), connected_merchant()
+    slot = make_slot(listing=make_listing(merchant=merchant, price_amount=PRICE), capacity=5)
+    booking, _ = open_checkout(client, slot, quantity=2)
+    session = {"id": booking.checkout_session_id, "object": "checkout.session", "status": "expired",
+               "payment_status": "unpaid", "client_reference_id": f"booking-{booking.pk}",
+               "metadata": {"booking_id": str(booking.pk)}, "amount_subtotal": 5000, "amount_total": 5000,
+               "currency": "eur"}
+    event = {"id": "evt_forged_expiry", "object": "event", "type": event_type, "created": 1,
+             "data": {"object": session}}
+
+    refused = [signed_post(client, {**event, "account": other.stripe_account_id}, connect=True),
+               signed_post(client, event, connect=False)]
+
+    assert [r.status_code for r in refused] == [400, 400]
+    assert f"names booking {booking.pk}, paid on {merchant.stripe_account_id}" in refused[0].content.decode()
+    assert not StripeEvent.objects.exists()
+    booking.refresh_from_db()
+    slot.refresh_from_db()
+    assert booking.status == BookingStatus.PENDING and (slot.seats_left, slot.seats_held) == (3, 2)
+    # Its own account's expiry is taken.
+    assert signed_post(client, {**event, "account": merchant.stripe_account_id}, connect=True).status_code == 200
+    booking.refresh_from_db()
+    slot.refresh_from_db()
+    assert booking.status == BookingStatus.EXPIRED and (slot.seats_left, slot.seats_held) == (5, 0)
+
+
 def test_events_are_recorded_once_per_account_and_event(client, connect):
     merchant = connected_merchant()
     slot = make_slot(listing=make_listing(merchant=merchant, price_amount=PRICE), capacity=5)

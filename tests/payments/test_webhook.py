@@ -167,6 +167,13 @@ def test_a_checkout_event_is_recorded_with_its_outcome_in_the_transaction_that_s
     assert statements.count("COMMIT") == 1
     assert statements.index("BEGIN") < statements.index("INSERT") < statements.index("COMMIT")
     assert event_writes == ['INSERT INTO "bookings_stripeevent"']
+    # The event's account is checked on the booking the settlement reads, not by a read of its own.
+    booking_reads = [i for i, q in enumerate(queries.captured_queries[:statements.index("COMMIT")])
+                     if q["sql"].startswith("SELECT") and 'FROM "bookings_booking"' in q["sql"]]
+    assert statements.index("BEGIN") < booking_reads[0]
+    if paid:
+        assert len(booking_reads) == 1  # the settlement's own (FOR UPDATE; SQLite locks the database instead)
+        assert "FOR UPDATE" in queries.captured_queries[booking_reads[0]]["sql"] or connection.vendor == "sqlite"
     event = StripeEvent.objects.get()
     assert (event.event_id, event.status, event.attempts) == ("evt_one_commit", StripeEvent.Status.PROCESSED, 1)
     booking.refresh_from_db()
