@@ -118,7 +118,7 @@ def test_a_late_cancellation_whose_counted_refund_failed_says_what_is_owed_to_th
 
     from bookings.models import CancellationPolicy
     from bookings.services import booking_customer_cancel
-    from tests.e2e.pages import sign_in
+    from tests.e2e.pages import SIGNIN_LINK, sign_in
 
     merchant = make_merchant(username="atelier", timezone_name="Europe/Paris", display_name="Atelier Lumière")
     listing = make_listing(
@@ -150,6 +150,24 @@ def test_a_late_cancellation_whose_counted_refund_failed_says_what_is_owed_to_th
     expect(page.locator("body")).not_to_contain_text("nothing is refunded")
     page.screenshot(path=SCREENSHOTS / f"booking-cancelled-late-refund-failed-{width}.png", full_page=True)
     assert fits_the_width(page), f"the booking page scrolls sideways at the {width} width"
+
+    # My bookings, once the customer has proved the address by a link.
+    page.goto(shop.url(reverse("shop:my_bookings")))
+    page.fill("#id_email", "ada@example.com")
+    page.get_by_role("button", name="E-mail me a sign-in link").click()
+    expect(page.get_by_role("heading", name="Check your e-mail")).to_be_visible()
+    link = next(SIGNIN_LINK.search(m.body) for m in reversed(mail.outbox) if SIGNIN_LINK.search(m.body))
+    page.goto(link.group(0))
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(shop.url(reverse("shop:my_bookings")))
+    row = page.get_by_test_id(f"my-booking-{booking.pk}")
+    expect(row).to_contain_text("Cancelled by you")
+    expect(row.get_by_test_id("my-booking-refund-failed")).to_have_text(
+        "The refund of €25.00 did not go through. Atelier Lumière has been alerted and will refund you."
+    )
+    expect(row).to_contain_text(f"{starts:%H:%M}")
+    page.screenshot(path=SCREENSHOTS / f"my-bookings-refund-failed-{width}.png", full_page=True)
+    assert fits_the_width(page), f"My bookings scrolls sideways at the {width} width"
 
     sign_in(page, live_server.url, "atelier")
     page.goto(live_server.url + reverse("merchant:booking_detail", args=[booking.pk]))

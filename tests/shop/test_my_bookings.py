@@ -321,3 +321,29 @@ def test_my_bookings_shows_each_place_and_the_online_link_only_while_confirmed(c
 
 def text_of(fragment: str) -> str:
     return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", fragment)))
+
+
+def test_a_booking_whose_refund_failed_says_so_in_my_bookings_with_what_is_owed(client, two_merchants):
+    """Cancelled late by its customer under terms keeping 20%: €20.00 of €25.00 was owed back and
+    that refund failed. The list says it did not go through, for €20.00, not the €25.00 paid."""
+    from bookings.models import Refund, RefundStatus
+
+    paris, _ = two_merchants
+    booking = make_confirmed_booking(slot=make_slot(listing=paris, starts_in=dt.timedelta(hours=3)), customer_email=ADA)
+    Booking.objects.filter(pk=booking.pk).update(
+        status=BookingStatus.REFUND_FAILED, ended_reason=RefundReason.CUSTOMER_CANCELLED,
+        cancelled_by_customer_at=timezone.now(),
+    )
+    Refund.objects.create(booking=booking, amount=2000, reason=RefundReason.CUSTOMER_CANCELLED,
+                          status=RefundStatus.FAILED, stripe_refund_id="re_failed_1", failure_reason="expired_or_canceled_card")
+    standing = make_confirmed_booking(slot=make_slot(listing=paris), customer_email=ADA)
+    prove_email(client, ADA)
+
+    response = client.get(reverse("shop:my_bookings"))
+    page = text(response)
+
+    assert reverse("shop:booking", args=[standing.public_token]) in response.content.decode()
+    row = page[page.index("Cancelled by you"):]
+    assert "The refund of €20.00 did not go through. Canal Tours has been alerted and will refund you." in row
+    assert "€25.00 did not go through" not in page
+    assert page.count("did not go through") == 1  # not on the booking that stands
