@@ -1723,6 +1723,10 @@ class ScenarioRun:
             stated = {"merchant"} if any(r.status != RefundStatus.FAILED for r in refunds) else set()
         else:
             stated = {booking.ended_reason} - {""}
+            if booking.status == BookingStatus.CANCELLED and any(
+                r.reason == "merchant" and r.status != RefundStatus.FAILED for r in refunds
+            ):
+                stated.add("merchant")  # cancelled late: what the merchant had refunded is what came back
         listed = {r.reason for r in refunds if r.stripe_refund_id}  # the booking page lists each refund
         pages = [("booking page", reverse("shop:booking", args=[booking.public_token]), {}, stated | listed, when)]
         if booking.checkout_session_id:
