@@ -17,7 +17,7 @@ from django.utils import timezone
 from common.logs import log_event
 from bookings.calendar import booking_calendar_file, booking_online_url
 from bookings.links import absolute_url, booking_page_url
-from bookings.models import AttendeeMessageDelivery, Booking, BookingStatus, Refund, RefundReason, WaitlistEntry
+from bookings.models import AttendeeMessageDelivery, Booking, BookingStatus, Refund, RefundReason, RefundStatus, WaitlistEntry
 from bookings.money import format_money
 from bookings.waitlist_links import waitlist_leave_token, waitlist_offer_token
 from bookings.selectors import booking_money_back
@@ -248,13 +248,17 @@ def booking_rescheduled_send(*, booking: Booking) -> bool:
 
 
 def customer_cancelled_merchant_send(*, booking: Booking) -> bool:
-    """Tell the merchant a customer cancelled, and what the policy refunds: once."""
+    """Tell the merchant a customer cancelled, what the policy refunds and what the merchant had
+    already refunded (which the cancellation counted): once."""
     merchant = booking.slot.listing.merchant
     to = merchant.support_email or merchant.user.email
     if not to:
         log_event(log, "customer_cancel_notice_undeliverable", level=logging.ERROR, merchant=merchant.pk, booking=booking.pk)
         return False
-    refunded = sum(r.amount for r in booking.refunds.all() if r.reason == RefundReason.CUSTOMER_CANCELLED)
+    refunds = [r for r in booking.refunds.all() if r.status != RefundStatus.FAILED]
+    refunded = sum(r.amount for r in refunds if r.reason == RefundReason.CUSTOMER_CANCELLED)
+    # Refunded by the merchant while the booking stood: the cancellation counted it.
+    refunded_before = sum(r.amount for r in refunds if r.reason != RefundReason.CUSTOMER_CANCELLED)
     return _send_claimed(
         model=Booking,
         pk=booking.pk,
@@ -265,6 +269,7 @@ def customer_cancelled_merchant_send(*, booking: Booking) -> bool:
         context={
             **_booking_context(booking),
             "refund_amount": refunded,
+            "refunded_before": refunded_before,
             "booking_admin_url": absolute_url(reverse("merchant:booking_detail", args=[booking.pk])),
         },
     )

@@ -308,6 +308,15 @@ def test_a_late_cancellation_covered_by_the_merchants_refund_is_owed_again_when_
     assert "nothing is refunded" not in told.body
     starts = booking.slot.starts_at.astimezone(merchant.zone)
     assert f"{starts:%H:%M} (Europe/Paris)" in told.body
+    # The merchant is told the same: their own refund is what the cancellation counted.
+    notice = next(m for m in mail.outbox if m.to == ["desk@canal.example"])
+    assert notice.subject == f"Booking #{booking.pk} cancelled by Guest"
+    merchant_facts = ("Its seat is free to sell again.\n\nNothing more is refunded: they cancelled after the free "
+                      "cancellation deadline, and the €12.50 you had already refunded is at least what your policy "
+                      "gives back.")
+    assert merchant_facts in notice.body and "Nothing is refunded" not in notice.body
+    assert "€12.50 you had already refunded" in readable(notice.alternatives[0][0])
+    assert f"{starts:%H:%M} (Europe/Paris)" in notice.body
     mail.outbox.clear()
 
     stripe_emulator.advance_clock(60)
