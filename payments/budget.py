@@ -12,12 +12,13 @@ compare-and-set, so it is one atomic operation in either store:
 
 - with REDIS_URL set, a Lua script (Redis runs a script alone, so two processes never take the
   same token) reading Redis's own clock, so every web host agrees on "now";
-- without Redis, one conditional UPDATE of one row (`payments.StripeBudget`): PostgreSQL
-  re-checks the WHERE of an UPDATE that waited for the row's lock against the row as the winner
-  left it, and SQLite runs one writer at a time, so no token is taken twice. "Now" is the
-  database's clock read by that statement (`DatabaseNowMicroseconds`), not a time the process
-  read before waiting for the lock: a take that waited behind others would otherwise compare the
-  bucket as they left it with a moment already past, and be refused a token that was there.
+- without Redis, one statement on one row (`payments.StripeBudget`), an insert that becomes a
+  conditional update once the row exists: PostgreSQL checks the update's WHERE against the row as
+  the last writer left it, after any wait for its lock, and SQLite runs one writer at a time, so
+  no token is taken twice. "Now" is the database's clock read by that statement, not a time the
+  process read before waiting for the lock: a take that waited behind others would otherwise
+  compare the bucket as they left it with a moment already past, and be refused a token that
+  was there.
 
 No counter lives in a process: two web processes share one budget. A Redis that does not answer
 falls back to the database, so a start is never refused because the budget could not be read.
@@ -27,8 +28,7 @@ import logging
 from functools import cache
 
 from django.conf import settings
-from django.db.models import BigIntegerField, F, Func
-from django.db.models.functions import Greatest
+from django.db import connection
 
 from common.logs import log_event
 from payments.models import StripeBudget
@@ -93,31 +93,31 @@ def budget_take_paced(name: str, *, interval_us: int, burst_us: int) -> bool:
     return _database_take(name, interval, burst)
 
 
-class DatabaseNowMicroseconds(Func):
-    """Microseconds since the epoch by the database's clock, read when the statement runs (on
-    PostgreSQL when the row is (re-)checked, after any wait for its lock)."""
-
-    output_field = BigIntegerField()
-
-    def as_sql(self, compiler, connection, **extra):
-        return "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)", []
-
-    def as_sqlite(self, compiler, connection, **extra):
-        # SQLite's clock has milliseconds; a token here lasts tens of them at least.
-        return "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)", []
+# The database's clock in microseconds since the epoch, read when the statement runs: on
+# PostgreSQL when the row is (re-)checked after any wait for its lock (clock_timestamp(), not the
+# transaction's start); SQLite's clock has milliseconds, and a token here lasts tens of them.
+_NOW_US = {
+    "postgresql": "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)",
+    "sqlite": "CAST((julianday('now') - 2440587.5) * 86400000000.0 AS INTEGER)",
+}
+_GREATEST = {"postgresql": "GREATEST", "sqlite": "MAX"}
 
 
 def _database_take(name: str, interval: int, burst: int) -> bool:
-    now = DatabaseNowMicroseconds()
-    budget = StripeBudget.objects.filter(name=name, tat_us__lte=now + burst)
-    if budget.update(tat_us=Greatest(F("tat_us"), now) + interval):
-        return True
-    if not StripeBudget.objects.filter(name=name).exists():
-        # The first take ever: make the row (two processes may race to; one insert wins).
-        StripeBudget.objects.bulk_create([StripeBudget(name=name, tat_us=0)], ignore_conflicts=True)
-    # Taken again either way: a take that found no row may see the row another take made since,
-    # and must not be refused a token of a bucket that was never used.
-    return bool(budget.update(tat_us=Greatest(F("tat_us"), now) + interval))
+    """One statement: the first take ever makes the row (a take from an empty bucket); any other
+    moves `tat` only when it is within the burst. PostgreSQL's ON CONFLICT DO UPDATE locks the
+    row and checks the WHERE against it as the last writer left it, and SQLite runs one writer at
+    a time, so no token is taken twice; a refused take is one statement too (it was three)."""
+    table = StripeBudget._meta.db_table
+    now = _NOW_US[connection.vendor]
+    sql = (
+        f"INSERT INTO {table} (name, tat_us) VALUES (%s, {now} + %s) "
+        f"ON CONFLICT (name) DO UPDATE SET tat_us = {_GREATEST[connection.vendor]}({table}.tat_us, {now}) + %s "
+        f"WHERE {table}.tat_us <= {now} + %s RETURNING 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [name, interval, interval, burst])
+        return cursor.fetchone() is not None
 
 
 @cache

@@ -392,11 +392,12 @@ def _reread(booking: Booking) -> None:
 
 
 def booking_status_refresh(booking: Booking, *, throttled: bool = True) -> StatusCheck:
-    """What the success page shows. A final booking is answered from the database alone; a
-    pending one asks Stripe, at most once every few seconds per booking across all processes,
-    and confirms through the same function as the webhook. The question is one that can wait
-    (the webhook brings the same answer): it is asked only when Stripe's budget has a token to
-    spare, never at the cost of a checkout start in line (payments/budget.py).
+    """What the success page shows, for a booking its caller has just read. A final booking is
+    answered as read; a pending one asks Stripe, at most once every few seconds per booking
+    across all processes, and confirms through the same function as the webhook. The question
+    is one that can wait (the webhook brings the same answer): it is asked only when Stripe's
+    budget has a token to spare, never at the cost of a checkout start in line
+    (payments/budget.py). A poll between two checks costs no query beyond its caller's read.
 
     `reconcile` passes `throttled=False`: it must ask Stripe about every pending booking, even
     one whose success page asked a moment ago (before the payment went through)."""
@@ -404,6 +405,9 @@ def booking_status_refresh(booking: Booking, *, throttled: bool = True) -> Statu
         return StatusCheck(booking)
     now = timezone.now()
     recently = now - timedelta(seconds=settings.STRIPE_STATUS_CHECK_SECONDS)
+    if throttled and booking.stripe_checked_at is not None and booking.stripe_checked_at > recently:
+        # Asked a moment ago, by the row as the caller just read it: nothing to claim or read again.
+        return StatusCheck(booking)
     claim = Booking.objects.filter(pk=booking.pk, status=BookingStatus.PENDING)
     if throttled:
         claim = claim.filter(Q(stripe_checked_at__isnull=True) | Q(stripe_checked_at__lte=recently))
@@ -411,9 +415,10 @@ def booking_status_refresh(booking: Booking, *, throttled: bool = True) -> Statu
     if not claimed:
         _reread(booking)
         return StatusCheck(booking)
+    booking.stripe_checked_at = now
     if not budget_take(spare_only=True):
+        # Still pending: the claim found it so just now. The webhook, or a later check, settles it.
         log_event(log, "status_check_deferred", booking=booking.pk)
-        _reread(booking)
         return StatusCheck(booking, deferred=True)
     problem = ""
     try:

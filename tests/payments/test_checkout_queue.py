@@ -102,6 +102,26 @@ def test_twenty_threads_at_once_take_exactly_one_seconds_worth_of_tokens_then_on
     assert budget._interval_and_burst(5) == (200_000, 800_000)
 
 
+def test_a_take_in_the_database_is_one_statement_whether_it_makes_the_row_takes_or_is_refused(
+    settings, django_assert_num_queries
+):
+    """The success pages of an on-sale ask for a spare token on nearly every poll and are refused:
+    a refusal that cost three statements on the budget's one row (the row read, made, taken
+    again) held up the line's own takes behind it."""
+    settings.STRIPE_BUDGET_REDIS_URL = ""
+    budget.budget_reset()
+    pace = {"interval_us": MINUTE_US, "burst_us": MINUTE_US}  # two at once, then one a minute
+    outcomes = []
+    for _ in range(3):
+        with django_assert_num_queries(1):
+            outcomes.append(budget.budget_take_paced(budget.STRIPE_BUDGET, **pace))
+    assert outcomes == [True, True, False]  # the first made the row
+    now_us = time.time_ns() // 1000
+    tat_us = StripeBudget.objects.get(name=budget.STRIPE_BUDGET).tat_us
+    # Two tokens taken from an empty bucket: full again two intervals from now, not three.
+    assert now_us + MINUTE_US < tat_us <= now_us + 2 * MINUTE_US + 5_000_000
+
+
 def _connected_then(function, gate):
     """`function` run once every thread has its database connection open, so that all of them
     take at the same moment (opening 20 connections on a busy machine takes longer than a token)."""

@@ -8,7 +8,7 @@ from django.core import mail
 from django.urls import reverse
 
 from bookings.models import BookingStatus, Listing, Refund, RefundStatus
-from payments.models import StripeEvent
+from payments.models import StripeBudget, StripeEvent
 from payments import stripe_api
 from payments.reconcile import reconcile_run
 from stripe_emulator.control import PaymentDeclined
@@ -362,3 +362,51 @@ def test_a_poll_of_a_booking_still_being_paid_tells_its_hold_and_reads_no_refund
     assert f"Your seat is held for you until {held_until}" in panel and f"({zone})" in panel
     # Nothing was paid, so nothing can have come back: the refunds are not read.
     assert not [q["sql"] for q in queries.captured_queries if 'FROM "bookings_refund"' in q["sql"]]
+
+
+def test_a_poll_between_two_checks_only_reads_the_booking_and_its_hold(client, slot, stripe_emulator, settings):
+    """In an on-sale most polls come between two checks of their booking with Stripe: they read
+    the booking (with its time, listing and merchant) and its hold, and write nothing."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.STRIPE_STATUS_CHECK_SECONDS = 60
+    booking, _ = open_checkout(client, slot)
+    poll(client, booking)  # asks Stripe: the session is still open
+
+    with CaptureQueriesContext(connection) as queries:
+        panel = poll(client, booking)
+
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert panel.status_code == 200 and 'data-status="pending"' in panel.content.decode()
+    assert "Your seat is held for you until" in panel.content.decode()
+    assert [s.split(" ", 1)[0] for s in statements] == ["SELECT", "SELECT"], statements
+    assert 'FROM "bookings_booking"' in statements[0] and 'FROM "bookings_hold"' in statements[1]
+    assert stripe_session_reads(stripe_emulator, booking.checkout_session_id) == 1
+
+
+def test_a_check_the_budget_cannot_spare_writes_its_claim_and_reads_nothing_again(client, slot, stripe_emulator, settings):
+    """A pending booking due for a check when Stripe's budget has no token to spare: the claim
+    (which found it still pending) is the one write, the booking is not read a second time, and
+    Stripe is not asked; the webhook settles it."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from payments import budget
+
+    settings.STRIPE_STATUS_CHECK_SECONDS = 0
+    booking, _ = open_checkout(client, slot)
+    reads = stripe_session_reads(stripe_emulator, booking.checkout_session_id)
+    settings.STRIPE_BUDGET_REDIS_URL = ""
+    budget.budget_reset()
+    assert budget.budget_take()  # makes the row; then the budget spent for the next hour
+    StripeBudget.objects.filter(name=budget.STRIPE_BUDGET).update(tat_us=time.time_ns() // 1000 + 3600 * 10**6)
+
+    with CaptureQueriesContext(connection) as queries:
+        panel = poll(client, booking)
+
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert panel.status_code == 200 and 'data-status="pending"' in panel.content.decode()
+    assert sum(1 for s in statements if 'FROM "bookings_booking"' in s and s.startswith("SELECT")) == 1, statements
+    assert sum(1 for s in statements if s.startswith("UPDATE")) == 1, statements
+    assert stripe_session_reads(stripe_emulator, booking.checkout_session_id) == reads
