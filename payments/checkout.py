@@ -36,6 +36,8 @@ from payments import stripe_api
 from payments.budget import budget_is_limited, budget_take
 from payments.checkout_queue import (
     queue_claim_next,
+    queue_claim_next_id,
+    queue_claimed_entry,
     queue_end,
     queue_has_waiting,
     queue_join,
@@ -258,7 +260,7 @@ def checkout_queue_drive_for(
     queue_time_out_overdue()
     token_pause = 1 / max(settings.STRIPE_REQUESTS_PER_SECOND, 1.0)
     free = threading.BoundedSemaphore(openers)
-    claimed: queue.SimpleQueue[CheckoutQueueEntry | None] = queue.SimpleQueue()
+    claimed: queue.SimpleQueue[int | None] = queue.SimpleQueue()
     stripe_busy = threading.Event()
     turns: list[CheckoutQueueEntry] = []
     threads: list[threading.Thread] = []
@@ -267,16 +269,19 @@ def checkout_queue_drive_for(
 
     def opener() -> None:
         try:
-            while (entry := claimed.get()) is not None:
+            while (entry_id := claimed.get()) is not None:
+                entry = None
                 try:
+                    entry = queue_claimed_entry(entry_id)
                     if _queue_turn(entry):
                         turns.append(entry)
                     else:
                         stripe_busy.set()
                 except Exception as error:  # noqa: BLE001 - one turn's fault must not stop the line
-                    log_event(log, "checkout_queue_turn_failed", level=logging.ERROR, booking=entry.booking_id,
-                              entry=entry.pk, error=type(error).__name__)
-                    queue_put_back(entry=entry)
+                    log_event(log, "checkout_queue_turn_failed", level=logging.ERROR,
+                              booking=entry.booking_id if entry else None, entry=entry_id, error=type(error).__name__)
+                    if entry is not None:
+                        queue_put_back(entry=entry)
                     stripe_busy.set()
                 finally:
                     with in_flight_lock:
@@ -285,24 +290,28 @@ def checkout_queue_drive_for(
         finally:
             connection.close()
 
+    if not queue_has_waiting():
+        return 0
+    # One thread gives every turn, so each statement here is paid once per turn: the budget's
+    # take and the claim's two. The line emptied meanwhile shows as a claim of nothing (one
+    # token unused, once).
     while clock() < deadline and not stripe_busy.is_set():
         if not free.acquire(timeout=max(0.0, deadline - clock())):
             break
-        if not queue_has_waiting():
-            free.release()
-            break
         if not budget_take():
             free.release()
+            if not queue_has_waiting():
+                break
             pause(token_pause)
             continue
-        entry = queue_claim_next()
-        if entry is None:
+        entry_id = queue_claim_next_id()
+        if entry_id is None:
             free.release()
-            continue
+            break
         with in_flight_lock:
             in_flight[0] += 1
             all_busy = in_flight[0] > len(threads)
-        claimed.put(entry)
+        claimed.put(entry_id)
         if all_busy:
             threads.append(threading.Thread(target=opener, name=f"checkout-queue-opener-{len(threads)}"))
             threads[-1].start()

@@ -385,7 +385,8 @@ def listing_detail(request, slug: str):
 @require_POST
 def checkout_create(request, slug: str):
     listing = _listing_or_404(slug)
-    form = BookingForm(request.POST, slots=selectors.slots_on_sale(listing))
+    # The chosen time with its listing in one read: the form checks the payment's size by it.
+    form = BookingForm(request.POST, slots=selectors.slots_on_sale(listing).select_related("listing"))
     week = request.POST.get("week", "")
     if not form.is_valid():
         return _listing_page(request, listing, form, status=400, week=week)

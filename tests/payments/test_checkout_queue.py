@@ -551,6 +551,33 @@ def test_the_driver_opens_the_line_in_order_with_calls_in_flight_at_once_until_t
     assert "You are number 1 in line" in Client().get(pages[4]).content.decode()
 
 
+def test_the_driver_gives_each_turn_with_three_statements_and_leaves_reading_the_row_to_its_opener(
+    paced, stripe_emulator, monkeypatch, opened_for
+):
+    """beat's driver claims every turn in one thread: in an on-sale its statements per turn, each
+    a round trip to a busy database, bound the pace of the whole line. Per turn: the budget's take
+    and the claim's two; the row with its booking is read by the thread that opens it."""
+    from django.test.utils import CaptureQueriesContext
+
+    slot = make_slot(capacity=10)
+    spend_budget()
+    for i in range(5):
+        queue_page(start(Client(), slot, i))
+    monkeypatch.setattr(budget, "_interval_and_burst", lambda rate: (MINUTE_US, 4 * MINUTE_US))  # five at once
+    budget.budget_reset()
+    clock = StandingClock()
+
+    with CaptureQueriesContext(connection) as queries:
+        turns = checkout_queue_drive_for(seconds=2, openers=2, clock=clock, pause=clock.pause)
+
+    assert turns == 5 and len(opened_for) == 5
+    # Before the turns: lost claims taken back, overdue waits ended, whether anyone waits (3);
+    # after the fifth, the budget refuses and the line is found empty (2).
+    per_turn = [q["sql"] for q in queries.captured_queries[3:-2]]
+    assert len(per_turn) == 5 * 3, per_turn
+    assert not [sql for sql in per_turn if 'FROM "bookings_booking"' in sql]
+
+
 def test_the_driver_stops_at_a_429_and_the_row_keeps_its_place(paced, stripe_emulator, monkeypatch):
     slot = make_slot(capacity=5)
     spend_budget()

@@ -410,3 +410,16 @@ def test_a_check_the_budget_cannot_spare_writes_its_claim_and_reads_nothing_agai
     assert sum(1 for s in statements if 'FROM "bookings_booking"' in s and s.startswith("SELECT")) == 1, statements
     assert sum(1 for s in statements if s.startswith("UPDATE")) == 1, statements
     assert stripe_session_reads(stripe_emulator, booking.checkout_session_id) == reads
+
+
+def test_pressing_book_reads_the_listing_once(client, slot, stripe_emulator):
+    """The listing is read by its address; the chosen time is read with it joined (the form
+    checks the payment's size by its price), not followed by a second read of the listing."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        open_checkout(client, slot)
+
+    listing_reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT "bookings_listing"')]
+    assert len(listing_reads) == 1, listing_reads
