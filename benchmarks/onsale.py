@@ -294,6 +294,8 @@ class Buyer:
     start_sent: float = 0.0
     start_answered: float = 0.0
     queued_seconds: float | None = None  # how long the fair queue's page kept them waiting
+    paid_at: float = 0.0  # Stripe's page answered the payment
+    confirmed_seconds: float | None = None  # from paying to the success page saying so
     detail: str = ""
 
     @property
@@ -360,7 +362,7 @@ def buy(buyer: Buyer, *, slug: str, slot_id: int, at: float, think: tuple[float,
     if page.status != 200 or paid.status not in (302, 303) or "session_id=" not in paid.location:
         buyer.detail = f"Stripe's page answered {page.status}, paying {paid.status}"
         return
-    buyer.paid = True
+    buyer.paid, buyer.paid_at = True, time.perf_counter()
     # Back on the site: Stripe sends the buyer to the success page, whose htmx panel then polls
     # the address and after the delay it names (quickly at first, then backing off) until final.
     success = urllib.parse.urlsplit(paid.location)  # https://…, as behind the TLS proxy: asked here on its port
@@ -368,6 +370,7 @@ def buy(buyer: Buyer, *, slug: str, slot_id: int, at: float, think: tuple[float,
     for _ in range(60):
         if answer.status == 286 or (answer.status == 200 and not POLL_DELAY.search(answer.body)):
             buyer.final_status = "final"
+            buyer.confirmed_seconds = time.perf_counter() - buyer.paid_at
             return
         poll, delay = POLL_URL.search(answer.body), POLL_DELAY.search(answer.body)
         if answer.status != 200 or poll is None or delay is None:
@@ -705,6 +708,10 @@ def main(argv=None) -> int:
                     f"{sum(1 for b in buyers if b.final_status == 'final')} of {sum(b.paid for b in buyers)}"
                     + "".join(f"; {n} {status}" for status, n in Counter(
                         b.final_status for b in buyers if b.paid and b.final_status != "final").items()))
+        shown = [b.confirmed_seconds for b in buyers if b.confirmed_seconds is not None]
+        if shown:
+            figures.add("paid to the success page saying so p50 / p95 / p99 / max",
+                        " / ".join(f"{v * 1000:.0f} ms" for v in _percentiles(shown)))
         figures.add("confirmed", sold)
         figures.add("refunded (target 0)", refunded)
         figures.add("oversold (must be 0)", oversold)
