@@ -62,6 +62,9 @@ log = logging.getLogger("shop.views")
 
 # The success page polls quickly at first, then backs off: a card payment settles in seconds.
 POLL_DELAYS_SECONDS = (1, 1, 1, 2, 2, 2, 3, 3, 5)
+# From this poll on (about 7 s after the page opened) "a few seconds" is no longer true: in a big
+# on-sale a paid buyer waited 40 s at the median for the webhook (benchmarks/onsale.py).
+POLL_TAKING_LONG = 5
 
 
 class GuessingBlocked(Exception):
@@ -562,6 +565,7 @@ def _status_context(request, check, poll: int) -> dict:
         "starts_at": booking.slot.starts_at,
         "poll_url": reverse("shop:checkout_status", args=[booking.checkout_session_id]) + f"?poll={next_poll}",
         "poll_delay": POLL_DELAYS_SECONDS[poll],
+        "taking_long": poll >= POLL_TAKING_LONG,
         "held_until": _held_until(booking),
     }
 

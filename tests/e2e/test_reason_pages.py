@@ -180,3 +180,43 @@ def test_a_late_cancellation_whose_counted_refund_failed_says_what_is_owed_to_th
     expect(page.locator(".facts").first).to_contain_text(f"{starts:%H:%M}")
     page.screenshot(path=SCREENSHOTS / f"merchant-booking-refund-failed-{width}.png", full_page=True)
     assert fits_the_width(page), f"the merchant's booking page scrolls sideways at the {width} width"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_payment_not_yet_confirmed_says_so_then_that_it_is_taking_longer(width, new_context, shop, stripe):
+    """The success page of a booking Stripe has not confirmed (as in a big on-sale, when the
+    webhook waits): at first "a few seconds" and the seats' hold in the merchant's zone, then,
+    polled on by htmx, that it is taking longer and the confirmation will be e-mailed."""
+    from zoneinfo import ZoneInfo
+
+    from bookings.models import Hold
+
+    merchant = make_merchant(timezone_name="Europe/Paris", display_name="Atelier Lumière")
+    listing = make_listing(merchant=merchant, title="Pottery evening", price_amount=2500, currency="eur")
+    started = checkout_start(
+        slot=make_slot(listing=listing, capacity=4),
+        quantity=1,
+        customer_email="ada@example.com",
+        customer_name="Ada Lovelace",
+        success_url=shop.url(reverse("shop:checkout_success")) + "?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url=shop.url("/"),
+    )
+    hold = Hold.objects.get(booking=started.booking, ended_at__isnull=True)
+    held_until = hold.expires_at.astimezone(ZoneInfo("Europe/Paris")).strftime("%H:%M")
+    page = new_context(**WIDTHS[width]).new_page()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    page.goto(shop.url(reverse("shop:checkout_success")) + f"?session_id={started.booking.checkout_session_id}")
+    panel = page.locator("#booking-status")
+    expect(panel.get_by_role("heading", name="Confirming your payment…")).to_be_visible()
+    expect(panel).to_contain_text("This usually takes a few seconds.")
+    expect(panel).to_contain_text(f"Your seat is held for you until {held_until} (Europe/Paris).")
+    page.screenshot(path=SCREENSHOTS / f"success-pending-{width}.png", full_page=True)
+
+    # The panel's own polls, 1+1+1+2+2 s apart, reach the fifth.
+    expect(page.get_by_test_id("taking-long")).to_contain_text("This is taking longer than usual.", timeout=30_000)
+    expect(panel).to_contain_text("we e-mail you as soon as your booking is confirmed")
+    expect(panel).to_contain_text(f"Your seat is held for you until {held_until} (Europe/Paris).")
+    expect(panel).not_to_contain_text("a few seconds")
+    page.screenshot(path=SCREENSHOTS / f"success-taking-long-{width}.png", full_page=True)
+    assert fits_the_width(page), f"the success page scrolls sideways at the {width} width"

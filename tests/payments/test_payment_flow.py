@@ -423,3 +423,18 @@ def test_pressing_book_reads_the_listing_once(client, slot, stripe_emulator):
 
     listing_reads = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('SELECT "bookings_listing"')]
     assert len(listing_reads) == 1, listing_reads
+
+
+def test_a_payment_still_unconfirmed_after_some_seconds_no_longer_says_a_few_seconds(client, slot, stripe_emulator):
+    """In a big on-sale a paid buyer waited 40 s at the median for the webhook: from the fifth poll
+    (about 7 s in) the panel says it is taking longer than usual, and that the confirmation is e-mailed."""
+    booking, _ = open_checkout(client, slot)
+    url = reverse("shop:checkout_status", args=[booking.checkout_session_id])
+
+    early = client.get(url, {"poll": 0}, headers={"HX-Request": "true"}).content.decode()
+    late = client.get(url, {"poll": 5}, headers={"HX-Request": "true"}).content.decode()
+
+    assert "This usually takes a few seconds." in early and "taking longer than usual" not in early
+    assert "This is taking longer than usual." in late and "a few seconds" not in late
+    assert "we e-mail you as soon as your booking is confirmed" in late
+    assert 'data-status="pending"' in late and 'hx-trigger="load delay:' in late  # still polling
