@@ -183,7 +183,9 @@ def test_a_checkout_stripe_cannot_open_releases_its_hold(stripe_emulator, settin
 
 @pytest.fixture
 def clock(monkeypatch):
-    """The site's clock, moved by hand (Django's timezone.now, which every service reads)."""
+    """The site's clock, moved by hand only (Django's timezone.now, which every service reads):
+    stopped, so that a test's "one second before the hold ends" stays one second before it
+    however long the machine takes between two steps (a busy CI machine took longer than that)."""
 
     class Clock:
         offset = dt.timedelta()
@@ -192,8 +194,8 @@ def clock(monkeypatch):
             self.offset += dt.timedelta(**delta)
 
     fake = Clock()
-    real_now = timezone.now
-    monkeypatch.setattr(timezone, "now", lambda: real_now() + fake.offset)
+    stopped_at = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: stopped_at + fake.offset)
     return fake
 
 
