@@ -52,8 +52,8 @@ Where the webhooks wait: the table gives the time from each event to the site's 
 the emulator's store). The emulator runs ahead of the site's processes (nice -10, as root): Stripe
 is not on the site's machine. `--webhooks-apart` sends Stripe's webhooks to a gunicorn of their own
 (1 worker x 4 threads, as a proxy routing /stripe/webhook/ would), and `--webhook-workers N` lets
-the emulator deliver N at once (its default is 4): on 2026-12-04 events waited 56-77 s at the
-median in the web tier's line behind the success pages' polls, and 4 s with both.
+the emulator deliver N at once (its default is 4): on 2026-12-04 events waited 44-95 s at the
+median in the web tier's line behind the success pages' polls, and 4-8 s with both.
 
 Two instances, one database (issue 16, item 6): `--instances 2` starts two gunicorns on two ports
 sharing PostgreSQL and one Redis (`--redis-url`, default redis://127.0.0.1:6379/0, under a key

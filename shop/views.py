@@ -5,6 +5,7 @@ import re
 import uuid
 from functools import wraps
 from itertools import groupby
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -564,6 +565,9 @@ def _status_context(request, check, poll: int) -> dict:
         "listing": booking.slot.listing,
         "starts_at": booking.slot.starts_at,
         "poll_url": reverse("shop:checkout_status", args=[booking.checkout_session_id]) + f"?poll={next_poll}",
+        "refresh_url": reverse("shop:checkout_success") + "?" + urlencode(
+            {"session_id": booking.checkout_session_id, "poll": next_poll}
+        ),
         "poll_delay": POLL_DELAYS_SECONDS[poll],
         "taking_long": poll >= POLL_TAKING_LONG,
         "held_until": _held_until(booking),
@@ -588,8 +592,9 @@ def _poll_number(request) -> int:
 def checkout_success(request):
     booking = _booking_by_session_or_404(request, request.GET.get("session_id", ""))
     check = booking_status_refresh(booking)
+    # Without JavaScript the page reloads itself, counting its reloads as htmx counts its polls.
     with timezone.override(booking.slot.listing.merchant.zone):
-        return render(request, "shop/checkout_success.html", _status_context(request, check, 0))
+        return render(request, "shop/checkout_success.html", _status_context(request, check, _poll_number(request)))
 
 
 def _final_status_response(request, pieces: tuple[bytes, ...]) -> HttpResponse:

@@ -1,6 +1,8 @@
 """The storefront's payment path end to end against the Stripe emulator: checkout, the polled
 status view, webhooks, sold-out refunds and refund failures."""
 
+import html
+import re
 import time
 
 import pytest
@@ -438,3 +440,20 @@ def test_a_payment_still_unconfirmed_after_some_seconds_no_longer_says_a_few_sec
     assert "This is taking longer than usual." in late and "a few seconds" not in late
     assert "we e-mail you as soon as your booking is confirmed" in late
     assert 'data-status="pending"' in late and 'hx-trigger="load delay:' in late  # still polling
+
+
+def test_without_javascript_the_reloading_page_counts_its_reloads_and_says_when_it_is_taking_long(client, slot, stripe_emulator):
+    """The success page reloads itself every 3 s without JavaScript (a meta refresh, and a link):
+    each reload names the next count, so a customer without htmx is told too."""
+    booking, _ = open_checkout(client, slot)
+    url = reverse("shop:checkout_success")
+
+    first = client.get(url, {"session_id": booking.checkout_session_id}).content.decode()
+    refresh = re.search(r'http-equiv="refresh" content="3;url=([^"]+)"', first)
+    assert refresh, first
+    assert html.unescape(refresh.group(1)) == f"{url}?session_id={booking.checkout_session_id}&poll=1"
+    assert "This usually takes a few seconds." in first
+
+    later = client.get(url, {"session_id": booking.checkout_session_id, "poll": 5}).content.decode()
+    assert "This is taking longer than usual." in later and "a few seconds" not in later
+    assert f"session_id={booking.checkout_session_id}&amp;poll=6" in later
