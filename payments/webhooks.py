@@ -17,7 +17,7 @@ from bookings.services import (
     PaymentFactsMismatch,
     RefundNotCreated,
     booking_confirm,
-    booking_expire,
+    booking_expire_for_session,
     merchant_stripe_account_deauthorize,
     merchant_stripe_account_sync,
     refund_record_created,
@@ -240,7 +240,7 @@ def _receive_in_one_transaction(event: dict, *, account: str, now) -> EventResul
             # Registered before the settlement's own hooks, so it runs first after the commit: an
             # error raised after it comes from those side effects run in this process (no broker).
             transaction.on_commit(mark_committed)
-            result = _dispatch(event, account=account, ask_owed_refund=False)
+            result = _dispatch(event, account=account, in_callers_transaction=True)
             if result == EventResult.IGNORED:
                 StripeEvent.objects.filter(pk=row.pk).update(status=StripeEvent.Status.IGNORED)
     except PaymentAccountMismatch as error:  # rolled back: nothing written
@@ -301,10 +301,11 @@ def _finish(row: StripeEvent, status: str, error: str) -> None:
     StripeEvent.objects.filter(pk=row.pk).update(status=status, error=error[:2000], processed_at=timezone.now())
 
 
-def _dispatch(event: dict, *, account: str, ask_owed_refund: bool = True) -> EventResult:
+def _dispatch(event: dict, *, account: str, in_callers_transaction: bool = False) -> EventResult:
     """What the event means for bookings, as an event of `account` (the endpoint's: "" the
-    platform's, else the connected account a Connect event names). `ask_owed_refund=False` inside
-    a transaction of the caller's: a refund still owed is not asked for there (_StripeCallNeeded)."""
+    platform's, else the connected account a Connect event names). `in_callers_transaction` inside
+    a transaction of the caller's: a refund still owed is not asked for there (_StripeCallNeeded),
+    and an error leaves that whole transaction to roll back."""
     event_type = event.get("type")
     if event_type not in HANDLED_EVENTS:
         return EventResult.IGNORED
@@ -313,20 +314,15 @@ def _dispatch(event: dict, *, account: str, ask_owed_refund: bool = True) -> Eve
         return _account_event(event_type, obj, account=account, created=event.get("created"))
     if event_type in CONFIRMING_EVENTS:
         facts = stripe_api.checkout_facts_from_session(obj, account=account)
-        result = booking_confirm(facts=facts, ask_owed_refund=ask_owed_refund)
+        result = booking_confirm(facts=facts, in_callers_transaction=in_callers_transaction)
         if result.refund_left_to_ask:
             raise _StripeCallNeeded(f"booking {result.booking.pk} still owes a refund request")
         return EventResult.IGNORED if result.booking is None else EventResult.PROCESSED
     if event_type in EXPIRING_EVENTS:
-        booking = Booking.objects.filter(checkout_session_id=obj.get("id")).only("pk", "stripe_account_id").first()
-        if booking is None:
-            return EventResult.IGNORED
-        if booking.stripe_account_id != account:
-            raise PaymentAccountMismatch(
-                session_id=obj.get("id"), booking_id=booking.pk, paid_on=booking.stripe_account_id, told_on=account
-            )
-        booking_expire(booking=booking)
-        return EventResult.PROCESSED
+        result = booking_expire_for_session(
+            session_id=obj.get("id"), account=account, in_callers_transaction=in_callers_transaction
+        )
+        return EventResult.IGNORED if result is None else EventResult.PROCESSED
     if event_type in REFUND_EVENTS:
         return _refund_settle(obj)
     if event_type == "charge.refunded":

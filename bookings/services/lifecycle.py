@@ -264,7 +264,7 @@ class ConfirmResult:
     outcome: ConfirmOutcome
     booking: Booking | None
     # A repeat of a payment whose refund Stripe has still to be asked for, left unasked because
-    # the caller said it must not call Stripe (`ask_owed_refund=False`).
+    # the caller's transaction holds this one, where Stripe is never called (`in_callers_transaction`).
     refund_left_to_ask: bool = False
 
 
@@ -305,7 +305,7 @@ def _check_payment_facts(booking: Booking, facts: CheckoutFacts) -> None:
         raise PaymentFactsMismatch(f"Session {facts.session_id} is paid but names no PaymentIntent.")
 
 
-def booking_confirm(*, facts: CheckoutFacts, ask_owed_refund: bool = True) -> ConfirmResult:
+def booking_confirm(*, facts: CheckoutFacts, in_callers_transaction: bool = False) -> ConfirmResult:
     """Settle a booking from its checkout session: confirm it and take its seats, exactly once.
 
     In one transaction: only a pending booking moves; its open hold becomes the sale (the seats
@@ -317,9 +317,11 @@ def booking_confirm(*, facts: CheckoutFacts, ask_owed_refund: bool = True) -> Co
     seats are left. Whoever comes second gets ALREADY_DONE and changes nothing. E-mails and refunds run
     after commit. Raises PaymentFactsMismatch when the session does not describe the booking.
 
-    A repeat of a payment whose refund is still owed asks Stripe for it again at once; a caller
-    inside a transaction of its own passes `ask_owed_refund=False` and is told instead
-    (`refund_left_to_ask`), so that Stripe is never called under its uncommitted writes.
+    A repeat of a payment whose refund is still owed asks Stripe for it again at once. A caller
+    whose own transaction holds this one (the webhook's, which records the event with it) passes
+    `in_callers_transaction=True`: it is told of such a refund instead (`refund_left_to_ask`), so
+    that Stripe is never called under its uncommitted writes, and no savepoint is made, so an
+    error raised here leaves the caller's whole transaction to roll back.
     """
     if facts.status == "expired" or not facts.is_settled:
         booking = _booking_for_session(facts)
@@ -330,11 +332,11 @@ def booking_confirm(*, facts: CheckoutFacts, ask_owed_refund: bool = True) -> Co
             return booking_expire(booking=booking)
         return ConfirmResult(ConfirmOutcome.NOT_PAID_YET, booking)
 
-    result = _booking_confirm_paid(facts)
+    result = _booking_confirm_paid(facts, savepoint=not in_callers_transaction)
     if result.outcome == ConfirmOutcome.ALREADY_DONE and _refund_still_to_ask(result.booking):
         # The payment's news again (Stripe retrying the webhook that answered 500, a late poll):
         # the moment to ask once more for a refund the first attempt could not make, not a no-op.
-        if not ask_owed_refund:
+        if in_callers_transaction:
             return ConfirmResult(result.outcome, result.booking, refund_left_to_ask=True)
         booking_follow_up(booking_id=result.booking.pk)
     return result
@@ -344,8 +346,8 @@ def _refund_still_to_ask(booking: Booking) -> bool:
     return Refund.objects.filter(booking=booking, status=RefundStatus.REQUESTED).exists()
 
 
-def _booking_confirm_paid(facts: CheckoutFacts) -> ConfirmResult:
-    with transaction.atomic():
+def _booking_confirm_paid(facts: CheckoutFacts, *, savepoint: bool) -> ConfirmResult:
+    with transaction.atomic(savepoint=savepoint):
         booking = _booking_for_session(facts, lock=True)
         if booking is None:
             return ConfirmResult(ConfirmOutcome.UNKNOWN_SESSION, None)
@@ -406,11 +408,32 @@ def booking_expire(*, booking: Booking) -> ConfirmResult:
     """The checkout session expired or its payment failed: a pending booking expires and the
     seats it held are free again at once (`lapsed` if its time was up, else `released`). No seat was sold."""
     with transaction.atomic():
-        booking = _locked(booking.pk)
-        if booking.status != S.PENDING:
-            return ConfirmResult(ConfirmOutcome.ALREADY_DONE, booking)
-        hold_release(booking=booking)
-        booking_transition(booking, S.EXPIRED)
+        return _booking_expire_locked(_locked(booking.pk))
+
+
+def booking_expire_for_session(
+    *, session_id: str, account: str, in_callers_transaction: bool = False
+) -> ConfirmResult | None:
+    """`booking_expire` for the booking of a checkout session of `account` ("" the platform's),
+    found and locked in one read. None when no booking has this session; raises
+    PaymentAccountMismatch, changing nothing, when its booking was paid on another account.
+    `in_callers_transaction` as for `booking_confirm`: no savepoint."""
+    with transaction.atomic(savepoint=not in_callers_transaction):
+        booking = Booking.objects.select_for_update().filter(checkout_session_id=session_id).first()
+        if booking is None:
+            return None
+        if booking.stripe_account_id != account:
+            raise PaymentAccountMismatch(
+                session_id=session_id, booking_id=booking.pk, paid_on=booking.stripe_account_id, told_on=account
+            )
+        return _booking_expire_locked(booking)
+
+
+def _booking_expire_locked(booking: Booking) -> ConfirmResult:
+    if booking.status != S.PENDING:
+        return ConfirmResult(ConfirmOutcome.ALREADY_DONE, booking)
+    hold_release(booking=booking)
+    booking_transition(booking, S.EXPIRED)
     return ConfirmResult(ConfirmOutcome.EXPIRED, booking)
 
 

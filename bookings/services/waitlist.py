@@ -101,6 +101,11 @@ def waitlist_offers_make(*, slot_id: int, now: dt.datetime | None = None) -> lis
     entries offered seats."""
     now = now or timezone.now()
     offered: list[WaitlistEntry] = []
+    # Nobody waiting (most seats freed): nothing to lock. A customer joining meanwhile locks the
+    # slot and finds the seats free (its join is refused: book instead), or waits for the caller's
+    # lock on it when the caller has just freed them, and then finds them free as well.
+    if not WaitlistEntry.objects.filter(slot_id=slot_id, status=W.WAITING).exists():
+        return offered
     with transaction.atomic():
         # The slot's row only (`of`): on PostgreSQL a plain FOR UPDATE would lock the joined
         # listing as well, and a customer's cancel (booking, then here) would deadlock with a

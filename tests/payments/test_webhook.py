@@ -1,4 +1,5 @@
 import json
+import re
 import time
 
 import pytest
@@ -141,6 +142,13 @@ def test_an_ignored_event_is_recorded_with_its_outcome_in_one_write_and_once(cli
     assert event.processed_at is not None and event.processed_at == event.claimed_at
 
 
+def statement_shape(sql: str) -> str:
+    """`VERB table` of a statement: what it does to which rows."""
+    verb = sql.split(" ", 1)[0]
+    table = re.search(r'(?:FROM|UPDATE|INTO) "(\w+)"', sql).group(1)
+    return f"{verb} {table}"
+
+
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("event_type", ["checkout.session.completed", "checkout.session.expired"])
 def test_a_checkout_event_is_recorded_with_its_outcome_in_the_transaction_that_settles_its_booking(client, event_type):
@@ -171,9 +179,23 @@ def test_a_checkout_event_is_recorded_with_its_outcome_in_the_transaction_that_s
     booking_reads = [i for i, q in enumerate(queries.captured_queries[:statements.index("COMMIT")])
                      if q["sql"].startswith("SELECT") and 'FROM "bookings_booking"' in q["sql"]]
     assert statements.index("BEGIN") < booking_reads[0]
-    if paid:
-        assert len(booking_reads) == 1  # the settlement's own (FOR UPDATE; SQLite locks the database instead)
-        assert "FOR UPDATE" in queries.captured_queries[booking_reads[0]]["sql"] or connection.vendor == "sqlite"
+    assert len(booking_reads) == 1  # the settlement's own (FOR UPDATE; SQLite locks the database instead)
+    assert "FOR UPDATE" in queries.captured_queries[booking_reads[0]]["sql"] or connection.vendor == "sqlite"
+    # Nothing in it is caught and carried on from, so no savepoint: every statement is the work's.
+    in_transaction = queries.captured_queries[statements.index("BEGIN") + 1:statements.index("COMMIT")]
+    settled = [statement_shape(q["sql"]) for q in in_transaction]
+    assert settled == [
+        "INSERT bookings_stripeevent",
+        "SELECT bookings_booking",
+        "SELECT bookings_hold",
+        *(
+            ["UPDATE bookings_slot", "UPDATE bookings_hold"]  # the held seats sold
+            if paid
+            # the held seats free, and nobody waits for them: the time is neither read nor locked
+            else ["UPDATE bookings_hold", "UPDATE bookings_slot", "SELECT bookings_waitlistentry"]
+        ),
+        "UPDATE bookings_booking",
+    ]
     event = StripeEvent.objects.get()
     assert (event.event_id, event.status, event.attempts) == ("evt_one_commit", StripeEvent.Status.PROCESSED, 1)
     booking.refresh_from_db()
