@@ -219,6 +219,33 @@ def test_an_expired_session_expires_the_pending_booking(client, booking):
     assert booking.status == BookingStatus.EXPIRED
 
 
+def test_an_expired_session_offers_its_freed_seats_to_the_first_in_line(client, django_capture_on_commit_callbacks):
+    from bookings.models import Booking, WaitlistEntry
+    from bookings.services import booking_start, waitlist_join
+    from tests.factories import make_slot
+
+    slot = make_slot(capacity=2)
+    holder = booking_start(slot=slot, quantity=2, customer_email="holder@example.com", customer_name="Holder")
+    Booking.objects.filter(pk=holder.pk).update(checkout_session_id="cs_test_freed")
+    holder.refresh_from_db()
+    grace = waitlist_join(slot=slot, quantity=2, customer_email="grace@example.com", customer_name="Grace")
+    payload = event_payload(
+        "checkout.session.expired", session_object(holder, status="expired", payment_status="unpaid", payment_intent=None)
+    )
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = post(client, payload, stripe_signature(payload, SECRET))
+
+    assert response.status_code == 200 and response.content == b"processed"
+    holder.refresh_from_db()
+    grace.refresh_from_db()
+    slot.refresh_from_db()
+    assert holder.status == BookingStatus.EXPIRED
+    assert grace.status == WaitlistEntry.Status.OFFERED and grace.offer_hold.quantity == 2
+    assert (slot.seats_left, slot.seats_held) == (0, 2)  # held again, for Grace
+    assert [m.to for m in mail.outbox if m.subject.startswith("Seats are free for you")] == [["grace@example.com"]]
+
+
 def test_a_failed_async_payment_expires_the_pending_booking(client, booking):
     obj = session_object(booking, payment_status="unpaid")
     payload = event_payload("checkout.session.async_payment_failed", obj)
