@@ -75,9 +75,18 @@ def wait_until(condition, timeout=5.0):
         time.sleep(0.01)
 
 
+def key_reserved(emulator, key: str) -> bool:
+    """Whether a request has claimed `key` and is still running (the emulator's own store: a
+    request is in flight a moment before it claims its key)."""
+    row = emulator.backend.store.query_one("SELECT state FROM idempotency WHERE key = ?", (key,))
+    return row is not None and row["state"] == "in_flight"
+
+
 def test_same_key_while_the_first_request_runs_is_409(emulator, client, control):
     intent_id = paid_intent(client, control)
-    control.fail_refunds(1, mode="timeout", seconds=1.0)
+    # Long enough for the second request to be answered while the first still hangs, however
+    # slow the machine: the first holds the key until its hang ends.
+    control.fail_refunds(1, mode="timeout", seconds=3.0)
     outcome = {}
 
     def first_attempt():
@@ -89,6 +98,9 @@ def test_same_key_while_the_first_request_runs_is_409(emulator, client, control)
     thread = threading.Thread(target=first_attempt)
     thread.start()
     wait_until(lambda: any(r["idempotency_key"] == "busy-key" for r in control.requests_in_flight()))
+    # In flight is not yet claimed: the second request must come after the first claims the key,
+    # or it claims it itself and meets the first's hang (seen once in CI).
+    wait_until(lambda: key_reserved(emulator, "busy-key"))
     concurrent = post(emulator, "/v1/refunds", {"payment_intent": intent_id}, key="busy-key")
     assert concurrent.status_code == 409
     error = concurrent.json()["error"]
