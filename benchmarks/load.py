@@ -831,6 +831,14 @@ def main() -> None:
                 "webhooks": webhook,
             }
             settings.STRIPE_WEBHOOK_SECRETS = [WEBHOOK_SECRET]
+            if broker_env["CELERY_BROKER_URL"]:
+                # As the gunicorn workers do: tasks published to the run's queue, not run here.
+                from config import celery_app
+
+                settings.CELERY_BROKER_URL = broker_env["CELERY_BROKER_URL"]
+                celery_app.conf.update(
+                    broker_url=broker_env["CELERY_BROKER_URL"], task_default_queue=broker_env["CELERY_QUEUE"]
+                )
             for row in rows:
                 for prefix, make_request in profiles.items():
                     if row.met is False and row.scenario.startswith(prefix):
