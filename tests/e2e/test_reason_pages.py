@@ -220,3 +220,45 @@ def test_a_payment_not_yet_confirmed_says_so_then_that_it_is_taking_longer(width
     expect(panel).not_to_contain_text("a few seconds")
     page.screenshot(path=SCREENSHOTS / f"success-taking-long-{width}.png", full_page=True)
     assert fits_the_width(page), f"the success page scrolls sideways at the {width} width"
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_without_javascript_the_success_page_reloads_itself_and_says_when_it_is_taking_longer(
+    width, new_context, shop, stripe
+):
+    """JavaScript off: the page's own meta refresh reloads it every 3 s with the next count, so a
+    customer without htmx is told too. Opened at the fourth reload, the next one says so."""
+    from zoneinfo import ZoneInfo
+
+    from bookings.models import Hold
+
+    merchant = make_merchant(timezone_name="Europe/Paris", display_name="Atelier Lumière")
+    listing = make_listing(merchant=merchant, title="Pottery evening", price_amount=2500, currency="eur")
+    started = checkout_start(
+        slot=make_slot(listing=listing, capacity=4),
+        quantity=1,
+        customer_email="ada@example.com",
+        customer_name="Ada Lovelace",
+        success_url=shop.url(reverse("shop:checkout_success")) + "?session_id={CHECKOUT_SESSION_ID}",
+        cancel_url=shop.url("/"),
+    )
+    session_id = started.booking.checkout_session_id
+    held_until = Hold.objects.get(booking=started.booking, ended_at__isnull=True).expires_at
+    held_until = held_until.astimezone(ZoneInfo("Europe/Paris")).strftime("%H:%M")
+    page = new_context(**WIDTHS[width], java_script_enabled=False).new_page()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    page.goto(shop.url(reverse("shop:checkout_success")) + f"?session_id={session_id}&poll=4")
+    expect(page.get_by_role("heading", name="Confirming your payment…")).to_be_visible()
+    expect(page.locator("body")).to_contain_text("This usually takes a few seconds.")
+    expect(page.get_by_role("link", name="Refresh")).to_have_attribute("href", f"/checkout/success/?session_id={session_id}&poll=5")
+
+    page.wait_for_url("**poll=5", timeout=10_000)  # the meta refresh, by itself
+    expect(page.get_by_test_id("taking-long")).to_contain_text(
+        "This is taking longer than usual. You can keep this page open; it updates by itself, and we e-mail you "
+        "as soon as your booking is confirmed."
+    )
+    expect(page.locator("body")).to_contain_text(f"Your seat is held for you until {held_until} (Europe/Paris).")
+    expect(page.locator("body")).not_to_contain_text("a few seconds")
+    page.screenshot(path=SCREENSHOTS / f"success-taking-long-no-js-{width}.png", full_page=True)
+    assert fits_the_width(page), f"the success page scrolls sideways at the {width} width"

@@ -457,3 +457,15 @@ def test_without_javascript_the_reloading_page_counts_its_reloads_and_says_when_
     later = client.get(url, {"session_id": booking.checkout_session_id, "poll": 5}).content.decode()
     assert "This is taking longer than usual." in later and "a few seconds" not in later
     assert f"session_id={booking.checkout_session_id}&amp;poll=6" in later
+
+
+@pytest.mark.parametrize("poll", ["abc", "-3", "99999999999999999999", "\x00", "٣"])
+def test_a_success_page_reload_count_that_is_not_a_small_number_counts_as_the_first(client, slot, stripe_emulator, poll):
+    booking, _ = open_checkout(client, slot)
+
+    response = client.get(reverse("shop:checkout_success"), {"session_id": booking.checkout_session_id, "poll": poll})
+
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "This usually takes a few seconds." in page
+    assert f"session_id={booking.checkout_session_id}&amp;poll=1" in page
