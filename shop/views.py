@@ -35,8 +35,7 @@ from bookings.policies import cancel_quote, reschedule_refusal
 from bookings.services import BookingError, hold_minutes, merchant_payments_refusal, waitlist_join_refusal
 from bookings.storefront_cache import (
     final_status_key,
-    fragment_get,
-    fragment_set,
+    fragment_kept,
     status_panel_get,
     status_panel_set,
     storefront_version,
@@ -120,18 +119,6 @@ async def benchmark_stripe_call_async(request):
     return HttpResponse("ok", content_type="text/plain")
 
 
-def _cached(key: str, seconds: int, make):
-    """`make()`, kept in the cache for `seconds` under `key` (0: always made afresh; None is never kept)."""
-    if seconds <= 0:
-        return make()
-    value = fragment_get(key)
-    if value is None:
-        value = make()
-        if value is not None:
-            fragment_set(key, value, seconds)
-    return value
-
-
 def _without_session(request) -> bool:
     """Nobody signed in and no message waiting: a public page is then the same for every such
     visitor but for its CSRF token."""
@@ -143,17 +130,14 @@ def _public_page(request, *, key: str, template: str, context) -> tuple[bytes, .
     """A public page, rendered with a marker where the CSRF token goes, and kept whole in the cache
     (under `key`, which must name the storefront version) for visitors without a session.
     `context()` gives None for a page that does not exist; nothing is kept for it."""
-    seconds = settings.STOREFRONT_CACHE_SECONDS
-    cacheable = seconds > 0 and _without_session(request)
-    html = fragment_get(key) if cacheable else None
-    if html is None:
+
+    def make() -> tuple[bytes, ...] | None:
         values = context()
         if values is None:
             return None
-        html = _pieces(render_to_string(template, {**values, "csrf_token": CSRF_TOKEN_MARKER}, request=request))
-        if cacheable:
-            fragment_set(key, html, seconds)
-    return html
+        return _pieces(render_to_string(template, {**values, "csrf_token": CSRF_TOKEN_MARKER}, request=request))
+
+    return fragment_kept(key, settings.STOREFRONT_CACHE_SECONDS, make) if _without_session(request) else make()
 
 
 @require_GET
@@ -162,7 +146,7 @@ def catalog(request):
 
     def context():
         # The cards are the same for everyone, signed in or not: rendered once per version.
-        cards = _cached(
+        cards = fragment_kept(
             f"storefront:catalog:{version}",
             settings.STOREFRONT_CACHE_SECONDS,
             lambda: render_to_string("shop/_catalog_cards.html", {"listings": selectors.catalog_listings()}),
@@ -349,7 +333,7 @@ def listing_detail(request, slug: str):
     version = storefront_version()
     # The listing's part is the same for every customer, signed in or not: rendered once per
     # version (only listings on sale are kept, so unknown addresses fill nothing).
-    page = _cached(
+    page = fragment_kept(
         f"storefront:listing:{slug}:{version}",
         settings.STOREFRONT_CACHE_SECONDS,
         lambda: _listing_for_customers(slug),
