@@ -576,9 +576,9 @@ def main() -> None:
     )
     parser.add_argument("--connections", type=int, default=12, help="wrk connections (default 12)")
     parser.add_argument("--workers", type=int, default=3, help="gunicorn workers, as the Procfile's default (3)")
-    parser.add_argument("--gunicorn-threads", type=int, default=0,
-                        help="threads per gunicorn worker (gthread; the Procfile runs 8); 0: sync workers (default, "
-                        "as the figures below were taken)")
+    parser.add_argument("--gunicorn-threads", type=int, default=8,
+                        help="threads per gunicorn worker (gthread), as the Procfile's default (8); 0: sync "
+                        "workers, as the figures before 2026-12-04 13:00 were taken")
     parser.add_argument("--instances", type=int, default=1,
                         help="gunicorn instances on ports of their own sharing PostgreSQL and Redis (default 1)")
     parser.add_argument("--webhook-rate", type=float, default=60, help="webhooks per second (default 60)")
